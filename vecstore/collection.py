@@ -1,0 +1,521 @@
+"""A collection: ids, vectors, documents and metadata, searchable by exact top-k.
+
+Writes follow the store's publish protocol: new segment files are written and fsynced first,
+then one catalog transaction publishes them together with the rows, so a write is either
+wholly visible or not at all, and is durable when the call returns. Small writes wait in the
+catalog's ``pending`` table and are sealed into segments as they accumulate; segments of a
+similar size are merged as they pile up. Reads run in one SQLite read transaction, against a
+snapshot of the catalog version they began with.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import inputs
+from .errors import (
+    CollectionNotFound,
+    CorruptStoreError,
+    DuplicateIdError,
+    IdNotFound,
+    InvalidInput,
+    StoreIOError,
+)
+from .index import flat
+from .results import GetResult, QueryResult
+from .storage.catalog import Catalog, CollectionRecord
+from .storage.files import remove_quietly
+from .storage.filters import compile_filters
+from .storage.segments import SUFFIX, write_segment
+
+if TYPE_CHECKING:
+    from .database import Database
+
+METRICS = ("cosine", "dot", "l2")
+MERGE_FACTOR = 4  # segments of one size tier merged together; bounds the segment count by log
+WRITE_BLOCK_ROWS = 16_384  # rows gathered at a time when a merge streams a new segment
+SNAPSHOT_RETRIES = 5
+
+
+class Collection:
+    """A named set of rows ``(id, vector, document, metadata)`` of one dimension and metric.
+
+    Get one from ``Database.create_collection`` or ``Database.get_collection``.
+    """
+
+    def __init__(self, db: Database, record: CollectionRecord):
+        self._db = db
+        self._record = record
+
+    @property
+    def name(self) -> str:
+        return self._record.name
+
+    @property
+    def dim(self) -> int:
+        return self._record.dim
+
+    @property
+    def metric(self) -> str:
+        return self._record.metric
+
+    def __repr__(self) -> str:
+        return f"<vecstore.Collection {self.name!r} dim={self.dim} metric={self.metric!r}>"
+
+    # -- writes -------------------------------------------------------------------------
+
+    def add(
+        self,
+        ids: Sequence[str],
+        *,
+        vectors: Any,
+        documents: Sequence[str | None] | None = None,
+        metadata: Sequence[dict | None] | None = None,
+    ) -> None:
+        """Add new rows. Raises ``DuplicateIdError`` (and adds nothing) if any id exists.
+
+        Parameters
+        ----------
+        ids : list of str
+            Unique, non-empty strings.
+        vectors : array-like, float (n, dim)
+            One finite vector per id (a single 1-D vector is accepted for one id).
+        documents : list of str or None, optional
+        metadata : list of dict or None, optional
+            Values are str, int, float, bool, None, or lists of those.
+        """
+        rows = self._rows(ids, vectors, documents, metadata)
+        self._write(lambda cat, written: self._insert(cat, written, *rows, refuse_existing=True))
+
+    def upsert(
+        self,
+        ids: Sequence[str],
+        *,
+        vectors: Any,
+        documents: Sequence[str | None] | None = None,
+        metadata: Sequence[dict | None] | None = None,
+    ) -> None:
+        """Add rows, replacing whole any row whose id exists (vector, document and metadata)."""
+        rows = self._rows(ids, vectors, documents, metadata)
+        self._write(lambda cat, written: self._insert(cat, written, *rows, refuse_existing=False))
+
+    def update(
+        self,
+        ids: Sequence[str],
+        *,
+        vectors: Any = None,
+        documents: Sequence[str | None] | None = None,
+        metadata: Sequence[dict | None] | None = None,
+    ) -> None:
+        """Replace the given fields of existing rows; fields not passed stay as they are.
+
+        Metadata is replaced whole, not merged. Raises ``IdNotFound`` (and changes nothing)
+        if any id does not exist.
+        """
+        ids = inputs.ids(ids)
+        n = len(ids)
+        x = None if vectors is None else inputs.matrix(vectors, self.dim, n=n)
+        docs = None if documents is None else inputs.documents(documents, n)
+        metas = None if metadata is None else inputs.metadata(metadata, n)
+        packed = None if metas is None else [inputs.pack_meta(m) for m in metas]
+
+        def apply(cat: Catalog, written: list[Path]) -> None:
+            self._require(cat)
+            found = cat.locate(self._record.id, ids)
+            missing = [i for i in ids if i not in found]
+            if missing:
+                raise IdNotFound(
+                    f"update: {len(missing)} ids do not exist in {self.name!r}: {missing[:5]}"
+                )
+            located = [found[i] for i in ids]
+            self._change(cat, written, located, x, docs, metas, packed)
+
+        self._write(apply)
+
+    def delete(self, ids: Sequence[str] | None = None, *, where: dict | None = None) -> int:
+        """Delete rows by id, by filter, or both (rows matching both); return how many.
+
+        Ids that do not exist are ignored. ``where={}`` matches every row.
+        """
+        if ids is None and where is None:
+            raise InvalidInput("delete() needs ids, a where filter, or both")
+        ids = None if ids is None else inputs.ids(ids)
+        sql, params = compile_filters(self._record.id, where)
+
+        def apply(cat: Catalog, written: list[Path]) -> int:
+            self._require(cat)
+            if ids is not None:
+                located = list(cat.locate(self._record.id, ids).values())
+                if where is not None:
+                    keep = {r[0] for r in cat.filtered(self._record.id, sql, params)}
+                    located = [r for r in located if r[0] in keep]
+            else:
+                located = cat.filtered(self._record.id, sql, params)
+            if located:
+                cat.release_vectors(located)
+                cat.delete_rows([r[0] for r in located])
+                cat.bump(self._record.id)
+            return len(located)
+
+        return self._write(apply)
+
+    def compact(self) -> None:
+        """Seal pending vectors and rewrite every segment into one, dropping deleted vectors.
+
+        Afterwards no deleted or replaced vector remains on disk. Readers are never blocked;
+        they switch to the new segment on their next query.
+        """
+        with self._db._writing() as cat:
+            with cat.read():
+                self._require(cat)
+            self._seal(cat, force=True)
+            with cat.read():
+                records = cat.segments(self._record.id)
+                dead = cat.dead_counts(self._record.id)
+            if len(records) > 1 or dead:
+                self._rewrite(cat, [r.id for r in records])
+            cat.checkpoint()
+
+    # -- reads --------------------------------------------------------------------------
+
+    def count(self, where: dict | None = None) -> int:
+        """Number of rows, or of rows matching ``where``."""
+        sql, params = compile_filters(self._record.id, where)
+        with self._db._reading() as cat:
+            self._require(cat)
+            return cat.count(self._record.id, sql, params)
+
+    def get(
+        self,
+        ids: Sequence[str] | None = None,
+        *,
+        where: dict | None = None,
+        where_document: dict | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        include_vectors: bool = False,
+    ) -> GetResult:
+        """Rows by id (in the order given; missing ids are skipped) or by filter.
+
+        Without ids, rows come in insertion order, ``offset`` and ``limit`` paginate, and
+        ``where={}`` or no filter means every row.
+        """
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+            raise InvalidInput(f"limit must be a non-negative int or None; got {limit!r}")
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise InvalidInput(f"offset must be a non-negative int; got {offset!r}")
+        ids = None if ids is None else inputs.ids(ids)
+        sql, params = compile_filters(self._record.id, where, where_document)
+        for _ in range(SNAPSHOT_RETRIES):
+            with self._db._reading() as cat:
+                self._require(cat)
+                if ids is not None:
+                    found = cat.rows_by_id(self._record.id, ids)
+                    if where is not None or where_document is not None:
+                        keep = {r[0] for r in cat.filtered(self._record.id, sql, params)}
+                        found = {k: v for k, v in found.items() if v[0] in keep}
+                    rows = [(i, *found[i]) for i in ids if i in found]
+                    rows = rows[offset:] if limit is None else rows[offset : offset + limit]
+                else:
+                    rows = cat.rows_where(self._record.id, sql, params, limit, offset)
+                vectors = None
+                if include_vectors:
+                    try:
+                        snap = self._snapshot(cat)
+                    except FileNotFoundError:
+                        continue
+                    vectors = snap.vectors_of([r[1:4] for r in rows], self.dim)
+                return GetResult(
+                    ids=[r[0] for r in rows],
+                    documents=[r[4] for r in rows],
+                    metadata=[inputs.unpack_meta(r[5]) for r in rows],
+                    vectors=vectors,
+                )
+        raise self._vanished()
+
+    def peek(self, n: int = 10) -> GetResult:
+        """The first ``n`` rows in insertion order."""
+        return self.get(limit=n)
+
+    def query(
+        self,
+        q: Any,
+        *,
+        k: int = 10,
+        where: dict | None = None,
+        where_document: dict | None = None,
+    ) -> QueryResult:
+        """The ``k`` rows most similar to the vector ``q``, best first.
+
+        With filters, exactly ``min(k, number of matching rows)`` results come back.
+        ``QueryResult.scores`` is higher-is-better; see ``QueryResult`` for each metric.
+        """
+        xq = inputs.query_vector(q, self.dim)
+        return self._search(xq, k, where, where_document)[0]
+
+    def query_many(
+        self,
+        queries: Any,
+        *,
+        k: int = 10,
+        where: dict | None = None,
+        where_document: dict | None = None,
+    ) -> list[QueryResult]:
+        """``query`` for each row of a 2-D ``(nq, dim)`` array; one ``QueryResult`` per row."""
+        xq = inputs.matrix(queries, self.dim, what="queries")
+        return self._search(xq, k, where, where_document)
+
+    # -- internals: reading -------------------------------------------------------------
+
+    def _require(self, cat: Catalog) -> None:
+        if cat.version(self._record.id) is None:
+            raise CollectionNotFound(f"collection {self.name!r} was deleted")
+
+    def _vanished(self) -> CorruptStoreError:
+        return CorruptStoreError(
+            f"collection {self.name!r}: a segment file named by the catalog is missing from "
+            f"{self._db._collection_dir(self._record)}"
+        )
+
+    def _snapshot(self, cat: Catalog) -> flat.Snapshot:
+        """The snapshot for the catalog version visible in the current read transaction."""
+        coll = self._record.id
+        version = cat.version(coll)
+        if version is None:
+            raise CollectionNotFound(f"collection {self.name!r} was deleted")
+        snap = self._db._snapshots.get(coll)
+        if snap is None or snap.version != version:
+            snap = flat.load_snapshot(
+                cat, coll, self._db._collection_dir(self._record), self.dim, version, snap,
+                self._db._segments.setdefault(coll, {}),
+            )
+            self._db._snapshots[coll] = snap
+        return snap
+
+    def _search(self, xq: np.ndarray, k: int, where: Any, where_document: Any) -> list[QueryResult]:
+        k = inputs.top_k(k)
+        filtered = where is not None or where_document is not None
+        sql, params = compile_filters(self._record.id, where, where_document)
+        for _ in range(SNAPSHOT_RETRIES):
+            with self._db._reading() as cat:
+                try:
+                    snap = self._snapshot(cat)
+                except FileNotFoundError:
+                    continue  # a compaction replaced a segment after our snapshot began
+                allowed = None
+                if filtered:
+                    allowed = snap.allowed(cat.filtered(self._record.id, sql, params))
+                scores, rids, counts = flat.search(snap.parts, xq, self.metric, k, allowed)
+                records = cat.records(np.unique(rids[rids >= 0]).tolist())
+            return [self._result(scores[i, : counts[i]], rids[i, : counts[i]], records)
+                    for i in range(len(xq))]
+        raise self._vanished()
+
+    def _result(self, scores: np.ndarray, rids: np.ndarray, records: dict) -> QueryResult:
+        rows = [records[int(r)] for r in rids]
+        return QueryResult(
+            ids=[r[0] for r in rows],
+            scores=np.ascontiguousarray(scores, dtype=np.float32),
+            documents=[r[1] for r in rows],
+            metadata=[inputs.unpack_meta(r[2]) for r in rows],
+            metric=self.metric,
+        )
+
+    # -- internals: writing -------------------------------------------------------------
+
+    def _rows(self, ids: Any, vectors: Any, documents: Any, metadata: Any) -> tuple:
+        ids = inputs.ids(ids)
+        n = len(ids)
+        if vectors is None:
+            raise InvalidInput(f"collection {self.name!r} needs vectors for every row")
+        x = inputs.matrix(vectors, self.dim, n=n)
+        docs = inputs.documents(documents, n)
+        metas = inputs.metadata(metadata, n)
+        packed = [inputs.pack_meta(m) for m in metas]
+        return ids, x, docs, metas, packed
+
+    @contextmanager
+    def _publishing(self, cat: Catalog) -> Iterator[list[Path]]:
+        """A write transaction that collects the segment files written inside it.
+
+        If the transaction does not commit, those files are removed, unless an I/O error
+        makes the outcome uncertain: then the next open's cleanup decides, by the catalog.
+        """
+        written: list[Path] = []
+        try:
+            with cat.write():
+                yield written
+        except StoreIOError:
+            raise
+        except BaseException:
+            for path in written:
+                remove_quietly(path)
+            raise
+
+    def _write(self, apply: Callable[[Catalog, list[Path]], Any]) -> Any:
+        """Run ``apply`` in one write transaction, then seal and merge if due.
+
+        ``apply`` receives the catalog and the list of files written, for ``_new_segment``.
+        """
+        with self._db._writing() as cat:
+            with self._publishing(cat) as written:
+                result = apply(cat, written)
+            self._seal(cat, force=False)
+            self._merge(cat)
+            return result
+
+    def _new_segment(self, cat: Catalog, written: list[Path],
+                     blocks: Iterator[np.ndarray] | Sequence[np.ndarray],
+                     norms: np.ndarray, rids: np.ndarray) -> int:
+        """Write a segment file durably and register it (inside the caller's transaction)."""
+        directory = self._db._collection_dir(self._record)
+        directory.mkdir(parents=True, exist_ok=True)
+        name = f"{uuid.uuid4().hex}{SUFFIX}"
+        written.append(directory / name)
+        info = write_segment(directory, name, blocks, norms, rids)
+        return cat.insert_segment(self._record.id, info)
+
+    def _place(self, cat: Catalog, written: list[Path], rids: Sequence[int],
+               x: np.ndarray) -> tuple[int | None, list | None]:
+        """Store vectors for rows ``rids``: a new segment if large, else the pending table."""
+        from .kernels.exact import row_norms
+
+        if len(rids) >= self._seal_rows():
+            seg = self._new_segment(cat, written, [x], row_norms(x), np.asarray(rids, dtype=np.int64))
+            return seg, list(range(len(rids)))
+        cat.insert_pending(self._record.id, rids, (row.tobytes() for row in x))
+        return None, None
+
+    def _insert(self, cat: Catalog, written: list[Path], ids, x, docs, metas, packed, *,
+                refuse_existing: bool) -> None:
+        self._require(cat)
+        coll = self._record.id
+        found = cat.locate(coll, ids)
+        if found and refuse_existing:
+            dup = [i for i in ids if i in found]
+            raise DuplicateIdError(
+                f"add: {len(dup)} ids already exist in {self.name!r}: {dup[:5]}; use upsert() "
+                "to replace them"
+            )
+        if found:
+            old = [j for j, i in enumerate(ids) if i in found]
+            self._change(cat, written, [found[ids[j]] for j in old], x[old], [docs[j] for j in old],
+                         [metas[j] for j in old], [packed[j] for j in old])
+            new = [j for j, i in enumerate(ids) if i not in found]
+            if not new:
+                return
+            ids, x = [ids[j] for j in new], x[new]
+            docs, metas, packed = [docs[j] for j in new], [metas[j] for j in new], [packed[j] for j in new]
+        start = cat.next_rid()
+        rids = list(range(start, start + len(ids)))
+        seg, positions = self._place(cat, written, rids, x)
+        cat.insert_rows(coll, rids, ids, seg, positions, docs, packed)
+        cat.insert_mindex(coll, inputs.meta_entries(rids, metas))
+        cat.bump(coll)
+
+    def _change(self, cat: Catalog, written: list[Path], located: list, x, docs, metas,
+                packed) -> None:
+        """Replace fields of existing rows ``(rid, seg, pos)``; None means leave as is."""
+        rids = [r[0] for r in located]
+        if x is not None:
+            cat.release_vectors(located)
+            seg, positions = self._place(cat, written, rids, x)
+            cat.set_location(rids, seg, positions)
+        if docs is not None:
+            cat.set_documents(rids, docs)
+        if metas is not None:
+            cat.set_metas(rids, packed)
+            cat.delete_mindex(rids)
+            cat.insert_mindex(self._record.id, inputs.meta_entries(rids, metas))
+        cat.bump(self._record.id)
+
+    def _seal_rows(self) -> int:
+        # Cap pending bytes per collection at about 8 MiB whatever the dimension.
+        return max(1, min(self._db.seal_rows, (8 << 20) // (4 * self.dim)))
+
+    def _seal(self, cat: Catalog, *, force: bool) -> None:
+        """Move pending vectors into a new segment once enough have accumulated."""
+        from .kernels.exact import row_norms
+
+        coll = self._record.id
+        with cat.read():
+            count = cat.pending_count(coll)
+        if count == 0 or (count < self._seal_rows() and not force):
+            return
+        with self._publishing(cat) as written:
+                pending = cat.pending(coll)
+                blobs = cat.pending_vectors([p for p, _ in pending])
+                x = np.frombuffer(b"".join(blobs[p] for p, _ in pending), dtype="<f4")
+                x = x.reshape(len(pending), self.dim)
+                rids = [r for _, r in pending]
+                seg = self._new_segment(cat, written, [x], row_norms(x),
+                                        np.asarray(rids, dtype=np.int64))
+                cat.set_location(rids, seg, list(range(len(rids))))
+                cat.clear_pending([p for p, _ in pending])
+                cat.bump(coll)
+
+    def _merge(self, cat: Catalog) -> None:
+        """Merge segments of one size tier once ``MERGE_FACTOR`` of them exist, and rewrite
+        segments that are mostly deleted: the segment count stays logarithmic in the rows."""
+        base = self._seal_rows()
+        for _ in range(64):
+            with cat.read():
+                records = cat.segments(self._record.id)
+                dead = cat.dead_counts(self._record.id)
+            tiers: dict[int, list[int]] = {}
+            for rec in records:
+                live = rec.info.count - dead.get(rec.id, 0)
+                if live * 2 < rec.info.count:
+                    tiers.setdefault(-1, []).append(rec.id)
+                    continue
+                tier = int(math.log(max(live, base) / base, MERGE_FACTOR))
+                tiers.setdefault(tier, []).append(rec.id)
+            due = tiers.get(-1) or next(
+                (segs for segs in tiers.values() if len(segs) >= MERGE_FACTOR), None
+            )
+            if not due:
+                return
+            self._rewrite(cat, due)
+
+    def _rewrite(self, cat: Catalog, seg_ids: list[int]) -> None:
+        """Replace segments by one holding only their live rows, in one transaction; the old
+        files are unlinked after the commit (readers that mapped them keep their view)."""
+        coll = self._record.id
+        directory = self._db._collection_dir(self._record)
+        with self._publishing(cat) as written:
+                snap = self._snapshot(cat)
+                parts = {p.seg: p for p in snap.parts}
+                old_files = {r.id: r.info.file for r in cat.segments(coll)}
+                live = cat.live_in_segments(coll, seg_ids)
+                rids = np.fromiter((r[0] for r in live), dtype=np.int64, count=len(live))
+                if len(live):
+                    segs = np.fromiter((r[1] for r in live), dtype=np.int64, count=len(live))
+                    pos = np.fromiter((r[2] for r in live), dtype=np.int64, count=len(live))
+                    norms = np.empty(len(live), dtype=np.float32)
+                    for s in np.unique(segs):
+                        sel = segs == s
+                        norms[sel] = parts[int(s)].norms[pos[sel]]
+
+                    def blocks() -> Iterator[np.ndarray]:
+                        for i in range(0, len(live), WRITE_BLOCK_ROWS):
+                            s_, p_ = segs[i : i + WRITE_BLOCK_ROWS], pos[i : i + WRITE_BLOCK_ROWS]
+                            out = np.empty((len(p_), self.dim), dtype=np.float32)
+                            for s in np.unique(s_):
+                                sel = s_ == s
+                                out[sel] = parts[int(s)].vectors[p_[sel]]
+                            yield out
+
+                    seg = self._new_segment(cat, written, blocks(), norms, rids)
+                    cat.set_location(rids.tolist(), seg, list(range(len(live))))
+                cat.drop_segments(seg_ids)
+                cat.bump(coll)
+        for sid in seg_ids:
+            self._db._segments.get(coll, {}).pop(sid, None)
+            remove_quietly(directory / old_files[sid])

@@ -1,0 +1,306 @@
+"""The store: ``vecstore.open(path)`` returns a ``Database`` over one directory.
+
+A store directory holds ``catalog.db`` (SQLite, WAL), a ``LOCK`` file that serialises writers
+across processes, and ``collections/<dir>/`` folders of immutable segment files. The Database
+owns the catalog connection, the writer lock and the cache of mapped segments; it hands out
+``Collection`` objects. Thread-safe: one re-entrant lock guards every operation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Literal
+
+from . import inputs
+from .collection import METRICS, Collection
+from .errors import (
+    CollectionExists,
+    CollectionNotFound,
+    InvalidInput,
+    ReadOnlyError,
+    StoreClosed,
+    StoreIOError,
+    StoreNotFound,
+)
+from .index.flat import Snapshot
+from .storage.catalog import Catalog, CollectionRecord
+from .storage.files import WriterLock, fsync_dir
+from .storage.segments import Segment
+
+CATALOG = "catalog.db"
+LOCK = "LOCK"
+COLLECTIONS = "collections"
+DURABILITY = ("full", "normal")
+
+
+def open(
+    path: str | os.PathLike,
+    *,
+    read_only: bool = False,
+    durability: Literal["full", "normal"] = "full",
+    lock_timeout: float = 10.0,
+    seal_rows: int = 4096,
+) -> Database:
+    """Open (or create) the store in directory ``path``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The store's directory. Read-write opening creates it if it does not exist; an
+        existing non-empty directory that is not a store is refused.
+    read_only : bool
+        Open without taking part in writes; many read-only processes may share a store
+        with one writing process.
+    durability : {"full", "normal"}
+        ``"full"`` (default): every acknowledged write has been fsynced. ``"normal"``:
+        faster commits; a power loss (not a process crash) may lose the last writes, but
+        never corrupts the store.
+    lock_timeout : float
+        Seconds a writer waits for another process's write to finish before raising
+        ``LockTimeout``.
+    seal_rows : int
+        Small writes wait durably in the catalog and are sealed into a segment file once
+        this many vectors are pending; writes of at least this many rows go straight to a
+        segment file.
+    """
+    return Database(path, read_only=read_only, durability=durability,
+                    lock_timeout=lock_timeout, seal_rows=seal_rows)
+
+
+class Database:
+    """A vecstore store. Use ``vecstore.open()``; close it, or use it as a context manager."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        read_only: bool = False,
+        durability: str = "full",
+        lock_timeout: float = 10.0,
+        seal_rows: int = 4096,
+    ):
+        if durability not in DURABILITY:
+            raise InvalidInput(f"durability must be one of {DURABILITY}; got {durability!r}")
+        if isinstance(seal_rows, bool) or not isinstance(seal_rows, int) or seal_rows < 1:
+            raise InvalidInput(f"seal_rows must be a positive int; got {seal_rows!r}")
+        self.path = Path(path)
+        self.read_only = read_only
+        self.lock_timeout = float(lock_timeout)
+        self.seal_rows = seal_rows
+        self._lock = threading.RLock()
+        self._segments: dict[int, dict[int, Segment]] = {}
+        self._snapshots: dict[int, Snapshot] = {}
+        self._broken: str | None = None
+        self._writer: WriterLock | None = None
+        catalog_path = self.path / CATALOG
+        if read_only:
+            if not catalog_path.is_file():
+                raise StoreNotFound(f"no vecstore store at {self.path} (no {CATALOG})")
+            self._catalog = Catalog(catalog_path, read_only=True, synchronous=durability,
+                                    busy_timeout=self.lock_timeout)
+            try:
+                self._catalog.check_schema()
+            except BaseException:
+                self._catalog.close()
+                raise
+            return
+        self._prepare_directory(catalog_path)
+        self._writer = WriterLock(self.path / LOCK)
+        try:
+            self._writer.acquire(self.lock_timeout)
+            try:
+                self._catalog = Catalog(catalog_path, read_only=False, synchronous=durability,
+                                        busy_timeout=self.lock_timeout)
+                try:
+                    self._catalog.migrate()
+                    self._catalog.check_schema()
+                    self._remove_orphans()
+                except BaseException:
+                    self._catalog.close()
+                    raise
+            finally:
+                self._writer.release()
+        except BaseException:
+            self._writer.close()
+            raise
+
+    def _prepare_directory(self, catalog_path: Path) -> None:
+        if self.path.exists() and not self.path.is_dir():
+            raise StoreNotFound(f"{self.path} exists and is not a directory")
+        if self.path.is_dir() and not catalog_path.exists():
+            stray = [p.name for p in self.path.iterdir() if p.name not in (LOCK, COLLECTIONS)]
+            if stray:
+                raise StoreNotFound(
+                    f"{self.path} is a non-empty directory without a vecstore catalog "
+                    f"(found {sorted(stray)[:3]}); open an empty or new directory"
+                )
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / COLLECTIONS).mkdir(exist_ok=True)
+
+    def _remove_orphans(self) -> None:
+        """Delete files no catalog row names: temp files and leftovers of interrupted writes.
+
+        Runs under the writer lock, so no other process can be between writing a file and
+        publishing it.
+        """
+        keep = self._catalog.segment_files()
+        for entry in (self.path / COLLECTIONS).iterdir():
+            if entry.name not in keep:
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+                continue
+            for f in entry.iterdir():
+                if f.name not in keep[entry.name]:
+                    f.unlink(missing_ok=True)
+
+    # -- plumbing used by Collection ----------------------------------------------------
+
+    @contextmanager
+    def _reading(self) -> Iterator[Catalog]:
+        with self._lock:
+            self._check_open()
+            with self._catalog.read():
+                yield self._catalog
+
+    @contextmanager
+    def _writing(self) -> Iterator[Catalog]:
+        """Hold the thread lock and the cross-process writer lock (not yet a transaction)."""
+        with self._lock:
+            self._check_open()
+            if self.read_only:
+                raise ReadOnlyError(f"store {self.path} was opened read-only")
+            if self._broken:
+                raise StoreIOError(
+                    f"store {self.path} refuses writes after an earlier I/O failure "
+                    f"({self._broken}); close and reopen it"
+                )
+            self._writer.acquire(self.lock_timeout)
+            try:
+                yield self._catalog
+            except StoreIOError as exc:
+                # After a failed write or fsync the kernel may have dropped dirty pages:
+                # nothing written through this handle can be trusted any more.
+                self._broken = str(exc)
+                raise
+            finally:
+                self._writer.release()
+
+    def _check_open(self) -> None:
+        if self._catalog is None:
+            raise StoreClosed(f"store {self.path} is closed")
+
+    def _collection_dir(self, record: CollectionRecord) -> Path:
+        return self.path / COLLECTIONS / record.dir
+
+    # -- public API ---------------------------------------------------------------------
+
+    def create_collection(self, name: str, *, dim: int, metric: str = "cosine") -> Collection:
+        """Create a collection of ``dim``-dimensional vectors compared by ``metric``.
+
+        ``metric`` is ``"cosine"`` (default), ``"dot"`` or ``"l2"``. Raises
+        ``CollectionExists`` if the name is taken.
+        """
+        name = inputs.collection_name(name)
+        dim = inputs.dimension(dim)
+        if metric not in METRICS:
+            raise InvalidInput(f"metric must be one of {METRICS}; got {metric!r}")
+        with self._writing() as cat:
+            if cat.collection_by_name(name) is not None:
+                raise CollectionExists(f"collection {name!r} already exists")
+            dirname = f"{name}-{uuid.uuid4().hex[:12]}"
+            directory = self.path / COLLECTIONS / dirname
+            directory.mkdir(parents=True)
+            fsync_dir(directory.parent)
+            config = json.dumps({"dim": dim, "metric": metric})
+            with cat.write():
+                coll = cat.insert_collection(name, dirname, dim, metric, config)
+            return Collection(self, cat.collection_by_id(coll))
+
+    def get_collection(self, name: str) -> Collection:
+        """The collection called ``name``; raises ``CollectionNotFound``."""
+        with self._reading() as cat:
+            record = cat.collection_by_name(name) if isinstance(name, str) else None
+        if record is None:
+            raise CollectionNotFound(
+                f"no collection {name!r} in {self.path}; existing: {self.list_collections()}"
+            )
+        return Collection(self, record)
+
+    def get_or_create_collection(
+        self, name: str, *, dim: int, metric: str = "cosine"
+    ) -> Collection:
+        """The existing collection ``name`` (which must match ``dim`` and ``metric``), or a new one."""
+        with self._lock:
+            try:
+                coll = self.get_collection(name)
+            except CollectionNotFound:
+                return self.create_collection(name, dim=dim, metric=metric)
+            if (coll.dim, coll.metric) != (dim, metric):
+                raise InvalidInput(
+                    f"collection {name!r} exists with dim={coll.dim}, metric={coll.metric!r}; "
+                    f"got dim={dim}, metric={metric!r}"
+                )
+            return coll
+
+    def list_collections(self) -> list[str]:
+        """Names of every collection, sorted."""
+        with self._reading() as cat:
+            return [r.name for r in cat.collections()]
+
+    def delete_collection(self, name: str) -> None:
+        """Delete a collection and its files; raises ``CollectionNotFound``."""
+        with self._writing() as cat:
+            record = cat.collection_by_name(name) if isinstance(name, str) else None
+            if record is None:
+                raise CollectionNotFound(f"no collection {name!r} in {self.path}")
+            with cat.write():
+                cat.drop_collection(record.id)
+            self._segments.pop(record.id, None)
+            self._snapshots.pop(record.id, None)
+            shutil.rmtree(self._collection_dir(record), ignore_errors=True)
+
+    def close(self) -> None:
+        """Close the store. Further use raises ``StoreClosed``. Closing twice is harmless."""
+        with self._lock:
+            if self._catalog is None:
+                return
+            self._segments.clear()
+            self._snapshots.clear()
+            if self._writer is not None:
+                # Closing the last connection checkpoints the WAL; serialise that with
+                # writers in other processes (SQLite's WAL-reset bug needs two at once).
+                try:
+                    self._writer.acquire(self.lock_timeout)
+                except Exception:
+                    pass
+                else:
+                    self._catalog.close()
+                    self._writer.release()
+                self._writer.close()
+            self._catalog.close()
+            self._catalog = None
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        state = "closed" if self._catalog is None else ("read-only" if self.read_only else "read-write")
+        return f"<vecstore.Database {str(self.path)!r} {state}>"

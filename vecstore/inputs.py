@@ -1,0 +1,223 @@
+"""Normalise and validate user input once, at the API boundary.
+
+Inner layers trust what leaves this module: ids are a list of distinct, non-empty str; vectors
+are C-contiguous finite float32 ``(n, dim)``; metadata is packed msgpack plus its filter
+entries. Every check raises a typed ``VecstoreError`` that says what was expected and what
+arrived. Imports numpy and msgpack only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from .errors import CorruptStoreError, DimensionMismatch, DuplicateIdError, InvalidInput
+from .storage.filters import kind_of
+
+MAX_DIM = 65_536
+MAX_K = 100_000
+MAX_ID_BYTES = 2_048
+MAX_KEY_CHARS = 256
+MAX_META_BYTES = 1 << 20  # packed, per row
+MAX_DOCUMENT_BYTES = 64 << 20
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+
+def collection_name(name: Any) -> str:
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or ".." in name:
+        raise InvalidInput(
+            "collection names are 1-128 characters of letters, digits, '_', '.' and '-', "
+            f"starting with a letter, digit or '_' and without '..'; got {name!r}"
+        )
+    return name
+
+
+def dimension(dim: Any) -> int:
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or not 1 <= dim <= MAX_DIM:
+        raise InvalidInput(f"dim must be an int from 1 to {MAX_DIM}; got {dim!r}")
+    return int(dim)
+
+
+def top_k(k: Any) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= MAX_K:
+        raise InvalidInput(f"k must be an int from 1 to {MAX_K}; got {k!r}")
+    return int(k)
+
+
+def ids(values: Any, *, what: str = "ids") -> list[str]:
+    if isinstance(values, str):
+        values = [values]
+    if not isinstance(values, Sequence) and not isinstance(values, np.ndarray):
+        raise InvalidInput(f"{what} must be a list of strings; got {type(values).__name__}")
+    out = list(values)
+    for v in out:
+        if not isinstance(v, str) or not v:
+            raise InvalidInput(f"every id must be a non-empty str; got {v!r}")
+        if "\x00" in v or len(v.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
+            raise InvalidInput(
+                f"ids may not contain NUL and are at most {MAX_ID_BYTES} bytes; got {v[:40]!r}"
+            )
+    if len(set(out)) != len(out):
+        seen, dups = set(), []
+        for v in out:
+            if v in seen and v not in dups:
+                dups.append(v)
+            seen.add(v)
+        raise DuplicateIdError(f"{what} contain duplicates: {dups[:5]}")
+    return out
+
+
+def matrix(values: Any, dim: int, *, n: int | None = None, what: str = "vectors") -> np.ndarray:
+    """A C-contiguous finite float32 ``(n, dim)`` array, from anything array-like.
+
+    A 1-D vector is accepted when exactly one row is expected (``n == 1``).
+    """
+    try:
+        x = np.asarray(values)
+    except (ValueError, TypeError) as exc:
+        raise InvalidInput(f"{what} must be a 2-D array of numbers: {exc}") from None
+    if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+        raise InvalidInput(f"{what} must be numeric; got dtype {x.dtype}")
+    if np.iscomplexobj(x):
+        raise InvalidInput(f"{what} must be real numbers; got dtype {x.dtype}")
+    if x.ndim == 1 and n == 1:
+        x = x.reshape(1, -1)
+    if x.ndim != 2:
+        raise DimensionMismatch(f"{what} must be 2-D (n, {dim}); got shape {x.shape}")
+    if x.shape[1] != dim:
+        raise DimensionMismatch(f"collection has dim {dim}; got {what} of shape {x.shape}")
+    if n is not None and x.shape[0] != n:
+        raise InvalidInput(f"got {n} ids but {x.shape[0]} {what}")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if not np.isfinite(x).all():
+        bad = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
+        raise InvalidInput(
+            f"{what} must be finite: row {bad} holds NaN or inf (or overflows float32)"
+        )
+    return x
+
+
+def query_vector(q: Any, dim: int) -> np.ndarray:
+    x = np.asarray(q) if not isinstance(q, str) else None
+    if x is None or x.ndim != 1:
+        shape = "a string" if x is None else f"shape {x.shape}"
+        raise InvalidInput(
+            f"query takes one 1-D vector of length {dim}; got {shape} (use query_many for a batch)"
+        )
+    return matrix(x, dim, n=1, what="query")
+
+
+def documents(values: Any, n: int) -> list[str | None]:
+    if values is None:
+        return [None] * n
+    if isinstance(values, str):
+        values = [values]
+    values = list(values)
+    if len(values) != n:
+        raise InvalidInput(f"got {n} ids but {len(values)} documents")
+    for d in values:
+        if d is not None and not isinstance(d, str):
+            raise InvalidInput(f"documents must be str or None; got {type(d).__name__}")
+        if d is not None and len(d) > MAX_DOCUMENT_BYTES // 4 and len(d.encode()) > MAX_DOCUMENT_BYTES:
+            raise InvalidInput(f"a document is larger than {MAX_DOCUMENT_BYTES >> 20} MiB")
+    return values
+
+
+def _check_value(key: str, value: Any) -> None:
+    if kind_of(value) is None:
+        if isinstance(value, int):
+            raise InvalidInput(f"metadata {key!r}: ints must fit in 64 bits; got {value}")
+        if isinstance(value, float):
+            raise InvalidInput(f"metadata {key!r}: NaN is not allowed")
+        raise InvalidInput(
+            f"metadata {key!r}: values must be str, int, float, bool, None or a list of those; "
+            f"got {type(value).__name__}"
+        )
+
+
+def _entries(rid: int, meta: dict) -> list[tuple]:
+    out = []
+    for key, value in meta.items():
+        if isinstance(value, list):
+            seen = set()
+            for v in value:
+                kv = kind_of(v)
+                if kv not in seen:
+                    seen.add(kv)
+                    out.append((key, kv[0], kv[1], 1, rid))
+        else:
+            kind, sqlv = kind_of(value)
+            out.append((key, kind, sqlv, 0, rid))
+    return out
+
+
+def metadata(values: Any, n: int) -> list[dict]:
+    """Validated metadata dicts (``{}`` where none was given); tuples become lists."""
+    if values is None:
+        return [{} for _ in range(n)]
+    if isinstance(values, dict):
+        values = [values]
+    values = list(values)
+    if len(values) != n:
+        raise InvalidInput(f"got {n} ids but {len(values)} metadata entries")
+    out = []
+    for m in values:
+        if m is None:
+            out.append({})
+            continue
+        if not isinstance(m, dict):
+            raise InvalidInput(f"metadata must be dicts or None; got {type(m).__name__}")
+        clean = {}
+        for key, value in m.items():
+            if not isinstance(key, str) or not key or key.startswith("$") or len(key) > MAX_KEY_CHARS:
+                raise InvalidInput(
+                    f"metadata keys must be non-empty str of at most {MAX_KEY_CHARS} characters, "
+                    f"not starting with '$'; got {key!r}"
+                )
+            if isinstance(value, (list, tuple)):
+                for v in value:
+                    _check_value(key, v)
+                value = list(value)
+            else:
+                _check_value(key, value)
+            clean[key] = value
+        out.append(clean)
+    return out
+
+
+def pack_meta(meta: dict) -> bytes | None:
+    if not meta:
+        return None
+    packed = msgpack.packb(meta, use_bin_type=True)
+    if len(packed) > MAX_META_BYTES:
+        raise InvalidInput(
+            f"metadata of one row packs to {len(packed)} bytes; the limit is {MAX_META_BYTES}"
+        )
+    return packed
+
+
+def meta_entries(rids: Sequence[int], metas: Sequence[dict]) -> list[tuple]:
+    """Filter entries ``(key, kind, value, elem, rid)`` for each row's metadata."""
+    out: list[tuple] = []
+    for rid, m in zip(rids, metas):
+        if m:
+            out += _entries(rid, m)
+    return out
+
+
+def unpack_meta(blob: bytes | None) -> dict:
+    if blob is None:
+        return {}
+    try:
+        meta = msgpack.unpackb(blob, raw=False, strict_map_key=True)
+    except (ValueError, msgpack.UnpackException) as exc:
+        raise CorruptStoreError(f"a stored metadata record is corrupt: {exc}") from None
+    if not isinstance(meta, dict):
+        raise CorruptStoreError("a stored metadata record is not a map")
+    return meta
+
+

@@ -1,0 +1,508 @@
+"""The catalog: one SQLite database (WAL) holding collections, segments, rows and filters.
+
+Managed through sqlite-utils: migrations are an ordered list keyed by ``PRAGMA user_version``,
+and a store's schema must equal exactly what those migrations build before anything in it is
+trusted. All SQL of the package lives here and in filters.py. Imports no numba.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import urllib.parse
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from ..errors import CorruptStoreError, StoreIOError
+from .segments import SegmentInfo
+
+STORE_FORMAT = "vecstore"
+CHUNK = 900  # bound parameters per statement, well under SQLite's limit
+
+
+def _v1(db: sqlite_utils.Database) -> None:
+    db["store_info"].create({"key": str, "value": str}, pk="key")
+    db["collections"].create(
+        {"id": int, "name": str, "dir": str, "dim": int, "metric": str, "config": str,
+         "version": int, "created": float},
+        pk="id", not_null=["name", "dir", "dim", "metric", "config", "version"],
+    )
+    db["collections"].create_index(["name"], unique=True)
+    db["segments"].create(
+        {"id": int, "coll": int, "file": str, "count": int, "dim": int, "size": int,
+         "crc": int, "created": float},
+        pk="id", not_null=["coll", "file", "count", "dim", "size", "crc"],
+    )
+    db["segments"].create_index(["coll"])
+    # rid is the internal row id; seg/pos locate the vector in a segment, or are NULL while
+    # the vector waits in `pending`. meta is the msgpack record returned to users; mindex is
+    # its filterable projection (one row per scalar, one per distinct list element).
+    db["rows"].create(
+        {"rid": int, "coll": int, "id": str, "seg": int, "pos": int, "document": str,
+         "meta": bytes},
+        pk="rid", not_null=["coll", "id"],
+    )
+    db["rows"].create_index(["coll", "id"], unique=True)
+    # AUTOINCREMENT: a pending entry's pseq is never reused, so readers may cache by it.
+    db.execute(
+        "CREATE TABLE [pending] ([pseq] INTEGER PRIMARY KEY AUTOINCREMENT, "
+        "[coll] INTEGER NOT NULL, [rid] INTEGER NOT NULL, [vec] BLOB NOT NULL)"
+    )
+    db["pending"].create_index(["coll"])
+    db["pending"].create_index(["rid"])
+    db["tombstones"].create({"seg": int, "pos": int}, pk=("seg", "pos"))
+    # BLOB affinity on `value` keeps ints, floats and text exactly as bound.
+    db["mindex"].create(
+        {"coll": int, "key": str, "kind": int, "value": bytes, "elem": int, "rid": int},
+        not_null=["coll", "key", "kind", "elem", "rid"],
+    )
+    db["mindex"].create_index(["coll", "key", "elem", "kind", "value", "rid"])
+    db["mindex"].create_index(["rid"])
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1]
+
+
+def _schema_of(conn: sqlite3.Connection) -> set[tuple]:
+    return set(
+        conn.execute(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' "
+            "OR type IN ('trigger', 'view')"
+        ).fetchall()
+    )
+
+
+@cache
+def _expected_schema() -> frozenset:
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    db = sqlite_utils.Database(conn, recursive_triggers=False, execute_plugins=False)
+    for step in MIGRATIONS:
+        step(db)
+    schema = frozenset(_schema_of(conn))
+    conn.close()
+    return schema
+
+
+def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
+    if not isinstance(exc, sqlite3.OperationalError):
+        return True
+    msg = str(exc).lower()
+    return "malformed" in msg or "not a database" in msg
+
+
+@contextmanager
+def translate_errors(path: Path) -> Iterator[None]:
+    """Turn SQLite's corruption and I/O failures into vecstore's typed errors."""
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        msg = str(exc).lower()
+        if "disk i/o error" in msg or "disk is full" in msg:
+            raise StoreIOError(f"catalog {path}: {exc}") from exc
+        if _is_corruption(exc):
+            raise CorruptStoreError(f"catalog {path} is corrupt: {exc}") from exc
+        raise
+
+
+@dataclass(frozen=True)
+class CollectionRecord:
+    id: int
+    name: str
+    dir: str
+    dim: int
+    metric: str
+    config: str
+    version: int
+
+
+@dataclass(frozen=True)
+class SegmentRecord:
+    id: int
+    info: SegmentInfo
+
+
+def _chunks(seq: Sequence, n: int = CHUNK) -> Iterator[Sequence]:
+    for i in range(0, len(seq), n):
+        yield seq[i : i + n]
+
+
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
+
+
+class Catalog:
+    """One connection to a store's catalog. Not thread-safe: the Database serialises use."""
+
+    def __init__(self, path: Path, *, read_only: bool, synchronous: str, busy_timeout: float):
+        self.path = path
+        self.read_only = read_only
+        mode = "ro" if read_only else "rwc"
+        uri = f"file:{urllib.parse.quote(str(path))}?mode={mode}"
+        with translate_errors(path):
+            self.conn = sqlite3.connect(
+                uri, uri=True, isolation_level=None, check_same_thread=False,
+                timeout=busy_timeout,
+            )
+            try:
+                self._setup(synchronous)
+            except BaseException:
+                self.conn.close()
+                raise
+        self.db = sqlite_utils.Database(self.conn, recursive_triggers=False, execute_plugins=False)
+
+    def _setup(self, synchronous: str) -> None:
+        c = self.conn
+        c.execute("PRAGMA trusted_schema = OFF")
+        c.execute("PRAGMA cell_size_check = ON")
+        if not self.read_only:
+            mode = c.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise CorruptStoreError(f"catalog {self.path}: could not enable WAL ({mode})")
+        c.execute(f"PRAGMA synchronous = {'FULL' if synchronous == 'full' else 'NORMAL'}")
+
+    # -- schema -------------------------------------------------------------------------
+
+    def user_version(self) -> int:
+        return self.conn.execute("PRAGMA user_version").fetchone()[0]
+
+    def check_schema(self) -> None:
+        """Refuse a catalog whose schema is not exactly vecstore's (extra triggers, views...)."""
+        with translate_errors(self.path):
+            version = self.user_version()
+            if version != len(MIGRATIONS):
+                raise CorruptStoreError(
+                    f"catalog {self.path} has schema version {version}; this vecstore "
+                    f"reads version {len(MIGRATIONS)}"
+                    + ("; open it read-write once to migrate" if version < len(MIGRATIONS) else "")
+                )
+            got = _schema_of(self.conn)
+            if got != _expected_schema():
+                extra = sorted(f"{t} {n}" for t, n, *_ in got - _expected_schema())
+                missing = sorted(f"{t} {n}" for t, n, *_ in _expected_schema() - got)
+                raise CorruptStoreError(
+                    f"catalog {self.path} does not have vecstore's schema "
+                    f"(unexpected: {extra or 'none'}; missing or altered: {missing or 'none'}); "
+                    "refusing to use it"
+                )
+            fmt = self.conn.execute(
+                "SELECT value FROM store_info WHERE key = 'format'"
+            ).fetchone()
+            if fmt != (STORE_FORMAT,):
+                raise CorruptStoreError(f"catalog {self.path} is not a vecstore catalog")
+
+    def is_empty(self) -> bool:
+        return self.user_version() == 0 and not self.conn.execute(
+            "SELECT 1 FROM sqlite_master LIMIT 1"
+        ).fetchone()
+
+    def migrate(self) -> None:
+        """Bring an empty or older catalog up to the current schema, in one transaction each."""
+        with translate_errors(self.path):
+            start = self.user_version()
+            if start == 0 and not self.is_empty():
+                raise CorruptStoreError(f"{self.path} is a SQLite database but not a vecstore catalog")
+            for version in range(start, len(MIGRATIONS)):
+                with self.write():
+                    MIGRATIONS[version](self.db)
+                    if version == 0:
+                        self.db["store_info"].insert_all(
+                            [{"key": "format", "value": STORE_FORMAT},
+                             {"key": "created", "value": repr(time.time())}]
+                        )
+                    self.conn.execute(f"PRAGMA user_version = {version + 1:d}")
+
+    # -- transactions -------------------------------------------------------------------
+
+    @contextmanager
+    def read(self) -> Iterator[None]:
+        """A read transaction: one consistent snapshot for everything inside it."""
+        if self.conn.in_transaction:
+            yield
+            return
+        with translate_errors(self.path):
+            self.conn.execute("BEGIN")
+            try:
+                yield
+            finally:
+                if self.conn.in_transaction:
+                    self.conn.execute("COMMIT")
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        """A write transaction; the caller must hold the store's writer lock."""
+        with translate_errors(self.path):
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
+    def checkpoint(self) -> None:
+        with translate_errors(self.path):
+            self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- collections --------------------------------------------------------------------
+
+    def _collection(self, where: str, param: Any) -> CollectionRecord | None:
+        row = self.conn.execute(
+            "SELECT id, name, dir, dim, metric, config, version FROM collections "
+            f"WHERE {where} = ?",
+            (param,),
+        ).fetchone()
+        return CollectionRecord(*row) if row else None
+
+    def collection_by_name(self, name: str) -> CollectionRecord | None:
+        return self._collection("name", name)
+
+    def collection_by_id(self, coll: int) -> CollectionRecord | None:
+        return self._collection("id", coll)
+
+    def collections(self) -> list[CollectionRecord]:
+        rows = self.conn.execute(
+            "SELECT id, name, dir, dim, metric, config, version FROM collections ORDER BY name"
+        ).fetchall()
+        return [CollectionRecord(*r) for r in rows]
+
+    def insert_collection(self, name: str, dir: str, dim: int, metric: str, config: str) -> int:
+        table = self.db["collections"]
+        table.insert(
+            {"name": name, "dir": dir, "dim": dim, "metric": metric, "config": config,
+             "version": 0, "created": time.time()}
+        )
+        return table.last_pk
+
+    def drop_collection(self, coll: int) -> list[str]:
+        """Delete a collection's catalog rows; return the segment files it referenced."""
+        files = [f for (f,) in self.conn.execute("SELECT file FROM segments WHERE coll = ?", (coll,))]
+        c = self.conn
+        c.execute("DELETE FROM tombstones WHERE seg IN (SELECT id FROM segments WHERE coll = ?)", (coll,))
+        for table in ("segments", "rows", "pending", "mindex"):
+            c.execute(f"DELETE FROM {table} WHERE coll = ?", (coll,))
+        c.execute("DELETE FROM collections WHERE id = ?", (coll,))
+        return files
+
+    def version(self, coll: int) -> int | None:
+        row = self.conn.execute("SELECT version FROM collections WHERE id = ?", (coll,)).fetchone()
+        return row[0] if row else None
+
+    def bump(self, coll: int) -> None:
+        self.conn.execute("UPDATE collections SET version = version + 1 WHERE id = ?", (coll,))
+
+    # -- rows ---------------------------------------------------------------------------
+
+    def locate(self, coll: int, ids: Sequence[str]) -> dict[str, tuple[int, int | None, int | None]]:
+        """Map the given ids that exist to ``(rid, seg, pos)``."""
+        found = {}
+        for part in _chunks(ids):
+            for id_, rid, seg, pos in self.conn.execute(
+                f"SELECT id, rid, seg, pos FROM rows WHERE coll = ? AND id IN ({_marks(len(part))})",
+                (coll, *part),
+            ):
+                found[id_] = (rid, seg, pos)
+        return found
+
+    def next_rid(self) -> int:
+        return self.conn.execute("SELECT COALESCE(MAX(rid), 0) + 1 FROM rows").fetchone()[0]
+
+    def insert_rows(
+        self,
+        coll: int,
+        rids: Sequence[int],
+        ids: Sequence[str],
+        seg: int | None,
+        positions: Sequence[int] | None,
+        documents: Sequence[str | None],
+        metas: Sequence[bytes | None],
+    ) -> None:
+        pos: Iterable = positions if positions is not None else [None] * len(rids)
+        self.conn.executemany(
+            "INSERT INTO rows (rid, coll, id, seg, pos, document, meta) VALUES (?,?,?,?,?,?,?)",
+            zip(rids, [coll] * len(rids), ids, [seg] * len(rids), pos, documents, metas),
+        )
+
+    def insert_mindex(self, coll: int, entries: Iterable[tuple]) -> None:
+        """entries: ``(key, kind, value, elem, rid)`` tuples."""
+        self.conn.executemany(
+            "INSERT INTO mindex (coll, key, kind, value, elem, rid) VALUES (?,?,?,?,?,?)",
+            ((coll, *e) for e in entries),
+        )
+
+    def delete_mindex(self, rids: Sequence[int]) -> None:
+        for part in _chunks(rids):
+            self.conn.execute(f"DELETE FROM mindex WHERE rid IN ({_marks(len(part))})", part)
+
+    def delete_rows(self, rids: Sequence[int]) -> None:
+        self.delete_mindex(rids)
+        for part in _chunks(rids):
+            self.conn.execute(f"DELETE FROM rows WHERE rid IN ({_marks(len(part))})", part)
+
+    def release_vectors(self, located: Iterable[tuple[int, int | None, int | None]]) -> None:
+        """Retire the stored vectors of ``(rid, seg, pos)`` rows: tombstones or pending rows."""
+        sealed, waiting = [], []
+        for rid, seg, pos in located:
+            if seg is None:
+                waiting.append(rid)
+            else:
+                sealed.append((seg, pos))
+        self.conn.executemany("INSERT INTO tombstones (seg, pos) VALUES (?, ?)", sealed)
+        for part in _chunks(waiting):
+            self.conn.execute(f"DELETE FROM pending WHERE rid IN ({_marks(len(part))})", part)
+
+    def set_location(self, rids: Sequence[int], seg: int | None, positions: Sequence[int] | None) -> None:
+        pos: Iterable = positions if positions is not None else [None] * len(rids)
+        self.conn.executemany(
+            "UPDATE rows SET seg = ?, pos = ? WHERE rid = ?", zip([seg] * len(rids), pos, rids)
+        )
+
+    def set_documents(self, rids: Sequence[int], documents: Sequence[str | None]) -> None:
+        self.conn.executemany("UPDATE rows SET document = ? WHERE rid = ?", zip(documents, rids))
+
+    def set_metas(self, rids: Sequence[int], metas: Sequence[bytes | None]) -> None:
+        self.conn.executemany("UPDATE rows SET meta = ? WHERE rid = ?", zip(metas, rids))
+
+    def insert_pending(self, coll: int, rids: Sequence[int], blobs: Iterable[bytes]) -> None:
+        self.conn.executemany(
+            "INSERT INTO pending (coll, rid, vec) VALUES (?, ?, ?)",
+            zip([coll] * len(rids), rids, blobs),
+        )
+
+    # -- reads for search and get -------------------------------------------------------
+
+    def filtered(self, coll: int, sql: str, params: list) -> list[tuple[int, int | None, int | None]]:
+        """``(rid, seg, pos)`` of every row of ``coll`` satisfying a compiled filter."""
+        return self.conn.execute(
+            f"SELECT r.rid, r.seg, r.pos FROM rows r WHERE r.coll = ? AND {sql}", (coll, *params)
+        ).fetchall()
+
+    def count(self, coll: int, sql: str, params: list) -> int:
+        return self.conn.execute(
+            f"SELECT COUNT(*) FROM rows r WHERE r.coll = ? AND {sql}", (coll, *params)
+        ).fetchone()[0]
+
+    def records(self, rids: Sequence[int]) -> dict[int, tuple[str, str | None, bytes | None]]:
+        """``rid -> (id, document, meta)`` for the given rids."""
+        out = {}
+        for part in _chunks(rids):
+            for rid, id_, doc, meta in self.conn.execute(
+                f"SELECT rid, id, document, meta FROM rows WHERE rid IN ({_marks(len(part))})", part
+            ):
+                out[rid] = (id_, doc, meta)
+        return out
+
+    def rows_by_id(self, coll: int, ids: Sequence[str]) -> dict[str, tuple]:
+        """``id -> (rid, seg, pos, document, meta)`` for the ids that exist."""
+        out = {}
+        for part in _chunks(ids):
+            for row in self.conn.execute(
+                "SELECT id, rid, seg, pos, document, meta FROM rows "
+                f"WHERE coll = ? AND id IN ({_marks(len(part))})",
+                (coll, *part),
+            ):
+                out[row[0]] = row[1:]
+        return out
+
+    def rows_where(
+        self, coll: int, sql: str, params: list, limit: int | None, offset: int
+    ) -> list[tuple]:
+        """``(id, rid, seg, pos, document, meta)`` in insertion order, paginated."""
+        return self.conn.execute(
+            "SELECT r.id, r.rid, r.seg, r.pos, r.document, r.meta FROM rows r "
+            f"WHERE r.coll = ? AND {sql} ORDER BY r.rid LIMIT ? OFFSET ?",
+            (coll, *params, -1 if limit is None else limit, offset),
+        ).fetchall()
+
+    # -- segments -----------------------------------------------------------------------
+
+    def segments(self, coll: int) -> list[SegmentRecord]:
+        return [
+            SegmentRecord(sid, SegmentInfo(file, count, dim, size, crc))
+            for sid, file, count, dim, size, crc in self.conn.execute(
+                "SELECT id, file, count, dim, size, crc FROM segments WHERE coll = ? ORDER BY id",
+                (coll,),
+            )
+        ]
+
+    def insert_segment(self, coll: int, info: SegmentInfo) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO segments (coll, file, count, dim, size, crc, created) "
+            "VALUES (?,?,?,?,?,?,?)",
+            (coll, info.file, info.count, info.dim, info.size, info.crc, time.time()),
+        )
+        return cur.lastrowid
+
+    def drop_segments(self, seg_ids: Sequence[int]) -> None:
+        for part in _chunks(seg_ids):
+            marks = _marks(len(part))
+            self.conn.execute(f"DELETE FROM tombstones WHERE seg IN ({marks})", part)
+            self.conn.execute(f"DELETE FROM segments WHERE id IN ({marks})", part)
+
+    def tombstones(self, coll: int) -> list[tuple[int, int]]:
+        return self.conn.execute(
+            "SELECT t.seg, t.pos FROM tombstones t JOIN segments s ON s.id = t.seg "
+            "WHERE s.coll = ?",
+            (coll,),
+        ).fetchall()
+
+    def dead_counts(self, coll: int) -> dict[int, int]:
+        return dict(
+            self.conn.execute(
+                "SELECT t.seg, COUNT(*) FROM tombstones t JOIN segments s ON s.id = t.seg "
+                "WHERE s.coll = ? GROUP BY t.seg",
+                (coll,),
+            ).fetchall()
+        )
+
+    def live_in_segments(self, coll: int, seg_ids: Sequence[int]) -> list[tuple[int, int, int]]:
+        """``(rid, seg, pos)`` of the live rows stored in the given segments, by seg and pos."""
+        out: list = []
+        for part in _chunks(seg_ids):
+            out += self.conn.execute(
+                f"SELECT rid, seg, pos FROM rows WHERE coll = ? AND seg IN ({_marks(len(part))})",
+                (coll, *part),
+            ).fetchall()
+        out.sort(key=lambda r: (r[1], r[2]))
+        return out
+
+    def pending(self, coll: int) -> list[tuple[int, int]]:
+        """``(pseq, rid)`` of the collection's pending vectors, oldest first."""
+        return self.conn.execute(
+            "SELECT pseq, rid FROM pending WHERE coll = ? ORDER BY pseq", (coll,)
+        ).fetchall()
+
+    def pending_count(self, coll: int) -> int:
+        return self.conn.execute("SELECT COUNT(*) FROM pending WHERE coll = ?", (coll,)).fetchone()[0]
+
+    def pending_vectors(self, pseqs: Sequence[int]) -> dict[int, bytes]:
+        out = {}
+        for part in _chunks(pseqs):
+            out.update(
+                self.conn.execute(
+                    f"SELECT pseq, vec FROM pending WHERE pseq IN ({_marks(len(part))})", part
+                ).fetchall()
+            )
+        return out
+
+    def clear_pending(self, pseqs: Sequence[int]) -> None:
+        for part in _chunks(pseqs):
+            self.conn.execute(f"DELETE FROM pending WHERE pseq IN ({_marks(len(part))})", part)
+
+    def segment_files(self) -> dict[str, set[str]]:
+        """Every referenced file, by collection directory: what cleanup must keep."""
+        keep: dict[str, set[str]] = {d: set() for (d,) in self.conn.execute("SELECT dir FROM collections")}
+        for d, f in self.conn.execute(
+            "SELECT c.dir, s.file FROM segments s JOIN collections c ON c.id = s.coll"
+        ):
+            keep[d].add(f)
+        return keep

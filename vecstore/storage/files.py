@@ -1,0 +1,128 @@
+"""Durable file primitives: write-then-publish, directory fsync, a writer lock.
+
+Every byte vecstore writes outside SQLite goes through this module, so the rules live in one
+place: write a temp file, fsync it, rename it, fsync the directory. Files are never written
+through mmap and never truncated once published. Imports only the standard library.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from ..errors import LockTimeout, StoreIOError
+
+TMP_SUFFIX = ".tmp"
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_durable(
+    directory: Path,
+    name: str,
+    chunks: Iterable[bytes | memoryview],
+    *,
+    header_size: int = 0,
+    header: Callable[[], bytes] | None = None,
+) -> int:
+    """Write ``chunks`` to ``directory/name`` so that the file is durable once this returns.
+
+    The data goes to a uniquely named temp file, which is fsynced, renamed into place, and
+    the directory fsynced. If ``header`` is given, the chunks start at ``header_size`` and
+    ``header()`` is called once they are all written (so it can hold checksums of the
+    payload); its ``header_size`` bytes are stored at offset 0. Returns the number of bytes written. Raises
+    ``StoreIOError`` if the operating system fails any step; the temp file is then removed.
+    """
+    tmp = directory / f"{name}.{uuid.uuid4().hex[:12]}{TMP_SUFFIX}"
+    total = 0
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            if header is not None:
+                total = os.lseek(fd, header_size, os.SEEK_SET)
+            for chunk in chunks:
+                view = memoryview(chunk).cast("B")
+                while view:
+                    n = os.write(fd, view)
+                    view = view[n:]
+                    total += n
+            if header is not None:
+                head = header()
+                if len(head) != header_size or os.pwrite(fd, head, 0) != header_size:
+                    raise OSError(errno.EIO, "short header write")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, directory / name)
+        fsync_dir(directory)
+    except OSError as exc:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        reason = "the disk is full" if exc.errno == errno.ENOSPC else exc.strerror
+        raise StoreIOError(f"could not write {directory / name}: {reason}") from exc
+    return total
+
+
+def remove_quietly(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+class WriterLock:
+    """An exclusive, re-entrant-by-depth ``flock`` on a lock file beside the catalog.
+
+    ``flock`` locks belong to the open file description, so they are not dropped when some
+    other descriptor of the process is closed (unlike POSIX record locks), and two
+    ``WriterLock`` objects in one process exclude each other as two processes would.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self._depth = 0
+
+    def acquire(self, timeout: float) -> None:
+        if self._depth:
+            self._depth += 1
+            return
+        deadline = time.monotonic() + timeout
+        pause = 0.0005
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise LockTimeout(
+                        f"another writer held {self.path} for more than {timeout:g} s; "
+                        "retry later or pass a larger lock_timeout to vecstore.open()"
+                    ) from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.05)
+        self._depth = 1
+
+    def release(self) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+            self._depth = 0

@@ -1,0 +1,194 @@
+"""Immutable segment files: the on-disk format of a block of vectors.
+
+A segment holds ``count`` float32 vectors of ``dim`` components, their L2 norms and the
+catalog row ids they belong to, behind a checksummed 128-byte header (docs/format.md).
+Files are written once through ``files.write_durable`` and then only mapped read-only.
+Imports numpy and the standard library; never numba.
+"""
+
+from __future__ import annotations
+
+import itertools
+import mmap
+import os
+import struct
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import CorruptStoreError
+from .files import write_durable
+
+MAGIC = b"VECSTSEG"
+FORMAT_VERSION = 1
+HEADER_SIZE = 128
+DTYPE_FLOAT32 = 1
+ALIGN = 64
+SUFFIX = ".vseg"
+
+# magic, version, header size, dim, dtype, count, vectors/norms/rids offsets, file size,
+# payload crc32; the header's own crc32 sits in its last four bytes.
+_HEADER = struct.Struct("<8sIIIIQQQQQI")
+_HEADER_CRC = struct.Struct("<I")
+
+
+def _align(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Byte offsets of a segment's regions; a pure function of (count, dim)."""
+
+    count: int
+    dim: int
+    vectors: int
+    norms: int
+    rids: int
+    size: int
+
+    @classmethod
+    def of(cls, count: int, dim: int) -> Layout:
+        vectors = HEADER_SIZE
+        norms = _align(vectors + count * dim * 4)
+        rids = _align(norms + count * 4)
+        size = rids + count * 8
+        return cls(count, dim, vectors, norms, rids, size)
+
+
+@dataclass(frozen=True)
+class SegmentInfo:
+    """What the catalog records about a published segment file."""
+
+    file: str
+    count: int
+    dim: int
+    size: int
+    crc: int
+
+
+def _pad(n: int) -> bytes:
+    return b"\0" * n
+
+
+def write_segment(
+    directory: Path,
+    name: str,
+    vectors: Iterable[np.ndarray],
+    norms: np.ndarray,
+    rids: np.ndarray,
+) -> SegmentInfo:
+    """Write a new segment file durably and return its catalog record.
+
+    vectors: float32 ``(rows, dim)`` blocks, streamed in order (so a merge never holds a
+    whole segment in memory); norms: float32 ``(count,)``; rids: int64 ``(count,)``.
+    """
+    count = len(rids)
+    blocks = iter(vectors)
+    first = next(blocks, None)
+    dim = first.shape[1] if first is not None else 0
+    lay = Layout.of(count, dim)
+    crc = 0
+    seen = 0
+
+    def payload() -> Iterator[bytes | memoryview]:
+        nonlocal crc, seen
+        for block in itertools.chain([first] if first is not None else [], blocks):
+            seen += block.shape[0]
+            part = memoryview(np.ascontiguousarray(block, dtype="<f4")).cast("B")
+            crc = zlib.crc32(part, crc)
+            yield part
+        for part in (
+            _pad(lay.norms - lay.vectors - count * dim * 4),
+            memoryview(np.ascontiguousarray(norms, dtype="<f4")).cast("B"),
+            _pad(lay.rids - lay.norms - count * 4),
+            memoryview(np.ascontiguousarray(rids, dtype="<i8")).cast("B"),
+        ):
+            crc = zlib.crc32(part, crc)
+            yield part
+
+    def header() -> bytes:
+        if seen != count or len(norms) != count:
+            raise ValueError(f"segment {name}: {seen} vectors and {len(norms)} norms for {count} rids")
+        head = _HEADER.pack(
+            MAGIC, FORMAT_VERSION, HEADER_SIZE, dim, DTYPE_FLOAT32, count,
+            lay.vectors, lay.norms, lay.rids, lay.size, crc,
+        )
+        head += _pad(HEADER_SIZE - _HEADER_CRC.size - len(head))
+        return head + _HEADER_CRC.pack(zlib.crc32(head))
+
+    write_durable(directory, name, payload(), header_size=HEADER_SIZE, header=header)
+    return SegmentInfo(name, count, dim, lay.size, crc)
+
+
+@dataclass(frozen=True, eq=False)
+class Segment:
+    """A segment file mapped read-only. Arrays are views into the map."""
+
+    info: SegmentInfo
+    vectors: np.ndarray  # float32 (count, dim), read-only
+    norms: np.ndarray  # float32 (count,)
+    rids: np.ndarray  # int64 (count,)
+    _map: mmap.mmap | None
+
+    def close(self) -> None:
+        # The arrays may still be referenced by a running query; let the GC unmap.
+        pass
+
+
+def _corrupt(path: Path, what: str) -> CorruptStoreError:
+    return CorruptStoreError(f"segment file {path} is corrupt: {what}")
+
+
+def open_segment(path: Path, expected: SegmentInfo, *, verify: bool = True) -> Segment:
+    """Map a segment read-only after checking it against its header and catalog record.
+
+    Every size the header declares is checked against the real file size, and both against
+    the catalog, before anything is mapped. With ``verify`` the payload checksum is checked
+    too (crc32, about 3 GB/s), so flipped bytes surface as ``CorruptStoreError``.
+    Raises ``FileNotFoundError`` if the file is gone (a concurrent compaction removed it).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        size = os.fstat(fd).st_size
+        head = os.pread(fd, HEADER_SIZE, 0)
+        if len(head) < HEADER_SIZE:
+            raise _corrupt(path, f"{size} bytes is shorter than the {HEADER_SIZE}-byte header")
+        (stored_crc,) = _HEADER_CRC.unpack_from(head, HEADER_SIZE - _HEADER_CRC.size)
+        if zlib.crc32(head[: HEADER_SIZE - _HEADER_CRC.size]) != stored_crc:
+            if head[:8] != MAGIC:
+                raise _corrupt(path, "not a vecstore segment (bad magic)")
+            raise _corrupt(path, "header checksum mismatch")
+        (magic, version, hsize, dim, dtype, count, vo, no, ro, fsize, crc) = _HEADER.unpack_from(
+            head
+        )
+        if magic != MAGIC:
+            raise _corrupt(path, "not a vecstore segment (bad magic)")
+        if version != FORMAT_VERSION:
+            raise _corrupt(path, f"format version {version}; this vecstore reads {FORMAT_VERSION}")
+        if hsize != HEADER_SIZE or dtype != DTYPE_FLOAT32:
+            raise _corrupt(path, "unknown header size or dtype")
+        lay = Layout.of(count, dim)
+        if (vo, no, ro, fsize) != (lay.vectors, lay.norms, lay.rids, lay.size):
+            raise _corrupt(path, "header offsets disagree with its count and dim")
+        if fsize != size:
+            raise _corrupt(path, f"header declares {fsize} bytes but the file has {size}")
+        got = (count, dim, size, crc)
+        want = (expected.count, expected.dim, expected.size, expected.crc)
+        if got != want:
+            raise _corrupt(path, f"(count, dim, size, crc) {got} disagree with the catalog {want}")
+        mm = mmap.mmap(fd, size, access=mmap.ACCESS_READ) if count else None
+    finally:
+        os.close(fd)
+    if mm is None:
+        empty = np.zeros(0, dtype=np.float32)
+        return Segment(expected, empty.reshape(0, dim), empty, np.zeros(0, np.int64), None)
+    if verify and zlib.crc32(memoryview(mm)[HEADER_SIZE:]) != crc:
+        raise _corrupt(path, "payload checksum mismatch")
+    vectors = np.frombuffer(mm, dtype="<f4", count=count * dim, offset=vo).reshape(count, dim)
+    norms = np.frombuffer(mm, dtype="<f4", count=count, offset=no)
+    rids = np.frombuffer(mm, dtype="<i8", count=count, offset=ro)
+    return Segment(expected, vectors, norms, rids, mm)
