@@ -11,8 +11,11 @@ snapshot of the catalog version they began with.
 from __future__ import annotations
 
 import math
+import sqlite3
+import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -92,7 +95,7 @@ class Collection:
             Values are str, int, float, bool, None, or lists of those.
         """
         rows = self._rows(ids, vectors, documents, metadata)
-        self._write(lambda cat, written: self._insert(cat, written, *rows, refuse_existing=True))
+        self._write(lambda cat, pub: self._insert(cat, pub, *rows, refuse_existing=True))
 
     def upsert(
         self,
@@ -104,7 +107,7 @@ class Collection:
     ) -> None:
         """Add rows, replacing whole any row whose id exists (vector, document and metadata)."""
         rows = self._rows(ids, vectors, documents, metadata)
-        self._write(lambda cat, written: self._insert(cat, written, *rows, refuse_existing=False))
+        self._write(lambda cat, pub: self._insert(cat, pub, *rows, refuse_existing=False))
 
     def update(
         self,
@@ -126,7 +129,7 @@ class Collection:
         metas = None if metadata is None else inputs.metadata(metadata, n)
         packed = None if metas is None else [inputs.pack_meta(m) for m in metas]
 
-        def apply(cat: Catalog, written: list[Path]) -> None:
+        def apply(cat: Catalog, pub: _Publication) -> None:
             self._require(cat)
             found = cat.locate(self._record.id, ids)
             missing = [i for i in ids if i not in found]
@@ -135,7 +138,7 @@ class Collection:
                     f"update: {len(missing)} ids do not exist in {self.name!r}: {missing[:5]}"
                 )
             located = [found[i] for i in ids]
-            self._change(cat, written, located, x, docs, metas, packed)
+            self._change(cat, pub, located, x, docs, metas, packed)
 
         self._write(apply)
 
@@ -149,7 +152,7 @@ class Collection:
         ids = None if ids is None else inputs.ids(ids)
         sql, params = compile_filters(self._record.id, where)
 
-        def apply(cat: Catalog, written: list[Path]) -> int:
+        def apply(cat: Catalog, pub: _Publication) -> int:
             self._require(cat)
             if ids is not None:
                 located = list(cat.locate(self._record.id, ids).values())
@@ -342,91 +345,87 @@ class Collection:
         return ids, x, docs, metas, packed
 
     @contextmanager
-    def _publishing(self, cat: Catalog) -> Iterator[list[Path]]:
-        """A write transaction that collects the segment files written inside it.
+    def _publishing(self, cat: Catalog) -> Iterator[_Publication]:
+        """A write transaction that may publish new segment files.
 
-        If the transaction does not commit, those files are removed, unless an I/O error
-        makes the outcome uncertain: then the next open's cleanup decides, by the catalog.
+        Files are written (possibly in a background thread, overlapping the catalog work)
+        and fsynced before the transaction registers them and commits. If it does not
+        commit, they are removed, unless an I/O error makes the outcome uncertain: then the
+        next open's cleanup decides, by what the catalog names.
         """
-        written: list[Path] = []
+        pub = _Publication(cat, self._record.id, self._db._collection_dir(self._record))
         try:
             with cat.write():
-                yield written
+                yield pub
+                pub.finish()
         except StoreIOError:
+            pub.settle()
             raise
         except BaseException:
-            for path in written:
+            pub.settle()
+            for path in pub.files:
                 remove_quietly(path)
             raise
 
-    def _write(self, apply: Callable[[Catalog, list[Path]], Any]) -> Any:
-        """Run ``apply`` in one write transaction, then seal and merge if due.
-
-        ``apply`` receives the catalog and the list of files written, for ``_new_segment``.
-        """
+    def _write(self, apply: Callable[[Catalog, _Publication], Any]) -> Any:
+        """Run ``apply`` in one write transaction, then seal and merge if due."""
         with self._db._writing() as cat:
-            with self._publishing(cat) as written:
-                result = apply(cat, written)
+            with self._publishing(cat) as pub:
+                result = apply(cat, pub)
             self._seal(cat, force=False)
             self._merge(cat)
             return result
 
-    def _new_segment(self, cat: Catalog, written: list[Path],
-                     blocks: Iterator[np.ndarray] | Sequence[np.ndarray],
-                     norms: np.ndarray, rids: np.ndarray) -> int:
-        """Write a segment file durably and register it (inside the caller's transaction)."""
-        directory = self._db._collection_dir(self._record)
-        directory.mkdir(parents=True, exist_ok=True)
-        name = f"{uuid.uuid4().hex}{SUFFIX}"
-        written.append(directory / name)
-        info = write_segment(directory, name, blocks, norms, rids)
-        return cat.insert_segment(self._record.id, info)
-
-    def _place(self, cat: Catalog, written: list[Path], rids: Sequence[int],
-               x: np.ndarray) -> tuple[int | None, list | None]:
+    def _place(self, cat: Catalog, pub: _Publication, rids: Sequence[int],
+               x: np.ndarray) -> tuple[int | None, range | None]:
         """Store vectors for rows ``rids``: a new segment if large, else the pending table."""
         from .kernels.exact import row_norms
 
         if len(rids) >= self._seal_rows():
-            seg = self._new_segment(cat, written, [x], row_norms(x), np.asarray(rids, dtype=np.int64))
-            return seg, list(range(len(rids)))
+            seg = pub.segment([x], row_norms(x), np.asarray(rids, dtype=np.int64), background=True)
+            return seg, range(len(rids))
         cat.insert_pending(self._record.id, rids, (row.tobytes() for row in x))
         return None, None
 
-    def _insert(self, cat: Catalog, written: list[Path], ids, x, docs, metas, packed, *,
+    def _insert(self, cat: Catalog, pub: _Publication, ids, x, docs, metas, packed, *,
                 refuse_existing: bool) -> None:
         self._require(cat)
         coll = self._record.id
-        found = cat.locate(coll, ids)
-        if found and refuse_existing:
-            dup = [i for i in ids if i in found]
+        if not refuse_existing:
+            found = cat.locate(coll, ids)
+            if found:
+                old = [j for j, i in enumerate(ids) if i in found]
+                self._change(cat, pub, [found[ids[j]] for j in old], x[old],
+                             [docs[j] for j in old], [metas[j] for j in old],
+                             [packed[j] for j in old])
+                new = [j for j, i in enumerate(ids) if i not in found]
+                if not new:
+                    return
+                ids, x = [ids[j] for j in new], x[new]
+                docs, metas = [docs[j] for j in new], [metas[j] for j in new]
+                packed = [packed[j] for j in new]
+        start = cat.next_rid()
+        rids = range(start, start + len(ids))
+        seg, positions = self._place(cat, pub, rids, x)
+        try:
+            cat.insert_rows(coll, rids, ids, seg, positions, docs, packed)
+        except sqlite3.IntegrityError:
+            # The unique index on (collection, id) is the duplicate check for add().
+            dup = [i for i in ids if i in cat.locate(coll, ids)]
             raise DuplicateIdError(
                 f"add: {len(dup)} ids already exist in {self.name!r}: {dup[:5]}; use upsert() "
                 "to replace them"
-            )
-        if found:
-            old = [j for j, i in enumerate(ids) if i in found]
-            self._change(cat, written, [found[ids[j]] for j in old], x[old], [docs[j] for j in old],
-                         [metas[j] for j in old], [packed[j] for j in old])
-            new = [j for j, i in enumerate(ids) if i not in found]
-            if not new:
-                return
-            ids, x = [ids[j] for j in new], x[new]
-            docs, metas, packed = [docs[j] for j in new], [metas[j] for j in new], [packed[j] for j in new]
-        start = cat.next_rid()
-        rids = list(range(start, start + len(ids)))
-        seg, positions = self._place(cat, written, rids, x)
-        cat.insert_rows(coll, rids, ids, seg, positions, docs, packed)
+            ) from None
         cat.insert_mindex(coll, inputs.meta_entries(rids, metas))
         cat.bump(coll)
 
-    def _change(self, cat: Catalog, written: list[Path], located: list, x, docs, metas,
+    def _change(self, cat: Catalog, pub: _Publication, located: list, x, docs, metas,
                 packed) -> None:
         """Replace fields of existing rows ``(rid, seg, pos)``; None means leave as is."""
         rids = [r[0] for r in located]
         if x is not None:
             cat.release_vectors(located)
-            seg, positions = self._place(cat, written, rids, x)
+            seg, positions = self._place(cat, pub, rids, x)
             cat.set_location(rids, seg, positions)
         if docs is not None:
             cat.set_documents(rids, docs)
@@ -449,14 +448,13 @@ class Collection:
             count = cat.pending_count(coll)
         if count == 0 or (count < self._seal_rows() and not force):
             return
-        with self._publishing(cat) as written:
+        with self._publishing(cat) as pub:
                 pending = cat.pending(coll)
                 blobs = cat.pending_vectors([p for p, _ in pending])
                 x = np.frombuffer(b"".join(blobs[p] for p, _ in pending), dtype="<f4")
                 x = x.reshape(len(pending), self.dim)
                 rids = [r for _, r in pending]
-                seg = self._new_segment(cat, written, [x], row_norms(x),
-                                        np.asarray(rids, dtype=np.int64))
+                seg = pub.segment([x], row_norms(x), np.asarray(rids, dtype=np.int64))
                 cat.set_location(rids, seg, list(range(len(rids))))
                 cat.clear_pending([p for p, _ in pending])
                 cat.bump(coll)
@@ -489,7 +487,7 @@ class Collection:
         files are unlinked after the commit (readers that mapped them keep their view)."""
         coll = self._record.id
         directory = self._db._collection_dir(self._record)
-        with self._publishing(cat) as written:
+        with self._publishing(cat) as pub:
                 snap = self._snapshot(cat)
                 parts = {p.seg: p for p in snap.parts}
                 old_files = {r.id: r.info.file for r in cat.segments(coll)}
@@ -512,10 +510,61 @@ class Collection:
                                 out[sel] = parts[int(s)].vectors[p_[sel]]
                             yield out
 
-                    seg = self._new_segment(cat, written, blocks(), norms, rids)
+                    seg = pub.segment(blocks(), norms, rids)
                     cat.set_location(rids.tolist(), seg, list(range(len(live))))
                 cat.drop_segments(seg_ids)
                 cat.bump(coll)
         for sid in seg_ids:
-            self._db._segments.get(coll, {}).pop(sid, None)
+            self._db._segments.get(coll, {}).pop(old_files[sid], None)
             remove_quietly(directory / old_files[sid])
+
+
+class _Publication:
+    """The segment files one write transaction publishes.
+
+    ``segment`` reserves the segment's catalog id at once (rows can point at it) and writes
+    the file, in a background thread if asked; ``finish`` waits for every file to be durable
+    and registers them, just before the transaction commits.
+    """
+
+    def __init__(self, cat: Catalog, coll: int, directory: Path):
+        self._cat = cat
+        self._coll = coll
+        self._directory = directory
+        self._next_id: int | None = None
+        self._jobs: list[tuple[int, Future]] = []
+        self.files: list[Path] = []
+
+    def segment(self, blocks: Iterable[np.ndarray], norms: np.ndarray, rids: np.ndarray, *,
+                background: bool = False) -> int:
+        if self._next_id is None:
+            self._directory.mkdir(parents=True, exist_ok=True)
+            self._next_id = self._cat.next_segment_id()
+        seg = self._next_id
+        self._next_id += 1
+        name = f"{uuid.uuid4().hex}{SUFFIX}"
+        self.files.append(self._directory / name)
+        job: Future = Future()
+        args = (self._directory, name, blocks, norms, rids)
+        if background:
+            threading.Thread(target=_run, args=(job, write_segment, args), daemon=True).start()
+        else:
+            _run(job, write_segment, args)
+        self._jobs.append((seg, job))
+        return seg
+
+    def finish(self) -> None:
+        for seg, job in self._jobs:
+            self._cat.insert_segment(self._coll, job.result(), seg)
+
+    def settle(self) -> None:
+        """Wait for background writes to end, whatever their outcome."""
+        for _, job in self._jobs:
+            job.exception()
+
+
+def _run(job: Future, fn: Callable, args: tuple) -> None:
+    try:
+        job.set_result(fn(*args))
+    except BaseException as exc:
+        job.set_exception(exc)

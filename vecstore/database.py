@@ -95,7 +95,7 @@ class Database:
         self.lock_timeout = float(lock_timeout)
         self.seal_rows = seal_rows
         self._lock = threading.RLock()
-        self._segments: dict[int, dict[int, Segment]] = {}
+        self._segments: dict[int, dict[str, Segment]] = {}
         self._snapshots: dict[int, Snapshot] = {}
         self._broken: str | None = None
         self._writer: WriterLock | None = None

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import CorruptStoreError
 from ..storage.catalog import Catalog
 from ..storage.segments import Segment, open_segment
 
@@ -72,11 +73,11 @@ def load_snapshot(
     dim: int,
     version: int,
     previous: Snapshot | None,
-    segments: dict[int, Segment],
+    segments: dict[str, Segment],
 ) -> Snapshot:
     """Build the snapshot of catalog ``version``; call inside one read transaction.
 
-    ``segments`` caches mapped segments by id across snapshots (entries no longer referenced
+    ``segments`` caches mapped segments by file name across snapshots (entries no longer referenced
     are evicted). Raises ``FileNotFoundError`` if a referenced segment file has vanished, as it
     does when a concurrent compaction commits and unlinks it: retry in a fresh transaction.
     """
@@ -88,17 +89,18 @@ def load_snapshot(
         dead.setdefault(seg, []).append(pos)
     parts = []
     for rec in records:
-        seg = segments.get(rec.id)
-        if seg is None:
-            seg = segments[rec.id] = open_segment(directory / rec.info.file, rec.info)
+        # Keyed by file name, which is never reused (segment ids may be).
+        seg = segments.get(rec.info.file)
+        if seg is None or seg.info != rec.info:
+            seg = segments[rec.info.file] = open_segment(directory / rec.info.file, rec.info)
         alive = None
         if rec.id in dead:
             alive = np.ones(rec.info.count, dtype=bool)
             alive[np.asarray(dead[rec.id], dtype=np.int64)] = False
         parts.append(Part(rec.id, seg.vectors, seg.norms, seg.rids, alive))
-    live = {rec.id for rec in records}
-    for sid in [s for s in segments if s not in live]:
-        del segments[sid]
+    live = {rec.info.file for rec in records}
+    for name in [name for name in segments if name not in live]:
+        del segments[name]
 
     pending = catalog.pending(coll)
     rows: dict[int, np.ndarray] = {}
@@ -111,8 +113,6 @@ def load_snapshot(
             if row is None:
                 row = np.frombuffer(blobs[pseq], dtype="<f4")
                 if row.shape != (dim,):
-                    from ..errors import CorruptStoreError
-
                     raise CorruptStoreError(f"pending vector {pseq} has {row.size} values, not {dim}")
             rows[pseq] = row
         vectors = np.stack([rows[pseq] for pseq, _ in pending])

@@ -7,6 +7,7 @@ trusted. All SQL of the package lives here and in filters.py. Imports no numba.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 import urllib.parse
@@ -304,14 +305,13 @@ class Catalog:
 
     def locate(self, coll: int, ids: Sequence[str]) -> dict[str, tuple[int, int | None, int | None]]:
         """Map the given ids that exist to ``(rid, seg, pos)``."""
-        found = {}
-        for part in _chunks(ids):
-            for id_, rid, seg, pos in self.conn.execute(
-                f"SELECT id, rid, seg, pos FROM rows WHERE coll = ? AND id IN ({_marks(len(part))})",
-                (coll, *part),
-            ):
-                found[id_] = (rid, seg, pos)
-        return found
+        # One statement whatever the count: the ids travel as one JSON array parameter.
+        rows = self.conn.execute(
+            "SELECT id, rid, seg, pos FROM rows "
+            "WHERE coll = ? AND id IN (SELECT value FROM json_each(?))",
+            (coll, json.dumps(list(ids))),
+        )
+        return {id_: (rid, seg, pos) for id_, rid, seg, pos in rows}
 
     def next_rid(self) -> int:
         return self.conn.execute("SELECT COALESCE(MAX(rid), 0) + 1 FROM rows").fetchone()[0]
@@ -319,13 +319,24 @@ class Catalog:
     def insert_rows(
         self,
         coll: int,
-        rids: Sequence[int],
+        rids: range,
         ids: Sequence[str],
         seg: int | None,
-        positions: Sequence[int] | None,
+        positions: range | None,
         documents: Sequence[str | None],
         metas: Sequence[bytes | None],
     ) -> None:
+        """Insert rows with consecutive ``rids``; ``positions`` are consecutive too (or None)."""
+        start = positions.start if positions is not None else None
+        if all(m is None for m in metas):
+            # Without metadata blobs the rows travel as one JSON array, which SQLite unpacks
+            # in C: about 3x faster than binding each row from Python.
+            self.conn.execute(
+                "INSERT INTO rows (rid, coll, id, seg, pos, document) "
+                "SELECT ? + key, ?, value ->> 0, ?, ? + key, value ->> 1 FROM json_each(?)",
+                (rids.start, coll, seg, start, json.dumps(list(zip(ids, documents)))),
+            )
+            return
         pos: Iterable = positions if positions is not None else [None] * len(rids)
         self.conn.executemany(
             "INSERT INTO rows (rid, coll, id, seg, pos, document, meta) VALUES (?,?,?,?,?,?,?)",
@@ -434,13 +445,15 @@ class Catalog:
             )
         ]
 
-    def insert_segment(self, coll: int, info: SegmentInfo) -> int:
-        cur = self.conn.execute(
-            "INSERT INTO segments (coll, file, count, dim, size, crc, created) "
-            "VALUES (?,?,?,?,?,?,?)",
-            (coll, info.file, info.count, info.dim, info.size, info.crc, time.time()),
+    def next_segment_id(self) -> int:
+        return self.conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM segments").fetchone()[0]
+
+    def insert_segment(self, coll: int, info: SegmentInfo, seg: int) -> None:
+        self.conn.execute(
+            "INSERT INTO segments (id, coll, file, count, dim, size, crc, created) "
+            "VALUES (?,?,?,?,?,?,?,?)",
+            (seg, coll, info.file, info.count, info.dim, info.size, info.crc, time.time()),
         )
-        return cur.lastrowid
 
     def drop_segments(self, seg_ids: Sequence[int]) -> None:
         for part in _chunks(seg_ids):

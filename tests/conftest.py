@@ -1,0 +1,32 @@
+"""Shared fixtures: a seeded rng, clustered synthetic vectors, a store in a temp directory."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import vecstore
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(20261123)
+
+
+def clustered(n: int, dim: int, *, clusters: int = 16, seed: int = 0) -> np.ndarray:
+    """``n`` float32 vectors around ``clusters`` random centres (a stand-in for embeddings)."""
+    r = np.random.default_rng(seed)
+    centres = r.standard_normal((clusters, dim)).astype(np.float32)
+    labels = r.integers(0, clusters, n)
+    return (centres[labels] + 0.3 * r.standard_normal((n, dim))).astype(np.float32)
+
+
+@pytest.fixture
+def data() -> np.ndarray:
+    return clustered(2_000, 32)
+
+
+@pytest.fixture
+def db(tmp_path):
+    with vecstore.open(tmp_path / "store", seal_rows=64) as database:
+        yield database
