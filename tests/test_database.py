@@ -158,7 +158,7 @@ def test_garbage_catalog_is_refused(tmp_path):
         "CREATE VIEW v AS SELECT 1",
         "CREATE TABLE extra (x)",
         "CREATE INDEX extra_ix ON rows(document)",
-        "DROP INDEX idx_mindex_rid",
+        "DROP INDEX idx_segments_coll",
         "ALTER TABLE rows ADD COLUMN extra",
     ],
 )

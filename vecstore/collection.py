@@ -35,6 +35,7 @@ from .index import flat
 from .results import GetResult, QueryResult
 from .storage.catalog import Catalog, CollectionRecord
 from .storage.files import remove_quietly
+from .storage import records
 from .storage.filters import compile_filters
 from .storage.segments import SUFFIX, write_segment
 
@@ -127,7 +128,7 @@ class Collection:
         x = None if vectors is None else inputs.matrix(vectors, self.dim, n=n)
         docs = None if documents is None else inputs.documents(documents, n)
         metas = None if metadata is None else inputs.metadata(metadata, n)
-        packed = None if metas is None else [inputs.pack_meta(m) for m in metas]
+        packed = None if metas is None else [records.pack(m) for m in metas]
 
         def apply(cat: Catalog, pub: _Publication) -> None:
             self._require(cat)
@@ -163,7 +164,7 @@ class Collection:
                 located = cat.filtered(self._record.id, sql, params)
             if located:
                 cat.release_vectors(located)
-                cat.delete_rows([r[0] for r in located])
+                cat.delete_rows(self._record.id, [r[0] for r in located])
                 cat.bump(self._record.id)
             return len(located)
 
@@ -238,7 +239,7 @@ class Collection:
                 return GetResult(
                     ids=[r[0] for r in rows],
                     documents=[r[4] for r in rows],
-                    metadata=[inputs.unpack_meta(r[5]) for r in rows],
+                    metadata=[records.unpack(r[5]) for r in rows],
                     vectors=vectors,
                 )
         raise self._vanished()
@@ -314,20 +315,20 @@ class Collection:
                     continue  # a compaction replaced a segment after our snapshot began
                 allowed = None
                 if filtered:
-                    allowed = snap.allowed(cat.filtered(self._record.id, sql, params))
+                    allowed = snap.allowed(cat.filtered_array(self._record.id, sql, params))
                 scores, rids, counts = flat.search(snap.parts, xq, self.metric, k, allowed)
-                records = cat.records(np.unique(rids[rids >= 0]).tolist())
-            return [self._result(scores[i, : counts[i]], rids[i, : counts[i]], records)
+                found = cat.records(np.unique(rids[rids >= 0]).tolist())
+            return [self._result(scores[i, : counts[i]], rids[i, : counts[i]], found)
                     for i in range(len(xq))]
         raise self._vanished()
 
-    def _result(self, scores: np.ndarray, rids: np.ndarray, records: dict) -> QueryResult:
-        rows = [records[int(r)] for r in rids]
+    def _result(self, scores: np.ndarray, rids: np.ndarray, found: dict) -> QueryResult:
+        rows = [found[int(r)] for r in rids]
         return QueryResult(
             ids=[r[0] for r in rows],
             scores=np.ascontiguousarray(scores, dtype=np.float32),
             documents=[r[1] for r in rows],
-            metadata=[inputs.unpack_meta(r[2]) for r in rows],
+            metadata=[records.unpack(r[2]) for r in rows],
             metric=self.metric,
         )
 
@@ -341,7 +342,7 @@ class Collection:
         x = inputs.matrix(vectors, self.dim, n=n)
         docs = inputs.documents(documents, n)
         metas = inputs.metadata(metadata, n)
-        packed = [inputs.pack_meta(m) for m in metas]
+        packed = [records.pack(m) for m in metas]
         return ids, x, docs, metas, packed
 
     @contextmanager
@@ -408,7 +409,7 @@ class Collection:
         rids = range(start, start + len(ids))
         seg, positions = self._place(cat, pub, rids, x)
         try:
-            cat.insert_rows(coll, rids, ids, seg, positions, docs, packed)
+            cat.insert_rows(coll, rids, ids, seg, positions, docs, metas, packed)
         except sqlite3.IntegrityError:
             # The unique index on (collection, id) is the duplicate check for add().
             dup = [i for i in ids if i in cat.locate(coll, ids)]
@@ -416,7 +417,6 @@ class Collection:
                 f"add: {len(dup)} ids already exist in {self.name!r}: {dup[:5]}; use upsert() "
                 "to replace them"
             ) from None
-        cat.insert_mindex(coll, inputs.meta_entries(rids, metas))
         cat.bump(coll)
 
     def _change(self, cat: Catalog, pub: _Publication, located: list, x, docs, metas,
@@ -430,9 +430,7 @@ class Collection:
         if docs is not None:
             cat.set_documents(rids, docs)
         if metas is not None:
-            cat.set_metas(rids, packed)
-            cat.delete_mindex(rids)
-            cat.insert_mindex(self._record.id, inputs.meta_entries(rids, metas))
+            cat.set_metadata(self._record.id, rids, metas, packed)
         cat.bump(self._record.id)
 
     def _seal_rows(self) -> int:

@@ -66,5 +66,9 @@ class StoreIOError(VecstoreError, OSError):
     """The operating system failed a write or fsync; the store refuses further writes."""
 
 
+class MissingDependency(VecstoreError, ImportError):
+    """An optional package a feature needs is not installed; the message says what to install."""
+
+
 class StoreClosed(VecstoreError, RuntimeError):
     """The database was closed."""

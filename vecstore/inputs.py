@@ -1,9 +1,8 @@
 """Normalise and validate user input once, at the API boundary.
 
 Inner layers trust what leaves this module: ids are a list of distinct, non-empty str; vectors
-are C-contiguous finite float32 ``(n, dim)``; metadata is packed msgpack plus its filter
-entries. Every check raises a typed ``VecstoreError`` that says what was expected and what
-arrived. Imports numpy and msgpack only.
+are C-contiguous finite float32 ``(n, dim)``; metadata dicts hold only storable values. Every check raises a typed ``VecstoreError`` that says what was expected and what
+arrived. Imports numpy and the storage layer's value kinds.
 """
 
 from __future__ import annotations
@@ -12,17 +11,15 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-import msgpack
 import numpy as np
 
-from .errors import CorruptStoreError, DimensionMismatch, DuplicateIdError, InvalidInput
+from .errors import DimensionMismatch, DuplicateIdError, InvalidInput
 from .storage.filters import kind_of
 
 MAX_DIM = 65_536
 MAX_K = 100_000
 MAX_ID_BYTES = 2_048
 MAX_KEY_CHARS = 256
-MAX_META_BYTES = 1 << 20  # packed, per row
 MAX_DOCUMENT_BYTES = 64 << 20
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
@@ -146,22 +143,6 @@ def _check_value(key: str, value: Any) -> None:
         )
 
 
-def _entries(rid: int, meta: dict) -> list[tuple]:
-    out = []
-    for key, value in meta.items():
-        if isinstance(value, list):
-            seen = set()
-            for v in value:
-                kv = kind_of(v)
-                if kv not in seen:
-                    seen.add(kv)
-                    out.append((key, kv[0], kv[1], 1, rid))
-        else:
-            kind, sqlv = kind_of(value)
-            out.append((key, kind, sqlv, 0, rid))
-    return out
-
-
 def metadata(values: Any, n: int) -> list[dict]:
     """Validated metadata dicts (``{}`` where none was given); tuples become lists."""
     if values is None:
@@ -194,37 +175,3 @@ def metadata(values: Any, n: int) -> list[dict]:
             clean[key] = value
         out.append(clean)
     return out
-
-
-def pack_meta(meta: dict) -> bytes | None:
-    if not meta:
-        return None
-    packed = msgpack.packb(meta, use_bin_type=True)
-    if len(packed) > MAX_META_BYTES:
-        raise InvalidInput(
-            f"metadata of one row packs to {len(packed)} bytes; the limit is {MAX_META_BYTES}"
-        )
-    return packed
-
-
-def meta_entries(rids: Sequence[int], metas: Sequence[dict]) -> list[tuple]:
-    """Filter entries ``(key, kind, value, elem, rid)`` for each row's metadata."""
-    out: list[tuple] = []
-    for rid, m in zip(rids, metas):
-        if m:
-            out += _entries(rid, m)
-    return out
-
-
-def unpack_meta(blob: bytes | None) -> dict:
-    if blob is None:
-        return {}
-    try:
-        meta = msgpack.unpackb(blob, raw=False, strict_map_key=True)
-    except (ValueError, msgpack.UnpackException) as exc:
-        raise CorruptStoreError(f"a stored metadata record is corrupt: {exc}") from None
-    if not isinstance(meta, dict):
-        raise CorruptStoreError("a stored metadata record is not a map")
-    return meta
-
-

@@ -41,19 +41,21 @@ class Snapshot:
     # pending vectors by their never-reused pending sequence number, for incremental reloads
     pending_rows: dict[int, np.ndarray] = field(default_factory=dict)
 
-    def allowed(self, located: Sequence[tuple[int, int | None, int | None]]) -> list[np.ndarray]:
-        """Per part, the sorted positions of the given live ``(rid, seg, pos)`` rows."""
-        by_part: list[list[int]] = [[] for _ in self.parts]
-        index = {p.seg: i for i, p in enumerate(self.parts)}
-        pending_pos: dict[int, int] = {}
-        if self.parts and self.parts[-1].seg is None:
-            pending_pos = {int(r): i for i, r in enumerate(self.parts[-1].rids)}
-        for rid, seg, pos in located:
-            if seg is None:
-                by_part[-1].append(pending_pos[rid])
+    def allowed(self, located: np.ndarray) -> list[np.ndarray]:
+        """Per part, the sorted positions of the given live rows.
+
+        ``located`` is int64 ``(n, 3)``: rid, seg, pos, with seg = pos = -1 for pending rows.
+        """
+        out = []
+        for part in self.parts:
+            if part.seg is None:
+                rids = located[located[:, 1] == -1, 0]
+                order = np.argsort(part.rids)
+                found = order[np.searchsorted(part.rids, rids, sorter=order)]
+                out.append(np.sort(found))
             else:
-                by_part[index[seg]].append(pos)
-        return [np.unique(np.asarray(p, dtype=np.int64)) for p in by_part]
+                out.append(np.sort(located[located[:, 1] == part.seg, 2]))
+        return out
 
     def vectors_of(self, located: Sequence[tuple[int, int | None, int | None]], dim: int) -> np.ndarray:
         """The stored vectors of ``(rid, seg, pos)`` rows, in that order."""

@@ -18,9 +18,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import sqlite_utils
 
 from ..errors import CorruptStoreError, StoreIOError
+from . import records
 from .segments import SegmentInfo
 
 STORE_FORMAT = "vecstore"
@@ -63,8 +65,9 @@ def _v1(db: sqlite_utils.Database) -> None:
         {"coll": int, "key": str, "kind": int, "value": bytes, "elem": int, "rid": int},
         not_null=["coll", "key", "kind", "elem", "rid"],
     )
+    # No index on rid alone: a row's entries are deleted by recomputing them from its meta
+    # record (records.entries), which saves a third of the cost of every metadata insert.
     db["mindex"].create_index(["coll", "key", "elem", "kind", "value", "rid"])
-    db["mindex"].create_index(["rid"])
 
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1]
@@ -131,6 +134,16 @@ class SegmentRecord:
 def _chunks(seq: Sequence, n: int = CHUNK) -> Iterator[Sequence]:
     for i in range(0, len(seq), n):
         yield seq[i : i + n]
+
+
+def _in_coll(sql: str) -> str:
+    """The collection term of a filtered statement over ``rows r``.
+
+    With a filter, the unary ``+`` keeps SQLite from driving the scan by the (coll, id)
+    index, which costs a table lookup per row of the collection; it drives from the filter's
+    metadata-index subqueries instead, or scans the table in rowid order.
+    """
+    return "r.coll = ?" if sql == "1" else "+r.coll = ?"
 
 
 def _marks(n: int) -> str:
@@ -324,11 +337,13 @@ class Catalog:
         seg: int | None,
         positions: range | None,
         documents: Sequence[str | None],
-        metas: Sequence[bytes | None],
+        metas: Sequence[dict],
+        packed: Sequence[bytes | None],
     ) -> None:
-        """Insert rows with consecutive ``rids``; ``positions`` are consecutive too (or None)."""
+        """Insert rows with consecutive ``rids`` (and consecutive ``positions``, or None)
+        and their filter entries. ``packed`` holds ``records.pack`` of each of ``metas``."""
         start = positions.start if positions is not None else None
-        if all(m is None for m in metas):
+        if all(m is None for m in packed):
             # Without metadata blobs the rows travel as one JSON array, which SQLite unpacks
             # in C: about 3x faster than binding each row from Python.
             self.conn.execute(
@@ -340,24 +355,40 @@ class Catalog:
         pos: Iterable = positions if positions is not None else [None] * len(rids)
         self.conn.executemany(
             "INSERT INTO rows (rid, coll, id, seg, pos, document, meta) VALUES (?,?,?,?,?,?,?)",
-            zip(rids, [coll] * len(rids), ids, [seg] * len(rids), pos, documents, metas),
+            zip(rids, [coll] * len(rids), ids, [seg] * len(rids), pos, documents, packed),
         )
+        self._insert_entries(coll, records.all_entries(zip(rids, metas)))
 
-    def insert_mindex(self, coll: int, entries: Iterable[tuple]) -> None:
-        """entries: ``(key, kind, value, elem, rid)`` tuples."""
+    def _insert_entries(self, coll: int, entries: list[tuple]) -> None:
         self.conn.executemany(
             "INSERT INTO mindex (coll, key, kind, value, elem, rid) VALUES (?,?,?,?,?,?)",
             ((coll, *e) for e in entries),
         )
 
-    def delete_mindex(self, rids: Sequence[int]) -> None:
+    def _delete_entries(self, coll: int, rids: Sequence[int]) -> None:
+        stored = []
         for part in _chunks(rids):
-            self.conn.execute(f"DELETE FROM mindex WHERE rid IN ({_marks(len(part))})", part)
+            stored += self.conn.execute(
+                f"SELECT rid, meta FROM rows WHERE rid IN ({_marks(len(part))}) AND meta IS NOT NULL",
+                part,
+            ).fetchall()
+        self.conn.executemany(
+            "DELETE FROM mindex WHERE coll = ? AND key = ? AND kind = ? AND value = ? "
+            "AND elem = ? AND rid = ?",
+            ((coll, *e) for e in records.all_entries((r, records.unpack(b)) for r, b in stored)),
+        )
 
-    def delete_rows(self, rids: Sequence[int]) -> None:
-        self.delete_mindex(rids)
+    def delete_rows(self, coll: int, rids: Sequence[int]) -> None:
+        self._delete_entries(coll, rids)
         for part in _chunks(rids):
             self.conn.execute(f"DELETE FROM rows WHERE rid IN ({_marks(len(part))})", part)
+
+    def set_metadata(
+        self, coll: int, rids: Sequence[int], metas: Sequence[dict], packed: Sequence[bytes | None]
+    ) -> None:
+        self._delete_entries(coll, rids)
+        self.conn.executemany("UPDATE rows SET meta = ? WHERE rid = ?", zip(packed, rids))
+        self._insert_entries(coll, records.all_entries(zip(rids, metas)))
 
     def release_vectors(self, located: Iterable[tuple[int, int | None, int | None]]) -> None:
         """Retire the stored vectors of ``(rid, seg, pos)`` rows: tombstones or pending rows."""
@@ -380,9 +411,6 @@ class Catalog:
     def set_documents(self, rids: Sequence[int], documents: Sequence[str | None]) -> None:
         self.conn.executemany("UPDATE rows SET document = ? WHERE rid = ?", zip(documents, rids))
 
-    def set_metas(self, rids: Sequence[int], metas: Sequence[bytes | None]) -> None:
-        self.conn.executemany("UPDATE rows SET meta = ? WHERE rid = ?", zip(metas, rids))
-
     def insert_pending(self, coll: int, rids: Sequence[int], blobs: Iterable[bytes]) -> None:
         self.conn.executemany(
             "INSERT INTO pending (coll, rid, vec) VALUES (?, ?, ?)",
@@ -394,12 +422,22 @@ class Catalog:
     def filtered(self, coll: int, sql: str, params: list) -> list[tuple[int, int | None, int | None]]:
         """``(rid, seg, pos)`` of every row of ``coll`` satisfying a compiled filter."""
         return self.conn.execute(
-            f"SELECT r.rid, r.seg, r.pos FROM rows r WHERE r.coll = ? AND {sql}", (coll, *params)
+            f"SELECT r.rid, r.seg, r.pos FROM rows r WHERE {_in_coll(sql)} AND {sql}",
+            (coll, *params),
         ).fetchall()
+
+    def filtered_array(self, coll: int, sql: str, params: list) -> np.ndarray:
+        """``filtered`` as an int64 ``(n, 3)`` array; seg and pos are -1 for pending rows."""
+        rows = self.conn.execute(
+            "SELECT r.rid, COALESCE(r.seg, -1), COALESCE(r.pos, -1) FROM rows r "
+            f"WHERE {_in_coll(sql)} AND {sql}",
+            (coll, *params),
+        ).fetchall()
+        return np.array(rows, dtype=np.int64).reshape(-1, 3)
 
     def count(self, coll: int, sql: str, params: list) -> int:
         return self.conn.execute(
-            f"SELECT COUNT(*) FROM rows r WHERE r.coll = ? AND {sql}", (coll, *params)
+            f"SELECT COUNT(*) FROM rows r WHERE {_in_coll(sql)} AND {sql}", (coll, *params)
         ).fetchone()[0]
 
     def records(self, rids: Sequence[int]) -> dict[int, tuple[str, str | None, bytes | None]]:
@@ -430,7 +468,7 @@ class Catalog:
         """``(id, rid, seg, pos, document, meta)`` in insertion order, paginated."""
         return self.conn.execute(
             "SELECT r.id, r.rid, r.seg, r.pos, r.document, r.meta FROM rows r "
-            f"WHERE r.coll = ? AND {sql} ORDER BY r.rid LIMIT ? OFFSET ?",
+            f"WHERE {_in_coll(sql)} AND {sql} ORDER BY r.rid LIMIT ? OFFSET ?",
             (coll, *params, -1 if limit is None else limit, offset),
         ).fetchall()
 

@@ -25,6 +25,7 @@ KIND_NULL, KIND_BOOL, KIND_NUMBER, KIND_STR = 0, 1, 2, 3
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_DEPTH = 32
 MAX_IN_VALUES = 10_000
+MAX_PARAMS = 30_000  # SQLite binds at most 32,766 parameters per statement
 
 _COMPARE = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 _FIELD_OPS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$contains")
@@ -37,7 +38,7 @@ _SUBQUERY = "SELECT m.rid FROM mindex m WHERE m.coll = ? AND m.key = ? AND m.ele
 def kind_of(value: Any) -> tuple[int, Any] | None:
     """The (kind, SQL value) of a scalar metadata value, or None if it is not a scalar."""
     if value is None:
-        return KIND_NULL, None
+        return KIND_NULL, 0  # kind alone marks None; a non-NULL value keeps `=` and IN exact
     if isinstance(value, bool):
         return KIND_BOOL, int(value)
     if isinstance(value, int):
@@ -112,7 +113,7 @@ class _Compiler:
 
     def _op(self, key: str, op: Any, value: Any) -> str:
         if op == "$eq":
-            return self._member(key, 0, "m.kind = ? AND m.value IS ?", list(_scalar(op, key, value)))
+            return self._member(key, 0, "m.kind = ? AND m.value = ?", list(_scalar(op, key, value)))
         if op == "$ne":
             return f"NOT ({self._op(key, '$eq', value)})"
         if op in _COMPARE:
@@ -135,11 +136,12 @@ class _Compiler:
             params: list[Any] = []
             for v in value:
                 params += _scalar(op, key, v)
-            tail = "(" + " OR ".join(["(m.kind = ? AND m.value IS ?)"] * len(value)) + ")"
+            # One row-value list, not a chain of ORs: SQLite caps expression depth at 1000.
+            tail = "(m.kind, m.value) IN (VALUES " + ",".join(["(?, ?)"] * len(value)) + ")"
             sql = self._member(key, 0, tail, params)
             return sql if op == "$in" else f"NOT ({sql})"
         if op == "$contains":
-            return self._member(key, 1, "m.kind = ? AND m.value IS ?", list(_scalar(op, key, value)))
+            return self._member(key, 1, "m.kind = ? AND m.value = ?", list(_scalar(op, key, value)))
         raise InvalidFilter(
             f"unknown operator {op!r} on {key!r}; expected one of {', '.join(_FIELD_OPS)}"
         )
@@ -171,11 +173,16 @@ class _Compiler:
 
 
 def _join(sep: str, parts: list[str]) -> str:
+    """Join as a balanced tree: a flat chain of thousands of ORs would exceed SQLite's
+    expression depth limit (1000), a balanced one is only log2(n) deep."""
     if not parts:
         return "1"
     if len(parts) == 1:
         return parts[0]
-    return "(" + sep.join(parts) + ")"
+    if len(parts) == 2:
+        return f"({parts[0]}{sep}{parts[1]})"
+    mid = len(parts) // 2
+    return f"({_join(sep, parts[:mid])}{sep}{_join(sep, parts[mid:])})"
 
 
 def compile_filters(coll: int, where: Any = None, where_document: Any = None) -> tuple[str, list]:
@@ -190,4 +197,8 @@ def compile_filters(coll: int, where: Any = None, where_document: Any = None) ->
         parts.append(c.where(where))
     if where_document is not None:
         parts.append(c.document(where_document))
+    if len(c.params) > MAX_PARAMS:
+        raise InvalidFilter(
+            f"filter is too large: {len(c.params)} values and keys; the limit is {MAX_PARAMS}"
+        )
     return _join(" AND ", parts), c.params
