@@ -94,10 +94,10 @@ def _expected_schema() -> frozenset:
 
 
 def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
-    if not isinstance(exc, sqlite3.OperationalError):
-        return True
+    # Plain DatabaseError is SQLite's SQLITE_CORRUPT / SQLITE_NOTADB family; its subclasses
+    # (IntegrityError, OperationalError "locked"...) are not corruption unless they say so.
     msg = str(exc).lower()
-    return "malformed" in msg or "not a database" in msg
+    return type(exc) is sqlite3.DatabaseError or "malformed" in msg or "not a database" in msg
 
 
 @contextmanager
