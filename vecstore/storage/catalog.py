@@ -16,20 +16,22 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import sqlite_utils
 
 from ..errors import CorruptStoreError, StoreIOError
 from . import records
 from .segments import SegmentInfo
 
+if TYPE_CHECKING:  # sqlite_utils is imported when a store is opened, not with vecstore
+    import sqlite_utils
+
 STORE_FORMAT = "vecstore"
 CHUNK = 900  # bound parameters per statement, well under SQLite's limit
 
 
-def _v1(db: sqlite_utils.Database) -> None:
+def _v1(db: "sqlite_utils.Database") -> None:
     db["store_info"].create({"key": str, "value": str}, pk="key")
     db["collections"].create(
         {"id": int, "name": str, "dir": str, "dim": int, "metric": str, "config": str,
@@ -70,7 +72,7 @@ def _v1(db: sqlite_utils.Database) -> None:
     db["mindex"].create_index(["coll", "key", "elem", "kind", "value", "rid"])
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1]
+MIGRATIONS: list[Callable[["sqlite_utils.Database"], None]] = [_v1]
 
 
 def _schema_of(conn: sqlite3.Connection) -> set[tuple]:
@@ -84,6 +86,8 @@ def _schema_of(conn: sqlite3.Connection) -> set[tuple]:
 
 @cache
 def _expected_schema() -> frozenset:
+    import sqlite_utils
+
     conn = sqlite3.connect(":memory:", isolation_level=None)
     db = sqlite_utils.Database(conn, recursive_triggers=False, execute_plugins=False)
     for step in MIGRATIONS:
@@ -168,6 +172,8 @@ class Catalog:
             except BaseException:
                 self.conn.close()
                 raise
+        import sqlite_utils
+
         self.db = sqlite_utils.Database(self.conn, recursive_triggers=False, execute_plugins=False)
 
     def _setup(self, synchronous: str) -> None:
