@@ -1,0 +1,59 @@
+"""Segment files: round trips, checksums, and every header check."""
+
+from __future__ import annotations
+
+import os
+import zlib
+
+import numpy as np
+import pytest
+
+from vecstore.errors import CorruptStoreError
+from vecstore.storage.segments import (
+    crc32_combine,
+    open_segment,
+    parallel_crc32,
+    write_segment,
+)
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 1 << 20, (9 << 20) + 13])
+def test_parallel_crc_equals_zlib(n):
+    data = np.random.default_rng(n).integers(0, 256, n, dtype=np.uint8).tobytes()
+    assert parallel_crc32(memoryview(data), parts=3) == zlib.crc32(data)
+    a, b = data[: n // 3], data[n // 3 :]
+    assert crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(data)
+
+
+def test_round_trip_in_blocks(tmp_path, rng):
+    x = rng.standard_normal((1000, 7)).astype(np.float32)
+    norms = np.linalg.norm(x, axis=1).astype(np.float32)
+    info = write_segment(tmp_path, "a.vseg", [x[:300], x[300:]], norms, np.arange(1000) + 5)
+    seg = open_segment(tmp_path / "a.vseg", info)
+    np.testing.assert_array_equal(seg.vectors, x)
+    np.testing.assert_array_equal(seg.norms, norms)
+    np.testing.assert_array_equal(seg.rids, np.arange(1000) + 5)
+    assert not seg.vectors.flags.writeable
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_every_byte_flip_is_caught(tmp_path, rng):
+    x = rng.standard_normal((20, 3)).astype(np.float32)
+    info = write_segment(tmp_path, "a.vseg", [x], np.ones(20, np.float32), np.arange(20))
+    raw = (tmp_path / "a.vseg").read_bytes()
+    for offset in range(len(raw)):
+        flipped = bytearray(raw)
+        flipped[offset] ^= 1 << (offset % 8)
+        (tmp_path / "b.vseg").write_bytes(flipped)
+        with pytest.raises(CorruptStoreError):
+            open_segment(tmp_path / "b.vseg", info)
+    for size in (0, 5, 127, 128, len(raw) - 1):
+        (tmp_path / "b.vseg").write_bytes(raw[:size])
+        with pytest.raises(CorruptStoreError):
+            open_segment(tmp_path / "b.vseg", info)
+    (tmp_path / "b.vseg").write_bytes(raw + b"\0")
+    with pytest.raises(CorruptStoreError):
+        open_segment(tmp_path / "b.vseg", info)
+    (tmp_path / "b.vseg").write_bytes(os.urandom(len(raw)))
+    with pytest.raises(CorruptStoreError, match="magic|checksum"):
+        open_segment(tmp_path / "b.vseg", info)
