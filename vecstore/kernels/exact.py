@@ -1,7 +1,11 @@
-"""Exact (brute-force) top-k search kernels: dot, cosine and l2 scores into per-query heaps.
+"""Exact top-k search kernels: dot, cosine and l2 scores of float32 rows into per-query heaps.
 
-Pure functions over arrays; imports numpy and numba only (no I/O, no classes).
+A one-pass memory-bound scan serves a few queries; sgemm tiles serve batches.
+Imports numpy and numba only: pure functions over arrays, no I/O, no classes.
 """
+
+# D and I (scores, labels) are the faiss names the house style asks for.
+# ruff: noqa: E741
 
 import operator
 
@@ -16,25 +20,30 @@ _DOT = 1
 _L2 = 2
 
 # Up to this many queries, one pass over the rows serves all queries (each row is read from
-# memory once and reused from L1 for every query), which is bandwidth-bound.  Above it, the
-# tiled BLAS path wins because it becomes FLOP-bound.  Chosen by measurement (see bench/).
-SMALL_BATCH_MAX = 4
+# memory once and reused from L1 for every query): bandwidth-bound up to ~4 queries, then
+# compute-bound at ~15 ns per 384-d dot per core.  Above it, tiles through multithreaded sgemm
+# win.  Measured on 100k x 384 (2 cores): the two paths cross between 12 and 24 queries; 16 also
+# leans towards the scan, which degrades far less than sgemm when a core is busy elsewhere.
+SMALL_BATCH_MAX = 16
 
-# Rows per BLAS tile are chosen so that the nq x tile score block is about this many bytes:
-# small enough to stay in L2/L3 while the heaps consume it, big enough for sgemm efficiency.
+# Rows per sgemm tile: the nq x tile score block is kept near _TILE_SCORE_BYTES (so it is still
+# in cache when the heaps consume it) within [_TILE_MIN_ROWS, _TILE_MAX_ROWS].  Throughput was
+# flat within noise from 256 to 8192 rows for nq = 32 and nq = 1000.
 _TILE_SCORE_BYTES = 1 << 21
-_TILE_MIN_ROWS = 512
-_TILE_MAX_ROWS = 8192
+_TILE_MIN_ROWS = 256
+_TILE_MAX_ROWS = 4096
 
 # A mask without `rows` that keeps less than this fraction of the rows is turned into a row
 # list on the batch path: gathering the kept rows is cheaper than multiplying the dropped ones.
 _MASK_GATHER_DENSITY = 0.5
 
-# Scans over fewer vector elements than this run serially (see _num_chunks).
+# Scans over fewer vector elements than this run serially (see _num_chunks): a parallel
+# region costs ~20 us to wake, and far more when the other core is busy.  Measured crossover
+# of serial and 2-thread scans: 2-4e5 elements.
 _PARALLEL_MIN_WORK = 1 << 18
 
 # Columns per block in the batch heap update (see _push_block).
-_PUSH_BLOCK = 128
+_PUSH_BLOCK = 64
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,8 +217,9 @@ def _scan_chunks(xq, xb, norms, metric, qa, rows, has_rows, mask, has_mask, base
     for c in prange(nchunks):
         lo = min(n, c * step)
         hi = min(n, lo + step)
-        _scan_range(xq, xb, norms, metric, qa, rows, has_rows, mask, has_mask, base, lo, hi,
-                    CD[c], CI[c])
+        _scan_range(
+            xq, xb, norms, metric, qa, rows, has_rows, mask, has_mask, base, lo, hi, CD[c], CI[c]
+        )
 
 
 @njit(cache=True, nogil=True)
@@ -226,11 +236,13 @@ def _merge_chunks(CD, CI, D, I):
 def _push_block(S, labels, W, C, qa, D, I, base):
     """Push a (nq, m) block of raw dot products into the heaps.
 
-    Column j is row labels[j] with terms W[j], C[j].  Serial on purpose: a numba parallel
-    region between two multithreaded sgemm calls makes the OpenMP and OpenBLAS thread pools
-    fight over the 2 cores (measured 2-20x slower overall).  Instead each block of columns is
-    first tested for any score above the heap minimum with a vectorisable count, so the scalar
-    heap code only runs on the rare blocks that hold a candidate.
+    Column j is row labels[j] with terms W[j], C[j].  Each run of _PUSH_BLOCK columns is first
+    tested with a vectorised `_any_above`; the scalar heap code only runs on the few runs that
+    hold a candidate (a few dozen of ~1600 per query over 100k rows, k = 10).
+
+    Serial on purpose: a numba parallel region between two multithreaded sgemm calls makes the
+    OpenMP and OpenBLAS thread pools spin against each other on the 2 cores (measured 1.5x to
+    20x slower overall than this serial loop, worst for small nq).
     """
     nq, m = S.shape
     for qi in range(nq):
@@ -251,8 +263,9 @@ def _push_block(S, labels, W, C, qa, D, I, base):
 
 
 @njit(cache=True, nogil=True)
-def _scan_tiles(xq, xb, norms, metric, qa, rows, has_rows, mask, has_mask, base, D, I,
-                S, G, GW, GC, GL):
+def _scan_tiles(
+    xq, xb, norms, metric, qa, rows, has_rows, mask, has_mask, base, D, I, S, G, GW, GC, GL
+):
     """Batch path: sgemm on tiles of rows, then heap pushes; never builds the nq x nb matrix.
 
     S (nq * T,) float32 scores; G (T, d) float32 gathered rows (only used with `rows`);
@@ -299,7 +312,8 @@ def _scan_tiles(xq, xb, norms, metric, qa, rows, has_rows, mask, has_mask, base,
 
 @njit(cache=True, nogil=True)
 def _finish_into(D, I, metric, xq, OD, OI, counts):
-    """Heap-sort each row best-first into OD/OI; l2 gets its |q|^2 back and is clamped to <= 0.
+    """Heap-sort each row best-first into OD/OI; l2 gets its |q|^2 back and is clamped to <= 0,
+    cosine is clamped to [-1, 1].
 
     Serial: it is tiny, and a parallel region right after sgemm costs more than it saves.
     """
@@ -328,6 +342,9 @@ def _finish_into(D, I, metric, xq, OD, OI, counts):
                 c += 1
                 if metric == _L2:
                     Dq[j] = min(Dq[j] - qq, np.float32(0.0))
+                elif metric == _COSINE:
+                    # float32 rounding can put a self-match a hair above 1
+                    Dq[j] = max(min(Dq[j], np.float32(1.0)), np.float32(-1.0))
         counts[qi] = c
 
 
@@ -340,7 +357,8 @@ def _check_array(name, a, dtype, ndim):
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name}: expected a numpy.ndarray, got {type(a).__name__}")
     if a.dtype != dtype:
-        raise TypeError(f"{name}: expected dtype {np.dtype(dtype).name}, got {a.dtype.name}")
+        # str() shows byte order too: a big-endian '>f4' is not the float32 the kernels take.
+        raise TypeError(f"{name}: expected dtype {np.dtype(dtype).name}, got {a.dtype!s}")
     if a.ndim != ndim:
         raise ValueError(f"{name}: expected a {ndim}-D array, got shape {a.shape}")
     if not a.flags.c_contiguous:
@@ -510,14 +528,18 @@ def search_into(xq, xb, norms, metric, D, I, *, rows=None, mask=None, base=0):
         _merge_chunks(CD, CI, D, I)
         return
 
+    # Sparse filters gather the kept rows (sgemm only sees useful rows); dense ones multiply
+    # whole tiles in place, no copy, and drop the excluded columns while pushing.
+    if has_rows and rows.shape[0] >= _MASK_GATHER_DENSITY * nb:
+        keep = np.zeros(nb, dtype=np.uint8)
+        keep[rows] = mask[rows] if has_mask else 1
+        mask, has_mask, rows, has_rows = keep, True, np.empty(0, dtype=np.int64), False
     if has_mask and not has_rows:
         kept = int(np.count_nonzero(mask))
         if kept == 0:
             return
         if kept < _MASK_GATHER_DENSITY * nb:
-            rows = np.flatnonzero(mask).astype(np.int64, copy=False)
-            has_rows = True
-            has_mask = False
+            rows, has_rows, has_mask = np.flatnonzero(mask).astype(np.int64), True, False
     n = rows.shape[0] if has_rows else nb
     T = min(_tile_rows(nq), n)
     S = np.empty(nq * T, dtype=np.float32)
@@ -525,8 +547,9 @@ def search_into(xq, xb, norms, metric, D, I, *, rows=None, mask=None, base=0):
     GW = np.empty(T, dtype=np.float32)
     GC = np.empty(T, dtype=np.float32)
     GL = np.empty(T, dtype=np.int64)
-    _scan_tiles(xq, xb, norms, code, qa, rows, has_rows, mask, has_mask, base, D, I,
-                S, G, GW, GC, GL)
+    _scan_tiles(
+        xq, xb, norms, code, qa, rows, has_rows, mask, has_mask, base, D, I, S, G, GW, GC, GL
+    )
 
 
 def finish(D, I, xq, metric):
