@@ -52,9 +52,9 @@ except ImportError:  # pragma: no cover
     sys.exit("faiss-cpu is required: pip install faiss-cpu")
 
 import vecstore  # noqa: E402
+from benchdata import CATEGORIES, make_metadata  # noqa: E402
 
 BATCH = 100_000  # rows per add() when building the cached open store
-CATEGORIES = 100  # metadata "category" takes this many values: one of them is 1% of rows
 STORE_FORMAT_TAG = "v1"  # bump to invalidate cached stores when the data recipe changes
 
 
@@ -90,20 +90,6 @@ def queries(nq: int, dim: int, seed: int) -> np.ndarray:
 
 def make_ids(start: int, n: int) -> list[str]:
     return [f"id{i}" for i in range(start, start + n)]
-
-
-def make_metadata(n: int) -> tuple[list[dict], list[str]]:
-    metas = [
-        {"category": f"cat{i % CATEGORIES:02d}", "year": 1990 + (i * 7) % 35,
-         "score": (i * 37 % 1000) / 10}
-        for i in range(n)
-    ]
-    docs = [
-        f"Document {i}: a synthetic passage about topic {i % CATEGORIES}, written for the "
-        f"vecstore benchmark; it is about a hundred characters long."
-        for i in range(n)
-    ]
-    return metas, docs
 
 
 def label(vid: str) -> int:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from benchdata import CATEGORIES, make_metadata  # noqa: F401 (fixtures and suites use both)
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -23,7 +24,6 @@ if str(REPO) not in sys.path:
 
 BENCH_N = int(os.environ.get("VECSTORE_BENCH_N", "100000"))
 BENCH_DIM = int(os.environ.get("VECSTORE_BENCH_DIM", "384"))
-CATEGORIES = 100  # one metadata value of the "category" field marks 1% of the rows
 
 
 def unit_clustered(n: int, dim: int, *, seed: int, stream: int, clusters: int = 256) -> np.ndarray:
@@ -38,21 +38,6 @@ def unit_clustered(n: int, dim: int, *, seed: int, stream: int, clusters: int = 
     x = centres[lab] + spread[lab, None] * r.standard_normal((n, dim), dtype=np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     return np.ascontiguousarray(x, dtype=np.float32)
-
-
-def make_metadata(n: int) -> tuple[list[dict], list[str]]:
-    """Three metadata fields and a ~100-character document per row."""
-    metas = [
-        {"category": f"cat{i % CATEGORIES:02d}", "year": 1990 + (i * 7) % 35,
-         "score": (i * 37 % 1000) / 10}
-        for i in range(n)
-    ]
-    docs = [
-        f"Document {i}: a synthetic passage about topic {i % CATEGORIES}, written for the "
-        f"vecstore benchmark; it is about a hundred characters long."
-        for i in range(n)
-    ]
-    return metas, docs
 
 
 @pytest.fixture(scope="session")

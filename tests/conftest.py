@@ -21,6 +21,15 @@ def clustered(n: int, dim: int, *, clusters: int = 16, seed: int = 0) -> np.ndar
     return (centres[labels] + 0.3 * r.standard_normal((n, dim))).astype(np.float32)
 
 
+def typed(v):
+    """A comparable form that tells True from 1, 1 from 1.0 and -0.0 from 0.0 (== does not)."""
+    if isinstance(v, dict):
+        return {k: typed(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [typed(x) for x in v]
+    return (type(v).__name__, repr(v))
+
+
 @pytest.fixture
 def data() -> np.ndarray:
     return clustered(2_000, 32)

@@ -30,6 +30,7 @@ from hypothesis.stateful import (
 )
 
 import vecstore
+from tests.conftest import typed
 
 DIM = 4
 SEAL = 8
@@ -77,15 +78,6 @@ WHERES = [
 ]
 # The selective ones, for delete(where=...): the broad ones would empty the model too often.
 DELETE_WHERES = [0, 1, 2, 3, 4, 5, 9]
-
-
-def typed(v):
-    """A comparable form that tells True from 1 and 2 from 2.0 (plain == does not)."""
-    if isinstance(v, dict):
-        return {k: typed(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [typed(x) for x in v]
-    return (type(v).__name__, repr(v))
 
 
 def make_vectors(n: int, seed: int, kind: str) -> np.ndarray:

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import vecstore
+from tests.conftest import typed
 from vecstore.storage.filters import compile_filters
 
 DIM = 4
@@ -79,15 +80,6 @@ def field_op(meta: dict, key: str, op: str, value) -> bool:
         lst = meta.get(key)
         return isinstance(lst, list) and any(same(e, value) for e in lst)
     raise AssertionError(op)
-
-
-def typed(v):
-    """A comparable form that tells True from 1, 1 from 1.0 and -0.0 from 0.0."""
-    if isinstance(v, dict):
-        return {k: typed(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [typed(x) for x in v]
-    return (type(v).__name__, repr(v))
 
 
 def matches(meta: dict, where: dict) -> bool:
