@@ -8,8 +8,11 @@ CATEGORIES = 100  # one metadata value of the "category" field marks 1% of the r
 def make_metadata(n: int) -> tuple[list[dict], list[str]]:
     """Three metadata fields and a ~100-character document per row."""
     metas = [
-        {"category": f"cat{i % CATEGORIES:02d}", "year": 1990 + (i * 7) % 35,
-         "score": (i * 37 % 1000) / 10}
+        {
+            "category": f"cat{i % CATEGORIES:02d}",
+            "year": 1990 + (i * 7) % 35,
+            "score": (i * 37 % 1000) / 10,
+        }
         for i in range(n)
     ]
     docs = [

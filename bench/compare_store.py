@@ -51,8 +51,9 @@ try:
 except ImportError:  # pragma: no cover
     sys.exit("faiss-cpu is required: pip install faiss-cpu")
 
-import vecstore  # noqa: E402
 from benchdata import CATEGORIES, make_metadata  # noqa: E402
+
+import vecstore  # noqa: E402
 
 BATCH = 100_000  # rows per add() when building the cached open store
 STORE_FORMAT_TAG = "v1"  # bump to invalidate cached stores when the data recipe changes
@@ -132,17 +133,29 @@ class Results:
     def __init__(self) -> None:
         self.rows: list[dict] = []
 
-    def add(self, key: str, measure: str, unit: str, value: float, samples: list,
-            ref_name: str | None = None, ref_value: float | None = None,
-            ref_samples: list | None = None, higher_is_better: bool = True,
-            target: str = "", ok: bool | None = None, extra: dict | None = None,
-            scaling: str | None = None) -> dict:
+    def add(
+        self,
+        key: str,
+        measure: str,
+        unit: str,
+        value: float,
+        samples: list,
+        ref_name: str | None = None,
+        ref_value: float | None = None,
+        ref_samples: list | None = None,
+        higher_is_better: bool = True,
+        target: str = "",
+        ok: bool | None = None,
+        extra: dict | None = None,
+        scaling: str | None = None,
+    ) -> dict:
         """``ratio`` is vecstore's advantage (> 1 favours vecstore); for a ``scaling`` row,
         whose reference is vecstore itself at a smaller size, it is value / reference
         (1.0 = flat in N) and ``scaling`` names the two sizes."""
         ratio = None
         paired = None
         if ref_value:
+
             def r(a, b):
                 return a / b if (higher_is_better or scaling) else b / a
 
@@ -151,12 +164,19 @@ class Results:
                 pr = [r(a, b) for a, b in zip(samples, ref_samples, strict=True) if a and b]
                 paired = med(pr) if pr else None
         row = {
-            "key": key, "measure": measure, "unit": unit,
+            "key": key,
+            "measure": measure,
+            "unit": unit,
             "vecstore": {"median": value, "samples": samples},
-            "reference": None if ref_name is None else
-            {"name": ref_name, "median": ref_value, "samples": ref_samples},
-            "ratio": ratio, "paired_ratio_median": paired,
-            "target": target, "meets_target": ok, "scaling": scaling, **(extra or {}),
+            "reference": None
+            if ref_name is None
+            else {"name": ref_name, "median": ref_value, "samples": ref_samples},
+            "ratio": ratio,
+            "paired_ratio_median": paired,
+            "target": target,
+            "meets_target": ok,
+            "scaling": scaling,
+            **(extra or {}),
         }
         self.rows.append(row)
         return row
@@ -191,8 +211,9 @@ def print_table(results: Results, header: str) -> None:
         if r["ratio"] is not None and r["scaling"]:
             ratio = f"{r['ratio']:.2f} ({r['scaling']})"
         ok = {True: "yes", False: "NO", None: ""}[r["meets_target"]]
-        lines.append([r["measure"], fmt(r["vecstore"]["median"], r["unit"]), ref_txt, ratio,
-                      r["target"], ok])
+        lines.append(
+            [r["measure"], fmt(r["vecstore"]["median"], r["unit"]), ref_txt, ratio, r["target"], ok]
+        )
     widths = [max(len(str(x[i])) for x in [cols, *lines]) for i in range(len(cols))]
     print(header)
     print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
@@ -204,8 +225,9 @@ def print_table(results: Results, header: str) -> None:
 # -- recall ----------------------------------------------------------------------------
 
 
-def recall(vs_ids: list[list[str]], faiss_labels: np.ndarray, xb: np.ndarray,
-           xq: np.ndarray, k: int) -> dict:
+def recall(
+    vs_ids: list[list[str]], faiss_labels: np.ndarray, xb: np.ndarray, xq: np.ndarray, k: int
+) -> dict:
     """Strict recall@k (|vecstore ∩ faiss| / k) and tie-tolerant recall, where a vecstore hit
     also counts when its exact (float64) score reaches faiss's k-th best exact score."""
     strict = tol = 0
@@ -220,8 +242,12 @@ def recall(vs_ids: list[list[str]], faiss_labels: np.ndarray, xb: np.ndarray,
         mine = xb[labs].astype(np.float64) @ q if len(labs) else np.zeros(0)
         tol += int(np.sum(np.isin(labs, ref) | (mine >= kth - 1e-6)))
     total = sum(min(k, int((faiss_labels[i] >= 0).sum())) for i in range(len(vs_ids)))
-    return {"strict": strict / total, "tie_tolerant": tol / total, "short_results": short,
-            "queries": len(vs_ids)}
+    return {
+        "strict": strict / total,
+        "tie_tolerant": tol / total,
+        "short_results": short,
+        "queries": len(vs_ids),
+    }
 
 
 # -- measures --------------------------------------------------------------------------
@@ -229,6 +255,7 @@ def recall(vs_ids: list[list[str]], faiss_labels: np.ndarray, xb: np.ndarray,
 
 def faiss_threads(nt: int, fn):
     """``fn`` run with faiss's OpenMP pool set to ``nt`` threads (restored afterwards)."""
+
     def run():
         old = faiss.omp_get_max_threads()
         faiss.omp_set_num_threads(nt)
@@ -236,6 +263,7 @@ def faiss_threads(nt: int, fn):
             return fn()
         finally:
             faiss.omp_set_num_threads(old)
+
     return run
 
 
@@ -251,12 +279,21 @@ def numba_threads(nt: int, fn):
             return fn()
         finally:
             numba.set_num_threads(old)
+
     return run
 
 
-def versus_faiss(res: Results, key: str, measure: str, nq: int, vs_sample, fa_sample,
-                 repeats: int, target: float | None, ref_label: str = "faiss IndexFlatIP"
-                 ) -> None:
+def versus_faiss(
+    res: Results,
+    key: str,
+    measure: str,
+    nq: int,
+    vs_sample,
+    fa_sample,
+    repeats: int,
+    target: float | None,
+    ref_label: str = "faiss IndexFlatIP",
+) -> None:
     """Time vecstore against faiss at its default thread count and at 1 thread, all
     interleaved. faiss with 2 OpenMP threads can be several times slower than with 1 on a
     busy 2-core machine, so the ratio is taken against the faster setting (the other is
@@ -280,22 +317,53 @@ def versus_faiss(res: Results, key: str, measure: str, nq: int, vs_sample, fa_sa
         return f"{ref_label}, {name} thread{'s' if name != '1' else ''}"
 
     best = ranked[0]
-    row = res.add(key, measure, "q/s", med(vs), vs, label(best), med(qps[best]), qps[best],
-                  target="(info)" if target is None else f">= {target:g}x faiss",
-                  extra={"faiss_by_threads": {name: {"median": med(q), "samples": q}
-                                              for name, q in qps.items()},
-                         "numba_threads": numba.get_num_threads()})
+    row = res.add(
+        key,
+        measure,
+        "q/s",
+        med(vs),
+        vs,
+        label(best),
+        med(qps[best]),
+        qps[best],
+        target="(info)" if target is None else f">= {target:g}x faiss",
+        extra={
+            "faiss_by_threads": {name: {"median": med(q), "samples": q} for name, q in qps.items()},
+            "numba_threads": numba.get_num_threads(),
+        },
+    )
     if target is not None:
         row["meets_target"] = row["ratio"] >= target
     for other in ranked[1:]:
-        res.add(f"{key}.faiss{other}t", "  same, vs faiss at its other thread setting", "q/s",
-                med(vs), vs, label(other), med(qps[other]), qps[other], target="(info)")
+        res.add(
+            f"{key}.faiss{other}t",
+            "  same, vs faiss at its other thread setting",
+            "q/s",
+            med(vs),
+            vs,
+            label(other),
+            med(qps[other]),
+            qps[other],
+            target="(info)",
+        )
     if vs1 is not None:
-        res.add(f"{key}.faiss.vecstore1t", "  vecstore with 1 Numba thread, vs best faiss", "q/s",
-                med(vs1), vs1, label(best), med(qps[best]), qps[best], target="(info)")
-    log(f"{key}: vecstore {med(vs):.0f} q/s" +
-        ("" if vs1 is None else f" (1 Numba thread: {med(vs1):.0f} q/s)") + ", " +
-        ", ".join(f"{label(name)} {med(qps[name]):.0f} q/s" for name in ranked))
+        res.add(
+            f"{key}.faiss.vecstore1t",
+            "  vecstore with 1 Numba thread, vs best faiss",
+            "q/s",
+            med(vs1),
+            vs1,
+            label(best),
+            med(qps[best]),
+            qps[best],
+            target="(info)",
+        )
+    log(
+        f"{key}: vecstore {med(vs):.0f} q/s"
+        + ("" if vs1 is None else f" (1 Numba thread: {med(vs1):.0f} q/s)")
+        + ", "
+        + ", ".join(f"{label(name)} {med(qps[name]):.0f} q/s" for name in ranked)
+    )
 
 
 def bench_queries(res: Results, tmp: Path, xb, xq, args, meta_store) -> dict:
@@ -315,24 +383,45 @@ def bench_queries(res: Results, tmp: Path, xb, xq, args, meta_store) -> dict:
 
     ns = args.single
     versus_faiss(
-        res, "query.single", f"Exact single query, k={k} ({ns} one at a time)", ns,
+        res,
+        "query.single",
+        f"Exact single query, k={k} ({ns} one at a time)",
+        ns,
         lambda: stopwatch(lambda: [coll.query(xq[i], k=k) for i in range(ns)]),
         lambda: stopwatch(lambda: [index.search(xq[i : i + 1], k) for i in range(ns)]),
-        args.repeats, 2.0)
+        args.repeats,
+        2.0,
+    )
 
     for nq, target in ((32, 3.0), (1000, 1.0)):
         calls = max(1, 128 // nq)  # a few calls per sample for the small batch
 
         def vs_batch(nq=nq, calls=calls):
-            return stopwatch(lambda: [coll.query_many(xq[j * nq : (j + 1) * nq], k=k)
-                                      for j in range(calls)]) / calls
+            return (
+                stopwatch(
+                    lambda: [coll.query_many(xq[j * nq : (j + 1) * nq], k=k) for j in range(calls)]
+                )
+                / calls
+            )
 
         def fa_batch(nq=nq, calls=calls):
-            return stopwatch(lambda: [index.search(xq[j * nq : (j + 1) * nq], k)
-                                      for j in range(calls)]) / calls
+            return (
+                stopwatch(
+                    lambda: [index.search(xq[j * nq : (j + 1) * nq], k) for j in range(calls)]
+                )
+                / calls
+            )
 
-        versus_faiss(res, f"query.batch{nq}", f"Exact batch of {nq} queries (query_many)", nq,
-                     vs_batch, fa_batch, args.repeats, target)
+        versus_faiss(
+            res,
+            f"query.batch{nq}",
+            f"Exact batch of {nq} queries (query_many)",
+            nq,
+            vs_batch,
+            fa_batch,
+            args.repeats,
+            target,
+        )
 
     # Recall: the same 1,000 queries through both, as a batch and (for --single) one by one.
     many = coll.query_many(xq[:1000], k=k)
@@ -340,12 +429,26 @@ def bench_queries(res: Results, tmp: Path, xb, xq, args, meta_store) -> dict:
     rec = recall([r.ids for r in many], labels, xb, xq, k)
     singles = [coll.query(xq[i], k=k).ids for i in range(ns)]
     rec_single = recall(singles, labels[:ns], xb, xq, k)
-    res.add("recall.batch", f"recall@{k} vs faiss, 1,000 queries (strict)", "",
-            rec["strict"], [rec["strict"]], target="1.0 (ties aside)",
-            ok=rec["tie_tolerant"] >= 0.999, extra={"recall": rec})
-    res.add("recall.single", f"recall@{k} vs faiss, {ns} single queries (strict)", "",
-            rec_single["strict"], [rec_single["strict"]], target="1.0 (ties aside)",
-            ok=rec_single["tie_tolerant"] >= 0.999, extra={"recall": rec_single})
+    res.add(
+        "recall.batch",
+        f"recall@{k} vs faiss, 1,000 queries (strict)",
+        "",
+        rec["strict"],
+        [rec["strict"]],
+        target="1.0 (ties aside)",
+        ok=rec["tie_tolerant"] >= 0.999,
+        extra={"recall": rec},
+    )
+    res.add(
+        "recall.single",
+        f"recall@{k} vs faiss, {ns} single queries (strict)",
+        "",
+        rec_single["strict"],
+        [rec_single["strict"]],
+        target="1.0 (ties aside)",
+        ok=rec_single["tie_tolerant"] >= 0.999,
+        extra={"recall": rec_single},
+    )
     log(f"recall@{k}: batch {rec}, single {rec_single}")
 
     if meta_store is not None:
@@ -363,11 +466,18 @@ def bench_filtered(res: Results, store_path: Path, index, xb, xq, args) -> None:
     params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(rows))
     coll.query(xq[0], k=k, where=where)  # warm
     versus_faiss(
-        res, "query.filtered", f"Filtered single query, where= 1% of rows ({len(rows)})", ns,
+        res,
+        "query.filtered",
+        f"Filtered single query, where= 1% of rows ({len(rows)})",
+        ns,
         lambda: stopwatch(lambda: [coll.query(xq[i], k=k, where=where) for i in range(ns)]),
-        lambda: stopwatch(lambda: [index.search(xq[i : i + 1], k, params=params)
-                                   for i in range(ns)]),
-        args.repeats, None, ref_label="faiss IndexFlatIP + IDSelectorBatch")
+        lambda: stopwatch(
+            lambda: [index.search(xq[i : i + 1], k, params=params) for i in range(ns)]
+        ),
+        args.repeats,
+        None,
+        ref_label="faiss IndexFlatIP + IDSelectorBatch",
+    )
     got = [coll.query(xq[i], k=k, where=where) for i in range(ns)]
     _, labels = index.search(xq[:ns], k, params=params)
     rec = recall([r.ids for r in got], labels, xb, xq, k)
@@ -409,17 +519,39 @@ def bench_bulk_add(res: Results, tmp: Path, xb, args) -> None:
         return stopwatch(lambda: index.add(xb))
 
     log(f"bulk add of {n} vectors")
-    t = interleaved({"vecstore": vs_sample, "npsave": npsave_sample, "faiss": faiss_sample},
-                    args.repeats)
+    t = interleaved(
+        {"vecstore": vs_sample, "npsave": npsave_sample, "faiss": faiss_sample}, args.repeats
+    )
     vs = [n / s for s in t["vecstore"]]
     npv = [n / s for s in t["npsave"]]
     fa = [n / s for s in t["faiss"]]
-    res.add("add.bulk", f"Bulk add of {n:,} vectors (ids only)", "vec/s", med(vs), vs,
-            "np.save+fsync", med(npv), npv, target=">= 200,000 vec/s", ok=med(vs) >= 200_000)
-    res.add("add.bulk.faiss", "  same, vs faiss IndexFlatIP.add (in memory)", "vec/s",
-            med(vs), vs, "faiss IndexFlatIP.add", med(fa), fa, target="(info)")
-    log(f"bulk add: vecstore {med(vs):,.0f}/s, np.save+fsync {med(npv):,.0f}/s, "
-        f"faiss {med(fa):,.0f}/s")
+    res.add(
+        "add.bulk",
+        f"Bulk add of {n:,} vectors (ids only)",
+        "vec/s",
+        med(vs),
+        vs,
+        "np.save+fsync",
+        med(npv),
+        npv,
+        target=">= 200,000 vec/s",
+        ok=med(vs) >= 200_000,
+    )
+    res.add(
+        "add.bulk.faiss",
+        "  same, vs faiss IndexFlatIP.add (in memory)",
+        "vec/s",
+        med(vs),
+        vs,
+        "faiss IndexFlatIP.add",
+        med(fa),
+        fa,
+        target="(info)",
+    )
+    log(
+        f"bulk add: vecstore {med(vs):,.0f}/s, np.save+fsync {med(npv):,.0f}/s, "
+        f"faiss {med(fa):,.0f}/s"
+    )
 
 
 def bench_metadata_add(res: Results, tmp: Path, xb, args) -> Path:
@@ -451,8 +583,10 @@ def bench_metadata_add(res: Results, tmp: Path, xb, args) -> Path:
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("CREATE TABLE rows (id TEXT PRIMARY KEY, document TEXT, meta TEXT)")
             conn.execute("BEGIN IMMEDIATE")
-            conn.executemany("INSERT INTO rows VALUES (?, ?, ?)",
-                             zip(ids, docs, map(json.dumps, metas), strict=True))
+            conn.executemany(
+                "INSERT INTO rows VALUES (?, ?, ?)",
+                zip(ids, docs, map(json.dumps, metas), strict=True),
+            )
             conn.execute("COMMIT")
             conn.close()
             fsync_file(d / "vectors.npy", lambda f: np.save(f, xb))
@@ -465,9 +599,18 @@ def bench_metadata_add(res: Results, tmp: Path, xb, args) -> Path:
     t = interleaved({"vecstore": vs_sample, "reference": ref_sample}, args.repeats)
     vs = [n / s for s in t["vecstore"]]
     ref = [n / s for s in t["reference"]]
-    res.add("add.metadata", f"Bulk add of {n:,} rows + 3 metadata fields + document", "rows/s",
-            med(vs), vs, "sqlite3 (id,doc,json) + np.save+fsync", med(ref), ref,
-            target=">= 30,000 rows/s", ok=med(vs) >= 30_000)
+    res.add(
+        "add.metadata",
+        f"Bulk add of {n:,} rows + 3 metadata fields + document",
+        "rows/s",
+        med(vs),
+        vs,
+        "sqlite3 (id,doc,json) + np.save+fsync",
+        med(ref),
+        ref,
+        target=">= 30,000 rows/s",
+        ok=med(vs) >= 30_000,
+    )
     log(f"metadata add: vecstore {med(vs):,.0f} rows/s, reference {med(ref):,.0f} rows/s")
     return kept[0]
 
@@ -514,9 +657,18 @@ def bench_single_adds(res: Results, tmp: Path, xb, args) -> None:
     t = interleaved({"vecstore": vs_sample, "reference": ref_sample}, args.repeats)
     vs = [m / s for s in t["vecstore"]]
     ref = [m / s for s in t["reference"]]
-    res.add("add.single", f"{m:,} single-row add() calls, each durable", "adds/s", med(vs), vs,
-            "sqlite3 WAL FULL, 1 row per commit", med(ref), ref, target=">= 300 adds/s",
-            ok=med(vs) >= 300)
+    res.add(
+        "add.single",
+        f"{m:,} single-row add() calls, each durable",
+        "adds/s",
+        med(vs),
+        vs,
+        "sqlite3 WAL FULL, 1 row per commit",
+        med(ref),
+        ref,
+        target=">= 300 adds/s",
+        ok=med(vs) >= 300,
+    )
     log(f"single adds: vecstore {med(vs):,.0f}/s, sqlite3 {med(ref):,.0f}/s")
 
 
@@ -526,8 +678,7 @@ def bench_single_adds(res: Results, tmp: Path, xb, args) -> None:
 def run_python(argv: list[str], env: dict | None = None) -> dict:
     """Run ``python argv...`` in a fresh process at the repository root; parse the JSON of its
     last output line. Raises RuntimeError with the tail of stderr if it fails."""
-    out = subprocess.run([sys.executable, *argv], capture_output=True, text=True, cwd=REPO,
-                         env=env)
+    out = subprocess.run([sys.executable, *argv], capture_output=True, text=True, cwd=REPO, env=env)
     if out.returncode != 0:
         raise RuntimeError(f"subprocess failed ({out.returncode}):\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -553,8 +704,15 @@ def build_store(store: Path, n: int, dim: int, metric: str, seed: int) -> dict:
         count = coll.count()
     build = time.perf_counter() - t0
     files = sorted(p.stat().st_size for p in (store / "collections").rglob("*.vseg"))
-    return {"n": n, "dim": dim, "count": count, "build_s": build, "rows_per_s": n / build,
-            "segments": len(files), "bytes": sum(files)}
+    return {
+        "n": n,
+        "dim": dim,
+        "count": count,
+        "build_s": build,
+        "rows_per_s": n / build,
+        "segments": len(files),
+        "bytes": sum(files),
+    }
 
 
 def cached_store(cache: Path, n: int, dim: int, args) -> tuple[Path, dict]:
@@ -578,16 +736,30 @@ def cached_store(cache: Path, n: int, dim: int, args) -> tuple[Path, dict]:
     root.mkdir(parents=True)
     log(f"building cached {n:,} x {dim} store in {root} (once; reused by later runs)")
     try:
-        info = run_python([str(Path(__file__).resolve()), "--build-store", str(store),
-                           "--open-n", str(n), "--dim", str(dim), "--metric", args.metric,
-                           "--seed", str(args.seed)])
+        info = run_python(
+            [
+                str(Path(__file__).resolve()),
+                "--build-store",
+                str(store),
+                "--open-n",
+                str(n),
+                "--dim",
+                str(dim),
+                "--metric",
+                args.metric,
+                "--seed",
+                str(args.seed),
+            ]
+        )
     except BaseException:
         shutil.rmtree(root, ignore_errors=True)
         raise
     marker.write_text(json.dumps(info))
     info["reused"] = False
-    log(f"built in {info['build_s']:.1f} s ({info['rows_per_s']:,.0f} rows/s in batches of "
-        f"{BATCH:,}, merges included), {info['segments']} segments")
+    log(
+        f"built in {info['build_s']:.1f} s ({info['rows_per_s']:,.0f} rows/s in batches of "
+        f"{BATCH:,}, merges included), {info['segments']} segments"
+    )
     return store, info
 
 
@@ -651,10 +823,10 @@ def bench_open(res: Results, args, dim: int) -> dict:
             p = probe_open(path, dim)
             probes[which].append(p)
             return p["open_count_s"]
+
         return run
 
-    t = interleaved({"big": sampler("big", big), "small": sampler("small", small)},
-                    args.repeats)
+    t = interleaved({"big": sampler("big", big), "small": sampler("small", small)}, args.repeats)
     for which in probes:
         probes[which] = probes[which][1:]  # drop the warm-up probe
     mib = 1 / (1 << 20)
@@ -665,33 +837,84 @@ def bench_open(res: Results, args, dim: int) -> dict:
     big_s, small_s = t["big"], t["small"]
     scale = f"{short(args.open_n)}/{short(args.n)}"
     ok = med(big_s) < 0.100
-    res.add("open", f"open()+get_collection()+count(), {args.open_n:,} rows (subprocess)", "s",
-            med(big_s), big_s, f"same, {args.n:,} rows", med(small_s), small_s,
-            higher_is_better=False, target="< 100 ms", ok=ok, scaling=scale,
-            extra={"probes_big": probes["big"], "probes_small": probes["small"],
-                   "open_get_s_median": med([p["open_get_s"] for p in probes["big"]]),
-                   "store_big": big_info, "store_small": small_info})
+    res.add(
+        "open",
+        f"open()+get_collection()+count(), {args.open_n:,} rows (subprocess)",
+        "s",
+        med(big_s),
+        big_s,
+        f"same, {args.n:,} rows",
+        med(small_s),
+        small_s,
+        higher_is_better=False,
+        target="< 100 ms",
+        ok=ok,
+        scaling=scale,
+        extra={
+            "probes_big": probes["big"],
+            "probes_small": probes["small"],
+            "open_get_s_median": med([p["open_get_s"] for p in probes["big"]]),
+            "store_big": big_info,
+            "store_small": small_info,
+        },
+    )
     og_big = [p["open_get_s"] for p in probes["big"]]
     og_small = [p["open_get_s"] for p in probes["small"]]
-    res.add("open.no_count", f"  of which open()+get_collection(), {short(args.open_n)} rows",
-            "s", med(og_big), og_big, f"same, {short(args.n)} rows", med(og_small), og_small,
-            higher_is_better=False, target="(info)", scaling=scale)
+    res.add(
+        "open.no_count",
+        f"  of which open()+get_collection(), {short(args.open_n)} rows",
+        "s",
+        med(og_big),
+        og_big,
+        f"same, {short(args.n)} rows",
+        med(og_small),
+        og_small,
+        higher_is_better=False,
+        target="(info)",
+        scaling=scale,
+    )
     g_big = [growth(p) for p in probes["big"]]
     g_small = [growth(p) for p in probes["small"]]
-    res.add("open.rss", f"RSS growth after open, {args.open_n:,} rows", "MiB", med(g_big), g_big,
-            f"same, {args.n:,} rows", med(g_small), g_small, higher_is_better=False,
-            target="flat in N (< +8 MiB)", ok=med(g_big) - med(g_small) < 8, scaling=scale)
+    res.add(
+        "open.rss",
+        f"RSS growth after open, {args.open_n:,} rows",
+        "MiB",
+        med(g_big),
+        g_big,
+        f"same, {args.n:,} rows",
+        med(g_small),
+        g_small,
+        higher_is_better=False,
+        target="flat in N (< +8 MiB)",
+        ok=med(g_big) - med(g_small) < 8,
+        scaling=scale,
+    )
     fq_big = [p["first_query_s"] for p in probes["big"]]
     fq_small = [p["first_query_s"] for p in probes["small"]]
-    res.add("open.first_query", f"first query after open, {args.open_n:,} rows", "s",
-            med(fq_big), fq_big, f"same, {args.n:,} rows", med(fq_small), fq_small,
-            higher_is_better=False, target="(info)", scaling=scale,
-            extra={"second_query_s_big": med([p["second_query_s"] for p in probes["big"]]),
-                   "second_query_s_small": med([p["second_query_s"] for p in probes["small"]]),
-                   "rss_growth_after_query_big_mib":
-                       med([growth(p, "rss_after_query") for p in probes["big"]])})
-    log(f"open: {args.open_n:,} rows {med(big_s) * 1e3:.1f} ms, {args.n:,} rows "
-        f"{med(small_s) * 1e3:.1f} ms; RSS growth {med(g_big):.1f} vs {med(g_small):.1f} MiB")
+    res.add(
+        "open.first_query",
+        f"first query after open, {args.open_n:,} rows",
+        "s",
+        med(fq_big),
+        fq_big,
+        f"same, {args.n:,} rows",
+        med(fq_small),
+        fq_small,
+        higher_is_better=False,
+        target="(info)",
+        scaling=scale,
+        extra={
+            "second_query_s_big": med([p["second_query_s"] for p in probes["big"]]),
+            "second_query_s_small": med([p["second_query_s"] for p in probes["small"]]),
+            "rss_growth_after_query_big_mib": med(
+                [growth(p, "rss_after_query") for p in probes["big"]]
+            ),
+        },
+    )
+    log(
+        f"open: {args.open_n:,} rows {med(big_s) * 1e3:.1f} ms, {args.n:,} rows "
+        f"{med(small_s) * 1e3:.1f} ms; RSS growth {med(g_big):.1f} vs {med(g_small):.1f} MiB"
+    )
     return {"big": big_info, "small": small_info}
 
 
@@ -725,22 +948,42 @@ def bench_import(res: Results, args) -> None:
             p = probe_import(module, env)
             runs[module].append(p)
             return p["s"]
+
         return run
 
     reps = max(args.repeats, 9)
     log(f"import: {reps} fresh subprocesses each")
     t = interleaved({"vecstore": sampler("vecstore"), "numpy": sampler("numpy")}, reps)
     heavy = sorted({m for p in runs["vecstore"] for m in p["heavy"]})
-    res.add("import", "import vecstore (fresh subprocess)", "s", med(t["vecstore"]),
-            t["vecstore"], "import numpy", med(t["numpy"]), t["numpy"], higher_is_better=False,
-            target="< 0.3 s", ok=med(t["vecstore"]) < 0.3,
-            extra={"modules_loaded_after_import": heavy})
+    res.add(
+        "import",
+        "import vecstore (fresh subprocess)",
+        "s",
+        med(t["vecstore"]),
+        t["vecstore"],
+        "import numpy",
+        med(t["numpy"]),
+        t["numpy"],
+        higher_is_better=False,
+        target="< 0.3 s",
+        ok=med(t["vecstore"]) < 0.3,
+        extra={"modules_loaded_after_import": heavy},
+    )
     no_heavy = "numba" not in heavy and "torch" not in heavy
-    res.add("import.lazy", "numba/torch absent after import vecstore", "", float(no_heavy),
-            [float(no_heavy)], target="1 (absent)", ok=no_heavy,
-            extra={"loaded": heavy})
-    log(f"import: vecstore {med(t['vecstore']) * 1e3:.0f} ms, numpy "
-        f"{med(t['numpy']) * 1e3:.0f} ms; heavy modules after import: {heavy or 'none'}")
+    res.add(
+        "import.lazy",
+        "numba/torch absent after import vecstore",
+        "",
+        float(no_heavy),
+        [float(no_heavy)],
+        target="1 (absent)",
+        ok=no_heavy,
+        extra={"loaded": heavy},
+    )
+    log(
+        f"import: vecstore {med(t['vecstore']) * 1e3:.0f} ms, numpy "
+        f"{med(t['numpy']) * 1e3:.0f} ms; heavy modules after import: {heavy or 'none'}"
+    )
 
 
 # -- main ------------------------------------------------------------------------------
@@ -762,28 +1005,42 @@ def environment() -> dict:
 
     git_env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}  # read-only: never touch the index
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              cwd=REPO, env=git_env).stdout.strip() or None
-        diff = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "vecstore"],
-                              capture_output=True, cwd=REPO, env=git_env).returncode
+        head = (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO, env=git_env
+            ).stdout.strip()
+            or None
+        )
+        diff = subprocess.run(
+            ["git", "diff", "--quiet", "HEAD", "--", "vecstore"],
+            capture_output=True,
+            cwd=REPO,
+            env=git_env,
+        ).returncode
         dirty = {0: False, 1: True}.get(diff)
     except OSError:
         head, dirty = None, None
     return {
-        "python": platform.python_version(), "platform": platform.platform(),
-        "cpus": os.cpu_count(), "numpy": np.__version__, "numba": numba.__version__,
-        "faiss": faiss.__version__, "vecstore": vecstore.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "numpy": np.__version__,
+        "numba": numba.__version__,
+        "faiss": faiss.__version__,
+        "vecstore": vecstore.__version__,
         "numba_threads": numba.config.NUMBA_NUM_THREADS,
         "faiss_omp_threads": faiss.omp_get_max_threads(),
-        "git_head": head, "vecstore_tree_dirty": dirty,
+        "git_head": head,
+        "vecstore_tree_dirty": dirty,
         "vecstore_source_sha1": source_fingerprint(),
         "loadavg_start": os.getloadavg(),
     }
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--n", type=int, default=100_000, help="rows for query and add measures")
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--k", type=int, default=10)
@@ -793,11 +1050,15 @@ def main() -> None:
     ap.add_argument("--single-adds", type=int, default=1000, help="add() calls per sample")
     ap.add_argument("--metric", choices=("cosine", "dot"), default="cosine")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--cache-dir", default="/tmp/vecstore-bench-cache",
-                    help="where the --open-n store is kept between runs")
+    ap.add_argument(
+        "--cache-dir",
+        default="/tmp/vecstore-bench-cache",
+        help="where the --open-n store is kept between runs",
+    )
     ap.add_argument("--rebuild", action="store_true", help="rebuild cached stores")
-    ap.add_argument("--only", default="",
-                    help="comma-separated subset of: query,add,open,import (default: all)")
+    ap.add_argument(
+        "--only", default="", help="comma-separated subset of: query,add,open,import (default: all)"
+    )
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "store.json"))
     ap.add_argument("--build-store", help=argparse.SUPPRESS)  # internal: build one store
     args = ap.parse_args()
@@ -830,10 +1091,24 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
     # Order the table as the targets are listed.
-    order = ["query.single", "query.batch1000", "query.batch32", "query.filtered",
-             "recall.single", "recall.batch", "add.bulk", "add.bulk.faiss", "add.metadata",
-             "add.single", "open", "open.no_count", "open.rss", "open.first_query", "import",
-             "import.lazy"]
+    order = [
+        "query.single",
+        "query.batch1000",
+        "query.batch32",
+        "query.filtered",
+        "recall.single",
+        "recall.batch",
+        "add.bulk",
+        "add.bulk.faiss",
+        "add.metadata",
+        "add.single",
+        "open",
+        "open.no_count",
+        "open.rss",
+        "open.first_query",
+        "import",
+        "import.lazy",
+    ]
 
     def position(row):
         key = row["key"]
@@ -844,8 +1119,10 @@ def main() -> None:
     env["loadavg_end"] = os.getloadavg()
     env["vecstore_source_sha1_end"] = source_fingerprint()
     if env["vecstore_source_sha1_end"] != env["vecstore_source_sha1"]:
-        log("warning: vecstore's source changed during this run; in-process measures used the "
-            "code imported at the start, subprocess measures (open, import) later code")
+        log(
+            "warning: vecstore's source changed during this run; in-process measures used the "
+            "code imported at the start, subprocess measures (open, import) later code"
+        )
     wall = time.perf_counter() - t_start
     load = env["loadavg_start"][0], env["loadavg_end"][0]
     header = (
@@ -858,16 +1135,25 @@ def main() -> None:
         f"faiss {env['faiss']}, wall {wall:.0f} s\n"
         f"vecstore source sha1 {env['vecstore_source_sha1']} (git HEAD "
         f"{(env['git_head'] or '?')[:10]}{', tree modified' if env['vecstore_tree_dirty'] else ''})"
-        + ("" if env["vecstore_source_sha1_end"] == env["vecstore_source_sha1"] else
-           f"; CHANGED during the run, now {env['vecstore_source_sha1_end']}")
+        + (
+            ""
+            if env["vecstore_source_sha1_end"] == env["vecstore_source_sha1"]
+            else f"; CHANGED during the run, now {env['vecstore_source_sha1_end']}"
+        )
     )
     print()
     print_table(res, header)
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"params": vars(args), "environment": env, "wall_s": wall, "info": info,
-           "results": res.rows, "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    doc = {
+        "params": vars(args),
+        "environment": env,
+        "wall_s": wall,
+        "info": info,
+        "results": res.rows,
+        "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
     part = out.with_name(out.name + ".tmp")
     part.write_text(json.dumps(doc, indent=2, default=float) + "\n")
     os.replace(part, out)

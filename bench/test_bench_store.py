@@ -53,8 +53,9 @@ def with_meta(bench_tmp, store_vectors, store_ids, store_metadata):
 def test_query_single(benchmark, plain, store_queries):
     queries = itertools.cycle(store_queries)
     plain.query(store_queries[0], k=K)  # compile / load kernels, map the segment
-    result = benchmark.pedantic(lambda: plain.query(next(queries), k=K), rounds=100,
-                                warmup_rounds=3)
+    result = benchmark.pedantic(
+        lambda: plain.query(next(queries), k=K), rounds=100, warmup_rounds=3
+    )
     assert len(result) == K
     benchmark.extra_info["qps"] = 1 / median(benchmark)
 
@@ -63,8 +64,9 @@ def test_query_single(benchmark, plain, store_queries):
 def test_query_many(benchmark, plain, store_queries, nq):
     xq = store_queries[:nq]
     plain.query_many(xq, k=K)  # warm
-    results = benchmark.pedantic(lambda: plain.query_many(xq, k=K),
-                                 rounds=20 if nq == 32 else 5, warmup_rounds=1)
+    results = benchmark.pedantic(
+        lambda: plain.query_many(xq, k=K), rounds=20 if nq == 32 else 5, warmup_rounds=1
+    )
     assert len(results) == nq and all(len(r) == K for r in results)
     benchmark.extra_info["nq"] = nq
     benchmark.extra_info["qps"] = nq / median(benchmark)
@@ -74,8 +76,9 @@ def test_query_filtered(benchmark, with_meta, store_queries):
     """Single queries restricted by metadata to 1% of the rows."""
     queries = itertools.cycle(store_queries)
     with_meta.query(store_queries[0], k=K, where=FILTER)  # warm
-    result = benchmark.pedantic(lambda: with_meta.query(next(queries), k=K, where=FILTER),
-                                rounds=100, warmup_rounds=3)
+    result = benchmark.pedantic(
+        lambda: with_meta.query(next(queries), k=K, where=FILTER), rounds=100, warmup_rounds=3
+    )
     assert len(result) == K
     assert {m["category"] for m in result.metadata} == {FILTER["category"]}
     benchmark.extra_info["matching_rows"] = len(range(7, BENCH_N, CATEGORIES))
@@ -106,8 +109,13 @@ class _FreshStores:
 def test_add_bulk(benchmark, bench_tmp, store_vectors, store_ids):
     """add() of BENCH_N vectors with ids only, into an empty collection."""
     fresh = _FreshStores(bench_tmp)
-    benchmark.pedantic(lambda coll: coll.add(store_ids, vectors=store_vectors),
-                       setup=fresh.setup, teardown=fresh.teardown, rounds=5, warmup_rounds=1)
+    benchmark.pedantic(
+        lambda coll: coll.add(store_ids, vectors=store_vectors),
+        setup=fresh.setup,
+        teardown=fresh.teardown,
+        rounds=5,
+        warmup_rounds=1,
+    )
     benchmark.extra_info["rows"] = BENCH_N
     benchmark.extra_info["vectors_per_s"] = BENCH_N / median(benchmark)
 
@@ -118,7 +126,10 @@ def test_add_bulk_metadata(benchmark, bench_tmp, store_vectors, store_ids, store
     fresh = _FreshStores(bench_tmp)
     benchmark.pedantic(
         lambda coll: coll.add(store_ids, vectors=store_vectors, documents=docs, metadata=metas),
-        setup=fresh.setup, teardown=fresh.teardown, rounds=3, warmup_rounds=1,
+        setup=fresh.setup,
+        teardown=fresh.teardown,
+        rounds=3,
+        warmup_rounds=1,
     )
     benchmark.extra_info["rows"] = BENCH_N
     benchmark.extra_info["rows_per_s"] = BENCH_N / median(benchmark)
@@ -137,8 +148,9 @@ def test_add_single_row(benchmark, bench_tmp, store_vectors):
             i = next(rows)
             return (f"s{i}", store_vectors[i % n : i % n + 1]), {}
 
-        benchmark.pedantic(lambda id_, x: coll.add([id_], vectors=x), setup=next_row,
-                           rounds=1000, warmup_rounds=5)
+        benchmark.pedantic(
+            lambda id_, x: coll.add([id_], vectors=x), setup=next_row, rounds=1000, warmup_rounds=5
+        )
         assert coll.count() == 1005
     shutil.rmtree(bench_tmp / "single", ignore_errors=True)
     benchmark.extra_info["adds_per_s"] = 1 / median(benchmark)

@@ -48,8 +48,12 @@ def test_query_matches_oracle_across_pending_and_segments(db, data, metric):
 
 def test_result_objects(db, data):
     c = db.create_collection("c", dim=32)
-    c.add(["a", "b", "c"], vectors=data[:3], documents=["A", None, "C"],
-          metadata=[{"n": 1}, None, {"tags": ["x"]}])
+    c.add(
+        ["a", "b", "c"],
+        vectors=data[:3],
+        documents=["A", None, "C"],
+        metadata=[{"n": 1}, None, {"tags": ["x"]}],
+    )
     res = c.query(data[0], k=2)
     assert len(res) == 2 and res.ids[0] == "a"
     assert res.scores.dtype == np.float32
@@ -99,14 +103,24 @@ def test_k_larger_than_collection_and_empty(db, data):
 def test_filtered_query_returns_min_k_matches(db):
     x = clustered(3000, 16, seed=3)
     c = db.create_collection("c", dim=16)
-    c.add(ids_of(3000), vectors=x, metadata=[{"bucket": i % 500, "odd": i % 2 == 1} for i in range(3000)])
+    c.add(
+        ids_of(3000),
+        vectors=x,
+        metadata=[{"bucket": i % 500, "odd": i % 2 == 1} for i in range(3000)],
+    )
     c.add(["p1", "p2"], vectors=x[:2], metadata=[{"bucket": 7}, {"bucket": 7}])  # pending rows
-    for where, matches in [({"bucket": 7}, 8), ({"bucket": {"$in": [1, 2]}}, 12),
-                           ({"odd": True}, 1500), ({"bucket": -1}, 0)]:
+    for where, matches in [
+        ({"bucket": 7}, 8),
+        ({"bucket": {"$in": [1, 2]}}, 12),
+        ({"odd": True}, 1500),
+        ({"bucket": -1}, 0),
+    ]:
         for k in (1, 5, 10, 100):
             res = c.query(x[100], k=k, where=where)
             assert len(res) == min(k, matches)
-            assert all(m["bucket"] in (7, 1, 2) or m.get("odd") for m in res.metadata) or not matches
+            assert (
+                all(m["bucket"] in (7, 1, 2) or m.get("odd") for m in res.metadata) or not matches
+            )
     res = c.query(x[100], k=50, where={"bucket": 7})
     assert set(res.ids) == {"7", "507", "1007", "1507", "2007", "2507", "p1", "p2"}
     assert sorted(res.scores, reverse=True) == list(res.scores)
@@ -207,27 +221,57 @@ BAD_WRITES = [
     ("int id", dict(ids=[5], vectors=np.zeros((1, 32))), vecstore.InvalidInput),
     ("NUL id", dict(ids=["a\x00"], vectors=np.zeros((1, 32))), vecstore.InvalidInput),
     ("no vectors", dict(ids=["n"], vectors=None), vecstore.InvalidInput),
-    ("docs mismatch", dict(ids=["n"], vectors=np.zeros((1, 32)), documents=["a", "b"]),
-     vecstore.InvalidInput),
+    (
+        "docs mismatch",
+        dict(ids=["n"], vectors=np.zeros((1, 32)), documents=["a", "b"]),
+        vecstore.InvalidInput,
+    ),
     ("doc type", dict(ids=["n"], vectors=np.zeros((1, 32)), documents=[3]), vecstore.InvalidInput),
-    ("nested meta", dict(ids=["n"], vectors=np.zeros((1, 32)), metadata=[{"a": {"b": 1}}]),
-     vecstore.InvalidInput),
-    ("nested list", dict(ids=["n"], vectors=np.zeros((1, 32)), metadata=[{"a": [[1]]}]),
-     vecstore.InvalidInput),
-    ("huge int", dict(ids=["n"], vectors=np.zeros((1, 32)), metadata=[{"a": 2**64}]),
-     vecstore.InvalidInput),
-    ("NaN meta", dict(ids=["n"], vectors=np.zeros((1, 32)), metadata=[{"a": float("nan")}]),
-     vecstore.InvalidInput),
-    ("$ key", dict(ids=["n"], vectors=np.zeros((1, 32)), metadata=[{"$a": 1}]),
-     vecstore.InvalidInput),
-    ("int key", dict(ids=["n"], vectors=np.zeros((1, 32)), metadata=[{1: 1}]),
-     vecstore.InvalidInput),
-    ("meta type", dict(ids=["n"], vectors=np.zeros((1, 32)), metadata=["x"]),
-     vecstore.InvalidInput),
-    ("bytes value", dict(ids=["n"], vectors=np.zeros((1, 32)), metadata=[{"a": b"x"}]),
-     vecstore.InvalidInput),
-    ("meta too big", dict(ids=["n"], vectors=np.zeros((1, 32)), metadata=[{"a": "x" * (2 << 20)}]),
-     vecstore.InvalidInput),
+    (
+        "nested meta",
+        dict(ids=["n"], vectors=np.zeros((1, 32)), metadata=[{"a": {"b": 1}}]),
+        vecstore.InvalidInput,
+    ),
+    (
+        "nested list",
+        dict(ids=["n"], vectors=np.zeros((1, 32)), metadata=[{"a": [[1]]}]),
+        vecstore.InvalidInput,
+    ),
+    (
+        "huge int",
+        dict(ids=["n"], vectors=np.zeros((1, 32)), metadata=[{"a": 2**64}]),
+        vecstore.InvalidInput,
+    ),
+    (
+        "NaN meta",
+        dict(ids=["n"], vectors=np.zeros((1, 32)), metadata=[{"a": float("nan")}]),
+        vecstore.InvalidInput,
+    ),
+    (
+        "$ key",
+        dict(ids=["n"], vectors=np.zeros((1, 32)), metadata=[{"$a": 1}]),
+        vecstore.InvalidInput,
+    ),
+    (
+        "int key",
+        dict(ids=["n"], vectors=np.zeros((1, 32)), metadata=[{1: 1}]),
+        vecstore.InvalidInput,
+    ),
+    (
+        "meta type",
+        dict(ids=["n"], vectors=np.zeros((1, 32)), metadata=["x"]),
+        vecstore.InvalidInput,
+    ),
+    (
+        "bytes value",
+        dict(ids=["n"], vectors=np.zeros((1, 32)), metadata=[{"a": b"x"}]),
+        vecstore.InvalidInput,
+    ),
+    (
+        "meta too big",
+        dict(ids=["n"], vectors=np.zeros((1, 32)), metadata=[{"a": "x" * (2 << 20)}]),
+        vecstore.InvalidInput,
+    ),
 ]
 
 

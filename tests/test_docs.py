@@ -35,9 +35,23 @@ def test_readme_opens_with_the_two_commands():
 
 def test_api_doc_names_every_public_error():
     text = (ROOT / "docs" / "api.md").read_text()
-    errors = [n for n in vecstore.__all__ if n.endswith(("Error", "Found", "Exists", "Timeout",
-                                                           "Mismatch", "Input", "Filter",
-                                                           "Closed", "Dependency"))]
+    errors = [
+        n
+        for n in vecstore.__all__
+        if n.endswith(
+            (
+                "Error",
+                "Found",
+                "Exists",
+                "Timeout",
+                "Mismatch",
+                "Input",
+                "Filter",
+                "Closed",
+                "Dependency",
+            )
+        )
+    ]
     for name in errors:
         if name != "VecstoreError":
             assert f"`{name}`" in text, name

@@ -49,7 +49,9 @@ def test_layers_import_one_way():
         for path in (PACKAGE / layer).rglob("*.py"):
             for mod in _imports(path):
                 if mod[0] == "vecstore":
-                    assert mod[1] == layer or mod[1] in allowed, f"{path.name} imports {'.'.join(mod)}"
+                    assert mod[1] == layer or mod[1] in allowed, (
+                        f"{path.name} imports {'.'.join(mod)}"
+                    )
                 elif layer in THIRD_PARTY:
                     assert mod[0] in stdlib or mod[0] in THIRD_PARTY[layer], (
                         f"{path.name} imports {mod[0]}"

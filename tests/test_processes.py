@@ -63,13 +63,21 @@ def test_two_writers_two_readers(tmp_path):
         db.create_collection("c", dim=8)
     batches, size = 30, 5
     procs = [
-        subprocess.Popen([sys.executable, "-c", WRITER, str(path), f"w{i}", str(batches), str(size)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(path), f"w{i}", str(batches), str(size)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for i in range(2)
     ]
     readers = [
-        subprocess.Popen([sys.executable, "-c", READER, str(path), "40", str(size)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", READER, str(path), "40", str(size)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(2)
     ]
     for p in procs:
@@ -99,11 +107,16 @@ def test_reader_sees_new_commits_on_next_query(tmp_path):
         rc = reader.get_collection("c")
         assert rc.count() == 0
         subprocess.run(
-            [sys.executable, "-c",
-             "import sys, vecstore\n"
-             "with vecstore.open(sys.argv[1]) as db:\n"
-             "    db.get_collection('c').add(['a'], vectors=[[1.0, 2.0]])\n", str(path)],
-            check=True, timeout=120,
+            [
+                sys.executable,
+                "-c",
+                "import sys, vecstore\n"
+                "with vecstore.open(sys.argv[1]) as db:\n"
+                "    db.get_collection('c').add(['a'], vectors=[[1.0, 2.0]])\n",
+                str(path),
+            ],
+            check=True,
+            timeout=120,
         )
         assert rc.count() == 1
         assert rc.query(np.array([1.0, 2.0]), k=1).ids == ["a"]

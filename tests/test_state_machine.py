@@ -37,7 +37,12 @@ SEAL = 8
 METRICS = ("cosine", "dot", "l2")
 
 ID_POOL = [f"id{i}" for i in range(36)] + [
-    "ünïcödé", "with space", "'; DROP TABLE rows; --", "🙂", 'q"uote', "x" * 200,
+    "ünïcödé",
+    "with space",
+    "'; DROP TABLE rows; --",
+    "🙂",
+    'q"uote',
+    "x" * 200,
 ]
 DOCS = [None, "", "alpha", "Beta gamma", "ünïcödé", "it's", "%_*", "a\nb"]
 METAS = [
@@ -68,12 +73,16 @@ WHERES = [
     ({"t": "x"}, lambda m: m.get("t") == "x"),
     ({"flag": True}, lambda m: m.get("flag") is True),
     ({"tags": {"$contains": "y"}}, lambda m: isinstance(m.get("tags"), list) and "y" in m["tags"]),
-    ({"$or": [{"a": 1}, {"t": "y"}]},
-     lambda m: (_num(m.get("a")) and m["a"] == 1) or m.get("t") == "y"),
+    (
+        {"$or": [{"a": 1}, {"t": "y"}]},
+        lambda m: (_num(m.get("a")) and m["a"] == 1) or m.get("t") == "y",
+    ),
     ({"a": {"$ne": 1}}, lambda m: not (_num(m.get("a")) and m["a"] == 1)),
     ({"$not": {"t": "x"}}, lambda m: m.get("t") != "x"),
-    ({"a": {"$in": [2, -7, None]}},
-     lambda m: "a" in m and (m["a"] is None or (_num(m["a"]) and m["a"] in (2, -7)))),
+    (
+        {"a": {"$in": [2, -7, None]}},
+        lambda m: "a" in m and (m["a"] is None or (_num(m["a"]) and m["a"] in (2, -7))),
+    ),
     ({}, lambda m: True),
 ]
 # The selective ones, for delete(where=...): the broad ones would empty the model too often.
@@ -129,8 +138,12 @@ class CollectionMachine(RuleBasedStateMachine):
         other = self.db.create_collection("other", dim=DIM, metric="dot")
         self.other_vectors = make_vectors(11, 7, "normal")
         self.other_ids = [f"id{i}" for i in range(11)]
-        other.add(self.other_ids, vectors=self.other_vectors,
-                  documents=["o"] * 11, metadata=[{"a": 1, "t": "x"}] * 11)
+        other.add(
+            self.other_ids,
+            vectors=self.other_vectors,
+            documents=["o"] * 11,
+            metadata=[{"a": 1, "t": "x"}] * 11,
+        )
         self.coll = self.db.create_collection("c", dim=DIM, metric=metric)
         assert self.db.list_collections() == ["c", "other"]
 
@@ -155,18 +168,22 @@ class CollectionMachine(RuleBasedStateMachine):
         hi = min(hi, len(have))
         if hi == 0:
             return []
-        return data.draw(st.lists(st.sampled_from(have), min_size=min(lo, hi), max_size=hi,
-                                  unique=True), label="existing ids")
+        return data.draw(
+            st.lists(st.sampled_from(have), min_size=min(lo, hi), max_size=hi, unique=True),
+            label="existing ids",
+        )
 
     @staticmethod
     def draw_docs(data, n: int):
-        return data.draw(st.none() | st.lists(st.sampled_from(DOCS), min_size=n, max_size=n),
-                         label="documents")
+        return data.draw(
+            st.none() | st.lists(st.sampled_from(DOCS), min_size=n, max_size=n), label="documents"
+        )
 
     @staticmethod
     def draw_metas(data, n: int):
-        return data.draw(st.none() | st.lists(st.sampled_from(METAS), min_size=n, max_size=n),
-                         label="metadata")
+        return data.draw(
+            st.none() | st.lists(st.sampled_from(METAS), min_size=n, max_size=n), label="metadata"
+        )
 
     @staticmethod
     def draw_vectors(data, n: int) -> np.ndarray:
@@ -189,8 +206,11 @@ class CollectionMachine(RuleBasedStateMachine):
         docs, metas = self.draw_docs(data, n), self.draw_metas(data, n)
         self.coll.add(ids, vectors=x, documents=docs, metadata=metas)
         for j, i in enumerate(ids):
-            self.model[i] = (x[j].copy(), None if docs is None else docs[j],
-                             {} if metas is None or metas[j] is None else dict(metas[j]))
+            self.model[i] = (
+                x[j].copy(),
+                None if docs is None else docs[j],
+                {} if metas is None or metas[j] is None else dict(metas[j]),
+            )
 
     @rule(data=st.data(), n=st.sampled_from([16, 24, 40]))
     def add_bulk(self, data, n):
@@ -203,8 +223,12 @@ class CollectionMachine(RuleBasedStateMachine):
         ids = self.shuffled(data, self.existing_ids(data, 1, 10) + self.fresh_ids(data, n_new))
         x = self.draw_vectors(data, len(ids))
         with pytest.raises(vecstore.DuplicateIdError):
-            self.coll.add(ids, vectors=x, documents=self.draw_docs(data, len(ids)),
-                          metadata=self.draw_metas(data, len(ids)))
+            self.coll.add(
+                ids,
+                vectors=x,
+                documents=self.draw_docs(data, len(ids)),
+                metadata=self.draw_metas(data, len(ids)),
+            )
 
     @rule(data=st.data(), n=st.sampled_from([1, 8]))
     def add_duplicate_in_batch_refused(self, data, n):
@@ -213,8 +237,11 @@ class CollectionMachine(RuleBasedStateMachine):
         with pytest.raises(vecstore.DuplicateIdError):
             self.coll.add(ids, vectors=self.draw_vectors(data, len(ids)))
 
-    @rule(data=st.data(), n_new=st.sampled_from([0, 1, 2, 8, 10]),
-          n_old=st.sampled_from([0, 1, 3, 8, 12]))
+    @rule(
+        data=st.data(),
+        n_new=st.sampled_from([0, 1, 2, 8, 10]),
+        n_old=st.sampled_from([0, 1, 3, 8, 12]),
+    )
     def upsert(self, data, n_new, n_old):
         ids = self.shuffled(data, self.existing_ids(data, 0, n_old) + self.fresh_ids(data, n_new))
         if not ids:
@@ -224,20 +251,32 @@ class CollectionMachine(RuleBasedStateMachine):
         docs, metas = self.draw_docs(data, n), self.draw_metas(data, n)
         self.coll.upsert(ids, vectors=x, documents=docs, metadata=metas)
         for j, i in enumerate(ids):
-            self.model[i] = (x[j].copy(), None if docs is None else docs[j],
-                             {} if metas is None or metas[j] is None else dict(metas[j]))
+            self.model[i] = (
+                x[j].copy(),
+                None if docs is None else docs[j],
+                {} if metas is None or metas[j] is None else dict(metas[j]),
+            )
 
     @precondition(lambda self: self.model)
-    @rule(data=st.data(), n=st.sampled_from([1, 2, 7, 8, 12]),
-          fields=st.sets(st.sampled_from(["vectors", "documents", "metadata"])))
+    @rule(
+        data=st.data(),
+        n=st.sampled_from([1, 2, 7, 8, 12]),
+        fields=st.sets(st.sampled_from(["vectors", "documents", "metadata"])),
+    )
     def update(self, data, n, fields):
         ids = self.existing_ids(data, 1, n)
         k = len(ids)
         x = self.draw_vectors(data, k) if "vectors" in fields else None
-        docs = data.draw(st.lists(st.sampled_from(DOCS), min_size=k, max_size=k)) \
-            if "documents" in fields else None
-        metas = data.draw(st.lists(st.sampled_from(METAS), min_size=k, max_size=k)) \
-            if "metadata" in fields else None
+        docs = (
+            data.draw(st.lists(st.sampled_from(DOCS), min_size=k, max_size=k))
+            if "documents" in fields
+            else None
+        )
+        metas = (
+            data.draw(st.lists(st.sampled_from(METAS), min_size=k, max_size=k))
+            if "metadata" in fields
+            else None
+        )
         self.coll.update(ids, vectors=x, documents=docs, metadata=metas)
         for j, i in enumerate(ids):
             v, d, m = self.model[i]
@@ -247,8 +286,11 @@ class CollectionMachine(RuleBasedStateMachine):
                 m if metas is None else ({} if metas[j] is None else dict(metas[j])),
             )
 
-    @rule(data=st.data(), n_missing=st.sampled_from([1, 2, 9]),
-          fields=st.sets(st.sampled_from(["vectors", "documents", "metadata"]), min_size=1))
+    @rule(
+        data=st.data(),
+        n_missing=st.sampled_from([1, 2, 9]),
+        fields=st.sets(st.sampled_from(["vectors", "documents", "metadata"]), min_size=1),
+    )
     def update_missing_refused(self, data, n_missing, fields):
         ids = self.shuffled(data, self.existing_ids(data, 0, 9) + self.fresh_ids(data, n_missing))
         k = len(ids)
@@ -260,8 +302,11 @@ class CollectionMachine(RuleBasedStateMachine):
                 metadata=[{"a": 1, "t": "x"}] * k if "metadata" in fields else None,
             )
 
-    @rule(data=st.data(), n_old=st.sampled_from([0, 1, 3, 8, 20]),
-          n_missing=st.sampled_from([0, 1, 4]))
+    @rule(
+        data=st.data(),
+        n_old=st.sampled_from([0, 1, 3, 8, 20]),
+        n_missing=st.sampled_from([0, 1, 4]),
+    )
     def delete_ids(self, data, n_old, n_missing):
         old = self.existing_ids(data, 0, n_old)
         ids = self.shuffled(data, old + self.fresh_ids(data, n_missing))
@@ -287,8 +332,9 @@ class CollectionMachine(RuleBasedStateMachine):
     def compact(self):
         self.coll.compact()
 
-    @rule(seal_rows=st.sampled_from([SEAL, SEAL, 3]),
-          durability=st.sampled_from(["full", "normal"]))
+    @rule(
+        seal_rows=st.sampled_from([SEAL, SEAL, 3]), durability=st.sampled_from(["full", "normal"])
+    )
     def reopen(self, seal_rows, durability):
         self.db.close()
         with pytest.raises(vecstore.StoreClosed):
@@ -361,8 +407,10 @@ class CollectionMachine(RuleBasedStateMachine):
         matches = {i for i in ids if pred(self.model[i][2])}
         assert self.coll.count(where) == len(matches)
         k = int(r.integers(1, n + 3))
-        for res in (self.coll.query(q, k=k, where=where),
-                    self.coll.query_many(np.stack([q, -q]), k=k, where=where)[0]):
+        for res in (
+            self.coll.query(q, k=k, where=where),
+            self.coll.query_many(np.stack([q, -q]), k=k, where=where)[0],
+        ):
             assert len(res.ids) == min(k, len(matches))
             assert len(set(res.ids)) == len(res.ids)
             assert set(res.ids) <= matches

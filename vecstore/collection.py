@@ -33,9 +33,9 @@ from .errors import (
 )
 from .index import flat
 from .results import GetResult, QueryResult
+from .storage import records
 from .storage.catalog import Catalog, CollectionRecord
 from .storage.files import remove_quietly
-from .storage import records
 from .storage.filters import compile_filters
 from .storage.segments import SUFFIX, write_segment
 
@@ -211,7 +211,9 @@ class Collection:
         Without ids, rows come in insertion order, ``offset`` and ``limit`` paginate, and
         ``where={}`` or no filter means every row.
         """
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
+        ):
             raise InvalidInput(f"limit must be a non-negative int or None; got {limit!r}")
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
             raise InvalidInput(f"offset must be a non-negative int; got {offset!r}")
@@ -297,7 +299,12 @@ class Collection:
         snap = self._db._snapshots.get(coll)
         if snap is None or snap.version != version:
             snap = flat.load_snapshot(
-                cat, coll, self._db._collection_dir(self._record), self.dim, version, snap,
+                cat,
+                coll,
+                self._db._collection_dir(self._record),
+                self.dim,
+                version,
+                snap,
                 self._db._segments.setdefault(coll, {}),
             )
             self._db._snapshots[coll] = snap
@@ -318,8 +325,10 @@ class Collection:
                     allowed = snap.allowed(cat.filtered_array(self._record.id, sql, params))
                 scores, rids, counts = flat.search(snap.parts, xq, self.metric, k, allowed)
                 found = cat.records(np.unique(rids[rids >= 0]).tolist())
-            return [self._result(scores[i, : counts[i]], rids[i, : counts[i]], found)
-                    for i in range(len(xq))]
+            return [
+                self._result(scores[i, : counts[i]], rids[i, : counts[i]], found)
+                for i in range(len(xq))
+            ]
         raise self._vanished()
 
     def _result(self, scores: np.ndarray, rids: np.ndarray, found: dict) -> QueryResult:
@@ -377,8 +386,9 @@ class Collection:
             self._merge(cat)
             return result
 
-    def _place(self, cat: Catalog, pub: _Publication, rids: Sequence[int],
-               x: np.ndarray) -> tuple[int | None, range | None]:
+    def _place(
+        self, cat: Catalog, pub: _Publication, rids: Sequence[int], x: np.ndarray
+    ) -> tuple[int | None, range | None]:
         """Store vectors for rows ``rids``: a new segment if large, else the pending table."""
         from .kernels.exact import row_norms
 
@@ -388,17 +398,24 @@ class Collection:
         cat.insert_pending(self._record.id, rids, (row.tobytes() for row in x))
         return None, None
 
-    def _insert(self, cat: Catalog, pub: _Publication, ids, x, docs, metas, packed, *,
-                refuse_existing: bool) -> None:
+    def _insert(
+        self, cat: Catalog, pub: _Publication, ids, x, docs, metas, packed, *, refuse_existing: bool
+    ) -> None:
         self._require(cat)
         coll = self._record.id
         if not refuse_existing:
             found = cat.locate(coll, ids)
             if found:
                 old = [j for j, i in enumerate(ids) if i in found]
-                self._change(cat, pub, [found[ids[j]] for j in old], x[old],
-                             [docs[j] for j in old], [metas[j] for j in old],
-                             [packed[j] for j in old])
+                self._change(
+                    cat,
+                    pub,
+                    [found[ids[j]] for j in old],
+                    x[old],
+                    [docs[j] for j in old],
+                    [metas[j] for j in old],
+                    [packed[j] for j in old],
+                )
                 new = [j for j, i in enumerate(ids) if i not in found]
                 if not new:
                     return
@@ -419,8 +436,9 @@ class Collection:
             ) from None
         cat.bump(coll)
 
-    def _change(self, cat: Catalog, pub: _Publication, located: list, x, docs, metas,
-                packed) -> None:
+    def _change(
+        self, cat: Catalog, pub: _Publication, located: list, x, docs, metas, packed
+    ) -> None:
         """Replace fields of existing rows ``(rid, seg, pos)``; None means leave as is."""
         rids = [r[0] for r in located]
         if x is not None:
@@ -447,15 +465,15 @@ class Collection:
         if count == 0 or (count < self._seal_rows() and not force):
             return
         with self._publishing(cat) as pub:
-                pending = cat.pending(coll)
-                blobs = cat.pending_vectors([p for p, _ in pending])
-                x = np.frombuffer(b"".join(blobs[p] for p, _ in pending), dtype="<f4")
-                x = x.reshape(len(pending), self.dim)
-                rids = [r for _, r in pending]
-                seg = pub.segment([x], row_norms(x), np.asarray(rids, dtype=np.int64))
-                cat.set_location(rids, seg, list(range(len(rids))))
-                cat.clear_pending([p for p, _ in pending])
-                cat.bump(coll)
+            pending = cat.pending(coll)
+            blobs = cat.pending_vectors([p for p, _ in pending])
+            x = np.frombuffer(b"".join(blobs[p] for p, _ in pending), dtype="<f4")
+            x = x.reshape(len(pending), self.dim)
+            rids = [r for _, r in pending]
+            seg = pub.segment([x], row_norms(x), np.asarray(rids, dtype=np.int64))
+            cat.set_location(rids, seg, list(range(len(rids))))
+            cat.clear_pending([p for p, _ in pending])
+            cat.bump(coll)
 
     def _merge(self, cat: Catalog) -> None:
         """Merge segments of one size tier once ``MERGE_FACTOR`` of them exist, and rewrite
@@ -486,32 +504,32 @@ class Collection:
         coll = self._record.id
         directory = self._db._collection_dir(self._record)
         with self._publishing(cat) as pub:
-                snap = self._snapshot(cat)
-                parts = {p.seg: p for p in snap.parts}
-                old_files = {r.id: r.info.file for r in cat.segments(coll)}
-                live = cat.live_in_segments(coll, seg_ids)
-                rids = np.fromiter((r[0] for r in live), dtype=np.int64, count=len(live))
-                if len(live):
-                    segs = np.fromiter((r[1] for r in live), dtype=np.int64, count=len(live))
-                    pos = np.fromiter((r[2] for r in live), dtype=np.int64, count=len(live))
-                    norms = np.empty(len(live), dtype=np.float32)
-                    for s in np.unique(segs):
-                        sel = segs == s
-                        norms[sel] = parts[int(s)].norms[pos[sel]]
+            snap = self._snapshot(cat)
+            parts = {p.seg: p for p in snap.parts}
+            old_files = {r.id: r.info.file for r in cat.segments(coll)}
+            live = cat.live_in_segments(coll, seg_ids)
+            rids = np.fromiter((r[0] for r in live), dtype=np.int64, count=len(live))
+            if len(live):
+                segs = np.fromiter((r[1] for r in live), dtype=np.int64, count=len(live))
+                pos = np.fromiter((r[2] for r in live), dtype=np.int64, count=len(live))
+                norms = np.empty(len(live), dtype=np.float32)
+                for s in np.unique(segs):
+                    sel = segs == s
+                    norms[sel] = parts[int(s)].norms[pos[sel]]
 
-                    def blocks() -> Iterator[np.ndarray]:
-                        for i in range(0, len(live), WRITE_BLOCK_ROWS):
-                            s_, p_ = segs[i : i + WRITE_BLOCK_ROWS], pos[i : i + WRITE_BLOCK_ROWS]
-                            out = np.empty((len(p_), self.dim), dtype=np.float32)
-                            for s in np.unique(s_):
-                                sel = s_ == s
-                                out[sel] = parts[int(s)].vectors[p_[sel]]
-                            yield out
+                def blocks() -> Iterator[np.ndarray]:
+                    for i in range(0, len(live), WRITE_BLOCK_ROWS):
+                        s_, p_ = segs[i : i + WRITE_BLOCK_ROWS], pos[i : i + WRITE_BLOCK_ROWS]
+                        out = np.empty((len(p_), self.dim), dtype=np.float32)
+                        for s in np.unique(s_):
+                            sel = s_ == s
+                            out[sel] = parts[int(s)].vectors[p_[sel]]
+                        yield out
 
-                    seg = pub.segment(blocks(), norms, rids)
-                    cat.set_location(rids.tolist(), seg, list(range(len(live))))
-                cat.drop_segments(seg_ids)
-                cat.bump(coll)
+                seg = pub.segment(blocks(), norms, rids)
+                cat.set_location(rids.tolist(), seg, list(range(len(live))))
+            cat.drop_segments(seg_ids)
+            cat.bump(coll)
         for sid in seg_ids:
             self._db._segments.get(coll, {}).pop(old_files[sid], None)
             remove_quietly(directory / old_files[sid])
@@ -533,8 +551,14 @@ class _Publication:
         self._jobs: list[tuple[int, Future]] = []
         self.files: list[Path] = []
 
-    def segment(self, blocks: Iterable[np.ndarray], norms: np.ndarray, rids: np.ndarray, *,
-                background: bool = False) -> int:
+    def segment(
+        self,
+        blocks: Iterable[np.ndarray],
+        norms: np.ndarray,
+        rids: np.ndarray,
+        *,
+        background: bool = False,
+    ) -> int:
         if self._next_id is None:
             self._directory.mkdir(parents=True, exist_ok=True)
             self._next_id = self._cat.next_segment_id()

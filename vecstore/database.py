@@ -70,8 +70,13 @@ def open(
         this many vectors are pending; writes of at least this many rows go straight to a
         segment file.
     """
-    return Database(path, read_only=read_only, durability=durability,
-                    lock_timeout=lock_timeout, seal_rows=seal_rows)
+    return Database(
+        path,
+        read_only=read_only,
+        durability=durability,
+        lock_timeout=lock_timeout,
+        seal_rows=seal_rows,
+    )
 
 
 class Database:
@@ -103,8 +108,9 @@ class Database:
         if read_only:
             if not catalog_path.is_file():
                 raise StoreNotFound(f"no vecstore store at {self.path} (no {CATALOG})")
-            self._catalog = Catalog(catalog_path, read_only=True, synchronous=durability,
-                                    busy_timeout=self.lock_timeout)
+            self._catalog = Catalog(
+                catalog_path, read_only=True, synchronous=durability, busy_timeout=self.lock_timeout
+            )
             try:
                 self._catalog.check_schema()
             except BaseException:
@@ -116,8 +122,12 @@ class Database:
         try:
             self._writer.acquire(self.lock_timeout)
             try:
-                self._catalog = Catalog(catalog_path, read_only=False, synchronous=durability,
-                                        busy_timeout=self.lock_timeout)
+                self._catalog = Catalog(
+                    catalog_path,
+                    read_only=False,
+                    synchronous=durability,
+                    busy_timeout=self.lock_timeout,
+                )
                 try:
                     self._catalog.migrate()
                     self._catalog.check_schema()
@@ -238,7 +248,8 @@ class Database:
     def get_or_create_collection(
         self, name: str, *, dim: int, metric: str = "cosine"
     ) -> Collection:
-        """The existing collection ``name`` (which must match ``dim`` and ``metric``), or a new one."""
+        """The collection ``name`` if it exists (it must match ``dim`` and ``metric``), else a
+        new one."""
         with self._lock:
             try:
                 coll = self.get_collection(name)
@@ -302,5 +313,7 @@ class Database:
             pass
 
     def __repr__(self) -> str:
-        state = "closed" if self._catalog is None else ("read-only" if self.read_only else "read-write")
+        state = (
+            "closed" if self._catalog is None else ("read-only" if self.read_only else "read-write")
+        )
         return f"<vecstore.Database {str(self.path)!r} {state}>"

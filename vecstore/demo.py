@@ -51,26 +51,32 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _run(path: Path, words: list[str], vectors: np.ndarray) -> None:
-    print(f"vecstore {vecstore.__version__} demo: {len(words):,} GloVe-6B words, dim 50, store {path}")
-    metadata = [
-        {"rank": i, "length": len(w), "alpha": w.isalpha()} for i, w in enumerate(words)
-    ]
+    print(
+        f"vecstore {vecstore.__version__} demo: {len(words):,} GloVe-6B words, dim 50, store {path}"
+    )
+    metadata = [{"rank": i, "length": len(w), "alpha": w.isalpha()} for i, w in enumerate(words)]
     t = time.perf_counter()
     with vecstore.open(path) as db:
         words_c = db.create_collection("words", dim=vectors.shape[1], metric="cosine")
         step = 100_000
         for start in range(0, len(words), step):
             end = start + step
-            words_c.add(words[start:end], vectors=vectors[start:end],
-                        documents=words[start:end], metadata=metadata[start:end])
+            words_c.add(
+                words[start:end],
+                vectors=vectors[start:end],
+                documents=words[start:end],
+                metadata=metadata[start:end],
+            )
             print(f"  added {min(end, len(words)):>7,} rows", end="\r", flush=True)
     print(f"  built {len(words):,} rows with metadata in {time.perf_counter() - t:.1f} s   ")
 
     t = time.perf_counter()
     with vecstore.open(path, read_only=True) as db:
         words_c = db.get_collection("words")
-        print(f"  reopened read-only in {1000 * (time.perf_counter() - t):.0f} ms: "
-              f"{words_c!r}, {words_c.count():,} rows")
+        print(
+            f"  reopened read-only in {1000 * (time.perf_counter() - t):.0f} ms: "
+            f"{words_c!r}, {words_c.count():,} rows"
+        )
         index = {w: i for i, w in enumerate(words)}
 
         def show(title: str, word: str, **kwargs) -> None:
@@ -83,20 +89,31 @@ def _run(path: Path, words: list[str], vectors: np.ndarray) -> None:
         words_c.query(vectors[0], k=1)  # compile the kernels once, outside the timings
         show("nearest to 'king':", "king")
         show("nearest to 'paris':", "paris")
-        show("nearest to 'computer', common words only (rank < 5,000):", "computer",
-             where={"rank": {"$lt": 5_000}})
-        show("nearest to 'ocean', alphabetic words of 9+ letters:", "ocean",
-             where={"$and": [{"alpha": True}, {"length": {"$gte": 9}}]})
-        show("nearest to 'music', documents containing 'jazz':", "music",
-             where_document={"$contains": "jazz"})
+        show(
+            "nearest to 'computer', common words only (rank < 5,000):",
+            "computer",
+            where={"rank": {"$lt": 5_000}},
+        )
+        show(
+            "nearest to 'ocean', alphabetic words of 9+ letters:",
+            "ocean",
+            where={"$and": [{"alpha": True}, {"length": {"$gte": 9}}]},
+        )
+        show(
+            "nearest to 'music', documents containing 'jazz':",
+            "music",
+            where_document={"$contains": "jazz"},
+        )
         analogy = vectors[index["king"]] - vectors[index["man"]] + vectors[index["woman"]]
         res = words_c.query(analogy, k=5, where={"rank": {"$lt": 50_000}})
         print(f"\nking - man + woman ~ {', '.join(res.ids)}")
         batch = vectors[:1000]
         t0 = time.perf_counter()
         words_c.query_many(batch, k=10)
-        print(f"\n1,000 queries in one batch: {1000 * (time.perf_counter() - t0):.0f} ms "
-              f"over {words_c.count():,} vectors")
+        print(
+            f"\n1,000 queries in one batch: {1000 * (time.perf_counter() - t0):.0f} ms "
+            f"over {words_c.count():,} vectors"
+        )
 
 
 if __name__ == "__main__":

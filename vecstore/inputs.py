@@ -1,7 +1,8 @@
 """Normalise and validate user input once, at the API boundary.
 
-Inner layers trust what leaves this module: ids are a list of distinct, non-empty str; vectors
-are C-contiguous finite float32 ``(n, dim)``; metadata dicts hold only storable values. Every check raises a typed ``VecstoreError`` that says what was expected and what
+Inner layers trust what leaves this module: ids are a list of distinct, non-empty str;
+vectors are C-contiguous finite float32 ``(n, dim)``; metadata dicts hold only storable
+values. Every check raises a typed ``VecstoreError`` that says what was expected and what
 arrived. Imports numpy and the storage layer's value kinds.
 """
 
@@ -126,7 +127,11 @@ def documents(values: Any, n: int) -> list[str | None]:
     for d in values:
         if d is not None and not isinstance(d, str):
             raise InvalidInput(f"documents must be str or None; got {type(d).__name__}")
-        if d is not None and len(d) > MAX_DOCUMENT_BYTES // 4 and len(d.encode()) > MAX_DOCUMENT_BYTES:
+        if (
+            d is not None
+            and len(d) > MAX_DOCUMENT_BYTES // 4
+            and len(d.encode()) > MAX_DOCUMENT_BYTES
+        ):
             raise InvalidInput(f"a document is larger than {MAX_DOCUMENT_BYTES >> 20} MiB")
     return values
 
@@ -161,7 +166,12 @@ def metadata(values: Any, n: int) -> list[dict]:
             raise InvalidInput(f"metadata must be dicts or None; got {type(m).__name__}")
         clean = {}
         for key, value in m.items():
-            if not isinstance(key, str) or not key or key.startswith("$") or len(key) > MAX_KEY_CHARS:
+            if (
+                not isinstance(key, str)
+                or not key
+                or key.startswith("$")
+                or len(key) > MAX_KEY_CHARS
+            ):
                 raise InvalidInput(
                     f"metadata keys must be non-empty str of at most {MAX_KEY_CHARS} characters, "
                     f"not starting with '$'; got {key!r}"

@@ -64,7 +64,8 @@ class QueryResult:
         return Hit(self.ids[i], float(self.scores[i]), self.documents[i], self.metadata[i])
 
     def to_dict(self) -> dict[str, list]:
-        """Plain Python: ``{"ids": [...], "scores": [...], "documents": [...], "metadata": [...]}``."""
+        """Plain Python: ``{"ids": [...], "scores": [...], "documents": [...],
+        "metadata": [...]}``."""
         return {
             "ids": list(self.ids),
             "scores": [float(s) for s in self.scores],
@@ -118,7 +119,9 @@ class GetResult:
         rows = []
         for i, id_ in enumerate(self.ids):
             row: dict[str, Any] = {
-                "id": id_, "document": self.documents[i], "metadata": dict(self.metadata[i])
+                "id": id_,
+                "document": self.documents[i],
+                "metadata": dict(self.metadata[i]),
             }
             if self.vectors is not None:
                 row["vector"] = self.vectors[i].tolist()

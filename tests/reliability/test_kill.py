@@ -76,8 +76,10 @@ def operations(seed: int, start: int):
     n = start
     while True:
         n += 1
-        kind = rng.choice(["add", "upsert", "upsert", "update", "delete", "delete_where",
-                           "compact"], p=[0.3, 0.25, 0.1, 0.1, 0.1, 0.05, 0.1])
+        kind = rng.choice(
+            ["add", "upsert", "upsert", "update", "delete", "delete_where", "compact"],
+            p=[0.3, 0.25, 0.1, 0.1, 0.1, 0.05, 0.1],
+        )
         size = int(rng.choice([1, 2, 5, 20, 40]))
         ids = sorted({f"k{int(i)}" for i in rng.integers(0, 300, size)})
         op = {"n": n, "kind": str(kind), "ids": ids, "version": n, "tag": str(rng.integers(0, 10))}
@@ -130,7 +132,9 @@ def test_kill_minus_nine_loses_nothing(tmp_path):
     for cycle in range(CYCLES):
         child = subprocess.Popen(
             [sys.executable, "-c", CHILD, str(path), str(cycle), str(next_op)],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
         )
         fd = child.stdout.fileno()
         deadline = time.monotonic() + 1.0 + rng.uniform(0.0, 1.5)  # startup + random work

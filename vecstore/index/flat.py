@@ -57,7 +57,9 @@ class Snapshot:
                 out.append(np.sort(located[located[:, 1] == part.seg, 2]))
         return out
 
-    def vectors_of(self, located: Sequence[tuple[int, int | None, int | None]], dim: int) -> np.ndarray:
+    def vectors_of(
+        self, located: Sequence[tuple[int, int | None, int | None]], dim: int
+    ) -> np.ndarray:
         """The stored vectors of ``(rid, seg, pos)`` rows, in that order."""
         out = np.empty((len(located), dim), dtype=np.float32)
         index = {p.seg: p for p in self.parts}
@@ -115,7 +117,9 @@ def load_snapshot(
             if row is None:
                 row = np.frombuffer(blobs[pseq], dtype="<f4")
                 if row.shape != (dim,):
-                    raise CorruptStoreError(f"pending vector {pseq} has {row.size} values, not {dim}")
+                    raise CorruptStoreError(
+                        f"pending vector {pseq} has {row.size} values, not {dim}"
+                    )
             rows[pseq] = row
         vectors = np.stack([rows[pseq] for pseq, _ in pending])
         rids = np.fromiter((rid for _, rid in pending), dtype=np.int64, count=len(pending))
@@ -145,8 +149,9 @@ def search(
         if part.vectors.shape[0] == 0 or (rows is not None and rows.size == 0):
             continue
         mask = part.alive if rows is None else None
-        exact.search_into(xq, part.vectors, part.norms, metric, D, I, rows=rows, mask=mask,
-                          base=int(bases[i]))
+        exact.search_into(
+            xq, part.vectors, part.norms, metric, D, I, rows=rows, mask=mask, base=int(bases[i])
+        )
     D, I, counts = exact.finish(D, I, xq, metric)
     rids = np.full(I.shape, -1, dtype=np.int64)
     valid = I >= 0

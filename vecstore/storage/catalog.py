@@ -32,29 +32,56 @@ STORE_FORMAT = "vecstore"
 CHUNK = 900  # bound parameters per statement, well under SQLite's limit
 
 
-def _v1(db: "sqlite_utils.Database") -> None:
+def _v1(db: sqlite_utils.Database) -> None:
     db["store_info"].create({"key": str, "value": str}, pk="key")
     # nrows is kept equal to the collection's row count by insert_rows and delete_rows, so
     # count() is O(1) instead of a walk over a million index entries.
     db["collections"].create(
-        {"id": int, "name": str, "dir": str, "dim": int, "metric": str, "config": str,
-         "version": int, "nrows": int, "created": float},
-        pk="id", not_null=["name", "dir", "dim", "metric", "config", "version", "nrows"],
+        {
+            "id": int,
+            "name": str,
+            "dir": str,
+            "dim": int,
+            "metric": str,
+            "config": str,
+            "version": int,
+            "nrows": int,
+            "created": float,
+        },
+        pk="id",
+        not_null=["name", "dir", "dim", "metric", "config", "version", "nrows"],
     )
     db["collections"].create_index(["name"], unique=True)
     db["segments"].create(
-        {"id": int, "coll": int, "file": str, "count": int, "dim": int, "size": int,
-         "crc": int, "created": float},
-        pk="id", not_null=["coll", "file", "count", "dim", "size", "crc"],
+        {
+            "id": int,
+            "coll": int,
+            "file": str,
+            "count": int,
+            "dim": int,
+            "size": int,
+            "crc": int,
+            "created": float,
+        },
+        pk="id",
+        not_null=["coll", "file", "count", "dim", "size", "crc"],
     )
     db["segments"].create_index(["coll"])
     # rid is the internal row id; seg/pos locate the vector in a segment, or are NULL while
     # the vector waits in `pending`. meta is the msgpack record returned to users; mindex is
     # its filterable projection (one row per scalar, one per distinct list element).
     db["rows"].create(
-        {"rid": int, "coll": int, "id": str, "seg": int, "pos": int, "document": str,
-         "meta": bytes},
-        pk="rid", not_null=["coll", "id"],
+        {
+            "rid": int,
+            "coll": int,
+            "id": str,
+            "seg": int,
+            "pos": int,
+            "document": str,
+            "meta": bytes,
+        },
+        pk="rid",
+        not_null=["coll", "id"],
     )
     db["rows"].create_index(["coll", "id"], unique=True)
     # AUTOINCREMENT: a pending entry's pseq is never reused, so readers may cache by it.
@@ -75,7 +102,7 @@ def _v1(db: "sqlite_utils.Database") -> None:
     db["mindex"].create_index(["coll", "key", "elem", "kind", "value", "rid"])
 
 
-MIGRATIONS: list[Callable[["sqlite_utils.Database"], None]] = [_v1]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1]
 
 
 def _schema_of(conn: sqlite3.Connection) -> set[tuple]:
@@ -177,7 +204,10 @@ class Catalog:
         uri = f"file:{urllib.parse.quote(str(path))}?mode={mode}"
         with translate_errors(path):
             self.conn = sqlite3.connect(
-                uri, uri=True, isolation_level=None, check_same_thread=False,
+                uri,
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
                 timeout=busy_timeout,
             )
             try:
@@ -187,7 +217,7 @@ class Catalog:
                 raise
 
     @property
-    def db(self) -> "sqlite_utils.Database":
+    def db(self) -> sqlite_utils.Database:
         """The connection as a sqlite-utils Database (created on first use)."""
         if self._db is None:
             import sqlite_utils
@@ -231,30 +261,33 @@ class Catalog:
                     f"(unexpected: {extra or 'none'}; missing or altered: {missing or 'none'}); "
                     "refusing to use it"
                 )
-            fmt = self.conn.execute(
-                "SELECT value FROM store_info WHERE key = 'format'"
-            ).fetchone()
+            fmt = self.conn.execute("SELECT value FROM store_info WHERE key = 'format'").fetchone()
             if fmt != (STORE_FORMAT,):
                 raise CorruptStoreError(f"catalog {self.path} is not a vecstore catalog")
 
     def is_empty(self) -> bool:
-        return self.user_version() == 0 and not self.conn.execute(
-            "SELECT 1 FROM sqlite_master LIMIT 1"
-        ).fetchone()
+        return (
+            self.user_version() == 0
+            and not self.conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone()
+        )
 
     def migrate(self) -> None:
         """Bring an empty or older catalog up to the current schema, in one transaction each."""
         with translate_errors(self.path):
             start = self.user_version()
             if start == 0 and not self.is_empty():
-                raise CorruptStoreError(f"{self.path} is a SQLite database but not a vecstore catalog")
+                raise CorruptStoreError(
+                    f"{self.path} is a SQLite database but not a vecstore catalog"
+                )
             for version in range(start, len(MIGRATIONS)):
                 with self.write():
                     MIGRATIONS[version](self.db)
                     if version == 0:
                         self.db["store_info"].insert_all(
-                            [{"key": "format", "value": STORE_FORMAT},
-                             {"key": "created", "value": repr(time.time())}]
+                            [
+                                {"key": "format", "value": STORE_FORMAT},
+                                {"key": "created", "value": repr(time.time())},
+                            ]
                         )
                     self.conn.execute(f"PRAGMA user_version = {version + 1:d}")
 
@@ -319,16 +352,28 @@ class Catalog:
     def insert_collection(self, name: str, dir: str, dim: int, metric: str, config: str) -> int:
         table = self.db["collections"]
         table.insert(
-            {"name": name, "dir": dir, "dim": dim, "metric": metric, "config": config,
-             "version": 0, "nrows": 0, "created": time.time()}
+            {
+                "name": name,
+                "dir": dir,
+                "dim": dim,
+                "metric": metric,
+                "config": config,
+                "version": 0,
+                "nrows": 0,
+                "created": time.time(),
+            }
         )
         return table.last_pk
 
     def drop_collection(self, coll: int) -> list[str]:
         """Delete a collection's catalog rows; return the segment files it referenced."""
-        files = [f for (f,) in self.conn.execute("SELECT file FROM segments WHERE coll = ?", (coll,))]
+        files = [
+            f for (f,) in self.conn.execute("SELECT file FROM segments WHERE coll = ?", (coll,))
+        ]
         c = self.conn
-        c.execute("DELETE FROM tombstones WHERE seg IN (SELECT id FROM segments WHERE coll = ?)", (coll,))
+        c.execute(
+            "DELETE FROM tombstones WHERE seg IN (SELECT id FROM segments WHERE coll = ?)", (coll,)
+        )
         for table in ("segments", "rows", "pending", "mindex"):
             c.execute(f"DELETE FROM {table} WHERE coll = ?", (coll,))
         c.execute("DELETE FROM collections WHERE id = ?", (coll,))
@@ -343,7 +388,9 @@ class Catalog:
 
     # -- rows ---------------------------------------------------------------------------
 
-    def locate(self, coll: int, ids: Sequence[str]) -> dict[str, tuple[int, int | None, int | None]]:
+    def locate(
+        self, coll: int, ids: Sequence[str]
+    ) -> dict[str, tuple[int, int | None, int | None]]:
         """Map the given ids that exist to ``(rid, seg, pos)``."""
         # One statement whatever the count: the ids travel as one JSON array parameter.
         rows = self.conn.execute(
@@ -370,7 +417,9 @@ class Catalog:
         """Insert rows with consecutive ``rids`` (and consecutive ``positions``, or None)
         and their filter entries. ``packed`` holds ``records.pack`` of each of ``metas``."""
         start = positions.start if positions is not None else None
-        self.conn.execute("UPDATE collections SET nrows = nrows + ? WHERE id = ?", (len(rids), coll))
+        self.conn.execute(
+            "UPDATE collections SET nrows = nrows + ? WHERE id = ?", (len(rids), coll)
+        )
         if all(m is None for m in packed):
             # Without metadata blobs the rows travel as one JSON array, which SQLite unpacks
             # in C: about 3x faster than binding each row from Python.
@@ -402,7 +451,8 @@ class Catalog:
         stored = []
         for part in _chunks(rids):
             stored += self.conn.execute(
-                f"SELECT rid, meta FROM rows WHERE rid IN ({_marks(len(part))}) AND meta IS NOT NULL",
+                "SELECT rid, meta FROM rows "
+                f"WHERE rid IN ({_marks(len(part))}) AND meta IS NOT NULL",
                 part,
             ).fetchall()
         self.conn.executemany(
@@ -439,7 +489,9 @@ class Catalog:
         for part in _chunks(waiting):
             self.conn.execute(f"DELETE FROM pending WHERE rid IN ({_marks(len(part))})", part)
 
-    def set_location(self, rids: Sequence[int], seg: int | None, positions: Sequence[int] | None) -> None:
+    def set_location(
+        self, rids: Sequence[int], seg: int | None, positions: Sequence[int] | None
+    ) -> None:
         pos: Iterable = positions if positions is not None else [None] * len(rids)
         self.conn.executemany(
             "UPDATE rows SET seg = ?, pos = ? WHERE rid = ?", zip([seg] * len(rids), pos, rids)
@@ -456,7 +508,9 @@ class Catalog:
 
     # -- reads for search and get -------------------------------------------------------
 
-    def filtered(self, coll: int, sql: str, params: list) -> list[tuple[int, int | None, int | None]]:
+    def filtered(
+        self, coll: int, sql: str, params: list
+    ) -> list[tuple[int, int | None, int | None]]:
         """``(rid, seg, pos)`` of every row of ``coll`` satisfying a compiled filter."""
         return self.conn.execute(
             f"SELECT r.rid, r.seg, r.pos FROM rows r WHERE {_in_coll(sql)} AND {sql}",
@@ -574,7 +628,9 @@ class Catalog:
         ).fetchall()
 
     def pending_count(self, coll: int) -> int:
-        return self.conn.execute("SELECT COUNT(*) FROM pending WHERE coll = ?", (coll,)).fetchone()[0]
+        return self.conn.execute("SELECT COUNT(*) FROM pending WHERE coll = ?", (coll,)).fetchone()[
+            0
+        ]
 
     def pending_vectors(self, pseqs: Sequence[int]) -> dict[int, bytes]:
         out = {}
@@ -592,7 +648,9 @@ class Catalog:
 
     def segment_files(self) -> dict[str, set[str]]:
         """Every referenced file, by collection directory: what cleanup must keep."""
-        keep: dict[str, set[str]] = {d: set() for (d,) in self.conn.execute("SELECT dir FROM collections")}
+        keep: dict[str, set[str]] = {
+            d: set() for (d,) in self.conn.execute("SELECT dir FROM collections")
+        }
         for d, f in self.conn.execute(
             "SELECT c.dir, s.file FROM segments s JOIN collections c ON c.id = s.coll"
         ):

@@ -41,8 +41,9 @@ def write_durable(
     The data goes to a uniquely named temp file, which is fsynced, renamed into place, and
     the directory fsynced. If ``header`` is given, the chunks start at ``header_size`` and
     ``header()`` is called once they are all written (so it can hold checksums of the
-    payload); its ``header_size`` bytes are stored at offset 0. Returns the number of bytes written. Raises
-    ``StoreIOError`` if the operating system fails any step; the temp file is then removed.
+    payload); its ``header_size`` bytes are stored at offset 0. Returns the number of bytes
+    written. Raises ``StoreIOError`` if the operating system fails any step; the temp file is
+    then removed.
     """
     tmp = directory / f"{name}.{uuid.uuid4().hex[:12]}{TMP_SUFFIX}"
     total = 0

@@ -60,8 +60,11 @@ def _scalar(op: str, key: str, value: Any) -> tuple[int, Any]:
         raise InvalidFilter(
             f"filter on {key!r}: {op} needs a str, int, float, bool or None; "
             f"got {type(value).__name__} {value!r}"
-            + (" (use $in for a list of values or $contains for list membership)"
-               if isinstance(value, (list, tuple)) else "")
+            + (
+                " (use $in for a list of values or $contains for list membership)"
+                if isinstance(value, (list, tuple))
+                else ""
+            )
         )
     return kv
 

@@ -113,10 +113,21 @@ def write_segment(
 
     def header() -> bytes:
         if seen != count or len(norms) != count:
-            raise ValueError(f"segment {name}: {seen} vectors and {len(norms)} norms for {count} rids")
+            raise ValueError(
+                f"segment {name}: {seen} vectors and {len(norms)} norms for {count} rids"
+            )
         head = _HEADER.pack(
-            MAGIC, FORMAT_VERSION, HEADER_SIZE, dim, DTYPE_FLOAT32, count,
-            lay.vectors, lay.norms, lay.rids, lay.size, crc,
+            MAGIC,
+            FORMAT_VERSION,
+            HEADER_SIZE,
+            dim,
+            DTYPE_FLOAT32,
+            count,
+            lay.vectors,
+            lay.norms,
+            lay.rids,
+            lay.size,
+            crc,
         )
         head += _pad(HEADER_SIZE - _HEADER_CRC.size - len(head))
         return head + _HEADER_CRC.pack(zlib.crc32(head))
