@@ -349,3 +349,14 @@ def test_threads_share_a_database(db, data):
         t.join()
     assert not errors
     assert c.count() == 120
+
+
+def test_empty_writes_are_no_ops(db, data):
+    c = db.create_collection("c", dim=32)
+    c.add([], vectors=np.zeros((0, 32)))
+    c.upsert([], vectors=[])
+    c.update([], documents=[])
+    assert c.delete([]) == 0
+    assert c.count() == 0
+    with pytest.raises(vecstore.InvalidInput, match="needs vectors"):
+        c.add(["a"])

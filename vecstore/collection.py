@@ -79,7 +79,7 @@ class Collection:
         self,
         ids: Sequence[str],
         *,
-        vectors: Any,
+        vectors: Any = None,
         documents: Sequence[str | None] | None = None,
         metadata: Sequence[dict | None] | None = None,
     ) -> None:
@@ -96,19 +96,21 @@ class Collection:
             Values are str, int, float, bool, None, or lists of those.
         """
         rows = self._rows(ids, vectors, documents, metadata)
-        self._write(lambda cat, pub: self._insert(cat, pub, *rows, refuse_existing=True))
+        if rows[0]:
+            self._write(lambda cat, pub: self._insert(cat, pub, *rows, refuse_existing=True))
 
     def upsert(
         self,
         ids: Sequence[str],
         *,
-        vectors: Any,
+        vectors: Any = None,
         documents: Sequence[str | None] | None = None,
         metadata: Sequence[dict | None] | None = None,
     ) -> None:
         """Add rows, replacing whole any row whose id exists (vector, document and metadata)."""
         rows = self._rows(ids, vectors, documents, metadata)
-        self._write(lambda cat, pub: self._insert(cat, pub, *rows, refuse_existing=False))
+        if rows[0]:
+            self._write(lambda cat, pub: self._insert(cat, pub, *rows, refuse_existing=False))
 
     def update(
         self,
@@ -125,6 +127,8 @@ class Collection:
         """
         ids = inputs.ids(ids)
         n = len(ids)
+        if not n:
+            return
         x = None if vectors is None else inputs.matrix(vectors, self.dim, n=n)
         docs = None if documents is None else inputs.documents(documents, n)
         metas = None if metadata is None else inputs.metadata(metadata, n)
@@ -348,7 +352,7 @@ class Collection:
         n = len(ids)
         if vectors is None:
             raise InvalidInput(f"collection {self.name!r} needs vectors for every row")
-        x = inputs.matrix(vectors, self.dim, n=n)
+        x = inputs.matrix(vectors, self.dim, n=n) if n else np.zeros((0, self.dim), np.float32)
         docs = inputs.documents(documents, n)
         metas = inputs.metadata(metadata, n)
         packed = [records.pack(m) for m in metas]
