@@ -25,7 +25,7 @@ from ..errors import CorruptStoreError, StoreIOError
 from . import records
 from .segments import SegmentInfo
 
-if TYPE_CHECKING:  # sqlite_utils is imported when a store is opened, not with vecstore
+if TYPE_CHECKING:  # imported when first needed (migrations, new collections), not on open
     import sqlite_utils
 
 STORE_FORMAT = "vecstore"
