@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 
@@ -19,6 +21,16 @@ def clustered(n: int, dim: int, *, clusters: int = 16, seed: int = 0) -> np.ndar
     centres = r.standard_normal((clusters, dim)).astype(np.float32)
     labels = r.integers(0, clusters, n)
     return (centres[labels] + 0.3 * r.standard_normal((n, dim))).astype(np.float32)
+
+
+def hashing_encoder(texts: list[str], dim: int = 16) -> np.ndarray:
+    """A deterministic stand-in for a model: each word adds a fixed random direction."""
+    out = np.zeros((len(texts), dim), dtype=np.float32)
+    for i, text in enumerate(texts):
+        for word in text.lower().split():
+            seed = zlib.crc32(word.encode())
+            out[i] += np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
+    return out
 
 
 def typed(v):

@@ -10,6 +10,7 @@ snapshot of the catalog version they began with.
 
 from __future__ import annotations
 
+import json
 import math
 import sqlite3
 import threading
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import inputs
+from .encoders.base import Encoder, EncoderSpec, encoder_from_spec
 from .errors import (
     CollectionNotFound,
     CorruptStoreError,
@@ -57,6 +59,7 @@ class Collection:
     def __init__(self, db: Database, record: CollectionRecord):
         self._db = db
         self._record = record
+        self._spec = self.stored_spec(record)
 
     @property
     def name(self) -> str:
@@ -70,8 +73,41 @@ class Collection:
     def metric(self) -> str:
         return self._record.metric
 
+    @property
+    def encoder(self) -> Encoder | None:
+        """The encoder of an embedding collection (rebuilt from its stored spec on first
+        use), or None for a collection of plain vectors."""
+        enc = self._db._encoders.get(self._record.id)
+        if enc is None and self._spec is not None:
+            enc = encoder_from_spec(self._spec)
+            if enc is None:
+                raise InvalidInput(
+                    f"collection {self.name!r} embeds with the {self._spec.kind} encoder "
+                    f"{self._spec.model!r}, which cannot be stored; pass it again: "
+                    f"db.get_collection({self.name!r}, encoder=...)"
+                )
+            enc = self._db._encoders.setdefault(self._record.id, enc)
+        return enc
+
+    @staticmethod
+    def stored_spec(record: CollectionRecord) -> EncoderSpec | None:
+        data = json.loads(record.config).get("encoder")
+        return EncoderSpec.from_json(data) if data else None
+
+    def _embed(self, texts: Sequence[str], kind: str) -> np.ndarray:
+        enc = self.encoder
+        if enc is None:
+            raise InvalidInput(
+                f"collection {self.name!r} has no encoder: pass vectors, or create the "
+                "collection with encoder="
+            )
+        if any(not isinstance(t, str) for t in texts):
+            raise InvalidInput(f"texts to embed must be str; got {texts[:3]!r}...")
+        return inputs.matrix(enc.encode(list(texts), kind), self.dim, n=len(texts))
+
     def __repr__(self) -> str:
-        return f"<vecstore.Collection {self.name!r} dim={self.dim} metric={self.metric!r}>"
+        enc = f" encoder={self._spec.model!r}" if self._spec is not None else ""
+        return f"<vecstore.Collection {self.name!r} dim={self.dim} metric={self.metric!r}{enc}>"
 
     # -- writes -------------------------------------------------------------------------
 
@@ -131,6 +167,8 @@ class Collection:
             return
         x = None if vectors is None else inputs.matrix(vectors, self.dim, n=n)
         docs = None if documents is None else inputs.documents(documents, n)
+        if x is None and docs is not None and self._spec is not None:
+            x = self._embed_documents(docs)
         metas = None if metadata is None else inputs.metadata(metadata, n)
         packed = None if metas is None else [records.pack(m) for m in metas]
 
@@ -262,12 +300,18 @@ class Collection:
         where: dict | None = None,
         where_document: dict | None = None,
     ) -> QueryResult:
-        """The ``k`` rows most similar to the vector ``q``, best first.
+        """The ``k`` rows most similar to ``q``, best first.
+
+        ``q`` is a vector of the collection's dim, or, for an embedding collection, a text
+        (embedded as a query, with the encoder's query prefix).
 
         With filters, exactly ``min(k, number of matching rows)`` results come back.
         ``QueryResult.scores`` is higher-is-better; see ``QueryResult`` for each metric.
         """
-        xq = inputs.query_vector(q, self.dim)
+        if isinstance(q, str):
+            xq = self._embed([q], "query")
+        else:
+            xq = inputs.query_vector(q, self.dim)
         return self._search(xq, k, where, where_document)[0]
 
     def query_many(
@@ -278,8 +322,12 @@ class Collection:
         where: dict | None = None,
         where_document: dict | None = None,
     ) -> list[QueryResult]:
-        """``query`` for each row of a 2-D ``(nq, dim)`` array; one ``QueryResult`` per row."""
-        xq = inputs.matrix(queries, self.dim, what="queries")
+        """``query`` for each row of a 2-D ``(nq, dim)`` array, or each text of a list (for an
+        embedding collection); one ``QueryResult`` per query."""
+        if isinstance(queries, (list, tuple)) and queries and isinstance(queries[0], str):
+            xq = self._embed(queries, "query")
+        else:
+            xq = inputs.matrix(queries, self.dim, what="queries")
         return self._search(xq, k, where, where_document)
 
     # -- internals: reading -------------------------------------------------------------
@@ -347,13 +395,29 @@ class Collection:
 
     # -- internals: writing -------------------------------------------------------------
 
+    def _embed_documents(self, docs: list[str | None]) -> np.ndarray:
+        missing = [i for i, d in enumerate(docs) if d is None]
+        if missing:
+            raise InvalidInput(
+                f"row {missing[0]} has no document to embed; pass a document for every row, "
+                "or vectors"
+            )
+        return self._embed(docs, "document")
+
     def _rows(self, ids: Any, vectors: Any, documents: Any, metadata: Any) -> tuple:
         ids = inputs.ids(ids)
         n = len(ids)
-        if vectors is None:
-            raise InvalidInput(f"collection {self.name!r} needs vectors for every row")
-        x = inputs.matrix(vectors, self.dim, n=n) if n else np.zeros((0, self.dim), np.float32)
         docs = inputs.documents(documents, n)
+        if not n:
+            x = np.zeros((0, self.dim), np.float32)
+        elif vectors is not None:
+            x = inputs.matrix(vectors, self.dim, n=n)
+        elif self._spec is not None and documents is not None:
+            x = self._embed_documents(docs)
+        elif self._spec is not None:
+            raise InvalidInput(f"collection {self.name!r} needs documents to embed, or vectors")
+        else:
+            raise InvalidInput(f"collection {self.name!r} needs vectors for every row")
         metas = inputs.metadata(metadata, n)
         packed = [records.pack(m) for m in metas]
         return ids, x, docs, metas, packed

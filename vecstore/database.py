@@ -16,13 +16,16 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from . import inputs
 from .collection import METRICS, Collection
+from .encoders.base import Encoder, resolve_encoder
 from .errors import (
     CollectionExists,
     CollectionNotFound,
+    DimensionMismatch,
+    EncoderMismatch,
     InvalidInput,
     ReadOnlyError,
     StoreClosed,
@@ -102,6 +105,7 @@ class Database:
         self._lock = threading.RLock()
         self._segments: dict[int, dict[str, Segment]] = {}
         self._snapshots: dict[int, Snapshot] = {}
+        self._encoders: dict[int, Encoder] = {}
         self._broken: str | None = None
         self._writer: WriterLock | None = None
         catalog_path = self.path / CATALOG
@@ -213,16 +217,45 @@ class Database:
 
     # -- public API ---------------------------------------------------------------------
 
-    def create_collection(self, name: str, *, dim: int, metric: str = "cosine") -> Collection:
+    def create_collection(
+        self,
+        name: str,
+        *,
+        dim: int | None = None,
+        metric: str = "cosine",
+        encoder: Any = None,
+    ) -> Collection:
         """Create a collection of ``dim``-dimensional vectors compared by ``metric``.
 
-        ``metric`` is ``"cosine"`` (default), ``"dot"`` or ``"l2"``. Raises
-        ``CollectionExists`` if the name is taken.
+        Parameters
+        ----------
+        name : str
+        dim : int, optional
+            Required without an encoder; with one, it comes from the encoder.
+        metric : {"cosine", "dot", "l2"}
+        encoder : str, Encoder or callable, optional
+            Makes an embedding collection: ``add(documents=...)`` and ``query("text")``
+            embed through it. A str is a sentence-transformers model name or path, such as
+            ``"sentence-transformers/all-MiniLM-L6-v2"``. Its spec is stored, so reopening
+            the collection rebuilds it.
+
+        Raises ``CollectionExists`` if the name is taken.
         """
         name = inputs.collection_name(name)
-        dim = inputs.dimension(dim)
         if metric not in METRICS:
             raise InvalidInput(f"metric must be one of {METRICS}; got {metric!r}")
+        enc, spec = None, None
+        if encoder is not None:
+            enc = resolve_encoder(encoder)
+            spec = enc.config()
+            if dim is not None and inputs.dimension(dim) != spec.dim:
+                raise DimensionMismatch(
+                    f"encoder {spec.model!r} makes {spec.dim}-d vectors; got dim={dim}"
+                )
+            dim = spec.dim
+        elif dim is None:
+            raise InvalidInput("create_collection needs dim=, or an encoder= to take it from")
+        dim = inputs.dimension(dim)
         with self._writing() as cat:
             if cat.collection_by_name(name) is not None:
                 raise CollectionExists(f"collection {name!r} already exists")
@@ -230,32 +263,65 @@ class Database:
             directory = self.path / COLLECTIONS / dirname
             directory.mkdir(parents=True)
             fsync_dir(directory.parent)
-            config = json.dumps({"dim": dim, "metric": metric})
+            config = {"dim": dim, "metric": metric}
+            if spec is not None:
+                config["encoder"] = spec.to_json()
             with cat.write():
-                coll = cat.insert_collection(name, dirname, dim, metric, config)
+                coll = cat.insert_collection(name, dirname, dim, metric, json.dumps(config))
+            if enc is not None:
+                self._encoders[coll] = enc
             return Collection(self, cat.collection_by_id(coll))
 
-    def get_collection(self, name: str) -> Collection:
-        """The collection called ``name``; raises ``CollectionNotFound``."""
+    def get_collection(self, name: str, *, encoder: Any = None) -> Collection:
+        """The collection called ``name``; raises ``CollectionNotFound``.
+
+        An embedding collection rebuilds its stored encoder when first used. Pass
+        ``encoder`` to supply it yourself (required for a callable encoder, which cannot be
+        stored); it must match the stored spec, else ``EncoderMismatch``.
+        """
         with self._reading() as cat:
             record = cat.collection_by_name(name) if isinstance(name, str) else None
         if record is None:
             raise CollectionNotFound(
                 f"no collection {name!r} in {self.path}; existing: {self.list_collections()}"
             )
+        if encoder is not None:
+            self._attach_encoder(record, encoder)
         return Collection(self, record)
 
+    def _attach_encoder(self, record: CollectionRecord, encoder: Any) -> None:
+        stored = Collection.stored_spec(record)
+        enc = resolve_encoder(encoder)
+        if stored is None:
+            raise EncoderMismatch(
+                f"collection {record.name!r} was created without an encoder; "
+                "give it vectors, or create a new collection with encoder="
+            )
+        diffs = stored.differences(enc.config())
+        if diffs:
+            raise EncoderMismatch(
+                f"collection {record.name!r} was embedded with {stored.kind} encoder "
+                f"{stored.model!r}; the encoder given differs ({'; '.join(diffs)})"
+            )
+        with self._lock:
+            self._encoders[record.id] = enc
+
     def get_or_create_collection(
-        self, name: str, *, dim: int, metric: str = "cosine"
+        self,
+        name: str,
+        *,
+        dim: int | None = None,
+        metric: str = "cosine",
+        encoder: Any = None,
     ) -> Collection:
-        """The collection ``name`` if it exists (it must match ``dim`` and ``metric``), else a
-        new one."""
+        """The collection ``name`` if it exists (it must match ``dim``, ``metric`` and
+        ``encoder`` where given), else a new one."""
         with self._lock:
             try:
-                coll = self.get_collection(name)
+                coll = self.get_collection(name, encoder=encoder)
             except CollectionNotFound:
-                return self.create_collection(name, dim=dim, metric=metric)
-            if (coll.dim, coll.metric) != (dim, metric):
+                return self.create_collection(name, dim=dim, metric=metric, encoder=encoder)
+            if (dim is not None and coll.dim != dim) or coll.metric != metric:
                 raise InvalidInput(
                     f"collection {name!r} exists with dim={coll.dim}, metric={coll.metric!r}; "
                     f"got dim={dim}, metric={metric!r}"
@@ -277,6 +343,7 @@ class Database:
                 cat.drop_collection(record.id)
             self._segments.pop(record.id, None)
             self._snapshots.pop(record.id, None)
+            self._encoders.pop(record.id, None)
             shutil.rmtree(self._collection_dir(record), ignore_errors=True)
 
     def close(self) -> None:

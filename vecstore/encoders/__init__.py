@@ -6,13 +6,17 @@ libraries (torch, sentence-transformers, transformers) only when an encoder is f
 
 from .base import Encoder, EncoderSpec, encoder_from_spec, resolve_encoder
 from .callable import CallableEncoder
+from .http import HTTPEncoder
 from .sentence_transformers import SentenceTransformerEncoder
+from .transformers import TransformersEncoder
 
 __all__ = [
     "Encoder",
     "EncoderSpec",
     "CallableEncoder",
+    "HTTPEncoder",
     "SentenceTransformerEncoder",
+    "TransformersEncoder",
     "encoder_from_spec",
     "resolve_encoder",
 ]

@@ -125,6 +125,14 @@ def encoder_from_spec(spec: EncoderSpec) -> Encoder | None:
             document_prefix=spec.document_prefix,
             expected=spec,
         )
+    if spec.kind == "http":
+        from .http import HTTPEncoder
+
+        return HTTPEncoder.from_spec(spec)
+    if spec.kind == "transformers":
+        from .transformers import TransformersEncoder
+
+        return TransformersEncoder.from_spec(spec)
     return None
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import os
 import re
 import threading
 from collections.abc import Sequence
@@ -53,6 +54,15 @@ def resolve_model(name: str) -> tuple[str, Path | None]:
     if packaged is not None:
         return str(packaged), packaged
     return name, None
+
+
+def offline() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE`` is set now (the hub client reads
+    them once, at import; this honours a change made after)."""
+    return any(
+        os.environ.get(var, "").strip().lower() in ("1", "on", "yes", "true")
+        for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
 
 
 def weights_hash(directory: Path) -> str | None:
@@ -109,7 +119,7 @@ class SentenceTransformerEncoder:
         self._expected = expected
         self._model = None
         self._revision: str | None = None
-        self._load_lock = threading.Lock()
+        self._load_lock = threading.RLock()  # _load checks the spec through config()
         self._dim = expected.dim if expected is not None else None
 
     @property
@@ -131,10 +141,12 @@ class SentenceTransformerEncoder:
                 ) from None
             target, local = resolve_model(self.name)
             try:
-                if local is not None:
+                try:  # a local directory, or the cache: never the network
                     model = SentenceTransformer(target, device=self.device, local_files_only=True)
-                else:
-                    model = SentenceTransformer(target, device=self.device)
+                except Exception:
+                    if local is not None or offline():
+                        raise
+                    model = SentenceTransformer(target, device=self.device)  # the hub
             except Exception as exc:  # the hub client raises many types when offline
                 raise MissingDependency(
                     f"model {self.name!r} is not a local path, not an installed packaged copy, "

@@ -1,0 +1,115 @@
+"""Embedding collections: encoders configured once, stored, rebuilt, and never mixed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import vecstore
+from tests.conftest import hashing_encoder
+from vecstore.encoders import CallableEncoder, EncoderSpec
+
+TEXTS = [
+    "the cat sat on the mat",
+    "dogs chase cats",
+    "stock markets fell today",
+    "the bank raised interest rates",
+    "a kitten naps in the sun",
+]
+
+
+def test_callable_encoder_collection(tmp_path):
+    path = tmp_path / "s"
+    with vecstore.open(path) as db:
+        c = db.create_collection("notes", encoder=hashing_encoder)
+        assert c.dim == 16 and c.encoder.name == "hashing_encoder"
+        c.add([f"t{i}" for i in range(5)], documents=TEXTS, metadata=[{"i": i} for i in range(5)])
+        got = c.get(["t0"], include_vectors=True)
+        np.testing.assert_array_equal(got.vectors[0], hashing_encoder([TEXTS[0]])[0])
+        assert c.query("cat on a mat", k=1).ids == ["t0"]
+        assert [r.ids[0] for r in c.query_many(["stock markets", "interest rates bank"], k=1)] == [
+            "t2",
+            "t3",
+        ]
+        c.update(["t0"], documents=["stock markets fell today"])  # re-embedded
+        assert set(c.query("stock markets fell today", k=2).ids) == {"t0", "t2"}
+        c.add(["v"], vectors=hashing_encoder(["explicit vector"]))  # mixed use
+        assert c.query(hashing_encoder(["explicit vector"])[0], k=1).ids == ["v"]
+        with pytest.raises(vecstore.InvalidInput, match="no document"):
+            c.add(["x", "y"], documents=["fine", None])
+        with pytest.raises(vecstore.InvalidInput, match="needs documents"):
+            c.add(["x"])
+    with vecstore.open(path) as db:
+        c = db.get_collection("notes")
+        assert c.count() == 6  # plain reads need no encoder
+        with pytest.raises(vecstore.InvalidInput, match="pass it again"):
+            c.query("cat")
+        c = db.get_collection("notes", encoder=hashing_encoder)
+        assert c.query("kitten sun", k=1).ids == ["t4"]
+
+        def other(texts):
+            return hashing_encoder(texts) * 2
+
+        with pytest.raises(vecstore.EncoderMismatch, match="differs"):
+            db.get_collection("notes", encoder=other)
+        with pytest.raises(vecstore.EncoderMismatch):
+            db.get_collection(
+                "notes", encoder=CallableEncoder(hashing_encoder, dim=16, query_prefix="query: ")
+            )
+
+
+def test_encoder_and_dim_must_agree(db):
+    with pytest.raises(vecstore.DimensionMismatch):
+        db.create_collection("c", dim=8, encoder=hashing_encoder)
+    with pytest.raises(vecstore.InvalidInput, match="dim"):
+        db.create_collection("c")
+    plain = db.create_collection("plain", dim=16)
+    with pytest.raises(vecstore.InvalidInput, match="no encoder"):
+        plain.query("text")
+    with pytest.raises(vecstore.EncoderMismatch, match="without an encoder"):
+        db.get_collection("plain", encoder=hashing_encoder)
+
+
+def test_prefixes_are_applied_and_stored(db):
+    seen = []
+
+    def fn(texts):
+        seen.extend(texts)
+        return hashing_encoder(texts)
+
+    enc = CallableEncoder(
+        fn, dim=16, name="fn", query_prefix="query: ", document_prefix="passage: "
+    )
+    c = db.create_collection("c", encoder=enc)
+    c.add(["a"], documents=["hello"])
+    c.query("hi")
+    assert seen == ["passage: hello", "query: hi"]
+    spec = c.encoder.config()
+    assert (spec.query_prefix, spec.document_prefix) == ("query: ", "passage: ")
+
+
+def test_bad_encoder_output_is_refused(db):
+    c = db.create_collection(
+        "c", encoder=CallableEncoder(lambda t: np.ones((len(t), 4)), dim=4, name="ones")
+    )
+    c.add(["a"], documents=["x"])
+    broken = CallableEncoder(lambda t: np.ones((len(t) + 1, 4)), dim=4, name="ones")
+    c2 = db.get_collection("c", encoder=broken)
+    with pytest.raises(vecstore.InvalidInput, match="shape"):
+        c2.add(["b"], documents=["y"])
+    assert c.count() == 1
+    with pytest.raises(vecstore.InvalidInput):
+        db.create_collection("d", encoder=42)
+
+
+def test_spec_round_trip():
+    spec = EncoderSpec("sentence-transformers", "m", 384, True, 256, "q: ", "p: ", "abc")
+    assert EncoderSpec.from_json(spec.to_json()) == spec
+    assert (
+        spec.differences(
+            EncoderSpec("sentence-transformers", "m", 384, True, 256, "q: ", "p: ", None)
+        )
+        == []
+    )
+    with pytest.raises(vecstore.InvalidInput):
+        EncoderSpec("callable", "m", 0)
