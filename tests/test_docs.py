@@ -27,8 +27,8 @@ def test_readme_opens_with_the_two_commands():
     block = re.search(r"```bash\n(.*?)```", text, flags=re.S).group(1)
     commands = [line.split("#")[0].strip() for line in block.strip().splitlines()]
     assert commands == [
-        "pip install -e '.[demo]' && python -m vecstore.demo",
-        "pip install -e '.[test]' && python -m pytest",
+        "pip install torch==2.13.0 && pip install -e '.[embed,demo]' && python -m vecstore.demo",
+        "pip install torch==2.13.0 && pip install -e '.[embed,test]' && python -m pytest",
     ]
     assert "python -m pytest" in (ROOT / ".ci" / "run").read_text()
 
