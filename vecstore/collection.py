@@ -10,6 +10,7 @@ snapshot of the catalog version they began with.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import sqlite3
@@ -48,6 +49,7 @@ METRICS = ("cosine", "dot", "l2")
 MERGE_FACTOR = 4  # segments of one size tier merged together; bounds the segment count by log
 WRITE_BLOCK_ROWS = 16_384  # rows gathered at a time when a merge streams a new segment
 SNAPSHOT_RETRIES = 5
+EMBED_BATCH = 256  # texts per encoder call (the encoder batches further inside)
 
 
 class Collection:
@@ -396,13 +398,34 @@ class Collection:
     # -- internals: writing -------------------------------------------------------------
 
     def _embed_documents(self, docs: list[str | None]) -> np.ndarray:
+        """Embed documents through the store's embedding cache: a text this encoder has
+        embedded before (in any collection of the store) is not embedded again."""
         missing = [i for i, d in enumerate(docs) if d is None]
         if missing:
             raise InvalidInput(
                 f"row {missing[0]} has no document to embed; pass a document for every row, "
                 "or vectors"
             )
-        return self._embed(docs, "document")
+        key = hashlib.sha256(json.dumps(self._spec.to_json(), sort_keys=True).encode()).hexdigest()
+        hashes = [hashlib.sha256(d.encode("utf-8", "surrogatepass")).digest()[:16] for d in docs]
+        with self._db._reading() as cat:
+            found = cat.cached_embeddings(key, list(set(hashes)))
+        todo = {h: d for h, d in zip(hashes, docs) if h not in found}
+        if todo:
+            texts = list(todo.values())
+            fresh = np.empty((len(texts), self.dim), dtype=np.float32)
+            with self._db._progress(len(texts), "embedding") as bar:
+                for i in range(0, len(texts), EMBED_BATCH):
+                    fresh[i : i + EMBED_BATCH] = self._embed(texts[i : i + EMBED_BATCH], "document")
+                    bar(len(texts[i : i + EMBED_BATCH]))
+            new = {h: fresh[i].tobytes() for i, h in enumerate(todo)}
+            found.update(new)
+            if not self._db.read_only:
+                with self._db._writing() as cat, cat.write():
+                    cat.cache_embeddings(key, new.items())
+        return np.frombuffer(b"".join(found[h] for h in hashes), dtype="<f4").reshape(
+            len(docs), self.dim
+        )
 
     def _rows(self, ids: Any, vectors: Any, documents: Any, metadata: Any) -> tuple:
         ids = inputs.ids(ids)

@@ -13,7 +13,7 @@ import os
 import shutil
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -41,6 +41,7 @@ CATALOG = "catalog.db"
 LOCK = "LOCK"
 COLLECTIONS = "collections"
 DURABILITY = ("full", "normal")
+PROGRESS_MIN = 500  # items of work before a progress bar is worth showing
 
 
 def open(
@@ -50,6 +51,7 @@ def open(
     durability: Literal["full", "normal"] = "full",
     lock_timeout: float = 10.0,
     seal_rows: int = 4096,
+    progress: bool = True,
 ) -> Database:
     """Open (or create) the store in directory ``path``.
 
@@ -72,6 +74,8 @@ def open(
         Small writes wait durably in the catalog and are sealed into a segment file once
         this many vectors are pending; writes of at least this many rows go straight to a
         segment file.
+    progress : bool
+        Show tqdm progress bars on long work (embedding many documents). Off for scripts.
     """
     return Database(
         path,
@@ -79,6 +83,7 @@ def open(
         durability=durability,
         lock_timeout=lock_timeout,
         seal_rows=seal_rows,
+        progress=progress,
     )
 
 
@@ -93,6 +98,7 @@ class Database:
         durability: str = "full",
         lock_timeout: float = 10.0,
         seal_rows: int = 4096,
+        progress: bool = True,
     ):
         if durability not in DURABILITY:
             raise InvalidInput(f"durability must be one of {DURABILITY}; got {durability!r}")
@@ -102,6 +108,7 @@ class Database:
         self.read_only = read_only
         self.lock_timeout = float(lock_timeout)
         self.seal_rows = seal_rows
+        self.progress = bool(progress)
         self._lock = threading.RLock()
         self._segments: dict[int, dict[str, Segment]] = {}
         self._snapshots: dict[int, Snapshot] = {}
@@ -207,6 +214,24 @@ class Database:
                 raise
             finally:
                 self._writer.release()
+
+    @contextmanager
+    def _progress(self, total: int, what: str) -> Iterator[Callable[[int], None]]:
+        """A tqdm progress bar for long work (if tqdm is installed and ``progress`` is on);
+        yields a function to call with the number of items done."""
+        bar = None
+        if self.progress and total >= PROGRESS_MIN:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                pass
+            else:
+                bar = tqdm(total=total, desc=what, unit="text", leave=False)
+        try:
+            yield (bar.update if bar is not None else lambda n: None)
+        finally:
+            if bar is not None:
+                bar.close()
 
     def _check_open(self) -> None:
         if self._catalog is None:

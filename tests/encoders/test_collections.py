@@ -113,3 +113,36 @@ def test_spec_round_trip():
     )
     with pytest.raises(vecstore.InvalidInput):
         EncoderSpec("callable", "m", 0)
+
+
+def test_embedding_cache_embeds_each_text_once(tmp_path):
+    calls: list[str] = []
+
+    def counting(texts):
+        calls.extend(texts)
+        return hashing_encoder(texts)
+
+    enc = CallableEncoder(counting, dim=16, name="counting")
+    corpus = [f"passage number {i} about topic {i % 7}" for i in range(700)]
+    path = tmp_path / "s"
+    with vecstore.open(path, progress=False) as db:
+        a = db.create_collection("a", encoder=enc)
+        a.add([f"p{i}" for i in range(700)], documents=corpus + [])
+        assert sorted(calls) == sorted(corpus)
+        calls.clear()
+        b = db.create_collection("b", encoder=enc)  # same encoder, another collection
+        b.add([f"p{i}" for i in range(700)], documents=corpus)
+        assert calls == []
+        np.testing.assert_array_equal(
+            a.get(["p5"], include_vectors=True).vectors, b.get(["p5"], include_vectors=True).vectors
+        )
+    with vecstore.open(path, progress=False) as db:
+        changed = corpus[:]
+        changed[3] = "a brand new passage"
+        c = db.get_collection("a", encoder=enc)
+        c.upsert([f"p{i}" for i in range(700)], documents=changed)  # re-ingest, one edit
+        assert calls == ["a brand new passage"]
+        assert c.query("brand new passage", k=1).ids == ["p3"]
+        calls.clear()
+        c.add(["dup1", "dup2"], documents=["same text twice", "same text twice"])
+        assert calls == ["same text twice"]

@@ -102,7 +102,17 @@ def _v1(db: sqlite_utils.Database) -> None:
     db["mindex"].create_index(["coll", "key", "elem", "kind", "value", "rid"])
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1]
+def _v2(db: sqlite_utils.Database) -> None:
+    # The embedding cache: (encoder key, text hash) -> float32 vector bytes, so the same text
+    # is never embedded twice by the same encoder, whatever collection it lands in.
+    db["embed_cache"].create(
+        {"encoder": str, "hash": bytes, "vec": bytes},
+        pk=("encoder", "hash"),
+        not_null=["vec"],
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
 
 
 def _schema_of(conn: sqlite3.Connection) -> set[tuple]:
@@ -116,7 +126,7 @@ def _schema_of(conn: sqlite3.Connection) -> set[tuple]:
 
 # sha256 of the schema the migrations build (tests/storage/test_catalog.py keeps it current).
 # Comparing against it lets an open skip importing sqlite-utils and rebuilding the schema.
-SCHEMA_SHA256 = "4dbdd9967283f560f68006b11d2ef5480eb1fb188863146c23a6dfef3deb4f8f"
+SCHEMA_SHA256 = "5c73b073ffd046da48e762b6b2676b4623618bd7f920387f09aaed5fec98606c"
 
 
 def _fingerprint(schema: Iterable[tuple]) -> str:
@@ -645,6 +655,25 @@ class Catalog:
     def clear_pending(self, pseqs: Sequence[int]) -> None:
         for part in _chunks(pseqs):
             self.conn.execute(f"DELETE FROM pending WHERE pseq IN ({_marks(len(part))})", part)
+
+    def cached_embeddings(self, encoder: str, hashes: Sequence[bytes]) -> dict[bytes, bytes]:
+        """``hash -> vector bytes`` for the given text hashes the cache holds."""
+        out: dict[bytes, bytes] = {}
+        for part in _chunks(hashes):
+            out.update(
+                self.conn.execute(
+                    f"SELECT hash, vec FROM embed_cache WHERE encoder = ? "
+                    f"AND hash IN ({_marks(len(part))})",
+                    (encoder, *part),
+                ).fetchall()
+            )
+        return out
+
+    def cache_embeddings(self, encoder: str, items: Iterable[tuple[bytes, bytes]]) -> None:
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO embed_cache (encoder, hash, vec) VALUES (?, ?, ?)",
+            ((encoder, h, v) for h, v in items),
+        )
 
     def segment_files(self) -> dict[str, set[str]]:
         """Every referenced file, by collection directory: what cleanup must keep."""
