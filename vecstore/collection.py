@@ -408,24 +408,25 @@ class Collection:
             )
         key = hashlib.sha256(json.dumps(self._spec.to_json(), sort_keys=True).encode()).hexdigest()
         hashes = [hashlib.sha256(d.encode("utf-8", "surrogatepass")).digest()[:16] for d in docs]
+        x = np.empty((len(docs), self.dim), dtype=np.float32)
+        rows_of: dict[bytes, list[int]] = {}
+        for i, h in enumerate(hashes):
+            rows_of.setdefault(h, []).append(i)
         with self._db._reading() as cat:
-            found = cat.cached_embeddings(key, list(set(hashes)))
-        todo = {h: d for h, d in zip(hashes, docs) if h not in found}
-        if todo:
-            texts = list(todo.values())
-            fresh = np.empty((len(texts), self.dim), dtype=np.float32)
-            with self._db._progress(len(texts), "embedding") as bar:
-                for i in range(0, len(texts), EMBED_BATCH):
-                    fresh[i : i + EMBED_BATCH] = self._embed(texts[i : i + EMBED_BATCH], "document")
-                    bar(len(texts[i : i + EMBED_BATCH]))
-            new = {h: fresh[i].tobytes() for i, h in enumerate(todo)}
-            found.update(new)
-            if not self._db.read_only:
-                with self._db._writing() as cat, cat.write():
-                    cat.cache_embeddings(key, new.items())
-        return np.frombuffer(b"".join(found[h] for h in hashes), dtype="<f4").reshape(
-            len(docs), self.dim
-        )
+            for h, vec in cat.cached_embeddings(key, list(rows_of)).items():
+                x[rows_of.pop(h)] = np.frombuffer(vec, dtype="<f4")
+        todo = list(rows_of)  # distinct texts not in the cache, each embedded once
+        with self._db._progress(len(todo), "embedding") as advance:
+            for start in range(0, len(todo), EMBED_BATCH):
+                batch = todo[start : start + EMBED_BATCH]
+                fresh = self._embed([docs[rows_of[h][0]] for h in batch], "document")
+                for h, vec in zip(batch, fresh):
+                    x[rows_of[h]] = vec
+                if not self._db.read_only:
+                    with self._db._writing() as cat, cat.write():
+                        cat.cache_embeddings(key, ((h, v.tobytes()) for h, v in zip(batch, fresh)))
+                advance(len(batch))
+        return x
 
     def _rows(self, ids: Any, vectors: Any, documents: Any, metadata: Any) -> tuple:
         ids = inputs.ids(ids)
