@@ -70,6 +70,10 @@ class StoreIOError(VecstoreError, OSError):
     """The operating system failed a write or fsync; the store refuses further writes."""
 
 
+class EndpointError(VecstoreError, ConnectionError):
+    """An embedding endpoint could not be reached or answered with an HTTP error."""
+
+
 class MissingDependency(VecstoreError, ImportError):
     """An optional package a feature needs is not installed; the message says what to install."""
 

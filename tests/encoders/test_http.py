@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
+import vecstore
 from vecstore.encoders.base import EncoderSpec
 from vecstore.encoders.http import HTTPEncoder
 from vecstore.errors import InvalidInput
@@ -305,7 +306,7 @@ def test_wrong_dimension_is_refused(server, base):
 
 
 def test_probe_failure_raises_at_construction(server, base):
-    with pytest.raises(ConnectionError, match="HTTP 500"):
+    with pytest.raises(vecstore.EndpointError, match="HTTP 500"):
         HTTPEncoder(base + "/status500", "m")
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidInput
+from ..errors import EndpointError, InvalidInput
 from .base import EncoderSpec, Kind, as_matrix
 
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
@@ -79,9 +79,9 @@ class HTTPEncoder:
 
     Raises
     ------
-    ConnectionError
-        The endpoint could not be reached, timed out, or answered with an HTTP error status;
-        the message names the URL (and status).
+    EndpointError
+        (a ``ConnectionError``) The endpoint could not be reached, timed out, or answered
+        with an HTTP error status; the message names the URL (and status).
     InvalidInput
         The answer is not the expected JSON, or has the wrong number or size of embeddings.
 
@@ -187,15 +187,15 @@ class HTTPEncoder:
                     if self.api_key_env
                     else " (no api_key_env was given, so no key was sent)"
                 )
-            raise ConnectionError(
+            raise EndpointError(
                 f"{where} answered HTTP {exc.code} {exc.reason}{hint}{detail}"
             ) from None
         except urllib.error.URLError as exc:
-            raise ConnectionError(f"{where} could not be reached: {exc.reason}") from None
+            raise EndpointError(f"{where} could not be reached: {exc.reason}") from None
         except TimeoutError:
-            raise ConnectionError(f"{where} timed out after {self.timeout:g} s") from None
+            raise EndpointError(f"{where} timed out after {self.timeout:g} s") from None
         except (OSError, HTTPException) as exc:
-            raise ConnectionError(f"{where} failed: {type(exc).__name__}: {exc}") from None
+            raise EndpointError(f"{where} failed: {type(exc).__name__}: {exc}") from None
         if len(raw) > MAX_RESPONSE_BYTES:
             raise InvalidInput(f"{where} sent more than {MAX_RESPONSE_BYTES} bytes")
         return raw
