@@ -11,12 +11,13 @@ snapshot of the catalog version they began with.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import sqlite3
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
 
 METRICS = ("cosine", "dot", "l2")
 MERGE_FACTOR = 4  # segments of one size tier merged together; bounds the segment count by log
-WRITE_BLOCK_ROWS = 16_384  # rows gathered at a time when a merge streams a new segment
+WRITE_BLOCK_ROWS = 4096  # rows gathered at a time when a merge streams a new segment
 SNAPSHOT_RETRIES = 5
 EMBED_BATCH = 256  # texts per encoder call (the encoder batches further inside)
 
@@ -213,6 +214,45 @@ class Collection:
             return len(located)
 
         return self._write(apply)
+
+    def add_batches(
+        self,
+        rows: Iterable[Mapping[str, Any]],
+        *,
+        batch_size: int = 4096,
+        replace: bool = True,
+    ) -> int:
+        """Write rows from any iterable (a generator over a corpus of any size) in batches.
+
+        Each row is a mapping with ``"id"``, and ``"vector"`` or (for an embedding
+        collection) ``"document"``, or both, and optionally ``"metadata"``. Each batch of
+        ``batch_size`` rows is one atomic, durable ``upsert`` (``add`` if ``replace`` is
+        False), so memory stays bounded by one batch whatever the number of rows; if a batch
+        fails, the batches before it stay written (and re-running is cheap: embeddings are
+        cached). Returns the number of rows written.
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidInput(f"batch_size must be a positive int; got {batch_size!r}")
+        write = self.upsert if replace else self.add
+        total = len(rows) if hasattr(rows, "__len__") else None
+        done = 0
+        with self._db._progress(total or 0, "writing") as advance:
+            for batch in _batched(rows, batch_size):
+                for row in batch:
+                    if not isinstance(row, Mapping) or "id" not in row:
+                        raise InvalidInput(f"each row must be a mapping with an 'id'; got {row!r}")
+                has_vectors = [r.get("vector") is not None for r in batch]
+                if any(has_vectors) and not all(has_vectors):
+                    raise InvalidInput("within a batch, give a vector for every row or for none")
+                write(
+                    [r["id"] for r in batch],
+                    vectors=[r["vector"] for r in batch] if has_vectors[0] else None,
+                    documents=[r.get("document") for r in batch],
+                    metadata=[r.get("metadata") for r in batch],
+                )
+                done += len(batch)
+                advance(len(batch))
+        return done
 
     def compact(self) -> None:
         """Seal pending vectors and rewrite every segment into one, dropping deleted vectors.
@@ -600,17 +640,16 @@ class Collection:
             parts = {p.seg: p for p in snap.parts}
             old_files = {r.id: r.info.file for r in cat.segments(coll)}
             live = cat.live_in_segments(coll, seg_ids)
-            rids = np.fromiter((r[0] for r in live), dtype=np.int64, count=len(live))
-            if len(live):
-                segs = np.fromiter((r[1] for r in live), dtype=np.int64, count=len(live))
-                pos = np.fromiter((r[2] for r in live), dtype=np.int64, count=len(live))
-                norms = np.empty(len(live), dtype=np.float32)
+            rids, segs, pos = live[:, 0].copy(), live[:, 1].copy(), live[:, 2].copy()
+            del live
+            if len(rids):
+                norms = np.empty(len(rids), dtype=np.float32)
                 for s in np.unique(segs):
                     sel = segs == s
                     norms[sel] = parts[int(s)].norms[pos[sel]]
 
                 def blocks() -> Iterator[np.ndarray]:
-                    for i in range(0, len(live), WRITE_BLOCK_ROWS):
+                    for i in range(0, len(rids), WRITE_BLOCK_ROWS):
                         s_, p_ = segs[i : i + WRITE_BLOCK_ROWS], pos[i : i + WRITE_BLOCK_ROWS]
                         out = np.empty((len(p_), self.dim), dtype=np.float32)
                         for s in np.unique(s_):
@@ -619,7 +658,7 @@ class Collection:
                         yield out
 
                 seg = pub.segment(blocks(), norms, rids)
-                cat.set_location(rids.tolist(), seg, list(range(len(live))))
+                cat.set_location(rids, seg, range(len(rids)))
             cat.drop_segments(seg_ids)
             cat.bump(coll)
         for sid in seg_ids:
@@ -682,3 +721,9 @@ def _run(job: Future, fn: Callable, args: tuple) -> None:
         job.set_result(fn(*args))
     except BaseException as exc:
         job.set_exception(exc)
+
+
+def _batched(items: Iterable, n: int) -> Iterator[list]:
+    it = iter(items)
+    while batch := list(itertools.islice(it, n)):
+        yield batch

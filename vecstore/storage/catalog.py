@@ -8,6 +8,7 @@ trusted. All SQL of the package lives here and in filters.py. Imports no numba.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import sqlite3
 import time
@@ -502,9 +503,10 @@ class Catalog:
     def set_location(
         self, rids: Sequence[int], seg: int | None, positions: Sequence[int] | None
     ) -> None:
-        pos: Iterable = positions if positions is not None else [None] * len(rids)
+        pos: Iterable = positions if positions is not None else itertools.repeat(None)
         self.conn.executemany(
-            "UPDATE rows SET seg = ?, pos = ? WHERE rid = ?", zip([seg] * len(rids), pos, rids)
+            "UPDATE rows SET seg = ?, pos = ? WHERE rid = ?",
+            ((seg, p, int(r)) for p, r in zip(pos, rids)),
         )
 
     def set_documents(self, rids: Sequence[int], documents: Sequence[str | None]) -> None:
@@ -620,16 +622,20 @@ class Catalog:
             ).fetchall()
         )
 
-    def live_in_segments(self, coll: int, seg_ids: Sequence[int]) -> list[tuple[int, int, int]]:
-        """``(rid, seg, pos)`` of the live rows stored in the given segments, by seg and pos."""
-        out: list = []
+    def live_in_segments(self, coll: int, seg_ids: Sequence[int]) -> np.ndarray:
+        """int64 ``(n, 3)``: rid, seg, pos of the live rows in the given segments, sorted by
+        seg and pos. Fetched in slices, so a merge of millions of rows never holds them as
+        Python tuples (24 bytes a row, not about 150)."""
+        blocks = []
         for part in _chunks(seg_ids):
-            out += self.conn.execute(
+            cur = self.conn.execute(
                 f"SELECT rid, seg, pos FROM rows WHERE coll = ? AND seg IN ({_marks(len(part))})",
                 (coll, *part),
-            ).fetchall()
-        out.sort(key=lambda r: (r[1], r[2]))
-        return out
+            )
+            while rows := cur.fetchmany(65_536):
+                blocks.append(np.array(rows, dtype=np.int64))
+        out = np.concatenate(blocks) if blocks else np.zeros((0, 3), dtype=np.int64)
+        return out[np.lexsort((out[:, 2], out[:, 1]))]
 
     def pending(self, coll: int) -> list[tuple[int, int]]:
         """``(pseq, rid)`` of the collection's pending vectors, oldest first."""

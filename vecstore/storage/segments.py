@@ -91,13 +91,15 @@ def write_segment(
     blocks = iter(vectors)
     first = next(blocks, None)
     dim = first.shape[1] if first is not None else 0
+    stream = itertools.chain([first] if first is not None else [], blocks)
+    del first  # hold no block longer than the write needs it: a merge streams gigabytes
     lay = Layout.of(count, dim)
     crc = 0
     seen = 0
 
     def payload() -> Iterator[bytes | memoryview]:
         nonlocal crc, seen
-        for block in itertools.chain([first] if first is not None else [], blocks):
+        for block in stream:
             seen += block.shape[0]
             part = memoryview(np.ascontiguousarray(block, dtype="<f4")).cast("B")
             crc = zlib.crc32(part, crc)
