@@ -257,3 +257,76 @@ def test_second_writer_times_out_with_clear_error(tmp_path):
             os.close(fd)
         c.add(["x"], vectors=[[1.0, 0.0]])
         assert c.count() == 1
+
+
+def test_handle_of_a_deleted_collection_never_reaches_its_successor(tmp_path):
+    path = tmp_path / "s"
+    with vecstore.open(path) as db:
+        c = db.create_collection("c", dim=2)
+        c.add(["p"], vectors=[[1.0, 0.0]])
+        with vecstore.open(path, read_only=True) as reader:
+            rc = reader.get_collection("c")
+            assert rc.query([1.0, 0.0], k=1).ids == ["p"]  # cached snapshot
+            db.delete_collection("c")
+            d = db.create_collection("d", dim=3)  # may get the deleted collection's id
+            d.add(["q"], vectors=[[1.0, 0.0, 0.0]])
+            with pytest.raises(vecstore.CollectionNotFound):
+                rc.query([1.0, 0.0], k=1)
+        with pytest.raises(vecstore.CollectionNotFound):
+            c.add(["z"], vectors=[[1.0, 1.0]])
+        assert d.count() == 1 and d.query([1.0, 0.0, 0.0], k=5).ids == ["q"]
+
+
+@pytest.mark.parametrize("durability", ["full", "normal"])
+def test_durability_modes_round_trip(tmp_path, data, durability):
+    path = tmp_path / "s"
+    with vecstore.open(path, durability=durability, seal_rows=16) as db:
+        c = db.create_collection("c", dim=32)
+        c.add([str(i) for i in range(100)], vectors=data[:100])
+        c.delete([str(i) for i in range(50)])
+        c.compact()
+    with vecstore.open(path) as db:
+        assert db.get_collection("c").count() == 50
+
+
+def test_failed_tidying_after_a_commit_is_a_warning(tmp_path, monkeypatch):
+    import vecstore.collection
+
+    path = tmp_path / "s"
+    with vecstore.open(path, seal_rows=2) as db:
+        c = db.create_collection("c", dim=2)
+        c.add(["a"], vectors=[[1.0, 0.0]])
+
+        def disk_full(*args, **kwargs):
+            raise vecstore.StoreIOError("could not write: the disk is full")
+
+        monkeypatch.setattr(vecstore.collection, "write_segment", disk_full)
+        with pytest.warns(RuntimeWarning, match="the write succeeded"):
+            c.add(["b"], vectors=[[0.0, 1.0]])  # committed; sealing 2 pending rows fails
+        assert c.count() == 2
+        with pytest.raises(vecstore.StoreIOError, match="refuses writes"):
+            c.add(["c"], vectors=[[1.0, 1.0]])
+    monkeypatch.undo()
+    with vecstore.open(path, seal_rows=2) as db:
+        c = db.get_collection("c")
+        assert c.get().ids == ["a", "b"]
+        c.add(["c"], vectors=[[1.0, 1.0]])
+        assert c.count() == 3
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(ids=["a\ud800"]),
+        dict(ids=["ok"], documents=["x\udfff"]),
+        dict(ids=["ok"], metadata=[{"k": "\ud800"}]),
+        dict(ids=["ok"], metadata=[{"\ud800": 1}]),
+    ],
+)
+def test_lone_surrogates_are_refused(db, kwargs):
+    c = db.create_collection("c", dim=2)
+    with pytest.raises(vecstore.InvalidInput, match="Unicode"):
+        c.add(vectors=[[1.0, 0.0]], **kwargs)
+    with pytest.raises(vecstore.InvalidFilter):
+        c.count({"k": "\ud800"})
+    assert c.count() == 0 and c.get().ids == []

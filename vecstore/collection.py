@@ -17,6 +17,7 @@ import math
 import sqlite3
 import threading
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -34,6 +35,7 @@ from .errors import (
     IdNotFound,
     InvalidInput,
     StoreIOError,
+    VecstoreError,
 )
 from .index import flat
 from .results import GetResult, QueryResult
@@ -80,7 +82,7 @@ class Collection:
     def encoder(self) -> Encoder | None:
         """The encoder of an embedding collection (rebuilt from its stored spec on first
         use), or None for a collection of plain vectors."""
-        enc = self._db._encoders.get(self._record.id)
+        enc = self._db._encoders.get(self._record.dir)
         if enc is None and self._spec is not None:
             enc = encoder_from_spec(self._spec)
             if enc is None:
@@ -89,7 +91,7 @@ class Collection:
                     f"{self._spec.model!r}, which cannot be stored; pass it again: "
                     f"db.get_collection({self.name!r}, encoder=...)"
                 )
-            enc = self._db._encoders.setdefault(self._record.id, enc)
+            enc = self._db._encoders.setdefault(self._record.dir, enc)
         return enc
 
     @staticmethod
@@ -375,7 +377,7 @@ class Collection:
     # -- internals: reading -------------------------------------------------------------
 
     def _require(self, cat: Catalog) -> None:
-        if cat.version(self._record.id) is None:
+        if cat.version(self._record.id, self._record.dir) is None:
             raise CollectionNotFound(f"collection {self.name!r} was deleted")
 
     def _vanished(self) -> CorruptStoreError:
@@ -387,10 +389,10 @@ class Collection:
     def _snapshot(self, cat: Catalog) -> flat.Snapshot:
         """The snapshot for the catalog version visible in the current read transaction."""
         coll = self._record.id
-        version = cat.version(coll)
+        version = cat.version(coll, self._record.dir)
         if version is None:
             raise CollectionNotFound(f"collection {self.name!r} was deleted")
-        snap = self._db._snapshots.get(coll)
+        snap = self._db._snapshots.get(self._record.dir)
         if snap is None or snap.version != version:
             snap = flat.load_snapshot(
                 cat,
@@ -399,9 +401,9 @@ class Collection:
                 self.dim,
                 version,
                 snap,
-                self._db._segments.setdefault(coll, {}),
+                self._db._segments.setdefault(self._record.dir, {}),
             )
-            self._db._snapshots[coll] = snap
+            self._db._snapshots[self._record.dir] = snap
         return snap
 
     def _search(self, xq: np.ndarray, k: int, where: Any, where_document: Any) -> list[QueryResult]:
@@ -439,7 +441,8 @@ class Collection:
 
     def _embed_documents(self, docs: list[str | None]) -> np.ndarray:
         """Embed documents through the store's embedding cache: a text this encoder has
-        embedded before (in any collection of the store) is not embedded again."""
+        embedded before (in any collection of the store) is not embedded again. Callable
+        encoders are not cached (their name does not identify what they compute)."""
         missing = [i for i, d in enumerate(docs) if d is None]
         if missing:
             raise InvalidInput(
@@ -452,9 +455,12 @@ class Collection:
         rows_of: dict[bytes, list[int]] = {}
         for i, h in enumerate(hashes):
             rows_of.setdefault(h, []).append(i)
-        with self._db._reading() as cat:
-            for h, vec in cat.cached_embeddings(key, list(rows_of)).items():
-                x[rows_of.pop(h)] = np.frombuffer(vec, dtype="<f4")
+        # A callable's spec (its name) does not identify what it computes: never cache it.
+        cacheable = self._spec.kind != "callable"
+        if cacheable:
+            with self._db._reading() as cat:
+                for h, vec in cat.cached_embeddings(key, list(rows_of)).items():
+                    x[rows_of.pop(h)] = np.frombuffer(vec, dtype="<f4")
         todo = list(rows_of)  # distinct texts not in the cache, each embedded once
         with self._db._progress(len(todo), "embedding") as advance:
             for start in range(0, len(todo), EMBED_BATCH):
@@ -462,7 +468,7 @@ class Collection:
                 fresh = self._embed([docs[rows_of[h][0]] for h in batch], "document")
                 for h, vec in zip(batch, fresh):
                     x[rows_of[h]] = vec
-                if not self._db.read_only:
+                if cacheable and not self._db.read_only:
                     with self._db._writing() as cat, cat.write():
                         cat.cache_embeddings(key, ((h, v.tobytes()) for h, v in zip(batch, fresh)))
                 advance(len(batch))
@@ -514,9 +520,25 @@ class Collection:
         with self._db._writing() as cat:
             with self._publishing(cat) as pub:
                 result = apply(cat, pub)
+            self._maintain(cat)
+            return result
+
+    def _maintain(self, cat: Catalog) -> None:
+        """Seal and merge after an acknowledged write. The write has committed, so a failure
+        here must not make it look failed: it becomes a warning (and after an I/O failure
+        the store still refuses further writes)."""
+        try:
             self._seal(cat, force=False)
             self._merge(cat)
-            return result
+        except VecstoreError as exc:
+            if isinstance(exc, StoreIOError):
+                self._db._broken = str(exc)
+            warnings.warn(
+                f"collection {self.name!r}: the write succeeded, but tidying segments after "
+                f"it failed: {exc}",
+                RuntimeWarning,
+                stacklevel=4,
+            )
 
     def _place(
         self, cat: Catalog, pub: _Publication, rids: Sequence[int], x: np.ndarray
@@ -635,7 +657,7 @@ class Collection:
         files are unlinked after the commit (readers that mapped them keep their view)."""
         coll = self._record.id
         directory = self._db._collection_dir(self._record)
-        with self._publishing(cat) as pub:
+        with cat.fully_synced(), self._publishing(cat) as pub:
             snap = self._snapshot(cat)
             parts = {p.seg: p for p in snap.parts}
             old_files = {r.id: r.info.file for r in cat.segments(coll)}
@@ -662,7 +684,7 @@ class Collection:
             cat.drop_segments(seg_ids)
             cat.bump(coll)
         for sid in seg_ids:
-            self._db._segments.get(coll, {}).pop(old_files[sid], None)
+            self._db._segments.get(self._record.dir, {}).pop(old_files[sid], None)
             remove_quietly(directory / old_files[sid])
 
 

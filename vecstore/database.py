@@ -110,9 +110,11 @@ class Database:
         self.seal_rows = seal_rows
         self.progress = bool(progress)
         self._lock = threading.RLock()
-        self._segments: dict[int, dict[str, Segment]] = {}
-        self._snapshots: dict[int, Snapshot] = {}
-        self._encoders: dict[int, Encoder] = {}
+        # Caches keyed by the collection's directory name, unique for every collection ever
+        # created (catalog ids can be reused after a delete).
+        self._segments: dict[str, dict[str, Segment]] = {}
+        self._snapshots: dict[str, Snapshot] = {}
+        self._encoders: dict[str, Encoder] = {}
         self._broken: str | None = None
         self._writer: WriterLock | None = None
         catalog_path = self.path / CATALOG
@@ -294,7 +296,7 @@ class Database:
             with cat.write():
                 coll = cat.insert_collection(name, dirname, dim, metric, json.dumps(config))
             if enc is not None:
-                self._encoders[coll] = enc
+                self._encoders[dirname] = enc
             return Collection(self, cat.collection_by_id(coll))
 
     def get_collection(self, name: str, *, encoder: Any = None) -> Collection:
@@ -329,7 +331,7 @@ class Database:
                 f"{stored.model!r}; the encoder given differs ({'; '.join(diffs)})"
             )
         with self._lock:
-            self._encoders[record.id] = enc
+            self._encoders[record.dir] = enc
 
     def get_or_create_collection(
         self,
@@ -364,11 +366,11 @@ class Database:
             record = cat.collection_by_name(name) if isinstance(name, str) else None
             if record is None:
                 raise CollectionNotFound(f"no collection {name!r} in {self.path}")
-            with cat.write():
+            with cat.fully_synced(), cat.write():
                 cat.drop_collection(record.id)
-            self._segments.pop(record.id, None)
-            self._snapshots.pop(record.id, None)
-            self._encoders.pop(record.id, None)
+            self._segments.pop(record.dir, None)
+            self._snapshots.pop(record.dir, None)
+            self._encoders.pop(record.dir, None)
             shutil.rmtree(self._collection_dir(record), ignore_errors=True)
 
     def close(self) -> None:

@@ -25,6 +25,16 @@ MAX_DOCUMENT_BYTES = 64 << 20
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 
+def _utf8(text: str) -> bool:
+    """Whether ``text`` encodes to UTF-8 (lone surrogates do not, and SQLite would store
+    bytes it cannot read back)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def collection_name(name: Any) -> str:
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or ".." in name:
         raise InvalidInput(
@@ -57,11 +67,14 @@ def ids(values: Any, *, what: str = "ids") -> list[str]:
         all(type(v) is str for v in out)
         and (not out or (min(map(len, out)) > 0 and max(map(len, out)) <= MAX_ID_BYTES // 4))
         and "\x00" not in "".join(out)
+        and _utf8("".join(out))
     )
     for v in () if fine else out:
         if not isinstance(v, str) or not v:
             raise InvalidInput(f"every id must be a non-empty str; got {v!r}")
-        if "\x00" in v or len(v.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
+        if not _utf8(v):
+            raise InvalidInput(f"ids must be valid Unicode (no lone surrogates); got {v!r}")
+        if "\x00" in v or len(v.encode("utf-8")) > MAX_ID_BYTES:
             raise InvalidInput(
                 f"ids may not contain NUL and are at most {MAX_ID_BYTES} bytes; got {v[:40]!r}"
             )
@@ -127,6 +140,8 @@ def documents(values: Any, n: int) -> list[str | None]:
     for d in values:
         if d is not None and not isinstance(d, str):
             raise InvalidInput(f"documents must be str or None; got {type(d).__name__}")
+        if d is not None and not _utf8(d):
+            raise InvalidInput("documents must be valid Unicode (no lone surrogates)")
         if (
             d is not None
             and len(d) > MAX_DOCUMENT_BYTES // 4
@@ -137,6 +152,8 @@ def documents(values: Any, n: int) -> list[str | None]:
 
 
 def _check_value(key: str, value: Any) -> None:
+    if isinstance(value, str) and not _utf8(value):
+        raise InvalidInput(f"metadata {key!r}: strings must be valid Unicode (no lone surrogates)")
     if kind_of(value) is None:
         if isinstance(value, int):
             raise InvalidInput(f"metadata {key!r}: ints must fit in 64 bits; got {value}")
@@ -171,10 +188,11 @@ def metadata(values: Any, n: int) -> list[dict]:
                 or not key
                 or key.startswith("$")
                 or len(key) > MAX_KEY_CHARS
+                or not _utf8(key)
             ):
                 raise InvalidInput(
-                    f"metadata keys must be non-empty str of at most {MAX_KEY_CHARS} characters, "
-                    f"not starting with '$'; got {key!r}"
+                    f"metadata keys must be non-empty str (valid Unicode) of at most "
+                    f"{MAX_KEY_CHARS} characters, not starting with '$'; got {key!r}"
                 )
             if isinstance(value, (list, tuple)):
                 for v in value:

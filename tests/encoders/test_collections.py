@@ -122,7 +122,16 @@ def test_embedding_cache_embeds_each_text_once(tmp_path):
         calls.extend(texts)
         return hashing_encoder(texts)
 
-    enc = CallableEncoder(counting, dim=16, name="counting")
+    class Counting:  # an Encoder of its own kind: cached (callables are not)
+        name, dim = "counting", 16
+
+        def encode(self, texts, kind="document"):
+            return counting(list(texts))
+
+        def config(self):
+            return EncoderSpec(kind="test-counting", model="counting", dim=16, normalize=False)
+
+    enc = Counting()
     corpus = [f"passage number {i} about topic {i % 7}" for i in range(700)]
     path = tmp_path / "s"
     with vecstore.open(path, progress=False) as db:
@@ -187,3 +196,13 @@ def test_add_batches_validates_rows(db):
     with pytest.raises(vecstore.DuplicateIdError):
         c.add_batches([{"id": "a", "vector": [1, 1]}], replace=False)
     assert c.count() == 2
+
+
+def test_callables_never_share_cached_embeddings(db):
+    a = db.create_collection("a", encoder=CallableEncoder(lambda t: np.ones((len(t), 4)), dim=4))
+    b = db.create_collection(
+        "b", encoder=CallableEncoder(lambda t: np.full((len(t), 4), 7.0), dim=4)
+    )
+    a.add(["x"], documents=["hello"])
+    b.add(["x"], documents=["hello"])
+    assert b.get(["x"], include_vectors=True).vectors.tolist() == [[7.0] * 4]

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import CorruptStoreError, StoreIOError
+from ..errors import CorruptStoreError, LockTimeout, StoreIOError
 from . import records
 from .segments import SegmentInfo
 
@@ -163,6 +163,8 @@ def translate_errors(path: Path) -> Iterator[None]:
         msg = str(exc).lower()
         if "disk i/o error" in msg or "disk is full" in msg:
             raise StoreIOError(f"catalog {path}: {exc}") from exc
+        if "database is locked" in msg or "database is busy" in msg:
+            raise LockTimeout(f"catalog {path} stayed locked past the timeout: {exc}") from exc
         if _is_corruption(exc):
             raise CorruptStoreError(f"catalog {path} is corrupt: {exc}") from exc
         raise
@@ -210,6 +212,7 @@ class Catalog:
     def __init__(self, path: Path, *, read_only: bool, synchronous: str, busy_timeout: float):
         self.path = path
         self.read_only = read_only
+        self.synchronous = synchronous
         self._db = None
         mode = "ro" if read_only else "rwc"
         uri = f"file:{urllib.parse.quote(str(path))}?mode={mode}"
@@ -331,6 +334,20 @@ class Catalog:
                 raise
             self.conn.execute("COMMIT")
 
+    @contextmanager
+    def fully_synced(self) -> Iterator[None]:
+        """Commit with ``synchronous=FULL`` inside, whatever the store's durability: for
+        transactions after which files are unlinked, which must never be undone by a power
+        loss while the unlinks survive it."""
+        if self.synchronous == "full":
+            yield
+            return
+        self.conn.execute("PRAGMA synchronous = FULL")
+        try:
+            yield
+        finally:
+            self.conn.execute("PRAGMA synchronous = NORMAL")
+
     def checkpoint(self) -> None:
         with translate_errors(self.path):
             self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
@@ -390,8 +407,12 @@ class Catalog:
         c.execute("DELETE FROM collections WHERE id = ?", (coll,))
         return files
 
-    def version(self, coll: int) -> int | None:
-        row = self.conn.execute("SELECT version FROM collections WHERE id = ?", (coll,)).fetchone()
+    def version(self, coll: int, dir: str) -> int | None:
+        """The collection's write version; None if it no longer exists. ``dir`` (unique per
+        collection ever created) guards against a deleted collection's id being reused."""
+        row = self.conn.execute(
+            "SELECT version FROM collections WHERE id = ? AND dir = ?", (coll, dir)
+        ).fetchone()
         return row[0] if row else None
 
     def bump(self, coll: int) -> None:

@@ -50,6 +50,10 @@ def kind_of(value: Any) -> tuple[int, Any] | None:
             return None
         return KIND_NUMBER, value
     if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return None  # a lone surrogate: SQLite would store bytes it cannot read back
         return KIND_STR, value
     return None
 
@@ -90,8 +94,8 @@ class _Compiler:
                     f"unknown operator {key!r} at the top of a filter; expected a metadata key "
                     f"or one of {', '.join(_LOGIC_OPS)}"
                 )
-            elif key == "":
-                raise InvalidFilter("filter keys must be non-empty")
+            elif key == "" or kind_of(key) is None:
+                raise InvalidFilter(f"filter keys must be non-empty valid Unicode; got {key!r}")
             else:
                 parts.append(self._field(key, cond))
         return _join(" AND ", parts)
@@ -164,8 +168,8 @@ class _Compiler:
             sep = " AND " if op == "$and" else " OR "
             return _join(sep, [self.document(v, depth + 1) for v in value])
         if op in ("$contains", "$not_contains"):
-            if not isinstance(value, str):
-                raise InvalidFilter(f"where_document {op} needs a string; got {value!r}")
+            if not isinstance(value, str) or kind_of(value) is None:
+                raise InvalidFilter(f"where_document {op} needs a (valid) string; got {value!r}")
             self.params.append(value)
             if op == "$contains":
                 return "instr(r.document, ?) > 0"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CorruptStoreError
+from ..errors import CorruptStoreError, StoreIOError
 from .files import write_durable
 
 MAGIC = b"VECSTSEG"
@@ -217,7 +217,12 @@ def open_segment(path: Path, expected: SegmentInfo, *, verify: bool = True) -> S
     too (crc32, about 3 GB/s), so flipped bytes surface as ``CorruptStoreError``.
     Raises ``FileNotFoundError`` if the file is gone (a concurrent compaction removed it).
     """
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise StoreIOError(f"cannot read segment file {path}: {exc.strerror}") from exc
     try:
         size = os.fstat(fd).st_size
         head = os.pread(fd, HEADER_SIZE, 0)
