@@ -140,17 +140,14 @@ def write_segment(
 
 @dataclass(frozen=True, eq=False)
 class Segment:
-    """A segment file mapped read-only. Arrays are views into the map."""
+    """A segment file mapped read-only. Arrays are views into the map, which is unmapped when
+    the last of them is garbage-collected (a running query may still hold them)."""
 
     info: SegmentInfo
     vectors: np.ndarray  # float32 (count, dim), read-only
     norms: np.ndarray  # float32 (count,)
     rids: np.ndarray  # int64 (count,)
     _map: mmap.mmap | None
-
-    def close(self) -> None:
-        # The arrays may still be referenced by a running query; let the GC unmap.
-        pass
 
 
 def _gf2_times(mat: list[int], vec: int) -> int:
