@@ -31,25 +31,8 @@ CHILD = textwrap.dedent(
     import json, sys
     import numpy as np
     import vecstore
-    from tests.reliability.test_kill import operations, vector
-
-    def run(c, op):
-        kind, ids, version = op["kind"], op["ids"], op["version"]
-        vecs = np.stack([vector(i, version) for i in ids]) if ids else None
-        docs = [f"{i}@{version}" for i in ids]
-        meta = [{"v": version, "tag": i[-1]} for i in ids]
-        if kind == "add":
-            c.add(ids, vectors=vecs, documents=docs, metadata=meta)
-        elif kind == "upsert":
-            c.upsert(ids, vectors=vecs, documents=docs, metadata=meta)
-        elif kind == "update":
-            c.update(ids, vectors=vecs, metadata=meta)
-        elif kind == "delete":
-            c.delete(ids)
-        elif kind == "delete_where":
-            c.delete(where={"tag": op["tag"]})
-        elif kind == "compact":
-            c.compact()
+    from tests.reliability.test_kill import CHILD_RUN as run
+    from tests.reliability.test_kill import operations
 
     path, seed, start = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     with vecstore.open(path, seal_rows=16) as db:
@@ -63,6 +46,25 @@ CHILD = textwrap.dedent(
             print(json.dumps({"ack": op["n"]}), flush=True)
     """
 ).replace("DIM", str(DIM))
+
+
+def CHILD_RUN(c, op) -> None:  # noqa: N802 - the op runner the child scripts import
+    kind, ids, version = op["kind"], op["ids"], op["version"]
+    vecs = np.stack([vector(i, version) for i in ids]) if ids else None
+    docs = [f"{i}@{version}" for i in ids]
+    meta = [{"v": version, "tag": i[-1]} for i in ids]
+    if kind == "add":
+        c.add(ids, vectors=vecs, documents=docs, metadata=meta)
+    elif kind == "upsert":
+        c.upsert(ids, vectors=vecs, documents=docs, metadata=meta)
+    elif kind == "update":
+        c.update(ids, vectors=vecs, metadata=meta)
+    elif kind == "delete":
+        c.delete(ids)
+    elif kind == "delete_where":
+        c.delete(where={"tag": op["tag"]})
+    elif kind == "compact":
+        c.compact()
 
 
 def vector(id_: str, version: int) -> np.ndarray:

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import CorruptStoreError, LockTimeout, StoreIOError
 from . import records
+from .files import io_step
 from .segments import SegmentInfo
 
 if TYPE_CHECKING:  # imported when first needed (migrations, new collections), not on open
@@ -328,11 +329,13 @@ class Catalog:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 yield
+                io_step("commit")
             except BaseException:
                 if self.conn.in_transaction:
                     self.conn.execute("ROLLBACK")
                 raise
             self.conn.execute("COMMIT")
+            io_step("committed")
 
     @contextmanager
     def fully_synced(self) -> Iterator[None]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import signal
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -18,6 +19,31 @@ from pathlib import Path
 from ..errors import LockTimeout, StoreIOError
 
 TMP_SUFFIX = ".tmp"
+FAULT_ENV = "VECSTORE_FAULT"
+
+_steps = 0  # I/O steps taken by this process, for crash-point tests
+
+
+def io_step(name: str, *, can_fail: bool = True) -> None:
+    """Mark one step of the write path (file create, write, fsync, rename, directory fsync,
+    catalog commit, unlink). For crash-point tests, ``VECSTORE_FAULT=kill@N`` ends the
+    process with SIGKILL at its N-th step and ``eio@N`` fails that step with an I/O error;
+    unset, this only counts."""
+    global _steps
+    _steps += 1
+    spec = os.environ.get(FAULT_ENV)
+    if spec:
+        mode, _, at = spec.partition("@")
+        if at.isdigit() and int(at) == _steps:
+            if mode == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            if can_fail:
+                raise StoreIOError(f"injected I/O error at step {_steps} ({name})")
+
+
+def io_steps() -> int:
+    """How many write-path steps this process has taken."""
+    return _steps
 
 
 def fsync_dir(path: Path) -> None:
@@ -48,24 +74,30 @@ def write_durable(
     tmp = directory / f"{name}.{uuid.uuid4().hex[:12]}{TMP_SUFFIX}"
     total = 0
     try:
+        io_step("create")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         try:
             if header is not None:
                 total = os.lseek(fd, header_size, os.SEEK_SET)
             for chunk in chunks:
                 view = memoryview(chunk).cast("B")
+                io_step("write")
                 while view:
                     n = os.write(fd, view)
                     view = view[n:]
                     total += n
             if header is not None:
                 head = header()
+                io_step("write header")
                 if len(head) != header_size or os.pwrite(fd, head, 0) != header_size:
                     raise OSError(errno.EIO, "short header write")
+            io_step("fsync")
             os.fsync(fd)
         finally:
             os.close(fd)
+        io_step("rename")
         os.rename(tmp, directory / name)
+        io_step("fsync directory")
         fsync_dir(directory)
     except OSError as exc:
         try:
@@ -78,6 +110,7 @@ def write_durable(
 
 
 def remove_quietly(path: Path) -> None:
+    io_step("unlink", can_fail=False)  # best effort already: open() removes what remains
     try:
         path.unlink()
     except FileNotFoundError:

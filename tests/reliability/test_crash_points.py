@@ -1,0 +1,145 @@
+"""Crash points: kill the writer at every step of its write path, or fail that step.
+
+A child runs a fixed sequence of writes (a bulk add straight to a segment, small adds into the
+pending buffer and their sealing, an upsert, deletes, an update, a compaction) with
+``VECSTORE_FAULT=kill@N`` or ``eio@N`` (see ``vecstore.storage.files.io_step``). After each
+run the store must reopen to exactly the acknowledged writes, plus the one in flight either
+wholly or not at all, pass every checksum, and accept writes again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import vecstore
+from tests.reliability.test_kill import apply, snapshot, vector
+
+SEQUENCE = (
+    [{"kind": "add", "ids": [f"k{i}" for i in range(100)]}]
+    + [{"kind": "add", "ids": [f"s{i}"]} for i in range(10)]
+    + [
+        {"kind": "upsert", "ids": [f"k{i}" for i in range(90, 160)]},
+        {"kind": "delete", "ids": [f"k{i}" for i in range(0, 100, 3)]},
+        {"kind": "update", "ids": ["s1", "s2", "k91"]},
+        {"kind": "compact", "ids": []},
+        {"kind": "add", "ids": ["last"]},
+    ]
+)
+for n, op in enumerate(SEQUENCE, start=1):
+    op.update(n=n, version=n, tag="0")
+
+CHILD = textwrap.dedent(
+    """
+    import json, sys
+    import vecstore
+    from vecstore.storage.files import io_steps
+    from tests.reliability.test_kill import DIM
+    from tests.reliability.test_crash_points import SEQUENCE
+    from tests.reliability.test_kill import CHILD_RUN as run
+
+    try:
+        db = vecstore.open(sys.argv[1], seal_rows=64)
+        c = db.get_or_create_collection("c", dim=DIM)
+    except vecstore.StoreIOError as exc:  # an injected failure while creating the store
+        print(json.dumps({"error": 0, "type": type(exc).__name__}), flush=True)
+        sys.exit(0)
+    with db:
+        print(json.dumps({"ready": True}), flush=True)
+        for op in SEQUENCE:
+            print(json.dumps({"begin": op["n"]}), flush=True)
+            try:
+                run(c, op)
+            except vecstore.VecstoreError as exc:
+                print(json.dumps({"error": op["n"], "type": type(exc).__name__}), flush=True)
+                continue
+            print(json.dumps({"ack": op["n"]}), flush=True)
+    print(json.dumps({"steps": io_steps()}), flush=True)
+    """
+)
+
+
+def run_child(path, fault: str | None) -> list[dict]:
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    env.pop("VECSTORE_FAULT", None)
+    if fault:
+        env["VECSTORE_FAULT"] = fault
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if fault is None or fault.startswith("eio"):
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    else:
+        assert proc.returncode in (0, -9), proc.stderr[-2000:]
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.endswith("}")]
+
+
+def check_store(path, messages: list[dict]) -> None:
+    """The store equals the acknowledged writes, plus the unfinished one wholly or not."""
+    model: dict = {}
+    unsure = None
+    by_n = {op["n"]: op for op in SEQUENCE}
+    done = {m["ack"] for m in messages if "ack" in m}
+    for msg in messages:
+        if "ack" in msg:
+            after = apply(model, by_n[msg["ack"]])
+            model = after if after is not None else model
+        elif "begin" in msg and msg["begin"] not in done:
+            unsure = by_n[msg["begin"]]  # the first write not acknowledged: failed or killed
+            break
+    allowed = [model]
+    if unsure is not None and unsure["n"] not in done:
+        after = apply(model, unsure)
+        if after is not None:
+            allowed.append(after)
+    with vecstore.open(path, seal_rows=64) as db:
+        if "c" not in db.list_collections():
+            assert not done
+            return
+        c = db.get_collection("c")
+        state = snapshot(c)  # reads every vector: every segment's checksum is verified
+        assert state in allowed
+        assert c.count() == len(state)
+        c.upsert(["probe"], vectors=vector("probe", 0)[None, :])
+        assert c.query(vector("probe", 0), k=1).ids == ["probe"]
+
+
+def total_steps(tmp_path) -> int:
+    messages = run_child(tmp_path / "clean", None)
+    assert [m["ack"] for m in messages if "ack" in m] == [op["n"] for op in SEQUENCE]
+    check_store(tmp_path / "clean", messages)
+    return messages[-1]["steps"]
+
+
+@pytest.mark.parametrize("mode", ["kill", "eio"])
+def test_every_crash_point_leaves_a_consistent_store(tmp_path, mode):
+    steps = total_steps(tmp_path)
+    assert steps > 30  # the sequence really exercises the write path
+    for n in range(1, steps + 1):
+        path = tmp_path / f"{mode}{n}"
+        messages = run_child(path, f"{mode}@{n}")
+        if mode == "eio":
+            errors = [m for m in messages if "error" in m]
+            if not errors:  # the step was an unlink, which is best effort by design
+                assert len([m for m in messages if "ack" in m]) == len(SEQUENCE), n
+            else:
+                assert all(e["type"] == "StoreIOError" for e in errors), (n, messages)
+                # after an I/O failure the handle refuses every further write
+                assert [m for m in messages if m.get("ack", 0) > errors[0]["error"]] == []
+        check_store(path, messages)
+
+
+def test_fault_spec_is_inert_without_env(tmp_path):
+    with vecstore.open(tmp_path / "s") as db:
+        db.create_collection("c", dim=2).add(["a"], vectors=np.ones((1, 2)))
+        assert db.get_collection("c").count() == 1
