@@ -27,6 +27,7 @@ from .errors import (
     DimensionMismatch,
     EncoderMismatch,
     InvalidInput,
+    LockTimeout,
     ReadOnlyError,
     StoreClosed,
     StoreIOError,
@@ -380,19 +381,25 @@ class Database:
                 return
             self._segments.clear()
             self._snapshots.clear()
+            self._encoders.clear()
+            # Closing the last connection checkpoints the WAL; serialise that with writers in
+            # other processes (SQLite's WAL-reset bug needs two at once). If another writer
+            # keeps the lock past the timeout, close anyway.
+            locked = False
             if self._writer is not None:
-                # Closing the last connection checkpoints the WAL; serialise that with
-                # writers in other processes (SQLite's WAL-reset bug needs two at once).
                 try:
                     self._writer.acquire(self.lock_timeout)
-                except Exception:
+                    locked = True
+                except LockTimeout:
                     pass
-                else:
-                    self._catalog.close()
-                    self._writer.release()
-                self._writer.close()
-            self._catalog.close()
-            self._catalog = None
+            try:
+                self._catalog.close()
+            finally:
+                self._catalog = None
+                if self._writer is not None:
+                    if locked:
+                        self._writer.release()
+                    self._writer.close()
 
     def __enter__(self) -> Database:
         return self
