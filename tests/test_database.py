@@ -290,7 +290,7 @@ def test_durability_modes_round_trip(tmp_path, data, durability):
 
 
 def test_failed_tidying_after_a_commit_is_a_warning(tmp_path, monkeypatch):
-    import vecstore.collection
+    import vecstore.writes
 
     path = tmp_path / "s"
     with vecstore.open(path, seal_rows=2) as db:
@@ -300,7 +300,7 @@ def test_failed_tidying_after_a_commit_is_a_warning(tmp_path, monkeypatch):
         def disk_full(*args, **kwargs):
             raise vecstore.StoreIOError("could not write: the disk is full")
 
-        monkeypatch.setattr(vecstore.collection, "write_segment", disk_full)
+        monkeypatch.setattr(vecstore.writes, "write_segment", disk_full)
         with pytest.warns(RuntimeWarning, match="the write succeeded"):
             c.add(["b"], vectors=[[0.0, 1.0]])  # committed; sealing 2 pending rows fails
         assert c.count() == 2
