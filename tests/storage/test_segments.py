@@ -12,15 +12,20 @@ from vecstore.errors import CorruptStoreError
 from vecstore.storage.segments import (
     crc32_combine,
     open_segment,
-    parallel_crc32,
+    pread_crc32,
     write_segment,
 )
 
 
 @pytest.mark.parametrize("n", [0, 1, 7, 1 << 20, (9 << 20) + 13])
-def test_parallel_crc_equals_zlib(n):
+def test_pread_crc_equals_zlib(n, tmp_path):
     data = np.random.default_rng(n).integers(0, 256, n, dtype=np.uint8).tobytes()
-    assert parallel_crc32(memoryview(data), parts=3) == zlib.crc32(data)
+    (tmp_path / "f").write_bytes(b"x" * 10 + data)
+    fd = os.open(tmp_path / "f", os.O_RDONLY)
+    try:
+        assert pread_crc32(fd, 10, 10 + n, block=1 << 20) == zlib.crc32(data)
+    finally:
+        os.close(fd)
     a, b = data[: n // 3], data[n // 3 :]
     assert crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(data)
 

@@ -180,19 +180,22 @@ def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
     return crc1 ^ crc2
 
 
-def parallel_crc32(data: memoryview, *, parts: int | None = None) -> int:
-    """``zlib.crc32(data)``, computed in ``parts`` threads (zlib releases the GIL)."""
-    parts = parts or os.cpu_count() or 1
-    if parts == 1 or len(data) < (8 << 20):
-        return zlib.crc32(data)
-    step = -(-len(data) // parts)
-    pieces = [data[i : i + step] for i in range(0, len(data), step)]
-    with ThreadPoolExecutor(len(pieces)) as pool:
-        crcs = list(pool.map(zlib.crc32, pieces))
-    crc = crcs[0]
-    for piece, c in zip(pieces[1:], crcs[1:]):
-        crc = crc32_combine(crc, c, len(piece))
-    return crc
+def pread_crc32(fd: int, start: int, end: int, *, block: int = 8 << 20) -> int:
+    """CRC-32 of bytes ``[start, end)`` of an open file, read in blocks with ``pread`` in two
+    threads: the check costs no resident memory, whatever the file size."""
+    if end - start <= 2 * block:
+        return zlib.crc32(os.pread(fd, end - start, start)) if end > start else 0
+    half = start + (end - start) // 2
+
+    def crc_of(lo: int, hi: int) -> int:
+        crc = 0
+        for pos in range(lo, hi, block):
+            crc = zlib.crc32(os.pread(fd, min(block, hi - pos), pos), crc)
+        return crc
+
+    with ThreadPoolExecutor(2) as pool:
+        a, b = pool.map(crc_of, (start, half), (half, end))
+    return crc32_combine(a, b, end - half)
 
 
 def _corrupt(path: Path, what: str) -> CorruptStoreError:
@@ -241,14 +244,14 @@ def open_segment(path: Path, expected: SegmentInfo, *, verify: bool = True) -> S
         want = (expected.count, expected.dim, expected.size, expected.crc)
         if got != want:
             raise _corrupt(path, f"(count, dim, size, crc) {got} disagree with the catalog {want}")
+        if verify and count and pread_crc32(fd, HEADER_SIZE, size) != crc:
+            raise _corrupt(path, "payload checksum mismatch")
         mm = mmap.mmap(fd, size, access=mmap.ACCESS_READ) if count else None
     finally:
         os.close(fd)
     if mm is None:
         empty = np.zeros(0, dtype=np.float32)
         return Segment(expected, empty.reshape(0, dim), empty, np.zeros(0, np.int64), None)
-    if verify and parallel_crc32(memoryview(mm)[HEADER_SIZE:]) != crc:
-        raise _corrupt(path, "payload checksum mismatch")
     vectors = np.frombuffer(mm, dtype="<f4", count=count * dim, offset=vo).reshape(count, dim)
     norms = np.frombuffer(mm, dtype="<f4", count=count, offset=no)
     rids = np.frombuffer(mm, dtype="<i8", count=count, offset=ro)

@@ -1,0 +1,205 @@
+"""Immutable index files: a few named arrays and a small JSON record behind a checksummed header.
+
+An ANN index keeps its trained model (centroids, PQ codebooks) and, per vector segment, its
+inverted lists (offsets, codes) in such files. They follow the segment protocol exactly:
+written once through ``files.write_durable``, published by a catalog transaction, mapped
+read-only, every declared size checked against the real file size before mapping, and the
+payload checksummed (docs/format.md). Imports numpy and the standard library; never numba.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import mmap
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import CorruptStoreError, StoreIOError
+from .files import write_durable
+from .segments import pread_crc32
+
+MAGIC = b"VECSTIDX"
+FORMAT_VERSION = 1
+HEADER_SIZE = 4096
+ALIGN = 64
+SUFFIX = ".vidx"
+MAX_ARRAYS = 16
+MAX_META = 2048
+
+_DTYPES = {1: np.dtype("<f4"), 2: np.dtype("<i8"), 3: np.dtype("u1"), 4: np.dtype("<i4")}
+_CODES = {dt: code for code, dt in _DTYPES.items()}
+# magic, version, header size, array count, meta length, file size, payload crc32
+_HEAD = struct.Struct("<8sIIIIQI")
+# name, dtype code, ndim, shape (2 dims), byte offset
+_ENTRY = struct.Struct("<16sBB2xQQQ")
+_HEADER_CRC = struct.Struct("<I")
+
+
+@dataclass(frozen=True)
+class ArrayFileInfo:
+    """What the catalog records about a published index file."""
+
+    file: str
+    size: int
+    crc: int
+
+
+@dataclass(frozen=True, eq=False)
+class ArrayFile:
+    """An index file mapped read-only: ``arrays`` are views into the map, and ``meta`` is its
+    JSON record."""
+
+    info: ArrayFileInfo
+    meta: dict
+    arrays: dict[str, np.ndarray]
+    _map: mmap.mmap | None
+
+
+def _align(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+def _layout(arrays: dict[str, np.ndarray]) -> tuple[list[tuple], int]:
+    entries, offset = [], HEADER_SIZE
+    for name, a in arrays.items():
+        if a.ndim not in (1, 2):
+            raise ValueError(f"index array {name!r} must be 1-D or 2-D; got {a.ndim}-D")
+        shape = a.shape if a.ndim == 2 else (a.shape[0], 1)
+        entries.append((name, a, shape, offset))
+        offset = _align(offset + a.nbytes)
+    return entries, offset
+
+
+def write_arrays(
+    directory: Path, name: str, arrays: dict[str, np.ndarray], meta: dict
+) -> ArrayFileInfo:
+    """Write an index file durably and return its catalog record.
+
+    ``arrays`` maps names (at most 16 bytes) to 1-D or 2-D arrays of float32, int64, int32 or
+    uint8; ``meta`` is a JSON-serialisable dict of at most 2 KiB.
+    """
+    if len(arrays) > MAX_ARRAYS:
+        raise ValueError(f"at most {MAX_ARRAYS} arrays per index file; got {len(arrays)}")
+    meta_bytes = json.dumps(meta, sort_keys=True).encode()
+    if len(meta_bytes) > MAX_META:
+        raise ValueError(f"index file record is {len(meta_bytes)} bytes; the limit is {MAX_META}")
+    arrays = {
+        k: np.ascontiguousarray(v, dtype=v.dtype.newbyteorder("<")) for k, v in arrays.items()
+    }
+    entries, size = _layout(arrays)
+    crc = 0
+
+    def payload():
+        nonlocal crc
+        pos = HEADER_SIZE
+        for _, a, _, offset in entries:
+            if offset > pos:
+                pad = b"\0" * (offset - pos)
+                crc = zlib.crc32(pad, crc)
+                yield pad
+            view = memoryview(a).cast("B")
+            crc = zlib.crc32(view, crc)
+            yield view
+            pos = offset + a.nbytes
+        if size > pos:
+            pad = b"\0" * (size - pos)
+            crc = zlib.crc32(pad, crc)
+            yield pad
+
+    def header() -> bytes:
+        head = _HEAD.pack(
+            MAGIC, FORMAT_VERSION, HEADER_SIZE, len(entries), len(meta_bytes), size, crc
+        )
+        for key, a, shape, offset in entries:
+            code = _CODES.get(a.dtype)
+            if code is None or len(key.encode()) > 16:
+                raise ValueError(f"index array {key!r}: unsupported name or dtype {a.dtype}")
+            head += _ENTRY.pack(key.encode(), code, a.ndim, shape[0], shape[1], offset)
+        head += meta_bytes
+        head += b"\0" * (HEADER_SIZE - _HEADER_CRC.size - len(head))
+        return head + _HEADER_CRC.pack(zlib.crc32(head))
+
+    write_durable(directory, name, payload(), header_size=HEADER_SIZE, header=header)
+    return ArrayFileInfo(name, size, crc)
+
+
+def _corrupt(path: Path, what: str) -> CorruptStoreError:
+    return CorruptStoreError(f"index file {path} is corrupt: {what}")
+
+
+def _parse_header(path: Path, head: bytes, size: int) -> tuple[dict, list[tuple], int]:
+    (stored,) = _HEADER_CRC.unpack_from(head, HEADER_SIZE - _HEADER_CRC.size)
+    if head[:8] != MAGIC:
+        raise _corrupt(path, "not a vecstore index file (bad magic)")
+    if zlib.crc32(head[: HEADER_SIZE - _HEADER_CRC.size]) != stored:
+        raise _corrupt(path, "header checksum mismatch")
+    _, version, hsize, narrays, meta_len, fsize, crc = _HEAD.unpack_from(head)
+    if version != FORMAT_VERSION:
+        raise _corrupt(path, f"format version {version}; this vecstore reads {FORMAT_VERSION}")
+    if hsize != HEADER_SIZE or narrays > MAX_ARRAYS or meta_len > MAX_META:
+        raise _corrupt(path, "header size, array count or record length out of range")
+    if fsize != size:
+        raise _corrupt(path, f"header declares {fsize} bytes but the file has {size}")
+    entries, end = [], HEADER_SIZE
+    for i in range(narrays):
+        raw, code, ndim, s0, s1, offset = _ENTRY.unpack_from(head, _HEAD.size + i * _ENTRY.size)
+        dtype = _DTYPES.get(code)
+        if dtype is None or ndim not in (1, 2) or (ndim == 1 and s1 != 1):
+            raise _corrupt(path, f"array {i} has an unknown dtype or shape")
+        # Python ints: a hostile shape cannot overflow into a small allocation.
+        nbytes = s0 * s1 * dtype.itemsize
+        if offset < end or offset % ALIGN or offset + nbytes > size:
+            raise _corrupt(path, f"array {i} lies outside the file or overlaps another")
+        end = offset + nbytes
+        name = raw.rstrip(b"\0").decode("ascii", "replace")
+        entries.append((name, dtype, (s0, s1) if ndim == 2 else (s0,), offset))
+    start = _HEAD.size + narrays * _ENTRY.size
+    try:
+        meta = json.loads(head[start : start + meta_len])
+    except ValueError:
+        raise _corrupt(path, "unreadable record") from None
+    if not isinstance(meta, dict):
+        raise _corrupt(path, "unreadable record")
+    return meta, entries, crc
+
+
+def open_arrays(path: Path, expected: ArrayFileInfo, *, verify: bool = True) -> ArrayFile:
+    """Map an index file read-only after checking it against its header and catalog record.
+
+    With ``verify`` the payload checksum is checked too (read with ``pread``, so the pages
+    checked are not charged to this process's resident memory). Raises
+    ``FileNotFoundError`` if the file is gone (a concurrent retrain removed it).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise StoreIOError(f"cannot read index file {path}: {exc.strerror}") from exc
+    try:
+        size = os.fstat(fd).st_size
+        head = os.pread(fd, HEADER_SIZE, 0)
+        if len(head) < HEADER_SIZE:
+            raise _corrupt(path, f"{size} bytes is shorter than the {HEADER_SIZE}-byte header")
+        meta, entries, crc = _parse_header(path, head, size)
+        if (size, crc) != (expected.size, expected.crc):
+            raise _corrupt(path, f"(size, crc) {(size, crc)} disagree with the catalog")
+        if verify and pread_crc32(fd, HEADER_SIZE, size) != crc:
+            raise _corrupt(path, "payload checksum mismatch")
+        mm = mmap.mmap(fd, size, access=mmap.ACCESS_READ) if size > HEADER_SIZE else None
+    finally:
+        os.close(fd)
+    arrays = {}
+    for name, dtype, shape, offset in entries:
+        count = math.prod(shape)
+        if count == 0 or mm is None:
+            arrays[name] = np.zeros(shape, dtype=dtype)
+        else:
+            arrays[name] = np.frombuffer(mm, dtype=dtype, count=count, offset=offset).reshape(shape)
+    return ArrayFile(expected, meta, arrays, mm)
