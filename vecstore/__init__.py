@@ -30,6 +30,7 @@ from .errors import (
     StoreNotFound,
     VecstoreError,
 )
+from .index.specs import IVF, IVFPQ, Flat
 from .results import GetResult, Hit, QueryResult
 
 __version__ = "0.1.0"
@@ -41,6 +42,9 @@ __all__ = [
     "QueryResult",
     "GetResult",
     "Hit",
+    "Flat",
+    "IVF",
+    "IVFPQ",
     "VecstoreError",
     "InvalidInput",
     "DimensionMismatch",

@@ -26,10 +26,11 @@ from .errors import (
     IdNotFound,
     InvalidInput,
 )
-from .index import flat
+from .index import flat, plan, specs
 from .results import GetResult, QueryResult
 from .storage import records
 from .storage.catalog import Catalog, CollectionRecord
+from .storage.files import remove_quietly
 from .storage.filters import compile_filters
 from .writes import Writes, _Publication
 
@@ -329,20 +330,28 @@ class Collection(Writes):
         k: int = 10,
         where: dict | None = None,
         where_document: dict | None = None,
+        nprobe: int | None = None,
+        refine: int | None = None,
+        exact: bool = False,
     ) -> QueryResult:
         """The ``k`` rows most similar to ``q``, best first.
 
         ``q`` is a vector of the collection's dim, or, for an embedding collection, a text
         (embedded as a query, with the encoder's query prefix).
 
-        With filters, exactly ``min(k, number of matching rows)`` results come back.
-        ``QueryResult.scores`` is higher-is-better; see ``QueryResult`` for each metric.
+        With filters, exactly ``min(k, number of matching rows)`` results come back, with or
+        without an ANN index. ``QueryResult.scores`` is higher-is-better; see
+        ``QueryResult`` for each metric.
+
+        ``nprobe`` (lists probed) and ``refine`` (IVF-PQ re-rank factor) override the
+        index's values for this query; ``exact=True`` bypasses the index. Passing them to a
+        collection whose spec has no such parameter raises ``InvalidInput``.
         """
         if isinstance(q, str):
             xq = self._embed([q], "query")
         else:
             xq = inputs.query_vector(q, self.dim)
-        return self._search(xq, k, where, where_document)[0]
+        return self._search(xq, k, where, where_document, nprobe, refine, exact)[0]
 
     def query_many(
         self,
@@ -351,6 +360,9 @@ class Collection(Writes):
         k: int = 10,
         where: dict | None = None,
         where_document: dict | None = None,
+        nprobe: int | None = None,
+        refine: int | None = None,
+        exact: bool = False,
     ) -> list[QueryResult]:
         """``query`` for each row of a 2-D ``(nq, dim)`` array, or each text of a list (for an
         embedding collection); one ``QueryResult`` per query."""
@@ -358,7 +370,63 @@ class Collection(Writes):
             xq = self._embed(queries, "query")
         else:
             xq = inputs.matrix(queries, self.dim, what="queries")
-        return self._search(xq, k, where, where_document)
+        return self._search(xq, k, where, where_document, nprobe, refine, exact)
+
+    # -- the ANN index ------------------------------------------------------------------
+
+    @property
+    def index(self) -> specs.Spec:
+        """The collection's index spec (``Flat()``, ``IVF(...)`` or ``IVFPQ(...)``)."""
+        with self._db._reading() as cat:
+            self._require(cat)
+            return self._index_spec(cat)
+
+    def index_info(self) -> dict:
+        """The spec and, once trained, the model's resolved parameters: ``kind``,
+        ``trained``, ``nlist``, ``nprobe``, ``m``, ``nbits``, ``refine``, ``train_rows`` and
+        ``indexed_rows`` (rows in lists; the rest are searched exactly)."""
+        with self._db._reading() as cat:
+            self._require(cat)
+            spec = self._index_spec(cat)
+            model = self._model(cat)
+            _, lists = cat.index_files(self._record.id)
+        info = {"kind": spec.kind, "spec": spec.to_json(), "trained": model is not None}
+        if model is not None:
+            info.update(
+                nlist=model.nlist,
+                nprobe=model.nprobe,
+                m=model.codebooks.shape[0],
+                nbits=int(model.codebooks.shape[1]).bit_length() - 1 if model.codebooks.size else 0,
+                refine=model.refine,
+                train_rows=model.train_rows,
+                indexed_rows=sum(r.nrows for r in lists.values()),
+            )
+        return info
+
+    def create_index(self, spec: specs.Spec) -> None:
+        """Replace the collection's index spec, dropping any trained index.
+
+        An IVF or IVFPQ spec is trained at once if the collection already holds its
+        ``min_rows`` (this call then takes as long as training: seconds per 100k rows),
+        else when it grows to them. ``Flat()`` returns the collection to exact search.
+        Readers are never blocked: they search the old index until this commits.
+        """
+        spec = specs.check(spec, self.dim)
+        with self._db._writing() as cat:
+            with cat.write():
+                self._require(cat)
+                record = cat.collection_by_id(self._record.id)
+                config = json.loads(record.config)
+                config["index"] = spec.to_json()
+                cat.set_config(self._record.id, json.dumps(config))
+                old = cat.drop_index(self._record.id)
+                cat.bump(self._record.id)
+            directory = self._db._collection_dir(self._record)
+            cache = self._db._segments.get(self._record.dir, {})
+            for name in old:
+                cache.pop(name, None)
+                remove_quietly(directory / name)
+            self._index_upkeep(cat)
 
     # -- internals: reading -------------------------------------------------------------
 
@@ -392,8 +460,12 @@ class Collection(Writes):
             self._db._snapshots[self._record.dir] = snap
         return snap
 
-    def _search(self, xq: np.ndarray, k: int, where: Any, where_document: Any) -> list[QueryResult]:
+    def _search(
+        self, xq: np.ndarray, k: int, where: Any, where_document: Any, nprobe, refine, exact
+    ) -> list[QueryResult]:
         k = inputs.top_k(k)
+        if not isinstance(exact, bool):
+            raise InvalidInput(f"exact must be True or False; got {exact!r}")
         filtered = where is not None or where_document is not None
         sql, params = compile_filters(self._record.id, where, where_document)
         for _ in range(SNAPSHOT_RETRIES):
@@ -402,16 +474,36 @@ class Collection(Writes):
                     snap = self._snapshot(cat)
                 except FileNotFoundError:
                     continue  # a compaction replaced a segment after our snapshot began
+                if nprobe is not None or refine is not None:
+                    self._check_overrides(self._index_spec(cat), nprobe, refine)
                 allowed = None
                 if filtered:
                     allowed = snap.allowed(cat.filtered_array(self._record.id, sql, params))
-                scores, rids, counts = flat.search(snap.parts, xq, self.metric, k, allowed)
+                scores, rids, counts = plan.search(
+                    snap, xq, self.metric, k, allowed, nprobe=nprobe, refine=refine, exact=exact
+                )
                 found = cat.records(np.unique(rids[rids >= 0]).tolist())
             return [
                 self._result(scores[i, : counts[i]], rids[i, : counts[i]], found)
                 for i in range(len(xq))
             ]
         raise self._vanished()
+
+    def _check_overrides(self, spec: specs.Spec, nprobe: Any, refine: Any) -> None:
+        for name, value in (("nprobe", nprobe), ("refine", refine)):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise InvalidInput(f"{name} must be a positive int; got {value!r}")
+        if nprobe is not None and isinstance(spec, specs.Flat):
+            raise InvalidInput(
+                f"collection {self.name!r} has a Flat index (exact search): nprobe does not "
+                "apply; use create_index(vecstore.IVF()) or vecstore.IVFPQ() for an ANN index"
+            )
+        if refine is not None and not isinstance(spec, specs.IVFPQ):
+            raise InvalidInput(
+                f"refine applies to IVFPQ indexes; collection {self.name!r} has {spec.kind}"
+            )
 
     def _result(self, scores: np.ndarray, rids: np.ndarray, found: dict) -> QueryResult:
         rows = [found[int(r)] for r in rids]

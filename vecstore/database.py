@@ -33,7 +33,9 @@ from .errors import (
     StoreIOError,
     StoreNotFound,
 )
+from .index import specs
 from .index.flat import Snapshot
+from .index.specs import Flat, Spec
 from .storage.catalog import Catalog, CollectionRecord
 from .storage.files import WriterLock, fsync_dir
 from .storage.segments import Segment
@@ -252,6 +254,7 @@ class Database:
         dim: int | None = None,
         metric: str = "cosine",
         encoder: Any = None,
+        index: Spec | None = None,
     ) -> Collection:
         """Create a collection of ``dim``-dimensional vectors compared by ``metric``.
 
@@ -266,6 +269,10 @@ class Database:
             embed through it. A str is a sentence-transformers model name or path, such as
             ``"sentence-transformers/all-MiniLM-L6-v2"``. Its spec is stored, so reopening
             the collection rebuilds it.
+        index : Flat, IVF or IVFPQ, optional
+            The search index (default ``Flat()``: exact). An IVF or IVFPQ collection searches
+            exactly until it holds the spec's ``min_rows``, then trains its index and keeps
+            it up to date by itself (see ``Collection.create_index``).
 
         Raises ``CollectionExists`` if the name is taken.
         """
@@ -284,6 +291,7 @@ class Database:
         elif dim is None:
             raise InvalidInput("create_collection needs dim=, or an encoder= to take it from")
         dim = inputs.dimension(dim)
+        index = specs.check(Flat() if index is None else index, dim)
         with self._writing() as cat:
             if cat.collection_by_name(name) is not None:
                 raise CollectionExists(f"collection {name!r} already exists")
@@ -291,7 +299,7 @@ class Database:
             directory = self.path / COLLECTIONS / dirname
             directory.mkdir(parents=True)
             fsync_dir(directory.parent)
-            config = {"dim": dim, "metric": metric}
+            config = {"dim": dim, "metric": metric, "index": index.to_json()}
             if spec is not None:
                 config["encoder"] = spec.to_json()
             with cat.write():
@@ -341,14 +349,17 @@ class Database:
         dim: int | None = None,
         metric: str = "cosine",
         encoder: Any = None,
+        index: Spec | None = None,
     ) -> Collection:
         """The collection ``name`` if it exists (it must match ``dim``, ``metric`` and
-        ``encoder`` where given), else a new one."""
+        ``encoder`` where given; ``index`` applies only to a new one), else a new one."""
         with self._lock:
             try:
                 coll = self.get_collection(name, encoder=encoder)
             except CollectionNotFound:
-                return self.create_collection(name, dim=dim, metric=metric, encoder=encoder)
+                return self.create_collection(
+                    name, dim=dim, metric=metric, encoder=encoder, index=index
+                )
             if (dim is not None and coll.dim != dim) or coll.metric != metric:
                 raise InvalidInput(
                     f"collection {name!r} exists with dim={coll.dim}, metric={coll.metric!r}; "

@@ -7,6 +7,7 @@ A mixin of ``Collection``; it composes storage and kernels and must not import
 
 from __future__ import annotations
 
+import json
 import math
 import sqlite3
 import threading
@@ -23,7 +24,9 @@ import numpy as np
 from . import inputs
 from .errors import DuplicateIdError, InvalidInput, StoreIOError, VecstoreError
 from .storage import records
-from .storage.catalog import Catalog
+from .storage.arrays import SUFFIX as INDEX_SUFFIX
+from .storage.arrays import write_arrays
+from .storage.catalog import Catalog, IndexFileRecord
 from .storage.files import remove_quietly
 from .storage.segments import SUFFIX, write_segment
 
@@ -33,6 +36,8 @@ if TYPE_CHECKING:
 
 MERGE_FACTOR = 4  # segments of one size tier merged together; bounds the segment count by log
 WRITE_BLOCK_ROWS = 4096  # rows gathered at a time when a merge streams a new segment
+RETRAIN_GROWTH = 4  # retrain an ANN index when the rows have grown this much since training
+RETRAIN_DRIFT = 1.5  # ... or when new rows sit this much farther from their centroids
 
 
 class Writes:
@@ -97,6 +102,7 @@ class Writes:
         try:
             self._seal(cat, force=False)
             self._merge(cat)
+            self._index_upkeep(cat)
         except VecstoreError as exc:
             if isinstance(exc, StoreIOError):
                 self._db._broken = str(exc)
@@ -109,15 +115,38 @@ class Writes:
 
     def _place(
         self, cat: Catalog, pub: _Publication, rids: Sequence[int], x: np.ndarray
-    ) -> tuple[int | None, range | None]:
-        """Store vectors for rows ``rids``: a new segment if large, else the pending table."""
-        from .kernels.exact import row_norms
-
+    ) -> tuple[int | None, Sequence[int] | None]:
+        """Store vectors for rows ``rids``: a new segment if large, else the pending table.
+        Returns the segment and each row's position in it (None, None if pending)."""
         if len(rids) >= self._seal_rows():
-            seg = pub.segment([x], row_norms(x), np.asarray(rids, dtype=np.int64), background=True)
-            return seg, range(len(rids))
+            return self._new_segment(cat, pub, np.asarray(rids, dtype=np.int64), x, background=True)
         cat.insert_pending(self._record.id, rids, (row.tobytes() for row in x))
         return None, None
+
+    def _new_segment(
+        self, cat: Catalog, pub: _Publication, rids: np.ndarray, x: np.ndarray, *, background=False
+    ) -> tuple[int, Sequence[int]]:
+        """Write rows into a new segment: in list order, with their list file, when the
+        collection has an ANN model (so new rows are indexed at once)."""
+        from .index import ivf
+        from .kernels.exact import row_norms
+
+        norms = row_norms(x)
+        model = self._model(cat)
+        if model is None:
+            return pub.segment([x], norms, rids, background=background), range(len(rids))
+        lists, codes, err = ivf.encode(model, x, norms)
+        order, offsets = ivf.list_order(lists, model.nlist)
+        positions = np.empty(len(order), dtype=np.int64)
+        positions[order] = np.arange(len(order))
+        seg = pub.segment(
+            [x[order]],
+            norms[order],
+            rids[order],
+            background=background,
+            lists=(model.file, offsets, codes[order], err),
+        )
+        return seg, positions
 
     def _insert(
         self, cat: Catalog, pub: _Publication, ids, x, docs, metas, packed, *, refuse_existing: bool
@@ -178,7 +207,6 @@ class Writes:
 
     def _seal(self, cat: Catalog, *, force: bool) -> None:
         """Move pending vectors into a new segment once enough have accumulated."""
-        from .kernels.exact import row_norms
 
         coll = self._record.id
         with cat.read():
@@ -191,8 +219,8 @@ class Writes:
             x = np.frombuffer(b"".join(blobs[p] for p, _ in pending), dtype="<f4")
             x = x.reshape(len(pending), self.dim)
             rids = [r for _, r in pending]
-            seg = pub.segment([x], row_norms(x), np.asarray(rids, dtype=np.int64))
-            cat.set_location(rids, seg, list(range(len(rids))))
+            seg, positions = self._new_segment(cat, pub, np.asarray(rids, dtype=np.int64), x)
+            cat.set_location(rids, seg, positions)
             cat.clear_pending([p for p, _ in pending])
             cat.bump(coll)
 
@@ -219,15 +247,31 @@ class Writes:
                 return
             self._rewrite(cat, due)
 
-    def _rewrite(self, cat: Catalog, seg_ids: list[int]) -> None:
+    def _rewrite(
+        self, cat: Catalog, seg_ids: list[int], *, model: tuple[dict, dict] | None = None
+    ) -> None:
         """Replace segments by one holding only their live rows, in one transaction; the old
-        files are unlinked after the commit (readers that mapped them keep their view)."""
+        files are unlinked after the commit (readers that mapped them keep their view).
+
+        Under an ANN model the new segment is written in list order with its list file,
+        reusing the old segments' lists and codes where they have them. ``model`` (arrays and
+        record of a newly trained model) replaces the current one: then ``seg_ids`` must be
+        every segment, and all rows are encoded afresh.
+        """
+        from .index import ivf
+
         coll = self._record.id
         directory = self._db._collection_dir(self._record)
         with cat.fully_synced(), self._publishing(cat) as pub:
             snap = self._snapshot(cat)
             parts = {p.seg: p for p in snap.parts}
-            old_files = {r.id: r.info.file for r in cat.segments(coll)}
+            old_files = [r.info.file for r in cat.segments(coll) if r.id in set(seg_ids)]
+            if model is not None:
+                old_files += cat.drop_index(coll)
+                name = pub.model(*model)
+                current = ivf.Model.from_file(name, model[1], model[0])
+            else:
+                current = snap.model
             live = cat.live_in_segments(coll, seg_ids)
             rids, segs, pos = live[:, 0].copy(), live[:, 1].copy(), live[:, 2].copy()
             del live
@@ -236,6 +280,18 @@ class Writes:
                 for s in np.unique(segs):
                     sel = segs == s
                     norms[sel] = parts[int(s)].norms[pos[sel]]
+                lists = None
+                if current is not None:
+                    order, offsets, codes, err = self._list_rows(
+                        current,
+                        parts,
+                        segs,
+                        pos,
+                        norms,
+                        None if model else cat.index_files(coll)[1],
+                    )
+                    rids, segs, pos, norms = rids[order], segs[order], pos[order], norms[order]
+                    lists = (current.file, offsets, codes[order], err)
 
                 def blocks() -> Iterator[np.ndarray]:
                     for i in range(0, len(rids), WRITE_BLOCK_ROWS):
@@ -246,13 +302,109 @@ class Writes:
                             out[sel] = parts[int(s)].vectors[p_[sel]]
                         yield out
 
-                seg = pub.segment(blocks(), norms, rids)
+                seg = pub.segment(blocks(), norms, rids, lists=lists)
                 cat.set_location(rids, seg, range(len(rids)))
-            cat.drop_segments(seg_ids)
+            old_files += cat.drop_segments(seg_ids)
             cat.bump(coll)
-        for sid in seg_ids:
-            self._db._segments.get(self._record.dir, {}).pop(old_files[sid], None)
-            remove_quietly(directory / old_files[sid])
+        cache = self._db._segments.get(self._record.dir, {})
+        for name in old_files:
+            cache.pop(name, None)
+            remove_quietly(directory / name)
+
+    def _list_rows(self, model, parts, segs, pos, norms, reuse: dict | None):
+        """List order, CSR offsets, codes (in input order) and summed residual of the rows
+        ``(segs, pos)``: taken from their segments' list files (``reuse``: records by
+        segment) when those were written under ``model``, else encoded from the vectors, a
+        block at a time."""
+        from .index import ivf
+
+        n = len(segs)
+        lists = np.empty(n, dtype=np.int64)
+        codes = np.empty((n, model.codebooks.shape[0]), dtype=np.uint8)
+        err = 0.0
+        for s in np.unique(segs):
+            sel = np.flatnonzero(segs == s)
+            part = parts[int(s)]
+            rec = (reuse or {}).get(int(s))
+            if rec is not None and part.offsets is not None:
+                p = pos[sel]
+                lists[sel] = np.searchsorted(part.offsets, p, side="right") - 1
+                codes[sel] = part.codes[p]
+                err += rec.err * len(sel) / max(rec.nrows, 1)
+                continue
+            for i in range(0, len(sel), 65_536):
+                chunk = sel[i : i + 65_536]
+                x = np.ascontiguousarray(part.vectors[pos[chunk]])
+                lists[chunk], codes[chunk], e = ivf.encode(model, x, norms[chunk])
+                err += e
+        order, offsets = ivf.list_order(lists, model.nlist)
+        return order, offsets, codes, err
+
+    def _index_spec(self, cat: Catalog):
+        from .index import specs
+
+        record = cat.collection_by_id(self._record.id)
+        return specs.from_json(json.loads(record.config).get("index")) if record else None
+
+    def _index_upkeep(self, cat: Catalog) -> None:
+        """Train the ANN index once the collection reaches its spec's ``min_rows``, and
+        retrain it when the rows have grown ``RETRAIN_GROWTH``-fold since training or their
+        coarse residuals have drifted ``RETRAIN_DRIFT``-fold above the training sample's."""
+        from .index import specs
+
+        with cat.read():
+            spec = self._index_spec(cat)
+            threshold = specs.min_rows(spec) if spec is not None else None
+            if threshold is None:
+                return
+            nrows = cat.count(self._record.id, "1", [])
+            model, lists = cat.index_files(self._record.id)
+        if nrows < threshold:
+            return
+        if model is not None:
+            grown = nrows >= RETRAIN_GROWTH * model.nrows
+            indexed = sum(r.nrows for r in lists.values())
+            mean_err = sum(r.err for r in lists.values()) / max(indexed, 1)
+            drifted = indexed >= model.nrows // 2 and mean_err > RETRAIN_DRIFT * model.err
+            if not (grown or drifted):
+                return
+        self._train(cat, spec, nrows)
+
+    def _train(self, cat: Catalog, spec, nrows: int) -> None:
+        """Train a model on a uniform sample of the live rows, then rewrite every segment
+        under it in one transaction. Holds the writer lock, not a catalog transaction, while
+        training: readers go on searching the old index (or exactly) meanwhile."""
+        from .index import ivf, specs
+
+        self._seal(cat, force=True)
+        with cat.read():
+            snap = self._snapshot(cat)
+            seg_ids = [r.id for r in cat.segments(self._record.id)]
+            live = cat.live_in_segments(self._record.id, seg_ids)
+        nlist = spec.nlist or specs.default_nlist(nrows)
+        want = nlist * specs.TRAIN_POINTS_PER_LIST + ivf.TUNE_QUERIES
+        if isinstance(spec, specs.IVFPQ):
+            want = max(want, specs.PQ_TRAIN_ROWS + ivf.TUNE_QUERIES)
+        rng = np.random.default_rng(len(live))
+        pick = rng.permutation(len(live))[: min(want, len(live))]
+        parts = {p.seg: p for p in snap.parts}
+        sample = np.empty((len(pick), self.dim), dtype=np.float32)
+        for i, (_, s, p) in enumerate(live[pick]):
+            sample[i] = parts[int(s)].vectors[p]
+        del live
+        arrays, meta = ivf.train(sample, self.metric, spec, nrows)
+        self._rewrite(cat, seg_ids, model=(arrays, meta))
+
+    def _model(self, cat: Catalog):
+        """The collection's ANN model, or None (read inside the current transaction)."""
+        from .index import flat
+
+        return flat.load_model(
+            cat,
+            self._record.id,
+            self._db._collection_dir(self._record),
+            self._db._segments.setdefault(self._record.dir, {}),
+        )
 
 
 class _Publication:
@@ -269,7 +421,17 @@ class _Publication:
         self._directory = directory
         self._next_id: int | None = None
         self._jobs: list[tuple[int, Future]] = []
+        self._models: list[IndexFileRecord] = []
         self.files: list[Path] = []
+
+    def model(self, arrays: dict[str, np.ndarray], meta: dict) -> str:
+        """Write an ANN model file now; it is registered with the segments."""
+        self._directory.mkdir(parents=True, exist_ok=True)
+        name = f"{uuid.uuid4().hex}{INDEX_SUFFIX}"
+        self.files.append(self._directory / name)
+        info = write_arrays(self._directory, name, arrays, meta)
+        self._models.append(IndexFileRecord(info, meta["train_rows"], meta["train_err"]))
+        return name
 
     def segment(
         self,
@@ -278,31 +440,53 @@ class _Publication:
         rids: np.ndarray,
         *,
         background: bool = False,
+        lists: tuple[str, np.ndarray, np.ndarray, float] | None = None,
     ) -> int:
+        """Write a segment file, and with ``lists`` = (model file, offsets, codes, err) the
+        list file of its rows (which must then be in list order)."""
         if self._next_id is None:
             self._directory.mkdir(parents=True, exist_ok=True)
             self._next_id = self._cat.next_segment_id()
         seg = self._next_id
         self._next_id += 1
-        name = f"{uuid.uuid4().hex}{SUFFIX}"
-        self.files.append(self._directory / name)
+        name = uuid.uuid4().hex
+        self.files.append(self._directory / f"{name}{SUFFIX}")
+        if lists is not None:
+            self.files.append(self._directory / f"{name}{INDEX_SUFFIX}")
         job: Future = Future()
-        args = (self._directory, name, blocks, norms, rids)
+        args = (self._directory, name, blocks, norms, rids, lists)
         if background:
-            threading.Thread(target=_run, args=(job, write_segment, args), daemon=True).start()
+            threading.Thread(target=_run, args=(job, _write_files, args), daemon=True).start()
         else:
-            _run(job, write_segment, args)
+            _run(job, _write_files, args)
         self._jobs.append((seg, job))
         return seg
 
     def finish(self) -> None:
+        for rec in self._models:
+            self._cat.insert_index_file(self._coll, None, rec)
         for seg, job in self._jobs:
-            self._cat.insert_segment(self._coll, job.result(), seg)
+            info, lrec = job.result()
+            self._cat.insert_segment(self._coll, info, seg)
+            if lrec is not None:
+                self._cat.insert_index_file(self._coll, seg, lrec)
 
     def settle(self) -> None:
         """Wait for background writes to end, whatever their outcome."""
         for _, job in self._jobs:
             job.exception()
+
+
+def _write_files(directory, name, blocks, norms, rids, lists):
+    info = write_segment(directory, f"{name}{SUFFIX}", blocks, norms, rids)
+    if lists is None:
+        return info, None
+    model_file, offsets, codes, err = lists
+    meta = {"model": model_file, "segment": info.file}
+    linfo = write_arrays(
+        directory, f"{name}{INDEX_SUFFIX}", {"offsets": offsets, "codes": codes}, meta
+    )
+    return info, IndexFileRecord(linfo, len(rids), err)
 
 
 def _run(job: Future, fn: Callable, args: tuple) -> None:

@@ -11,12 +11,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..errors import CorruptStoreError
+from ..storage.arrays import ArrayFile, ArrayFileInfo, open_arrays
 from ..storage.catalog import Catalog
 from ..storage.segments import Segment, open_segment
+from .ivf import Model
 
 
 @dataclass(frozen=True, eq=False)
@@ -32,12 +35,17 @@ class Part:
     norms: np.ndarray
     rids: np.ndarray
     alive: np.ndarray | None
+    # With an ANN model: the rows are in list order, list L being offsets[L]:offsets[L+1],
+    # and codes holds their PQ codes (n, m), m = 0 for IVF. None for unindexed parts.
+    offsets: np.ndarray | None = None
+    codes: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)
 class Snapshot:
     version: int
     parts: list[Part]
+    model: Model | None = None
     # pending vectors by their never-reused pending sequence number, for incremental reloads
     pending_rows: dict[int, np.ndarray] = field(default_factory=dict)
 
@@ -77,17 +85,20 @@ def load_snapshot(
     dim: int,
     version: int,
     previous: Snapshot | None,
-    segments: dict[str, Segment],
+    segments: dict[str, Segment | ArrayFile],
 ) -> Snapshot:
     """Build the snapshot of catalog ``version``; call inside one read transaction.
 
-    ``segments`` caches mapped segments by file name across snapshots (entries no longer referenced
-    are evicted). Raises ``FileNotFoundError`` if a referenced segment file has vanished, as it
+    ``segments`` caches mapped segment and index files by file name across snapshots (entries
+    no longer referenced are evicted). Raises ``FileNotFoundError`` if a referenced file has
+    vanished, as it
     does when a concurrent compaction commits and unlinks it: retry in a fresh transaction.
     """
     from ..kernels.exact import row_norms
 
     records = catalog.segments(coll)
+    model_rec, list_recs = catalog.index_files(coll)
+    model = load_model(catalog, coll, directory, segments, model_rec)
     dead: dict[int, list[int]] = {}
     for seg, pos in catalog.tombstones(coll):
         dead.setdefault(seg, []).append(pos)
@@ -95,14 +106,33 @@ def load_snapshot(
     for rec in records:
         # Keyed by file name, which is never reused (segment ids may be).
         seg = segments.get(rec.info.file)
-        if seg is None or seg.info != rec.info:
+        if not isinstance(seg, Segment) or seg.info != rec.info:
             seg = segments[rec.info.file] = open_segment(directory / rec.info.file, rec.info)
         alive = None
         if rec.id in dead:
             alive = np.ones(rec.info.count, dtype=bool)
             alive[np.asarray(dead[rec.id], dtype=np.int64)] = False
-        parts.append(Part(rec.id, seg.vectors, seg.norms, seg.rids, alive))
+        offsets = codes = None
+        lrec = list_recs.get(rec.id)
+        if model is not None and lrec is not None:
+            lists = _open_index(segments, directory, lrec.info)
+            offsets, codes = lists.arrays["offsets"], lists.arrays["codes"]
+            if (
+                lists.meta.get("model") != model.file
+                or offsets.shape != (model.nlist + 1,)
+                or codes.shape[0] != rec.info.count
+                or offsets[0] != 0
+                or offsets[-1] != rec.info.count
+                or np.any(np.diff(offsets) < 0)
+            ):
+                raise CorruptStoreError(
+                    f"index file {lrec.info.file} does not match segment {rec.info.file}"
+                )
+        parts.append(Part(rec.id, seg.vectors, seg.norms, seg.rids, alive, offsets, codes))
     live = {rec.info.file for rec in records}
+    live |= {r.info.file for r in list_recs.values()}
+    if model_rec is not None:
+        live.add(model_rec.info.file)
     for name in [name for name in segments if name not in live]:
         del segments[name]
 
@@ -124,7 +154,26 @@ def load_snapshot(
         vectors = np.stack([rows[pseq] for pseq, _ in pending])
         rids = np.fromiter((rid for _, rid in pending), dtype=np.int64, count=len(pending))
         parts.append(Part(None, vectors, row_norms(vectors), rids, None))
-    return Snapshot(version, parts, rows)
+    return Snapshot(version, parts, model, rows)
+
+
+def load_model(
+    catalog: Catalog, coll: int, directory: Path, cache: dict, record: Any = False
+) -> Model | None:
+    """The collection's ANN model (None if it has none); ``cache`` as for ``load_snapshot``."""
+    if record is False:
+        record = catalog.index_files(coll)[0]
+    if record is None:
+        return None
+    mfile = _open_index(cache, directory, record.info)
+    return Model.from_file(record.info.file, mfile.meta, mfile.arrays)
+
+
+def _open_index(cache: dict, directory: Path, info: ArrayFileInfo) -> ArrayFile:
+    got = cache.get(info.file)
+    if got is None or got.info != info:
+        got = cache[info.file] = open_arrays(directory / info.file, info)
+    return got
 
 
 def search(
@@ -153,6 +202,13 @@ def search(
             xq, part.vectors, part.norms, metric, D, I, rows=rows, mask=mask, base=int(bases[i])
         )
     D, I, counts = exact.finish(D, I, xq, metric)
+    return D, labels_to_rids(I, [p.rids for p in parts]), counts
+
+
+def labels_to_rids(I: np.ndarray, rids_of: Sequence[np.ndarray]) -> np.ndarray:
+    """Catalog row ids of heap labels, a label being a position in the concatenation of the
+    blocks whose row ids ``rids_of`` lists (-1 stays -1)."""
+    bases = np.cumsum([0] + [len(r) for r in rids_of])
     rids = np.full(I.shape, -1, dtype=np.int64)
     valid = I >= 0
     labels = I[valid]
@@ -160,6 +216,6 @@ def search(
     out = np.empty(labels.shape, dtype=np.int64)
     for p in np.unique(which):
         sel = which == p
-        out[sel] = parts[p].rids[labels[sel] - bases[p]]
+        out[sel] = rids_of[p][labels[sel] - bases[p]]
     rids[valid] = out
-    return D, rids, counts
+    return rids

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import CorruptStoreError, LockTimeout, StoreIOError
 from . import records
+from .arrays import ArrayFileInfo
 from .files import io_step
 from .segments import SegmentInfo
 
@@ -114,7 +115,29 @@ def _v2(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
+def _v3_ann(db: sqlite_utils.Database) -> None:
+    # ANN index files: one model file per indexed collection (seg NULL) and one list file per
+    # vector segment written under that model. nrows/err feed the retraining decision: err
+    # is the summed squared coarse-quantization residual (for the model: the mean on its
+    # training sample).
+    db["ivf_files"].create(
+        {
+            "id": int,
+            "coll": int,
+            "seg": int,
+            "file": str,
+            "size": int,
+            "crc": int,
+            "nrows": int,
+            "err": float,
+        },
+        pk="id",
+        not_null=["coll", "file", "size", "crc", "nrows", "err"],
+    )
+    db["ivf_files"].create_index(["coll"])
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3_ann]
 
 
 def _schema_of(conn: sqlite3.Connection) -> set[tuple]:
@@ -128,7 +151,7 @@ def _schema_of(conn: sqlite3.Connection) -> set[tuple]:
 
 # sha256 of the schema the migrations build (tests/storage/test_catalog.py keeps it current).
 # Comparing against it lets an open skip importing sqlite-utils and rebuilding the schema.
-SCHEMA_SHA256 = "5c73b073ffd046da48e762b6b2676b4623618bd7f920387f09aaed5fec98606c"
+SCHEMA_SHA256 = "04b8e61edbcfd6000f475503db7149358e6ec5a5496bf996bcf457d2729d2d5c"
 
 
 def _fingerprint(schema: Iterable[tuple]) -> str:
@@ -186,6 +209,13 @@ class CollectionRecord:
 class SegmentRecord:
     id: int
     info: SegmentInfo
+
+
+@dataclass(frozen=True)
+class IndexFileRecord:
+    info: ArrayFileInfo
+    nrows: int
+    err: float
 
 
 def _chunks(seq: Sequence, n: int = CHUNK) -> Iterator[Sequence]:
@@ -405,7 +435,10 @@ class Catalog:
         c.execute(
             "DELETE FROM tombstones WHERE seg IN (SELECT id FROM segments WHERE coll = ?)", (coll,)
         )
-        for table in ("segments", "rows", "pending", "mindex"):
+        files += [
+            f for (f,) in self.conn.execute("SELECT file FROM ivf_files WHERE coll = ?", (coll,))
+        ]
+        for table in ("segments", "rows", "pending", "mindex", "ivf_files"):
             c.execute(f"DELETE FROM {table} WHERE coll = ?", (coll,))
         c.execute("DELETE FROM collections WHERE id = ?", (coll,))
         return files
@@ -444,18 +477,19 @@ class Catalog:
         rids: range,
         ids: Sequence[str],
         seg: int | None,
-        positions: range | None,
+        positions: Sequence[int] | None,
         documents: Sequence[str | None],
         metas: Sequence[dict],
         packed: Sequence[bytes | None],
     ) -> None:
-        """Insert rows with consecutive ``rids`` (and consecutive ``positions``, or None)
-        and their filter entries. ``packed`` holds ``records.pack`` of each of ``metas``."""
-        start = positions.start if positions is not None else None
+        """Insert rows with consecutive ``rids`` at ``positions`` of segment ``seg`` (None
+        while pending) and their filter entries. ``packed`` holds ``records.pack`` of each
+        of ``metas``."""
+        start = positions.start if isinstance(positions, range) else None
         self.conn.execute(
             "UPDATE collections SET nrows = nrows + ? WHERE id = ?", (len(rids), coll)
         )
-        if all(m is None for m in packed):
+        if all(m is None for m in packed) and (positions is None or start is not None):
             # Without metadata blobs the rows travel as one JSON array, which SQLite unpacks
             # in C: about 3x faster than binding each row from Python.
             if all(d is None for d in documents):
@@ -469,7 +503,7 @@ class Catalog:
                 (rids.start, coll, seg, start, rows),
             )
             return
-        pos: Iterable = positions if positions is not None else [None] * len(rids)
+        pos: Iterable = (int(p) for p in positions) if positions is not None else [None] * len(rids)
         self.conn.executemany(
             "INSERT INTO rows (rid, coll, id, seg, pos, document, meta) VALUES (?,?,?,?,?,?,?)",
             zip(rids, [coll] * len(rids), ids, [seg] * len(rids), pos, documents, packed),
@@ -624,11 +658,54 @@ class Catalog:
             (seg, coll, info.file, info.count, info.dim, info.size, info.crc, time.time()),
         )
 
-    def drop_segments(self, seg_ids: Sequence[int]) -> None:
+    def drop_segments(self, seg_ids: Sequence[int]) -> list[str]:
+        """Unpublish segments (and their list files); return the index files to unlink."""
+        files = []
         for part in _chunks(seg_ids):
             marks = _marks(len(part))
+            files += [
+                f
+                for (f,) in self.conn.execute(
+                    f"SELECT file FROM ivf_files WHERE seg IN ({marks})", part
+                )
+            ]
             self.conn.execute(f"DELETE FROM tombstones WHERE seg IN ({marks})", part)
             self.conn.execute(f"DELETE FROM segments WHERE id IN ({marks})", part)
+            self.conn.execute(f"DELETE FROM ivf_files WHERE seg IN ({marks})", part)
+        return files
+
+    # -- ANN index files ------------------------------------------------------------------
+
+    def index_files(self, coll: int) -> tuple[IndexFileRecord | None, dict[int, IndexFileRecord]]:
+        """The collection's model file (or None) and its list files by segment id."""
+        model, lists = None, {}
+        for seg, file, size, crc, nrows, err in self.conn.execute(
+            "SELECT seg, file, size, crc, nrows, err FROM ivf_files WHERE coll = ?", (coll,)
+        ):
+            rec = IndexFileRecord(ArrayFileInfo(file, size, crc), nrows, err)
+            if seg is None:
+                model = rec
+            else:
+                lists[seg] = rec
+        return model, lists
+
+    def insert_index_file(self, coll: int, seg: int | None, rec: IndexFileRecord) -> None:
+        info = rec.info
+        self.conn.execute(
+            "INSERT INTO ivf_files (coll, seg, file, size, crc, nrows, err) VALUES (?,?,?,?,?,?,?)",
+            (coll, seg, info.file, info.size, info.crc, rec.nrows, rec.err),
+        )
+
+    def drop_index(self, coll: int) -> list[str]:
+        """Unpublish the collection's model and list files; return their names."""
+        files = [
+            f for (f,) in self.conn.execute("SELECT file FROM ivf_files WHERE coll = ?", (coll,))
+        ]
+        self.conn.execute("DELETE FROM ivf_files WHERE coll = ?", (coll,))
+        return files
+
+    def set_config(self, coll: int, config: str) -> None:
+        self.conn.execute("UPDATE collections SET config = ? WHERE id = ?", (config, coll))
 
     def tombstones(self, coll: int) -> list[tuple[int, int]]:
         return self.conn.execute(
@@ -712,6 +789,10 @@ class Catalog:
         }
         for d, f in self.conn.execute(
             "SELECT c.dir, s.file FROM segments s JOIN collections c ON c.id = s.coll"
+        ):
+            keep[d].add(f)
+        for d, f in self.conn.execute(
+            "SELECT c.dir, i.file FROM ivf_files i JOIN collections c ON c.id = i.coll"
         ):
             keep[d].add(f)
         return keep

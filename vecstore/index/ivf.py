@@ -1,0 +1,352 @@
+"""IVF and IVF-PQ: training a model, encoding rows into lists, and searching a snapshot.
+
+A trained ``Model`` (centroids, PQ codebooks, resolved parameters) lives in one index file;
+each vector segment written under it stores its rows in list order, with a companion index
+file of list offsets and PQ codes. Parts without one (pending rows, or segments from before
+training) are searched exactly, so every row is always searchable. Uses kernels (lazily)
+and storage; never touches SQL.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import specs
+
+#: Queries held out of the training sample to choose the default nprobe.
+TUNE_QUERIES = 256
+#: A single query scanning fewer rows than this runs on one thread (waking the pool costs more).
+SERIAL_SCAN_ROWS = 50_000
+_NPROBE_STEPS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+
+
+@dataclass(frozen=True, eq=False)
+class Model:
+    """A trained coarse quantizer (and product quantizer for IVF-PQ), read from its file."""
+
+    file: str
+    kind: str  # "ivf" or "ivfpq"
+    metric: str
+    centroids: np.ndarray  # float32 (nlist, d)
+    codebooks: np.ndarray  # float32 (m, ksub, dsub); (0, 0, 0) for IVF
+    nprobe: int
+    refine: int
+    train_rows: int
+    train_err: float
+
+    @property
+    def nlist(self) -> int:
+        return self.centroids.shape[0]
+
+    @classmethod
+    def from_file(cls, file: str, meta: dict, arrays: dict[str, np.ndarray]) -> Model:
+        m, ksub, dsub = meta["m"], meta["ksub"], meta["dsub"]
+        cb = arrays["codebooks"].reshape(m, ksub, dsub) if m else np.zeros((0, 0, 0), np.float32)
+        return cls(
+            file,
+            meta["kind"],
+            meta["metric"],
+            arrays["centroids"],
+            cb,
+            int(meta["nprobe"]),
+            int(meta["refine"]),
+            int(meta["train_rows"]),
+            float(meta["train_err"]),
+        )
+
+
+def _space(x: np.ndarray, norms: np.ndarray, metric: str) -> np.ndarray:
+    """Rows in the space the index is trained in: unit-normalised for cosine."""
+    if metric != "cosine":
+        return x
+    scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+    return x * scale[:, None]
+
+
+def train(
+    x: np.ndarray, metric: str, spec: specs.IVF | specs.IVFPQ, n_total: int, *, seed: int = 0
+) -> tuple[dict[str, np.ndarray], dict]:
+    """Train a model on a sample of the collection's rows.
+
+    ``x`` is float32 ``(ns, d)``, rows sampled uniformly from the ``n_total`` live rows. The
+    last ``TUNE_QUERIES`` of them (when the sample is large enough) are held out to choose
+    the default nprobe: the smallest whose recall@10 against exact search over the rest
+    reaches ``specs.TARGET_RECALL``. Returns the arrays and record of the model's file.
+    """
+    from ..kernels import exact, ivf
+
+    norms = exact.row_norms(x)
+    xs = np.ascontiguousarray(_space(x, norms, metric), dtype=np.float32)
+    nq = TUNE_QUERIES if len(xs) > 4 * TUNE_QUERIES else 0
+    queries, xs = xs[len(xs) - nq :], xs[: len(xs) - nq]
+    nlist = spec.nlist or specs.default_nlist(n_total)
+    nlist = max(1, min(nlist, len(xs)))
+    rng = np.random.default_rng(seed)
+    coarse = xs[
+        np.sort(
+            rng.choice(len(xs), min(len(xs), nlist * specs.TRAIN_POINTS_PER_LIST), replace=False)
+        )
+    ]
+    centroids = ivf.kmeans(coarse, nlist, niter=10, seed=seed)
+    lists = ivf.assign(xs, centroids)
+    resid = xs - centroids[lists]
+    err = float(np.mean(np.einsum("ij,ij->i", resid, resid))) if len(xs) else 0.0
+    pq = isinstance(spec, specs.IVFPQ)
+    if pq:
+        d = x.shape[1]
+        m = spec.m or specs.default_m(d)
+        ksub = 1 << spec.nbits
+        sample = resid[: specs.PQ_TRAIN_ROWS] if len(resid) >= ksub else resid
+        if len(sample) < ksub:
+            raise ValueError(f"IVFPQ with nbits={spec.nbits} needs at least {ksub} rows")
+        codebooks = ivf.train_pq(sample, m, ksub, seed=seed)
+        codes = ivf.pq_encode(resid, codebooks)
+        refine = spec.refine or specs.DEFAULT_REFINE
+    else:
+        m, ksub = 0, 0
+        codebooks = np.zeros((0, 0, 0), np.float32)
+        codes = np.zeros((len(xs), 0), np.uint8)
+        refine = 1
+    meta = {
+        "kind": spec.kind,
+        "metric": metric,
+        "nlist": nlist,
+        "m": m,
+        "ksub": ksub,
+        "dsub": x.shape[1] // m if m else 0,
+        "refine": refine,
+        "train_rows": int(n_total),
+        "train_err": err,
+        "seed": seed,
+    }
+    nprobe = spec.nprobe
+    if nprobe is None:
+        nprobe = _tune_nprobe(
+            xs, norms[: len(xs)], lists, codes, centroids, codebooks, queries, metric, refine
+        )
+    meta["nprobe"] = int(min(nprobe, nlist))
+    arrays = {
+        "centroids": centroids,
+        "codebooks": codebooks.reshape(m * ksub, -1) if m else np.zeros((0, 1), np.float32),
+    }
+    return arrays, meta
+
+
+def _tune_nprobe(xs, norms, lists, codes, centroids, codebooks, queries, metric, refine) -> int:
+    """Smallest nprobe with recall@10 >= TARGET_RECALL on held-out queries, searching an
+    index over the sample itself (the fraction of lists to probe barely depends on N)."""
+    from ..kernels import exact
+
+    nlist = len(centroids)
+    if len(queries) == 0:
+        return max(1, math.ceil(nlist / 8))
+    order = np.argsort(lists, kind="stable")
+    xb = np.ascontiguousarray(xs[order])
+    space_metric = "dot" if metric == "cosine" else metric
+    bnorms = exact.row_norms(xb)
+    offsets = np.zeros(nlist + 1, dtype=np.int64)
+    np.cumsum(np.bincount(lists, minlength=nlist), out=offsets[1:])
+    part = (xb, bnorms, offsets, np.ascontiguousarray(codes[order]))
+    truth = exact.search(queries, xb, bnorms, space_metric, 10)[1]
+    model = Model(
+        "",
+        "ivfpq" if codebooks.size else "ivf",
+        space_metric,
+        centroids,
+        codebooks,
+        1,
+        refine,
+        0,
+        0.0,
+    )
+    for nprobe in [p for p in _NPROBE_STEPS if p < nlist] + [nlist]:
+        _, found, _ = search(
+            [part], model, queries, space_metric, 10, nprobe=nprobe, refine=refine, widen=False
+        )
+        hits = sum(len(np.intersect1d(a[a >= 0], b[b >= 0])) for a, b in zip(found, truth))
+        if hits >= specs.TARGET_RECALL * truth[truth >= 0].size:
+            return nprobe
+    return nlist
+
+
+def encode(model: Model, x: np.ndarray, norms: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Lists, PQ codes and summed squared coarse residual of rows ``x`` under ``model``."""
+    from ..kernels import ivf
+
+    xs = np.ascontiguousarray(_space(x, norms, model.metric), dtype=np.float32)
+    lists = ivf.assign(xs, model.centroids)
+    resid = xs - model.centroids[lists]
+    err = float(np.einsum("ij,ij->", resid, resid))
+    if model.codebooks.size:
+        codes = ivf.pq_encode(resid, model.codebooks)
+    else:
+        codes = np.zeros((len(x), 0), dtype=np.uint8)
+    return lists, codes, err
+
+
+def list_order(lists: np.ndarray, nlist: int) -> tuple[np.ndarray, np.ndarray]:
+    """The stable permutation putting rows in list order, and the lists' CSR offsets."""
+    order = np.argsort(lists, kind="stable")
+    offsets = np.zeros(nlist + 1, dtype=np.int64)
+    np.cumsum(np.bincount(lists, minlength=nlist), out=offsets[1:])
+    return order, offsets
+
+
+def search(
+    parts: list[tuple],
+    model: Model,
+    xq: np.ndarray,
+    metric: str,
+    k: int,
+    *,
+    nprobe: int | None = None,
+    refine: int | None = None,
+    masks: list[np.ndarray | None] | None = None,
+    exact_parts: list[tuple] = (),
+    widen: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Approximate top-k over indexed parts, plus exact top-k over ``exact_parts``.
+
+    Each indexed part is ``(vectors, norms, offsets, codes)`` with rows in list order; each
+    exact part ``(vectors, norms, rows, mask)`` as for ``exact.search_into``. ``masks`` gives
+    per indexed part a bool (n,) mask of searchable rows, or None. Labels are positions in
+    the concatenation of indexed parts then exact parts. Lists are probed in order of the
+    query's closeness to their centroid, ``nprobe`` of them, then more while fewer than
+    ``k * refine`` searchable rows have been seen (so a filter that keeps few rows still
+    yields ``min(k, matches)`` hits), unless ``widen`` is False. Returns ``exact.finish``'s ``(D, I, counts)``.
+    """
+    from ..kernels import exact, ivf
+
+    nq = xq.shape[0]
+    code = ivf.METRICS[metric]
+    nlist = model.nlist
+    nprobe = min(nlist, nprobe or model.nprobe)
+    refine = refine or model.refine
+    pq = model.codebooks.size > 0
+    kc = k * refine if pq else k
+    qn = np.ascontiguousarray(_space(xq, exact.row_norms(xq), metric), dtype=np.float32)
+    qa = np.ones(nq, dtype=np.float32)
+    QC = np.ascontiguousarray(qn @ model.centroids.T, dtype=np.float32)
+    rank = 2 * QC - (model.centroids**2).sum(1) if metric == "l2" else QC
+    width = min(nlist, max(nprobe, 1))
+    if width < nlist:
+        top = np.argpartition(-rank, width - 1, axis=1)[:, :width]
+        orders = np.take_along_axis(top, np.argsort(-np.take_along_axis(rank, top, 1), axis=1), 1)
+    else:
+        orders = np.argsort(-rank, axis=1)
+    orders = np.ascontiguousarray(orders, dtype=np.int64)
+    D, I = exact.new_heaps(nq, k)
+    CD, CI = exact.new_heaps(nq, kc) if pq else (D, I)
+    seen = np.zeros(nq, dtype=np.int64)
+    masks = masks or [None] * len(parts)
+    bases = np.cumsum([0] + [len(p[0]) for p in parts] + [len(p[0]) for p in exact_parts])
+    empty = np.zeros(0, dtype=bool)
+
+    def scan(sel, lo, hi, ords):
+        for (xb, norms, offsets, codes), mask, base in zip(parts, masks, bases):
+            m = empty if mask is None else mask
+            if len(sel) == 1 and (offsets[-1] * (hi - lo)) // nlist < SERIAL_SCAN_ROWS:
+                q = int(sel[0])
+                seen[q] += ivf._scan_query(
+                    qn[q],
+                    np.float32(1.0),
+                    QC[q],
+                    code,
+                    ords[0],
+                    lo,
+                    hi,
+                    offsets,
+                    codes,
+                    model.codebooks,
+                    xb,
+                    norms,
+                    m,
+                    mask is not None,
+                    int(base),
+                    CD[q],
+                    CI[q],
+                )
+            elif len(sel) == 1:
+                q = int(sel[0])
+                nch = max(1, min(ivf.numba_threads(), hi - lo))
+                PD, PI = exact.new_heaps(nch, kc)
+                pseen = np.zeros(nch, dtype=np.int64)
+                ivf._scan_one(
+                    qn[q],
+                    np.float32(1.0),
+                    QC[q],
+                    code,
+                    ords[0],
+                    lo,
+                    hi,
+                    offsets,
+                    codes,
+                    model.codebooks,
+                    xb,
+                    norms,
+                    m,
+                    mask is not None,
+                    int(base),
+                    PD,
+                    PI,
+                    pseen,
+                )
+                seen[q] += pseen.sum()
+                ivf.merge_heaps(PD, PI, CD[q], CI[q])
+            else:
+                sD, sI, sseen = CD[sel], CI[sel], np.zeros(len(sel), dtype=np.int64)
+                ivf._scan_batch(
+                    qn[sel],
+                    qa[sel],
+                    QC[sel],
+                    code,
+                    ords,
+                    lo,
+                    hi,
+                    offsets,
+                    codes,
+                    model.codebooks,
+                    xb,
+                    norms,
+                    m,
+                    mask is not None,
+                    int(base),
+                    sD,
+                    sI,
+                    sseen,
+                )
+                CD[sel], CI[sel] = sD, sI
+                seen[sel] += sseen
+
+    for j, (xb, norms, rows, mask) in enumerate(exact_parts):
+        if len(xb) and (rows is None or len(rows)):
+            exact.search_into(
+                xq, xb, norms, metric, D, I, rows=rows, mask=mask, base=int(bases[len(parts) + j])
+            )
+            n_ok = (
+                len(rows)
+                if rows is not None
+                else (int(mask.sum()) if mask is not None else len(xb))
+            )
+            seen += n_ok
+    if parts:
+        scan(np.arange(nq), 0, width, orders)
+        lo = width
+        while widen and lo < nlist:
+            short = np.flatnonzero(seen < kc)
+            if not len(short):
+                break
+            full = np.ascontiguousarray(np.argsort(-rank[short], axis=1), dtype=np.int64)
+            hi = min(nlist, 2 * lo)
+            scan(short, lo, hi, full)
+            lo = hi
+    if pq:
+        for (xb, norms, _, _), base in zip(parts, bases):
+            inside = (CI >= base) & (CI < base + len(xb))
+            cand = np.where(inside, CI - base, -1)
+            if inside.any():
+                ivf.rerank(qn, qa, code, xb, norms, cand, D, I, int(base))
+    return exact.finish(D, I, xq, metric)

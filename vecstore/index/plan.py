@@ -1,0 +1,74 @@
+"""Query planning over a snapshot: exact or ANN, and how a filter is applied.
+
+Without a trained model, or with ``exact=True``, every query is exact. With one, indexed
+segments are probed through their inverted lists and the rest (pending rows, segments from
+before training) are scanned exactly into the same heaps. A filter that keeps few rows is
+served by an exact scan of just those rows; a broader one becomes a mask on the probed lists,
+with more lists probed until enough matches are seen. Uses kernels lazily; no SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from . import flat, ivf
+
+#: A filter keeping at most this many rows (or this fraction of them) is scanned exactly.
+EXACT_FILTER_ROWS = 10_000
+EXACT_FILTER_FRACTION = 0.05
+
+
+def search(
+    snap: flat.Snapshot,
+    xq: np.ndarray,
+    metric: str,
+    k: int,
+    allowed: Sequence[np.ndarray] | None = None,
+    *,
+    nprobe: int | None = None,
+    refine: int | None = None,
+    exact: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top-k over a snapshot: ``(scores, rids, counts)`` as ``flat.search`` returns them.
+
+    ``allowed`` is, per part, the sorted positions of rows a filter keeps (see
+    ``Snapshot.allowed``), or None for no filter.
+    """
+    parts = snap.parts
+    model = snap.model
+    indexed = [i for i, p in enumerate(parts) if p.offsets is not None]
+    if model is None or exact or not indexed:
+        return flat.search(parts, xq, metric, k, allowed)
+    if allowed is not None:
+        n_allowed = sum(len(a) for a in allowed)
+        n_total = sum(len(p.vectors) for p in parts)
+        if n_allowed <= max(EXACT_FILTER_ROWS, EXACT_FILTER_FRACTION * n_total):
+            return flat.search(parts, xq, metric, k, allowed)
+    others = [i for i in range(len(parts)) if parts[i].offsets is None]
+    masks = []
+    for i in indexed:
+        mask = parts[i].alive
+        if allowed is not None:
+            keep = np.zeros(len(parts[i].vectors), dtype=bool)
+            keep[allowed[i]] = True
+            mask = keep if mask is None else keep & mask
+        masks.append(mask)
+    exact_parts = []
+    for i in others:
+        p = parts[i]
+        rows = None if allowed is None else allowed[i]
+        exact_parts.append((p.vectors, p.norms, rows, p.alive if rows is None else None))
+    D, I, counts = ivf.search(
+        [(parts[i].vectors, parts[i].norms, parts[i].offsets, parts[i].codes) for i in indexed],
+        model,
+        xq,
+        metric,
+        k,
+        nprobe=nprobe,
+        refine=refine,
+        masks=masks,
+        exact_parts=exact_parts,
+    )
+    return D, flat.labels_to_rids(I, [parts[i].rids for i in indexed + others]), counts

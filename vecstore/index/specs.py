@@ -1,0 +1,166 @@
+"""Index specifications: ``Flat``, ``IVF`` and ``IVFPQ``, frozen and stored as JSON.
+
+A spec says what a collection's search index should be; ``None`` parameters are resolved
+from the data when the index is trained (see ``resolve``), so one spec suits a collection
+of any size. Imports nothing from vecstore but errors.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+from ..errors import InvalidInput
+
+#: A collection with an IVF spec searches exactly until it holds this many rows.
+DEFAULT_MIN_ROWS = 20_000
+#: Points per centroid used to train the coarse quantizer (faiss warns below 39).
+TRAIN_POINTS_PER_LIST = 48
+#: Rows sampled to train the product quantizer (256 per sub-quantizer centroid).
+PQ_TRAIN_ROWS = 65_536
+#: Re-rank k x this many PQ candidates against the full vectors, unless told otherwise.
+DEFAULT_REFINE = 10
+#: The default nprobe is the smallest that reaches this recall@10 on held-out samples.
+TARGET_RECALL = 0.95
+
+
+def _check_int(name: str, value, lo: int, hi: int | None = None) -> None:
+    if value is None:
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < lo
+        or (hi is not None and value > hi)
+    ):
+        bound = f"between {lo} and {hi}" if hi is not None else f">= {lo}"
+        raise InvalidInput(f"{name} must be an int {bound} or None; got {value!r}")
+
+
+@dataclass(frozen=True)
+class Flat:
+    """Exact search: every query scans every live vector. Recall is 1 by construction."""
+
+    kind = "flat"
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind}
+
+
+@dataclass(frozen=True)
+class IVF:
+    """Inverted file over a k-means coarse quantizer, scanning full float32 vectors.
+
+    Parameters
+    ----------
+    nlist : int, optional
+        Number of lists (k-means centroids), *nlist* in the literature. Default:
+        ``4 * sqrt(N)`` rounded to a power of two, for the N rows at training time.
+    nprobe : int, optional
+        Lists scanned per query, *nprobe*. Default: the smallest that reaches recall@10 of
+        0.95 against exact search on rows sampled at training time.
+    min_rows : int, optional
+        Search exactly (and train nothing) until the collection holds this many rows.
+        Default 20,000.
+    """
+
+    nlist: int | None = None
+    nprobe: int | None = None
+    min_rows: int | None = None
+    kind = "ivf"
+
+    def __post_init__(self) -> None:
+        _check_int("nlist", self.nlist, 1, 1 << 20)
+        _check_int("nprobe", self.nprobe, 1)
+        _check_int("min_rows", self.min_rows, 1)
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, **asdict(self)}
+
+
+@dataclass(frozen=True)
+class IVFPQ:
+    """IVF with residual product quantization: ``m`` one-byte codes per vector are scanned,
+    and the best ``k * refine`` candidates are re-ranked against the full vectors.
+
+    Parameters
+    ----------
+    nlist, nprobe, min_rows :
+        As for ``IVF``.
+    m : int, optional
+        Sub-quantizers, *M* (bytes per vector); must divide the dimension. Default: the
+        divisor of dim nearest dim / 8 (48 for 384).
+    nbits : int
+        Bits per sub-quantizer code, 1 to 8 (*ksub* = 2**nbits centroids each). Default 8.
+    refine : int, optional
+        Re-rank factor: ``k * refine`` candidates are scored exactly. Default 10; 1 turns
+        re-ranking off (scores are then PQ estimates).
+    """
+
+    nlist: int | None = None
+    m: int | None = None
+    nbits: int = 8
+    nprobe: int | None = None
+    refine: int | None = None
+    min_rows: int | None = None
+    kind = "ivfpq"
+
+    def __post_init__(self) -> None:
+        _check_int("nlist", self.nlist, 1, 1 << 20)
+        _check_int("m", self.m, 1, 4096)
+        _check_int("nbits", self.nbits, 1, 8)
+        _check_int("nprobe", self.nprobe, 1)
+        _check_int("refine", self.refine, 1, 1000)
+        _check_int("min_rows", self.min_rows, 1)
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, **asdict(self)}
+
+
+Spec = Flat | IVF | IVFPQ
+_KINDS = {cls.kind: cls for cls in (Flat, IVF, IVFPQ)}
+
+
+def from_json(data: dict | None) -> Spec:
+    """The spec stored in a collection's config (absent: ``Flat()``)."""
+    if not data:
+        return Flat()
+    cls = _KINDS.get(data.get("kind"))
+    if cls is None:
+        raise InvalidInput(f"unknown index kind {data.get('kind')!r}")
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def check(spec, dim: int) -> Spec:
+    """Validate a user's spec against the collection's dimension."""
+    if not isinstance(spec, (Flat, IVF, IVFPQ)):
+        raise InvalidInput(
+            f"index must be vecstore.Flat(), IVF(...) or IVFPQ(...); got {type(spec).__name__}"
+        )
+    if isinstance(spec, IVFPQ) and spec.m is not None and dim % spec.m:
+        raise InvalidInput(f"IVFPQ m={spec.m} must divide the collection's dim {dim}")
+    return spec
+
+
+def min_rows(spec: Spec) -> int | None:
+    """Rows at which the index is trained (None for Flat)."""
+    if isinstance(spec, Flat):
+        return None
+    floor = spec.min_rows if spec.min_rows is not None else DEFAULT_MIN_ROWS
+    if spec.nlist is not None:
+        floor = max(floor, 8 * spec.nlist)  # k-means needs several points per list
+    return floor
+
+
+def default_nlist(n: int) -> int:
+    """``4 sqrt(N)`` rounded to a power of two, at least 16, and at most N / 8."""
+    target = 4 * math.sqrt(max(n, 1))
+    nlist = 1 << max(4, round(math.log2(target)))
+    return max(1, min(nlist, n // 8))
+
+
+def default_m(dim: int) -> int:
+    """The divisor of dim nearest dim / 8: 8-dimensional sub-vectors, one byte each."""
+    divisors = [m for m in range(1, dim + 1) if dim % m == 0]
+    return min(divisors, key=lambda m: (abs(m - dim / 8), -m))

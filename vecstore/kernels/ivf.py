@@ -1,0 +1,459 @@
+"""IVF and IVF-PQ kernels: k-means, list assignment, residual PQ, ADC scans and re-ranking.
+
+Scores follow the exact kernels' heap convention (higher is better, see exact.py): cosine
+rows are searched in the unit-normalised space, l2 as ``2 q.x - |x|^2`` (``exact.finish``
+adds ``-|q|^2``), dot as ``q.x``. Inverted lists are CSR over one segment whose rows are
+stored in list order: list ``L`` is rows ``offsets[L]:offsets[L+1]`` and their ``codes``.
+numpy + numba only; compiled lazily on first use, cached on disk.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+_COSINE = 0
+_DOT = 1
+_L2 = 2
+METRICS = {"cosine": _COSINE, "dot": _DOT, "l2": _L2}
+
+_ASSIGN_TILE = 4096  # rows per BLAS tile when assigning to centroids
+_POINT_CHUNK = 1024  # rows per parallel chunk in the small-dimension PQ kernels
+
+
+# -- heaps (a copy of exact.py's: a kernel and its helpers live in one module) ------------
+
+
+@njit(cache=True, nogil=True)
+def _sift_down(D, I, i, n):
+    s = D[i]
+    lab = I[i]
+    while True:
+        c = 2 * i + 1
+        if c >= n:
+            break
+        r = c + 1
+        if r < n and D[r] < D[c]:
+            c = r
+        if D[c] >= s:
+            break
+        D[i] = D[c]
+        I[i] = I[c]
+        i = c
+    D[i] = s
+    I[i] = lab
+
+
+@njit(cache=True, nogil=True)
+def _push(D, I, s, label):
+    """Offer (s, label) to the min-heap D/I (its minimum at 0)."""
+    if s > D[0]:
+        D[0] = s
+        I[0] = label
+        _sift_down(D, I, 0, D.shape[0])
+
+
+# -- training ------------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def _assign_tiles(x, c, cn, labels, best):
+    """Nearest centroid (L2) of every row of x: argmax of 2 x.c - |c|^2, by BLAS tiles."""
+    n = x.shape[0]
+    ct = np.ascontiguousarray(c.T)
+    for lo in range(0, n, _ASSIGN_TILE):
+        hi = min(n, lo + _ASSIGN_TILE)
+        S = np.dot(x[lo:hi], ct)
+        for i in range(hi - lo):
+            b = -np.inf
+            bj = 0
+            for j in range(c.shape[0]):
+                v = 2.0 * S[i, j] - cn[j]
+                if v > b:
+                    b = v
+                    bj = j
+            labels[lo + i] = bj
+            best[lo + i] = b
+
+
+@njit(cache=True, nogil=True)
+def _centroid_sums(x, labels, k, sums, counts):
+    sums[:] = 0.0
+    counts[:] = 0
+    d = x.shape[1]
+    for i in range(x.shape[0]):
+        j = labels[i]
+        counts[j] += 1
+        for t in range(d):
+            sums[j, t] += x[i, t]
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _nearest_small(x, cbt, cbn, labels):
+    """Nearest of ksub centroids for rows of a low-dimensional x (a PQ sub-space).
+
+    cbt is the codebook transposed, (dsub, ksub), so the inner loop runs across centroids
+    (vectorised) instead of across a handful of dimensions.
+    """
+    n, dsub = x.shape
+    ksub = cbt.shape[1]
+    nchunks = (n + _POINT_CHUNK - 1) // _POINT_CHUNK
+    for ch in prange(nchunks):
+        acc = np.empty(ksub, dtype=np.float32)
+        for i in range(ch * _POINT_CHUNK, min(n, (ch + 1) * _POINT_CHUNK)):
+            for s in range(ksub):
+                acc[s] = cbn[s]
+            for t in range(dsub):
+                v = np.float32(-2.0) * x[i, t]
+                for s in range(ksub):
+                    acc[s] += v * cbt[t, s]
+            b = acc[0]
+            bs = 0
+            for s in range(1, ksub):
+                if acc[s] < b:
+                    b = acc[s]
+                    bs = s
+            labels[i] = bs
+
+
+def _fix_empty(c, counts, rng):
+    """Split the biggest clusters to refill empty ones (as faiss does): deterministic in rng."""
+    for j in np.flatnonzero(counts == 0):
+        big = int(np.argmax(counts))
+        eps = np.float32(1e-4) * (1 + rng.standard_normal(c.shape[1]).astype(np.float32))
+        c[j] = c[big] * (1 + eps)
+        c[big] = c[big] * (1 - eps)
+        counts[j] = counts[big] // 2
+        counts[big] -= counts[j]
+
+
+def kmeans(x, k, *, niter=10, seed=0):
+    """Lloyd's k-means (L2) with a sampled initialisation; deterministic for a seed.
+
+    Parameters
+    ----------
+    x : float32 (n, d), C-contiguous, n >= k
+    k : int
+        Number of centroids.
+
+    Returns
+    -------
+    centroids : float32 (k, d)
+    """
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    n, d = x.shape
+    if k < 1 or n < k:
+        raise ValueError(f"k-means needs 1 <= k <= n; got k={k}, n={n}")
+    rng = np.random.default_rng(seed)
+    c = x[np.sort(rng.choice(n, k, replace=False))].copy()
+    labels = np.empty(n, dtype=np.int64)
+    best = np.empty(n, dtype=np.float32)
+    sums = np.empty((k, d), dtype=np.float64)
+    counts = np.empty(k, dtype=np.int64)
+    small = d <= 32
+    for _ in range(niter):
+        if small:
+            _nearest_small(x, np.ascontiguousarray(c.T), (c * c).sum(1), labels)
+        else:
+            _assign_tiles(x, c, (c * c).sum(1), labels, best)
+        _centroid_sums(x, labels, k, sums, counts)
+        nonzero = counts > 0
+        c[nonzero] = (sums[nonzero] / counts[nonzero, None]).astype(np.float32)
+        _fix_empty(c, counts, rng)
+    return c
+
+
+def assign(x, centroids):
+    """Index of the nearest centroid (L2) of each row: int64 (n,)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    c = np.ascontiguousarray(centroids, dtype=np.float32)
+    labels = np.empty(x.shape[0], dtype=np.int64)
+    best = np.empty(x.shape[0], dtype=np.float32)
+    if x.shape[0]:
+        _assign_tiles(x, c, (c * c).sum(1), labels, best)
+    return labels
+
+
+def train_pq(r, m, ksub, *, niter=15, seed=0):
+    """Product-quantiser codebooks for residuals r: float32 (m, ksub, d // m)."""
+    r = np.ascontiguousarray(r, dtype=np.float32)
+    n, d = r.shape
+    dsub = d // m
+    cb = np.empty((m, ksub, dsub), dtype=np.float32)
+    for j in range(m):
+        sub = np.ascontiguousarray(r[:, j * dsub : (j + 1) * dsub])
+        cb[j] = kmeans(sub, ksub, niter=niter, seed=seed + 1 + j)
+    return cb
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _pq_encode(r, cbt, cbn, codes):
+    n = r.shape[0]
+    m, dsub, ksub = cbt.shape
+    nchunks = (n + _POINT_CHUNK - 1) // _POINT_CHUNK
+    for ch in prange(nchunks):
+        acc = np.empty(ksub, dtype=np.float32)
+        for i in range(ch * _POINT_CHUNK, min(n, (ch + 1) * _POINT_CHUNK)):
+            for j in range(m):
+                for s in range(ksub):
+                    acc[s] = cbn[j, s]
+                for t in range(dsub):
+                    v = np.float32(-2.0) * r[i, j * dsub + t]
+                    for s in range(ksub):
+                        acc[s] += v * cbt[j, t, s]
+                b = acc[0]
+                bs = 0
+                for s in range(1, ksub):
+                    if acc[s] < b:
+                        b = acc[s]
+                        bs = s
+                codes[i, j] = bs
+
+
+def pq_encode(r, codebooks):
+    """PQ codes of residuals r (n, d) under codebooks (m, ksub, dsub): uint8 (n, m)."""
+    r = np.ascontiguousarray(r, dtype=np.float32)
+    cb = np.ascontiguousarray(codebooks, dtype=np.float32)
+    m, ksub, dsub = cb.shape
+    if r.shape[1] != m * dsub:
+        raise ValueError(f"residuals have dim {r.shape[1]}; codebooks cover {m * dsub}")
+    codes = np.empty((r.shape[0], m), dtype=np.uint8)
+    if r.shape[0]:
+        cbt = np.ascontiguousarray(cb.transpose(0, 2, 1))
+        _pq_encode(r, cbt, (cb * cb).sum(2), codes)
+    return codes
+
+
+# -- search --------------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def _lut(q, cb, T):
+    """T[j, s] = q_j . cb[j, s]: the inner product of the query's j-th sub-vector with every
+    centroid of sub-quantiser j. m x ksub float32: 48 KiB for m=48, ksub=256."""
+    m, ksub, dsub = cb.shape
+    for j in range(m):
+        for s in range(ksub):
+            acc = np.float32(0.0)
+            for t in range(dsub):
+                acc += q[j * dsub + t] * cb[j, s, t]
+            T[j, s] = acc
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _adc(T, codes, i):
+    # fastmath: a sum of table entries, order-insensitive
+    acc = np.float32(0.0)
+    for j in range(codes.shape[1]):
+        acc += T[j, codes[i, j]]
+    return acc
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _dotv(q, xb, i):
+    # fastmath: lets the dot product vectorise
+    acc = np.float32(0.0)
+    for t in range(q.shape[0]):
+        acc += q[t] * xb[i, t]
+    return acc
+
+
+@njit(cache=True, nogil=True)
+def _scan_lists(
+    q, qa, qc, metric, order, lo, hi, offsets, codes, T, xb, norms, mask, has_mask, base, D, I
+):
+    """Scan lists order[lo:hi] of one segment for one query, pushing into heap D/I.
+
+    With PQ (codes has m > 0 columns) the score is the ADC estimate of the heap score; without,
+    it is the exact heap score computed from the segment's vectors. Returns the number of
+    rows seen that pass the mask.
+    """
+    seen = 0
+    pq = codes.shape[1] > 0
+    for o in range(lo, hi):
+        L = order[o]
+        base_score = qc[L]
+        for i in range(offsets[L], offsets[L + 1]):
+            if has_mask and not mask[i]:
+                continue
+            seen += 1
+            if pq:
+                ip = base_score + _adc(T, codes, i)
+                if metric == _L2:
+                    s = np.float32(2.0) * ip - norms[i] * norms[i]
+                else:
+                    s = ip
+            else:
+                dot = _dotv(q, xb, i)
+                if metric == _COSINE:
+                    s = dot * qa / norms[i] if norms[i] > 0 else np.float32(0.0)
+                elif metric == _L2:
+                    s = np.float32(2.0) * dot - norms[i] * norms[i]
+                else:
+                    s = dot
+            if s > D[0]:
+                _push(D, I, s, base + i)
+    return seen
+
+
+@njit(cache=True, nogil=True)
+def _scan_query(
+    q, qa, qc, metric, order, lo, hi, offsets, codes, cb, xb, norms, mask, has_mask, base, D, I
+):
+    """``_scan_lists`` for one query, serially, building its look-up table first."""
+    m, ksub = cb.shape[0], cb.shape[1]
+    T = np.empty((m, ksub), dtype=np.float32)
+    if m > 0:
+        _lut(q, cb, T)
+    return _scan_lists(
+        q, qa, qc, metric, order, lo, hi, offsets, codes, T, xb, norms, mask, has_mask, base, D, I
+    )
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _scan_batch(
+    xq,
+    qa,
+    QC,
+    metric,
+    orders,
+    lo,
+    hi,
+    offsets,
+    codes,
+    cb,
+    xb,
+    norms,
+    mask,
+    has_mask,
+    base,
+    D,
+    I,
+    seen,
+):
+    """``_scan_query`` for every query, in parallel."""
+    for qi in prange(xq.shape[0]):
+        seen[qi] += _scan_query(
+            xq[qi],
+            qa[qi],
+            QC[qi],
+            metric,
+            orders[qi],
+            lo,
+            hi,
+            offsets,
+            codes,
+            cb,
+            xb,
+            norms,
+            mask,
+            has_mask,
+            base,
+            D[qi],
+            I[qi],
+        )
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _scan_one(
+    q,
+    qa,
+    qc,
+    metric,
+    order,
+    lo,
+    hi,
+    offsets,
+    codes,
+    cb,
+    xb,
+    norms,
+    mask,
+    has_mask,
+    base,
+    CD,
+    CI,
+    seen,
+):
+    """``_scan_lists`` for one query, its lists split across threads (one heap per chunk)."""
+    nchunks = CD.shape[0]
+    m, ksub = cb.shape[0], cb.shape[1]
+    T = np.empty((m, ksub), dtype=np.float32)
+    if m > 0:
+        _lut(q, cb, T)
+    step = (hi - lo + nchunks - 1) // nchunks
+    for ch in prange(nchunks):
+        a = lo + ch * step
+        b = min(hi, a + step)
+        if a < b:
+            seen[ch] = _scan_lists(
+                q,
+                qa,
+                qc,
+                metric,
+                order,
+                a,
+                b,
+                offsets,
+                codes,
+                T,
+                xb,
+                norms,
+                mask,
+                has_mask,
+                base,
+                CD[ch],
+                CI[ch],
+            )
+
+
+@njit(cache=True, nogil=True)
+def _rerank_query(q, qa, metric, xb, norms, cand, D, I, base):
+    """Exact heap scores of one query's candidate rows of one segment (cand: positions in xb,
+    -1 for none), pushed into D/I."""
+    for c in range(cand.shape[0]):
+        i = cand[c]
+        if i < 0:
+            continue
+        dot = _dotv(q, xb, i)
+        if metric == _COSINE:
+            s = dot * qa / norms[i] if norms[i] > 0 else np.float32(0.0)
+        elif metric == _L2:
+            s = np.float32(2.0) * dot - norms[i] * norms[i]
+        else:
+            s = dot
+        if s > D[0]:
+            _push(D, I, s, base + i)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _rerank_batch(xq, qa, metric, xb, norms, cand, D, I, base):
+    for qi in prange(xq.shape[0]):
+        _rerank_query(xq[qi], qa[qi], metric, xb, norms, cand[qi], D[qi], I[qi], base)
+
+
+def rerank(xq, qa, metric, xb, norms, cand, D, I, base):
+    """Push the exact scores of candidate rows ``cand`` (nq, c) of ``xb`` into heaps D/I."""
+    if xq.shape[0] == 1:
+        _rerank_query(xq[0], qa[0], metric, xb, norms, cand[0], D[0], I[0], base)
+    else:
+        _rerank_batch(xq, qa, metric, xb, norms, cand, D, I, base)
+
+
+@njit(cache=True, nogil=True)
+def _merge_heaps(PD, PI, D, I):
+    for c in range(PD.shape[0]):
+        for j in range(PD.shape[1]):
+            if PI[c, j] >= 0 and PD[c, j] > D[0]:
+                _push(D, I, PD[c, j], PI[c, j])
+
+
+def merge_heaps(PD, PI, D, I):
+    """Push every entry of the heaps PD/PI (nh, k) into the single heap D/I (k,)."""
+    _merge_heaps(PD, PI, D, I)
+
+
+def numba_threads():
+    import numba
+
+    return numba.get_num_threads()
