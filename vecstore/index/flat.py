@@ -91,8 +91,8 @@ def load_snapshot(
 
     ``segments`` caches mapped segment and index files by file name across snapshots (entries
     no longer referenced are evicted). Raises ``FileNotFoundError`` if a referenced file has
-    vanished, as it
-    does when a concurrent compaction commits and unlinks it: retry in a fresh transaction.
+    vanished, as it does when a concurrent compaction commits and unlinks it: retry in a
+    fresh transaction.
     """
     from ..kernels.exact import row_norms
 

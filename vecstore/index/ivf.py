@@ -136,8 +136,9 @@ def train(
 
 
 def _tune_nprobe(xs, norms, lists, codes, centroids, codebooks, queries, metric, refine) -> int:
-    """Smallest nprobe with recall@10 >= TARGET_RECALL on held-out queries, searching an
-    index over the sample itself (the fraction of lists to probe barely depends on N)."""
+    """Smallest nprobe with recall@10 >= TARGET_RECALL on held-out queries (or within
+    PLATEAU of the best any nprobe reaches, when quantization caps recall lower), searching
+    an index over the sample itself (the fraction of lists to probe barely depends on N)."""
     from ..kernels import exact
 
     nlist = len(centroids)
@@ -162,14 +163,18 @@ def _tune_nprobe(xs, norms, lists, codes, centroids, codebooks, queries, metric,
         0,
         0.0,
     )
-    for nprobe in [p for p in _NPROBE_STEPS if p < nlist] + [nlist]:
+    steps = [p for p in _NPROBE_STEPS if p < nlist] + [nlist]
+    recalls = []
+    for nprobe in steps:
         _, found, _ = search(
             [part], model, queries, space_metric, 10, nprobe=nprobe, refine=refine, widen=False
         )
         hits = sum(len(np.intersect1d(a[a >= 0], b[b >= 0])) for a, b in zip(found, truth))
-        if hits >= specs.TARGET_RECALL * truth[truth >= 0].size:
+        recalls.append(hits / max(1, truth[truth >= 0].size))
+        if recalls[-1] >= specs.TARGET_RECALL:
             return nprobe
-    return nlist
+    goal = max(recalls) - specs.PLATEAU
+    return next(p for p, r in zip(steps, recalls) if r >= goal)
 
 
 def encode(model: Model, x: np.ndarray, norms: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
@@ -216,7 +221,8 @@ def search(
     the concatenation of indexed parts then exact parts. Lists are probed in order of the
     query's closeness to their centroid, ``nprobe`` of them, then more while fewer than
     ``k * refine`` searchable rows have been seen (so a filter that keeps few rows still
-    yields ``min(k, matches)`` hits), unless ``widen`` is False. Returns ``exact.finish``'s ``(D, I, counts)``.
+    yields ``min(k, matches)`` hits), unless ``widen`` is False. Returns ``exact.finish``'s
+    ``(D, I, counts)``.
     """
     from ..kernels import exact, ivf
 

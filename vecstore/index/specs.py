@@ -16,12 +16,14 @@ from ..errors import InvalidInput
 DEFAULT_MIN_ROWS = 20_000
 #: Points per centroid used to train the coarse quantizer (faiss warns below 39).
 TRAIN_POINTS_PER_LIST = 48
-#: Rows sampled to train the product quantizer (256 per sub-quantizer centroid).
-PQ_TRAIN_ROWS = 65_536
+#: Rows sampled to train the product quantizer (128 per sub-quantizer centroid).
+PQ_TRAIN_ROWS = 32_768
 #: Re-rank k x this many PQ candidates against the full vectors, unless told otherwise.
 DEFAULT_REFINE = 10
-#: The default nprobe is the smallest that reaches this recall@10 on held-out samples.
+#: The default nprobe is the smallest that reaches this recall@10 on held-out samples (or,
+#: where quantization caps recall below it, comes within PLATEAU of the best reachable).
 TARGET_RECALL = 0.95
+PLATEAU = 0.01
 
 
 def _check_int(name: str, value, lo: int, hi: int | None = None) -> None:
@@ -89,7 +91,8 @@ class IVFPQ:
         As for ``IVF``.
     m : int, optional
         Sub-quantizers, *M* (bytes per vector); must divide the dimension. Default: the
-        divisor of dim nearest dim / 8 (48 for 384).
+        divisor of dim nearest dim / 8 from 256-d up (48 for 384), dim / 4 from 64-d, and
+        dim / 2 below.
     nbits : int
         Bits per sub-quantizer code, 1 to 8 (*ksub* = 2**nbits centroids each). Default 8.
     refine : int, optional
@@ -161,6 +164,8 @@ def default_nlist(n: int) -> int:
 
 
 def default_m(dim: int) -> int:
-    """The divisor of dim nearest dim / 8: 8-dimensional sub-vectors, one byte each."""
+    """The divisor of dim nearest dim / dsub, with sub-vectors of dsub = 8 dimensions from
+    256-d up, 4 from 64-d and 2 below (fewer dimensions leave less room to quantize)."""
+    dsub = 8 if dim >= 256 else 4 if dim >= 64 else 2
     divisors = [m for m in range(1, dim + 1) if dim % m == 0]
-    return min(divisors, key=lambda m: (abs(m - dim / 8), -m))
+    return min(divisors, key=lambda m: (abs(m - dim / dsub), -m))

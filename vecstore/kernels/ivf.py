@@ -174,7 +174,7 @@ def assign(x, centroids):
     return labels
 
 
-def train_pq(r, m, ksub, *, niter=15, seed=0):
+def train_pq(r, m, ksub, *, niter=12, seed=0):
     """Product-quantiser codebooks for residuals r: float32 (m, ksub, d // m)."""
     r = np.ascontiguousarray(r, dtype=np.float32)
     n, d = r.shape

