@@ -478,7 +478,7 @@ class Collection(Writes):
                     self._check_overrides(self._index_spec(cat), nprobe, refine)
                 allowed = None
                 if filtered:
-                    allowed = snap.allowed(cat.filtered_array(self._record.id, sql, params))
+                    allowed = snap.allowed_rids(cat.filtered_rids(self._record.id, sql, params))
                 scores, rids, counts = plan.search(
                     snap, xq, self.metric, k, allowed, nprobe=nprobe, refine=refine, exact=exact
                 )

@@ -48,21 +48,27 @@ class Snapshot:
     model: Model | None = None
     # pending vectors by their never-reused pending sequence number, for incremental reloads
     pending_rows: dict[int, np.ndarray] = field(default_factory=dict)
+    # per segment id: (its rids array, those rids sorted, the sorting permutation), built on
+    # the first filtered query and carried over to later snapshots while the segment lives
+    rid_index: dict[int | None, tuple] = field(default_factory=dict)
 
-    def allowed(self, located: np.ndarray) -> list[np.ndarray]:
-        """Per part, the sorted positions of the given live rows.
-
-        ``located`` is int64 ``(n, 3)``: rid, seg, pos, with seg = pos = -1 for pending rows.
-        """
+    def allowed_rids(self, rids: np.ndarray) -> list[np.ndarray]:
+        """Per part, the sorted positions of the live rows among ``rids`` (sorted int64)."""
         out = []
         for part in self.parts:
-            if part.seg is None:
-                rids = located[located[:, 1] == -1, 0]
-                order = np.argsort(part.rids)
-                found = order[np.searchsorted(part.rids, rids, sorter=order)]
-                out.append(np.sort(found))
-            else:
-                out.append(np.sort(located[located[:, 1] == part.seg, 2]))
+            entry = self.rid_index.get(part.seg)
+            if entry is None or entry[0] is not part.rids:
+                order = np.argsort(part.rids, kind="stable")
+                entry = self.rid_index[part.seg] = (part.rids, part.rids[order], order)
+            _, srt, order = entry
+            if not len(srt) or not len(rids):
+                out.append(np.zeros(0, dtype=np.int64))
+                continue
+            j = np.minimum(np.searchsorted(srt, rids), len(srt) - 1)
+            pos = order[j[srt[j] == rids]]
+            if part.alive is not None:
+                pos = pos[part.alive[pos]]
+            out.append(np.sort(pos))
         return out
 
     def vectors_of(
@@ -154,7 +160,15 @@ def load_snapshot(
         vectors = np.stack([rows[pseq] for pseq, _ in pending])
         rids = np.fromiter((rid for _, rid in pending), dtype=np.int64, count=len(pending))
         parts.append(Part(None, vectors, row_norms(vectors), rids, None))
-    return Snapshot(version, parts, model, rows)
+    carried = {}
+    if previous is not None:
+        alive_rids = {p.seg: p.rids for p in parts}
+        carried = {
+            seg: entry
+            for seg, entry in previous.rid_index.items()
+            if seg is not None and alive_rids.get(seg) is entry[0]
+        }
+    return Snapshot(version, parts, model, rows, carried)
 
 
 def load_model(

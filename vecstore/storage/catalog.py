@@ -26,6 +26,7 @@ from ..errors import CorruptStoreError, LockTimeout, StoreIOError
 from . import records
 from .arrays import ArrayFileInfo
 from .files import io_step
+from .filters import rid_query
 from .segments import SegmentInfo
 
 if TYPE_CHECKING:  # imported when first needed (migrations, new collections), not on open
@@ -587,14 +588,18 @@ class Catalog:
             (coll, *params),
         ).fetchall()
 
-    def filtered_array(self, coll: int, sql: str, params: list) -> np.ndarray:
-        """``filtered`` as an int64 ``(n, 3)`` array; seg and pos are -1 for pending rows."""
-        rows = self.conn.execute(
-            "SELECT r.rid, COALESCE(r.seg, -1), COALESCE(r.pos, -1) FROM rows r "
-            f"WHERE {_in_coll(sql)} AND {sql}",
-            (coll, *params),
-        ).fetchall()
-        return np.array(rows, dtype=np.int64).reshape(-1, 3)
+    def filtered_rids(self, coll: int, sql: str, params: list) -> np.ndarray:
+        """The sorted, distinct rids of ``coll``'s rows satisfying a compiled filter."""
+        (text,) = self.conn.execute(rid_query(sql), (coll, *params)).fetchone()
+        if not text:
+            return np.zeros(0, dtype=np.int64)
+        try:
+            rids = np.fromstring(text, dtype=np.int64, sep=",")  # C parse: 7x split + int
+        except ValueError:
+            raise CorruptStoreError(
+                f"{self.path}: a row id in the catalog is not an integer"
+            ) from None
+        return np.unique(rids)
 
     def count(self, coll: int, sql: str, params: list) -> int:
         if sql == "1":

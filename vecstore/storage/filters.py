@@ -209,3 +209,18 @@ def compile_filters(coll: int, where: Any = None, where_document: Any = None) ->
             f"filter is too large: {len(c.params)} values and keys; the limit is {MAX_PARAMS}"
         )
     return _join(" AND ", parts), c.params
+
+
+_LEAF = "r.rid IN (" + _SUBQUERY
+
+
+def rid_query(sql: str) -> str:
+    """A statement selecting the rids a compiled filter keeps, as one comma-separated text
+    (``group_concat``: one value to fetch instead of a tuple per row). Its parameters are
+    ``(coll, *params)``. A filter that is a single metadata test is answered from the
+    metadata index alone, without visiting the rows; the statement then starts with a
+    no-op on the extra collection parameter so the parameter list stays the same."""
+    if sql.startswith(_LEAF) and sql.endswith(")") and sql.count("r.rid IN (") == 1:
+        tests = sql[len("r.rid IN (SELECT m.rid FROM mindex m WHERE ") : -1]
+        return f"SELECT group_concat(m.rid) FROM mindex m WHERE ? IS NOT NULL AND {tests}"
+    return f"SELECT group_concat(r.rid) FROM rows r WHERE +r.coll = ? AND {sql}"

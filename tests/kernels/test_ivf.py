@@ -1,0 +1,447 @@
+"""IVF and PQ kernels against NumPy oracles: k-means, list assignment, PQ encoding, and the
+list scans of ``vecstore.index.ivf.search`` (IVF exact scores, IVF-PQ ADC plus re-ranking)."""
+
+# D and I (scores, labels) are the faiss names the house style asks for.
+# ruff: noqa: E741
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+
+from tests.conftest import clustered
+from tests.kernels.test_exact import check_topk, oracle_scores
+from vecstore import IVF, IVFPQ
+from vecstore.index import ivf as index_ivf
+from vecstore.kernels import exact, ivf
+
+METRICS = ("cosine", "dot", "l2")
+DIMS = (8, 64, 384)
+SPECS = {
+    "ivf": lambda d: IVF(nlist=8, nprobe=2),
+    "ivfpq": lambda d: IVFPQ(nlist=8, m=max(1, d // 8), nbits=4, nprobe=2),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# oracles
+# ---------------------------------------------------------------------------------------------
+
+
+def sq_dists(x: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """(n, k) float64 squared L2 distances."""
+    x = x.astype(np.float64)
+    c = c.astype(np.float64)
+    return ((x[:, None, :] - c[None, :, :]) ** 2).sum(-1)
+
+
+def inertia(x: np.ndarray, c: np.ndarray) -> float:
+    return float(sq_dists(x, c).min(1).sum())
+
+
+def assert_nearest(x: np.ndarray, c: np.ndarray, labels: np.ndarray) -> None:
+    """``labels`` picks a nearest centroid of every row: the oracle's argmin, or (ties aside,
+    which float32 rounding may break either way) one at the same distance."""
+    D = sq_dists(x, c)
+    best = D.min(1)
+    got = D[np.arange(len(x)), labels]
+    scale = 1e-5 * (1.0 + (x.astype(np.float64) ** 2).sum(1) + (c.astype(np.float64) ** 2).sum(1).max())
+    assert (got - best <= scale).all(), f"not the nearest centroid, worst excess {np.max(got - best)}"
+    margin = np.sort(D, 1)[:, 1] - best if c.shape[0] > 1 else np.full(len(x), np.inf)
+    clear = margin > scale
+    np.testing.assert_array_equal(labels[clear], D.argmin(1)[clear])
+
+
+def build(x: np.ndarray, metric: str, spec, *, seed: int = 0):
+    """Train a model on ``x`` and index ``x`` under it: ``(model, part, order)``, where the part
+    holds the rows in list order and ``order[label]`` is a label's row in ``x``."""
+    arrays, meta = index_ivf.train(x, metric, spec, len(x), seed=seed)
+    model = index_ivf.Model.from_file("model.vidx", meta, arrays)
+    norms = exact.row_norms(x)
+    lists, codes, _ = index_ivf.encode(model, x, norms)
+    order, offsets = index_ivf.list_order(lists, model.nlist)
+    part = (np.ascontiguousarray(x[order]), norms[order], offsets, np.ascontiguousarray(codes[order]))
+    return model, part, order
+
+
+@functools.lru_cache(maxsize=None)
+def cached_build(kind: str, metric: str, d: int, n: int, seed: int, zeros: int = 0):
+    """``build`` over ``data(n, d, seed=seed, zeros=zeros)`` with the spec ``SPECS[kind]``,
+    shared by the tests that only read it."""
+    x, _ = data(n, d, seed=seed, zeros=zeros)
+    return build(x, metric, SPECS[kind](d))
+
+
+def to_rows(I: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Labels (positions in list order) as rows of the original array; -1 stays -1."""
+    return np.where(I >= 0, order[np.maximum(I, 0)], -1)
+
+
+def space(x: np.ndarray, metric: str) -> np.ndarray:
+    """float64 rows in the index's space: unit-normalised for cosine (zero rows stay zero)."""
+    x = x.astype(np.float64)
+    if metric != "cosine":
+        return x
+    n = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, n, out=np.zeros_like(x), where=n > 0)
+
+
+def reconstruct(model, x: np.ndarray) -> np.ndarray:
+    """float64 PQ reconstructions ``c[list] + decoded residual`` of x, in the index's space."""
+    norms = exact.row_norms(x)
+    lists, codes, _ = index_ivf.encode(model, x, norms)
+    cb = model.codebooks.astype(np.float64)
+    decoded = np.concatenate([cb[j][codes[:, j]] for j in range(cb.shape[0])], axis=1)
+    return model.centroids.astype(np.float64)[lists] + decoded
+
+
+def adc_oracle(model, xq: np.ndarray, x: np.ndarray, metric: str) -> np.ndarray:
+    """(nq, n) float64 ADC estimates of the heap score: q.xhat (cosine in the unit space, dot),
+    2 q.xhat - |x|^2 (l2, with the exact |x|^2)."""
+    q = space(xq, metric)
+    est = q @ reconstruct(model, x).T
+    if metric == "l2":
+        est = 2 * est - (x.astype(np.float64) ** 2).sum(1)[None, :]
+    return est
+
+
+def data(n: int, d: int, *, seed: int, zeros: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Clustered rows (the last ``zeros`` of them zero vectors) and 5 queries, one of them zero
+    when ``zeros``."""
+    x = clustered(n + 5, d, clusters=12, seed=seed)
+    x, xq = x[:n].copy(), x[n:].copy()
+    if zeros:
+        x[n - zeros :] = 0.0
+        xq[0] = 0.0
+    return x, xq
+
+
+# ---------------------------------------------------------------------------------------------
+# assign
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("d", DIMS)
+@pytest.mark.parametrize("n,k", [(1, 1), (50, 7), (5000, 33)])
+def test_assign_is_the_nearest_centroid(d, n, k, rng):
+    # 5000 rows span more than one of assign's BLAS tiles (4096 rows).
+    x = rng.standard_normal((n, d), dtype=np.float32)
+    c = rng.standard_normal((k, d), dtype=np.float32)
+    labels = ivf.assign(x, c)
+    assert labels.dtype == np.int64 and labels.shape == (n,)
+    assert ((labels >= 0) & (labels < k)).all()
+    assert_nearest(x, c, labels)
+
+
+def test_assign_zero_rows_and_zero_vectors(rng):
+    c = rng.standard_normal((6, 8), dtype=np.float32)
+    assert ivf.assign(np.zeros((0, 8), np.float32), c).shape == (0,)
+    z = np.zeros((3, 8), np.float32)
+    np.testing.assert_array_equal(ivf.assign(z, c), np.argmin((c.astype(np.float64) ** 2).sum(1)))
+
+
+def test_assign_rejects_mismatched_dims(rng):
+    with pytest.raises(ValueError):
+        ivf.assign(rng.standard_normal((4, 8), dtype=np.float32), np.ones((3, 16), np.float32))
+
+
+# ---------------------------------------------------------------------------------------------
+# kmeans
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("d", [8, 64])  # both sides of kmeans' small-dimension kernel (d <= 32)
+def test_kmeans_deterministic_for_a_seed(d):
+    x = clustered(3000, d, clusters=16, seed=1)
+    a = ivf.kmeans(x, 24, niter=5, seed=7)
+    b = ivf.kmeans(x, 24, niter=5, seed=7)
+    assert a.dtype == np.float32 and a.shape == (24, d)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, ivf.kmeans(x, 24, niter=5, seed=8))
+
+
+@pytest.mark.parametrize("d", [8, 64])
+@pytest.mark.parametrize("k", [16, 64])
+def test_kmeans_no_empty_clusters_on_clustered_data(d, k):
+    x = clustered(4000, d, clusters=16, seed=2)
+    c = ivf.kmeans(x, k, niter=10, seed=0)
+    assert np.isfinite(c).all()
+    counts = np.bincount(ivf.assign(x, c), minlength=k)
+    assert counts.min() > 0, f"empty clusters: {np.flatnonzero(counts == 0)}"
+
+
+@pytest.mark.parametrize("d", [8, 64])
+def test_kmeans_inertia_falls_from_the_initialisation(d):
+    x = clustered(3000, d, clusters=16, seed=3)
+    # niter=0 returns the sampled initialisation itself.
+    curve = [inertia(x, ivf.kmeans(x, 32, niter=it, seed=5)) for it in (0, 1, 2, 5, 10)]
+    assert curve[-1] < 0.9 * curve[0], curve
+    # Lloyd's iterations never increase the inertia (up to float32 centroid rounding).
+    assert all(b <= a * (1 + 1e-5) for a, b in zip(curve, curve[1:])), curve
+
+
+def test_kmeans_edge_cases(rng):
+    x = rng.standard_normal((5, 8), dtype=np.float32)
+    # k == n: every row is its own centroid; k == 1: the mean.
+    c = ivf.kmeans(x, 5, seed=0)
+    np.testing.assert_allclose(sq_dists(x, c).min(1), 0.0, atol=1e-10)
+    np.testing.assert_allclose(ivf.kmeans(x, 1, seed=0)[0], x.mean(0), rtol=1e-5, atol=1e-6)
+    for k in (0, 6):
+        with pytest.raises(ValueError):
+            ivf.kmeans(x, k)
+    # Duplicates and zero vectors: fewer distinct points than k must not break anything.
+    dup = np.repeat(np.eye(3, 8, dtype=np.float32), 50, axis=0)
+    c = ivf.kmeans(dup, 8, seed=1)
+    assert c.shape == (8, 8) and np.isfinite(c).all()
+    assert inertia(dup, c) < 1e-6
+    z = ivf.kmeans(np.zeros((40, 8), np.float32), 4, seed=0)
+    np.testing.assert_array_equal(z, 0.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# product quantisation
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("d,m", [(8, 1), (8, 4), (8, 8), (64, 8), (64, 16), (384, 48)])
+@pytest.mark.parametrize("ksub", [16, 256])
+def test_pq_encode_is_the_nearest_sub_centroid(d, m, ksub, rng):
+    # 2500 rows: more than one of the encoder's parallel chunks (1024 rows).
+    r = rng.standard_normal((2500, d), dtype=np.float32)
+    cb = rng.standard_normal((m, ksub, d // m), dtype=np.float32)
+    codes = ivf.pq_encode(r, cb)
+    assert codes.dtype == np.uint8 and codes.shape == (2500, m)
+    dsub = d // m
+    for j in range(m):
+        assert_nearest(r[:, j * dsub : (j + 1) * dsub], cb[j], codes[:, j].astype(np.int64))
+
+
+def test_pq_encode_shapes(rng):
+    cb = rng.standard_normal((2, 16, 4), dtype=np.float32)
+    assert ivf.pq_encode(np.zeros((0, 8), np.float32), cb).shape == (0, 2)
+    with pytest.raises(ValueError):
+        ivf.pq_encode(np.zeros((3, 12), np.float32), cb)
+
+
+@pytest.mark.parametrize("d,m", [(8, 2), (64, 8)])
+def test_train_pq_codebooks(d, m):
+    r = clustered(2000, d, clusters=8, seed=6)
+    cb = ivf.train_pq(r, m, 16, seed=3)
+    assert cb.dtype == np.float32 and cb.shape == (m, 16, d // m)
+    np.testing.assert_array_equal(cb, ivf.train_pq(r, m, 16, seed=3))
+    # Encoding and decoding loses much less than replacing each row by the mean.
+    codes = ivf.pq_encode(r, cb)
+    decoded = np.concatenate([cb[j][codes[:, j]] for j in range(m)], axis=1)
+    err = ((r - decoded) ** 2).sum()
+    assert err < 0.5 * ((r - r.mean(0)) ** 2).sum()
+
+
+# ---------------------------------------------------------------------------------------------
+# search: list scans, ADC and re-ranking, through vecstore.index.ivf.search
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["batch", "serial", "threads"])
+def scan_path(request, monkeypatch):
+    """How queries are scanned: all at once (parallel over queries), one at a time on one
+    thread, or one at a time with its lists split across threads."""
+    if request.param == "threads":
+        monkeypatch.setattr(index_ivf, "SERIAL_SCAN_ROWS", 0)
+    return request.param
+
+
+def run(parts, model, xq, metric, k, path="batch", **kw):
+    """``index_ivf.search`` for all queries at once, or one query per call."""
+    if path == "batch":
+        return index_ivf.search(parts, model, xq, metric, k, **kw)
+    out = [index_ivf.search(parts, model, xq[i : i + 1], metric, k, **kw) for i in range(len(xq))]
+    return tuple(np.concatenate([o[j] for o in out]) for j in range(3))
+
+
+@pytest.mark.parametrize("kind", ["ivf", "ivfpq"])
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("d", DIMS)
+@pytest.mark.parametrize("k", [1, 10, "n+3"])
+def test_all_lists_and_full_refine_is_exact(kind, metric, d, k, scan_path):
+    # nprobe = nlist scans every row; with refine >= n every PQ candidate is re-ranked exactly.
+    n = 400
+    x, xq = data(n, d, seed=d, zeros=3)
+    model, part, order = cached_build(kind, metric, d, n, d, 3)
+    k = n + 3 if k == "n+3" else k
+    D, I, counts = run(
+        [part], model, xq, metric, k, scan_path, nprobe=model.nlist, refine=n // k + 1
+    )
+    check_topk(xq, x, metric, k, D, to_rows(I, order), counts)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("d", DIMS)
+def test_adc_candidates_are_the_best_pq_estimates(metric, d, scan_path):
+    # With refine=1 the k candidates are the k best ADC estimates, which are then re-scored
+    # exactly: the returned rows must be the oracle's k best estimates (ties aside).
+    n, k = 600, 10
+    x, xq = data(n, d, seed=d + 1, zeros=2)
+    model, part, order = cached_build("ivfpq", metric, d, n, d + 1, 2)
+    D, I, counts = run([part], model, xq, metric, k, scan_path, nprobe=model.nlist, refine=1)
+    np.testing.assert_array_equal(counts, k)
+    rows = to_rows(I, order)
+    est = adc_oracle(model, xq, x, metric)
+    kth = -np.sort(-est, axis=1)[:, k - 1 : k]
+    scale = np.abs(est).max(1, keepdims=True) + 1.0
+    assert (np.take_along_axis(est, rows, 1) >= kth - 1e-4 * scale).all()
+    # ... and the scores returned are their exact scores, best first.
+    exact_scores = np.take_along_axis(oracle_scores(xq, x, metric), rows, 1)
+    np.testing.assert_allclose(D, exact_scores, rtol=1e-4, atol=1e-4)
+    assert (np.diff(D, axis=1) <= 0).all()
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("nprobe", [1, 3, 7])
+def test_ivf_probes_the_nprobe_closest_lists(metric, nprobe, scan_path):
+    # IVF (exact scores) with widen=False returns exactly the top-k among the rows of the
+    # nprobe lists whose centroids score best against the query.
+    d, n, k = 16, 800, 10
+    x, xq = data(n, d, seed=9)
+    model, part, order = build(x, metric, IVF(nlist=8, nprobe=1))
+    c = model.centroids.astype(np.float64)
+    q = space(xq, metric)
+    rank = 2 * q @ c.T - (c**2).sum(1) if metric == "l2" else q @ c.T
+    lists = np.searchsorted(part[2], np.arange(n), side="right") - 1  # list of each position
+    row_list = np.empty(n, np.int64)
+    row_list[order] = lists
+    D, I, counts = run(
+        [part], model, xq, metric, k, scan_path, nprobe=nprobe, widen=False
+    )
+    for i in range(len(xq)):
+        probed = np.argsort(-rank[i])[:nprobe]
+        allowed = np.isin(row_list, probed)
+        check_topk(xq[i : i + 1], x, metric, k, D[i : i + 1], to_rows(I[i : i + 1], order),
+                   counts[i : i + 1], allowed)
+
+
+@pytest.mark.parametrize("kind", ["ivf", "ivfpq"])
+@pytest.mark.parametrize("metric", METRICS)
+def test_parts_masks_and_exact_parts_compose(kind, metric, rng, scan_path):
+    # Two indexed parts with tombstone masks and one exact part (pending rows) filtered by a
+    # row list: the result is the exact top-k over the union of the allowed rows.
+    d, k = 32, 15
+    x, xq = data(900, d, seed=12, zeros=2)
+    model, _, _ = build(x[:600], metric, SPECS[kind](d))
+    parts, orders, masks = [], [], []
+    for lo, hi in ((0, 300), (300, 600)):
+        xs = x[lo:hi]
+        norms = exact.row_norms(xs)
+        lists, codes, _ = index_ivf.encode(model, xs, norms)
+        order, offsets = index_ivf.list_order(lists, model.nlist)
+        parts.append((np.ascontiguousarray(xs[order]), norms[order], offsets, codes[order].copy()))
+        orders.append(order + lo)
+        masks.append(rng.random(300) < 0.7)
+    tail = np.ascontiguousarray(x[600:])
+    rows = np.flatnonzero(rng.random(300) < 0.5).astype(np.int64)
+    exact_parts = [(tail, exact.row_norms(tail), rows, None)]
+    labels_to_x = np.concatenate(orders + [np.arange(600, 900)])
+    allowed = np.zeros(900, bool)
+    for order, mask in zip(orders, masks):
+        allowed[order[mask]] = True
+    allowed[600 + rows] = True
+    D, I, counts = run(
+        parts, model, xq, metric, k, scan_path,
+        nprobe=model.nlist, refine=1000, masks=masks, exact_parts=exact_parts,
+    )
+    check_topk(xq, x, metric, k, D, to_rows(I, labels_to_x), counts, allowed)
+
+
+@pytest.mark.parametrize("kind", ["ivf", "ivfpq"])
+@pytest.mark.parametrize("keep", [0, 3, 40])
+def test_widening_finds_sparse_masked_rows(kind, keep, rng, scan_path):
+    # A mask keeping few rows, probed from nprobe=1: lists are added until k (IVF) or
+    # k * refine (IVF-PQ) allowed rows were seen, so exactly min(k, allowed) results come back.
+    d, k, n = 16, 10, 800
+    x, xq = data(n, d, seed=13)
+    model, part, order = cached_build(kind, "l2", d, n, 13)
+    mask = np.zeros(n, bool)
+    mask[rng.choice(n, keep, replace=False)] = True
+    allowed = np.zeros(n, bool)
+    allowed[order[mask]] = True
+    D, I, counts = run([part], model, xq, "l2", k, scan_path, nprobe=1, masks=[mask])
+    np.testing.assert_array_equal(counts, min(k, keep))
+    assert allowed[to_rows(I, order)[I >= 0]].all()
+    if keep <= k or kind == "ivfpq":
+        # Every allowed row was seen (and, for PQ, re-ranked: k * refine >= 40): exact top-k.
+        check_topk(xq, x, "l2", k, D, to_rows(I, order), counts, allowed)
+    # Without widening, the one probed list may hold fewer than k allowed rows.
+    D, I, counts = run([part], model, xq, "l2", k, scan_path, nprobe=1, masks=[mask], widen=False)
+    assert (counts <= min(k, keep)).all()
+    assert allowed[to_rows(I, order)[I >= 0]].all()
+
+
+def test_k_larger_than_everything_pads(scan_path):
+    x, xq = data(60, 8, seed=14)
+    for spec in (IVF(nlist=4, nprobe=1), IVFPQ(nlist=4, m=2, nbits=4, nprobe=1)):
+        model, part, order = build(x, "dot", spec)
+        D, I, counts = run([part], model, xq, "dot", 100, scan_path)
+        np.testing.assert_array_equal(counts, 60)
+        assert (I[:, 60:] == -1).all() and np.isneginf(D[:, 60:]).all()
+        check_topk(xq, x, "dot", 100, D, to_rows(I, order), counts)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_zero_vectors_everywhere(metric):
+    # An all-zero database and a zero query: scores are those of exact search (0 for cosine
+    # and dot, -|q|^2 for l2), never NaN.
+    x = np.zeros((300, 8), np.float32)
+    xq = np.zeros((2, 8), np.float32)
+    xq[1, 0] = 1.0
+    for spec in (IVF(nlist=4, nprobe=4), IVFPQ(nlist=4, m=2, nbits=4, nprobe=4)):
+        model, part, order = build(x, metric, spec)
+        D, I, counts = index_ivf.search([part], model, xq, metric, 5, refine=2)
+        assert not np.isnan(D).any()
+        check_topk(xq, x, metric, 5, D, to_rows(I, order), counts)
+
+
+# ---------------------------------------------------------------------------------------------
+# heap helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def test_merge_heaps_keeps_the_best(rng):
+    k = 7
+    PD, PI = exact.new_heaps(4, k)
+    scores = rng.standard_normal(4 * k).astype(np.float32)
+    PD[:] = scores.reshape(4, k)
+    PI[:] = np.arange(4 * k).reshape(4, k)
+    PI[2, 3] = -1  # an empty slot never counts, whatever its score
+    D, I = exact.new_heaps(1, k)
+    ivf.merge_heaps(PD, PI, D[0], I[0])
+    D, I, counts = exact.finish(D, I, np.zeros((1, 4), np.float32), "dot")
+    valid = np.ones(4 * k, bool)
+    valid[2 * k + 3] = False
+    want = np.argsort(-np.where(valid, scores, -np.inf))[:k]
+    np.testing.assert_array_equal(I[0], want)
+    np.testing.assert_allclose(D[0], scores[want])
+    assert counts[0] == k
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_rerank_scores_candidates_exactly(metric, rng):
+    xb = rng.standard_normal((50, 16), dtype=np.float32)
+    xb[3] = 0.0
+    xq = rng.standard_normal((3, 16), dtype=np.float32)
+    code = ivf.METRICS[metric]
+    # The search layer passes queries in the index space (unit length for cosine) and qa = 1.
+    q = space(xq, metric).astype(np.float32)
+    cand = np.full((3, 12), -1, np.int64)
+    for i in range(3):
+        cand[i, :10] = rng.choice(np.arange(4, 50), 10, replace=False)
+    cand[0, 0] = 3  # the zero row
+    D, I = exact.new_heaps(3, 4)
+    ivf.rerank(q, np.ones(3, np.float32), code, xb, exact.row_norms(xb), cand, D, I, 100)
+    D, I, counts = exact.finish(D, I, q, metric)
+    S = oracle_scores(q, xb, metric)
+    for i in range(3):
+        c = cand[i, cand[i] >= 0]
+        want = c[np.argsort(-S[i, c], kind="stable")][:4]
+        np.testing.assert_allclose(D[i], S[i, want], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(S[i, I[i] - 100], S[i, want], rtol=1e-5, atol=1e-5)
