@@ -103,7 +103,7 @@ class Writes:
             self._seal(cat, force=False)
             self._merge(cat)
             self._index_upkeep(cat)
-        except VecstoreError as exc:
+        except (VecstoreError, ValueError, MemoryError) as exc:
             if isinstance(exc, StoreIOError):
                 self._db._broken = str(exc)
             warnings.warn(

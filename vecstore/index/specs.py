@@ -153,6 +153,8 @@ def min_rows(spec: Spec) -> int | None:
     floor = spec.min_rows if spec.min_rows is not None else DEFAULT_MIN_ROWS
     if spec.nlist is not None:
         floor = max(floor, 8 * spec.nlist)  # k-means needs several points per list
+    if isinstance(spec, IVFPQ):
+        floor = max(floor, 4 << spec.nbits)  # ... and each sub-quantizer per centroid
     return floor
 
 
