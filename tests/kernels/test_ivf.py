@@ -47,8 +47,12 @@ def assert_nearest(x: np.ndarray, c: np.ndarray, labels: np.ndarray) -> None:
     D = sq_dists(x, c)
     best = D.min(1)
     got = D[np.arange(len(x)), labels]
-    scale = 1e-5 * (1.0 + (x.astype(np.float64) ** 2).sum(1) + (c.astype(np.float64) ** 2).sum(1).max())
-    assert (got - best <= scale).all(), f"not the nearest centroid, worst excess {np.max(got - best)}"
+    scale = 1e-5 * (
+        1.0 + (x.astype(np.float64) ** 2).sum(1) + (c.astype(np.float64) ** 2).sum(1).max()
+    )
+    assert (got - best <= scale).all(), (
+        f"not the nearest centroid, worst excess {np.max(got - best)}"
+    )
     margin = np.sort(D, 1)[:, 1] - best if c.shape[0] > 1 else np.full(len(x), np.inf)
     clear = margin > scale
     np.testing.assert_array_equal(labels[clear], D.argmin(1)[clear])
@@ -62,11 +66,16 @@ def build(x: np.ndarray, metric: str, spec, *, seed: int = 0):
     norms = exact.row_norms(x)
     lists, codes, _ = index_ivf.encode(model, x, norms)
     order, offsets = index_ivf.list_order(lists, model.nlist)
-    part = (np.ascontiguousarray(x[order]), norms[order], offsets, np.ascontiguousarray(codes[order]))
+    part = (
+        np.ascontiguousarray(x[order]),
+        norms[order],
+        offsets,
+        np.ascontiguousarray(codes[order]),
+    )
     return model, part, order
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cached_build(kind: str, metric: str, d: int, n: int, seed: int, zeros: int = 0):
     """``build`` over ``data(n, d, seed=seed, zeros=zeros)`` with the spec ``SPECS[kind]``,
     shared by the tests that only read it."""
@@ -311,14 +320,20 @@ def test_ivf_probes_the_nprobe_closest_lists(metric, nprobe, scan_path):
     lists = np.searchsorted(part[2], np.arange(n), side="right") - 1  # list of each position
     row_list = np.empty(n, np.int64)
     row_list[order] = lists
-    D, I, counts = run(
-        [part], model, xq, metric, k, scan_path, nprobe=nprobe, widen=False
-    )
+    D, I, counts = run([part], model, xq, metric, k, scan_path, nprobe=nprobe, widen=False)
     for i in range(len(xq)):
         probed = np.argsort(-rank[i])[:nprobe]
         allowed = np.isin(row_list, probed)
-        check_topk(xq[i : i + 1], x, metric, k, D[i : i + 1], to_rows(I[i : i + 1], order),
-                   counts[i : i + 1], allowed)
+        check_topk(
+            xq[i : i + 1],
+            x,
+            metric,
+            k,
+            D[i : i + 1],
+            to_rows(I[i : i + 1], order),
+            counts[i : i + 1],
+            allowed,
+        )
 
 
 @pytest.mark.parametrize("kind", ["ivf", "ivfpq"])
@@ -347,8 +362,16 @@ def test_parts_masks_and_exact_parts_compose(kind, metric, rng, scan_path):
         allowed[order[mask]] = True
     allowed[600 + rows] = True
     D, I, counts = run(
-        parts, model, xq, metric, k, scan_path,
-        nprobe=model.nlist, refine=1000, masks=masks, exact_parts=exact_parts,
+        parts,
+        model,
+        xq,
+        metric,
+        k,
+        scan_path,
+        nprobe=model.nlist,
+        refine=1000,
+        masks=masks,
+        exact_parts=exact_parts,
     )
     check_topk(xq, x, metric, k, D, to_rows(I, labels_to_x), counts, allowed)
 

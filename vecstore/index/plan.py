@@ -15,9 +15,8 @@ import numpy as np
 
 from . import flat, ivf
 
-#: A filter keeping at most this many rows (or this fraction of them) is scanned exactly.
-EXACT_FILTER_ROWS = 10_000
-EXACT_FILTER_FRACTION = 0.05
+#: A filter keeping at most this many rows is always scanned exactly.
+EXACT_FILTER_ROWS = 2_000
 
 
 def search(
@@ -41,11 +40,8 @@ def search(
     indexed = [i for i, p in enumerate(parts) if p.offsets is not None]
     if model is None or exact or not indexed:
         return flat.search(parts, xq, metric, k, allowed)
-    if allowed is not None:
-        n_allowed = sum(len(a) for a in allowed)
-        n_total = sum(len(p.vectors) for p in parts)
-        if n_allowed <= max(EXACT_FILTER_ROWS, EXACT_FILTER_FRACTION * n_total):
-            return flat.search(parts, xq, metric, k, allowed)
+    if allowed is not None and _exact_is_cheaper(snap, allowed, k, nprobe, refine):
+        return flat.search(parts, xq, metric, k, allowed)
     others = [i for i in range(len(parts)) if parts[i].offsets is None]
     masks = []
     for i in indexed:
@@ -72,3 +68,22 @@ def search(
         exact_parts=exact_parts,
     )
     return D, flat.labels_to_rids(I, [parts[i].rids for i in indexed + others]), counts
+
+
+def _exact_is_cheaper(snap, allowed, k: int, nprobe: int | None, refine: int | None) -> bool:
+    """Compare the values an exact scan of the kept rows reads (rows x dim) with what probing
+    reads: the rows of nprobe lists, or of as many lists as it takes to meet k x refine kept
+    rows at the filter's selectivity, in bytes per row (m codes, or dim floats for IVF), plus
+    the re-ranking."""
+    model = snap.model
+    n_allowed = sum(len(a) for a in allowed)
+    if n_allowed <= EXACT_FILTER_ROWS:
+        return True
+    n_total = max(1, sum(len(p.vectors) for p in snap.parts))
+    d = model.centroids.shape[1]
+    m = model.codebooks.shape[0]
+    pq = m > 0
+    kc = k * (refine or model.refine) if pq else k
+    probed = (nprobe or model.nprobe) / model.nlist * n_total
+    rows = max(probed, kc * n_total / n_allowed)
+    return n_allowed * d <= rows * (m if pq else d) + (kc * d if pq else 0)
