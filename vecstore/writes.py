@@ -388,10 +388,13 @@ class Writes:
         rng = np.random.default_rng(len(live))
         pick = rng.permutation(len(live))[: min(want, len(live))]
         parts = {p.seg: p for p in snap.parts}
-        sample = np.empty((len(pick), self.dim), dtype=np.float32)
-        for i, (_, s, p) in enumerate(live[pick]):
-            sample[i] = parts[int(s)].vectors[p]
+        chosen = live[np.sort(pick)]
         del live
+        sample = np.empty((len(chosen), self.dim), dtype=np.float32)
+        for s in np.unique(chosen[:, 1]):
+            sel = chosen[:, 1] == s
+            sample[sel] = parts[int(s)].vectors[chosen[sel, 2]]
+        sample = sample[rng.permutation(len(sample))]  # train() holds out its last rows
         arrays, meta = ivf.train(sample, self.metric, spec, nrows)
         self._rewrite(cat, seg_ids, model=(arrays, meta))
 

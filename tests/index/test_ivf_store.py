@@ -35,15 +35,9 @@ BUG_POS_BLOB = pytest.mark.xfail(
     strict=True,
     raises=(ValueError, IndexError),
     reason="BUG: Catalog.set_location binds numpy.int64 positions, which sqlite3 stores as "
-    "8-byte BLOBs; rows sealed (or re-placed by upsert/update) under a trained model get a "
-    "BLOB pos, and filters, get(include_vectors), deletes, compact and retraining then fail",
-)
-BUG_PQ_FEW_ROWS = pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="BUG: IVFPQ accepts min_rows < 2**nbits; training then raises ValueError "
-    "('needs at least 256 rows') out of every committed write until the collection has "
-    "2**nbits rows",
+    "8-byte BLOBs; rows sealed (or re-placed by a large upsert/update) under a trained model "
+    "get a BLOB pos: get(include_vectors) raises IndexError, deleting one makes every later "
+    "query raise ValueError, and compact/merge/retrain raise ValueError",
 )
 KINDS = [pytest.param("ivf", marks=BUG_IVF_WRITE), "ivfpq"]
 
@@ -143,7 +137,7 @@ def test_recall_floor_at_default_parameters(shared, kind, metric):
     assert info["train_rows"] == N and info["indexed_rows"] == N
     assert 1 <= info["nprobe"] <= info["nlist"]
     if kind == "ivfpq":
-        assert (info["m"], info["nbits"], info["refine"]) == (4, 8, 10)
+        assert DIM % info["m"] == 0 and (info["nbits"], info["refine"]) == (8, 10)
     q = shared.queries
     truth = c.query_many(q, k=10, exact=True)
     assert recall(c.query_many(q, k=10), truth) >= 0.9
@@ -439,40 +433,40 @@ def test_deletes_and_upserts_after_training(store, kind):
 def test_rows_sealed_after_training_stay_usable(store):
     # Small writes after training wait as pending rows, then are sealed into a segment under
     # the model: every operation must work on them as on any other row.
-    x = embeddings(1600, seed=4)
-    c = store.create_collection("c", dim=DIM, metric="l2", index=small_spec("ivfpq", min_rows=1000))
-    meta = [{"g": i % 5} for i in range(1600)]
-    c.add(ids(0, 1000), vectors=x[:1000], metadata=meta[:1000])
-    for lo in range(1000, 1300, 20):  # 300 rows in small writes: one seal of 256
+    x = embeddings(1700, seed=4)
+    spec = small_spec("ivfpq", min_rows=1000)
+    c = store.create_collection("c", dim=DIM, metric="l2", index=spec)
+    meta = [{"g": i % 5} for i in range(1700)]
+    c.add(ids(0, 1100), vectors=x[:1100], metadata=meta[:1100])
+    for lo in range(1100, 1400, 20):  # 300 rows in small writes: one seal of 256
         c.add(ids(lo, lo + 20), vectors=x[lo : lo + 20], metadata=meta[lo : lo + 20])
-    assert c.index_info()["indexed_rows"] >= 1256
-    r = c.query(x[1010], k=5, where={"g": 0})
-    assert r.ids[0] == "1010" and all(m["g"] == 0 for m in r.metadata)
-    np.testing.assert_array_equal(c.get(["1010"], include_vectors=True).vectors[0], x[1010])
-    assert c.delete(["1010"]) == 1
-    assert "1010" not in c.query(x[1010], k=5).ids
-    c.upsert(ids(1000, 1300), vectors=x[1300:1600])  # re-placed in a new segment
-    assert c.query(x[1300], k=10).ids[0] == "1000"
-    assert c.query(x[1301], k=10, where={"g": 1}).ids[0] == "1001"
+    assert c.index_info()["indexed_rows"] >= 1356
+    r = c.query(x[1110], k=5, where={"g": 0})
+    assert r.ids[0] == "1110" and all(m["g"] == 0 for m in r.metadata)
+    np.testing.assert_array_equal(c.get(["1110"], include_vectors=True).vectors[0], x[1110])
+    assert c.delete(["1110"]) == 1
+    assert "1110" not in c.query(x[1110], k=5).ids
+    c.upsert(ids(1100, 1400), vectors=x[1400:1700])  # re-placed in a new segment
+    assert c.query(x[1400], k=10).ids[0] == "1100"
+    assert c.query(x[1401], k=10, where={"g": 1}).ids[0] == "1101"
     c.compact()
-    assert c.index_info()["trained"] and c.count() == 1300
-    assert c.query(x[1302], k=10).ids[0] == "1002"
+    assert c.index_info()["trained"] and c.count() == 1400
+    assert c.query(x[1402], k=10).ids[0] == "1102"
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_retrain_after_growth(store, kind):
-    x = embeddings(4200, seed=5)
+    x = embeddings(4600, seed=5)
     c = store.create_collection("c", dim=DIM, metric="dot", index=small_spec(kind, min_rows=1000))
-    c.add(ids(0, 1000), vectors=x[:1000])
-    first = c.index_info()
-    assert first["train_rows"] == 1000
-    c.add(ids(1000, 2500), vectors=x[1000:2500])
-    assert c.index_info()["train_rows"] == 1000  # 2.5x: not yet
-    c.add(ids(2500, 4000), vectors=x[2500:4000])  # 4x the rows trained on
+    c.add(ids(0, 1100), vectors=x[:1100])
+    assert c.index_info()["train_rows"] == 1100
+    c.add(ids(1100, 2750), vectors=x[1100:2750])
+    assert c.index_info()["train_rows"] == 1100  # 2.5x: not yet
+    c.add(ids(2750, 4400), vectors=x[2750:4400])  # 4x the rows trained on
     info = c.index_info()
-    assert info["trained"] and info["train_rows"] == 4000
-    assert info["indexed_rows"] == c.count() == 4000
-    q = x[4000:4200]
+    assert info["trained"] and info["train_rows"] == 4400
+    assert info["indexed_rows"] == c.count() == 4400
+    q = x[4400:]
     truth = c.query_many(q, k=10, exact=True)
     assert recall(c.query_many(q, k=10, nprobe=16, refine=50), truth) >= 0.99
     assert recall(c.query_many(q, k=10), truth) >= 0.8
@@ -567,9 +561,9 @@ def pristine(tmp_path_factory):
             path = tmp_path_factory.mktemp(f"pristine-{kind}") / "s"
             with vecstore.open(path, progress=False) as db:
                 c = db.create_collection(
-                    "c", dim=DIM, metric="l2", index=small_spec(kind, min_rows=500)
+                    "c", dim=DIM, metric="l2", index=small_spec(kind, min_rows=1000)
                 )
-                c.add(ids(0, 600), vectors=embeddings(600, seed=9))
+                c.add(ids(0, 1100), vectors=embeddings(1100, seed=9))
                 assert c.index_info()["trained"]
             made[kind] = path
         return made[kind]
@@ -640,7 +634,6 @@ def test_ivf_trains(store):
     assert c.index_info()["trained"]
 
 
-@BUG_PQ_FEW_ROWS
 def test_ivfpq_with_min_rows_below_ksub(store):
     # Either the spec is refused, or the collection waits for enough rows to train on:
     # a committed write must never raise.
