@@ -338,7 +338,7 @@ def api_figures(xb, xq, truth, repeats) -> dict:
 
 
 _SCALE_CHILD = r"""
-import json, resource, sys, time, numpy as np, vecstore
+import json, sys, time, numpy as np, vecstore
 path, nq = sys.argv[1], int(sys.argv[2])
 def rss():
     f = dict(l.split(":", 1) for l in open("/proc/self/status"))
@@ -376,18 +376,26 @@ def scale_figures(n: int, d: int) -> dict:
                 c.add([str(j) for j in range(i, i + 100_000)], vectors=x)
                 print(f"scale: {i + 100_000} rows, {time.perf_counter() - t:.0f} s", flush=True)
         (path / "ready").write_text("1")
-    out = subprocess.run(
-        [sys.executable, "-c", _SCALE_CHILD, str(path), "1000"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    got = json.loads(out.stdout)
+
+    def child(arg: str) -> dict:
+        cmd = [sys.executable, "-c", _SCALE_CHILD, arg, "1000"]
+        return json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+
+    got = child(str(path))
+    with tempfile.TemporaryDirectory() as tiny:  # the runtime alone: same code, 1,100 rows
+        with vecstore.open(tiny, progress=False) as db:
+            c = db.create_collection("c", dim=d, index=vecstore.IVFPQ(nlist=16, min_rows=1024))
+            x = np.random.default_rng(1).standard_normal((1100, d)).astype(np.float32)
+            c.add([str(i) for i in range(1100)], vectors=x)
+        got["runtime_only"] = child(tiny)["after"]
+    got["store_attributable_mb"] = got["after"]["VmRSS"] - got["runtime_only"]["VmRSS"]
     got["vectors_mb"] = n * d * 4 / 2**20
     print(
         f"scale {n}x{d}: RSS {got['after']['VmRSS']:.0f} MB "
         f"(anon {got['after']['RssAnon']:.0f}, file {got['after']['RssFile']:.0f}) "
-        f"vs vectors {got['vectors_mb']:.0f} MB; {got['qps']:.0f} q/s"
+        f"vs vectors {got['vectors_mb']:.0f} MB; runtime alone (Python, NumPy, Numba/LLVM, tiny "
+        f"store) {got['runtime_only']['VmRSS']:.0f} MB, so the store adds "
+        f"{got['store_attributable_mb']:.0f} MB; {got['qps']:.0f} q/s"
     )
     return got
 

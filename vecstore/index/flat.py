@@ -8,7 +8,7 @@ shared per-query heaps. Uses kernels (imported lazily) and storage; never touche
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,8 @@ class Part:
     # and codes holds their PQ codes (n, m), m = 0 for IVF. None for unindexed parts.
     offsets: np.ndarray | None = None
     codes: np.ndarray | None = None
+    # unmaps the segment's pages from the process (None for the pending block)
+    release: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,6 +53,8 @@ class Snapshot:
     # per segment id: (its rids array, those rids sorted, the sorting permutation), built on
     # the first filtered query and carried over to later snapshots while the segment lives
     rid_index: dict[int | None, tuple] = field(default_factory=dict)
+    # rows re-ranked through segment maps since their pages were last released (key None)
+    reranked: dict[None, int] = field(default_factory=dict)
 
     def allowed_rids(self, rids: np.ndarray) -> list[np.ndarray]:
         """Per part, the sorted positions of the live rows among ``rids`` (sorted int64)."""
@@ -134,7 +138,9 @@ def load_snapshot(
                 raise CorruptStoreError(
                     f"index file {lrec.info.file} does not match segment {rec.info.file}"
                 )
-        parts.append(Part(rec.id, seg.vectors, seg.norms, seg.rids, alive, offsets, codes))
+        parts.append(
+            Part(rec.id, seg.vectors, seg.norms, seg.rids, alive, offsets, codes, seg.release_pages)
+        )
     live = {rec.info.file for rec in records}
     live |= {r.info.file for r in list_recs.values()}
     if model_rec is not None:

@@ -36,6 +36,11 @@ class Model:
     refine: int
     train_rows: int
     train_err: float
+    centroid_norms2: np.ndarray = None  # float32 (nlist,): |c|^2, set by __post_init__
+
+    def __post_init__(self) -> None:
+        c = self.centroids
+        object.__setattr__(self, "centroid_norms2", np.einsum("ij,ij->i", c, c))
 
     @property
     def nlist(self) -> int:
@@ -235,8 +240,8 @@ def search(
     kc = k * refine if pq else k
     qn = np.ascontiguousarray(_space(xq, exact.row_norms(xq), metric), dtype=np.float32)
     qa = np.ones(nq, dtype=np.float32)
-    QC = np.ascontiguousarray(qn @ model.centroids.T, dtype=np.float32)
-    rank = 2 * QC - (model.centroids**2).sum(1) if metric == "l2" else QC
+    QC = ivf.centroid_dots(qn, model.centroids)
+    rank = 2 * QC - model.centroid_norms2 if metric == "l2" else QC
     width = min(nlist, max(nprobe, 1))
     if width < nlist:
         top = np.argpartition(-rank, width - 1, axis=1)[:, :width]

@@ -17,6 +17,11 @@ from . import flat, ivf
 
 #: A filter keeping at most this many rows is always scanned exactly.
 EXACT_FILTER_ROWS = 2_000
+#: IVF-PQ re-ranking reads a few random rows per query; once this many bytes of segments
+#: may have been mapped in by it (64 KiB of fault-around a row), their pages are released,
+#: so the float32 vectors stay on disk (in the page cache) rather than resident.
+RERANK_RESIDENT_BYTES = 16 << 20
+_FAULT_AROUND = 64 << 10
 
 
 def search(
@@ -67,7 +72,21 @@ def search(
         masks=masks,
         exact_parts=exact_parts,
     )
+    if model.codebooks.size:
+        _bound_resident(snap, [parts[i] for i in indexed], len(xq) * k * (refine or model.refine))
     return D, flat.labels_to_rids(I, [parts[i].rids for i in indexed + others]), counts
+
+
+def _bound_resident(snap: flat.Snapshot, parts: list[flat.Part], rows: int) -> None:
+    big = [p for p in parts if p.release is not None]
+    if sum(p.vectors.nbytes for p in big) <= RERANK_RESIDENT_BYTES:
+        return
+    seen = snap.reranked.get(None, 0) + rows
+    if seen * _FAULT_AROUND > RERANK_RESIDENT_BYTES:
+        for part in big:
+            part.release()
+        seen = 0
+    snap.reranked[None] = seen
 
 
 def _exact_is_cheaper(snap, allowed, k: int, nprobe: int | None, refine: int | None) -> bool:

@@ -528,3 +528,24 @@ def numba_threads():
     import numba
 
     return numba.get_num_threads()
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _centroid_dots(xq, C, out):
+    # fastmath: dot products, order-insensitive
+    for qi in range(xq.shape[0]):
+        for j in range(C.shape[0]):
+            acc = np.float32(0.0)
+            for t in range(C.shape[1]):
+                acc += xq[qi, t] * C[j, t]
+            out[qi, j] = acc
+
+
+def centroid_dots(xq, centroids):
+    """xq (nq, d) . centroids (nlist, d)^T as float32 (nq, nlist). A few queries are done here
+    rather than by BLAS, whose thread pool would otherwise fight numba's for the cores."""
+    if xq.shape[0] > 16:
+        return np.ascontiguousarray(xq @ centroids.T, dtype=np.float32)
+    out = np.empty((xq.shape[0], centroids.shape[0]), dtype=np.float32)
+    _centroid_dots(np.ascontiguousarray(xq, dtype=np.float32), centroids, out)
+    return out

@@ -149,6 +149,16 @@ class Segment:
     rids: np.ndarray  # int64 (count,)
     _map: mmap.mmap | None
 
+    def release_pages(self) -> None:
+        """Unmap the file's pages from this process (they stay in the page cache, and fault
+        back in when read): random reads of a few rows per query, as ANN re-ranking does,
+        would otherwise leave the whole file resident, 64 KiB of fault-around at a time."""
+        if self._map is not None:
+            try:
+                self._map.madvise(mmap.MADV_DONTNEED)
+            except (OSError, ValueError):
+                pass  # a hint; a closed map or a kernel without it changes nothing
+
 
 def _gf2_times(mat: list[int], vec: int) -> int:
     out, i = 0, 0
