@@ -83,12 +83,22 @@ def index_files(directory: Path) -> tuple[list[Path], list[Path]]:
     return [p for p in vidx if p.stem not in segs], [p for p in vidx if p.stem in segs]
 
 
+def every_list(kind: str, *, nlist: int = 16) -> dict:
+    """Query overrides that scan every list and, for IVF-PQ, re-rank many candidates: the
+    answer is then exact up to ties."""
+    return {"nprobe": nlist} if kind == "ivf" else {"nprobe": nlist, "refine": 100}
+
+
 def small_spec(kind: str, **kw):
     """A cheap index for tests of the store's upkeep: explicit nlist and nprobe (no tuning)
-    and, for IVF-PQ, 64 centroids per sub-quantizer."""
+    and, for IVF-PQ, 4 sub-quantizers of 64 centroids."""
     kw.setdefault("nlist", 16)
     kw.setdefault("nprobe", 4)
-    return IVF(**kw) if kind == "ivf" else IVFPQ(nbits=kw.pop("nbits", 6), **kw)
+    if kind == "ivf":
+        return IVF(**kw)
+    kw.setdefault("m", 4)
+    kw.setdefault("nbits", 6)
+    return IVFPQ(**kw)
 
 
 @pytest.fixture
@@ -203,8 +213,8 @@ def test_second_process_reads_the_same_results(shared, tmp_path):
         capture_output=True,
         text=True,
         timeout=300,
-        check=True,
     )
+    assert out.returncode == 0, out.stderr
     theirs = json.loads(out.stdout)
     assert theirs["info"] == c.index_info()
     assert theirs["ids"] == [r.ids for r in mine]
@@ -214,22 +224,17 @@ def test_second_process_reads_the_same_results(shared, tmp_path):
 # -- filters ----------------------------------------------------------------------------------
 
 FRACTIONS = {"0.5%": 5, "5%": 50, "30%": 300, "90%": 900}  # filter u < limit, u = i % 1000
-BUG_MASKED_RECALL = pytest.mark.xfail(
-    strict=True,
-    reason="BUG: IVF training fails (BUG_IVF_WRITE); with that fixed, masked IVF probing "
-    "stops widening once k matches are seen, so a filter keeping 30% gets recall 0.89 "
-    "against exact filtered search (0.95 unfiltered at the same nprobe)",
-)
+# Filters keeping a few rows are scanned exactly, whatever the metric; broad ones are masks
+# on the probed lists, scored per metric.
 FILTER_CASES = [
-    pytest.param(kind, fraction, marks=[] if kind == "ivfpq" else [BUG_IVF_WRITE])
+    pytest.param(kind, metric, fraction, marks=[] if kind == "ivfpq" else [BUG_IVF_WRITE])
     for kind in ("ivf", "ivfpq")
     for fraction in FRACTIONS
-    if (kind, fraction) != ("ivf", "30%")
-] + [pytest.param("ivf", "30%", marks=BUG_MASKED_RECALL)]
+    for metric in (METRICS if fraction in ("30%", "90%") else ["cosine"])
+]
 
 
-@pytest.mark.parametrize("metric", METRICS)
-@pytest.mark.parametrize("kind,fraction", FILTER_CASES)
+@pytest.mark.parametrize("kind,metric,fraction", FILTER_CASES)
 def test_filtered_queries(shared, kind, metric, fraction):
     # Whatever plan the store picks (an exact scan of the kept rows, or masked list probing),
     # a filtered query returns exactly min(k, matches) rows, all matching, close to exact.
@@ -333,7 +338,9 @@ def test_invalid_specs_raise_at_create(store, make):
 
 def test_specs_are_frozen_values():
     spec = IVFPQ(nlist=64, m=8, nprobe=4)
-    assert spec == IVFPQ(nlist=64, m=8, nprobe=4) and hash(spec) == hash(IVFPQ(64, 8, 8, 4))
+    same = IVFPQ(nprobe=4, m=8, nlist=64, nbits=8)
+    assert spec == same and hash(spec) == hash(same) and spec != IVFPQ(nlist=64, m=8)
+    assert IVF(nlist=64) != IVFPQ(nlist=64) and Flat() == Flat()
     with pytest.raises(AttributeError):
         spec.nprobe = 8
 
@@ -345,8 +352,8 @@ def test_specs_are_frozen_values():
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_managed_transition_and_writes_after_training(store, kind):
-    x = embeddings(2300, seed=2)
-    q = embeddings(20, seed=2)
+    x = embeddings(2330, seed=2)
+    q = x[2300:]  # held out
     c = store.create_collection("c", dim=DIM, metric="l2", index=small_spec(kind, min_rows=1500))
     assert c.index == small_spec(kind, min_rows=1500)
     c.add(ids(0, 1400), vectors=x[:1400])
@@ -376,9 +383,8 @@ def test_managed_transition_and_writes_after_training(store, kind):
         assert c.query(x[i], k=10).ids[0] == str(i)
     hits = [r.ids[0] for r in c.query_many(x[1601:2300:7], k=10)]
     assert hits == [str(i) for i in range(1601, 2300, 7)]
-    q = embeddings(30, seed=2)
     truth = c.query_many(q, k=10, exact=True)
-    assert recall(c.query_many(q, k=10, nprobe=16, refine=50), truth) >= 0.99
+    assert recall(c.query_many(q, k=10, **every_list(kind)), truth) >= 0.99
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -432,7 +438,7 @@ def test_rows_sealed_after_training_stay_usable(store):
     np.testing.assert_array_equal(c.get(["1110"], include_vectors=True).vectors[0], x[1110])
     assert c.delete(["1110"]) == 1
     assert "1110" not in c.query(x[1110], k=5).ids
-    c.upsert(ids(1100, 1400), vectors=x[1400:1700])  # re-placed in a new segment
+    c.upsert(ids(1100, 1400), vectors=x[1400:1700], metadata=meta[1100:1400])  # new segment
     assert c.query(x[1400], k=10).ids[0] == "1100"
     assert c.query(x[1401], k=10, where={"g": 1}).ids[0] == "1101"
     c.compact()
@@ -454,10 +460,26 @@ def test_retrain_after_growth(store, kind):
     assert info["indexed_rows"] == c.count() == 4400
     q = x[4400:]
     truth = c.query_many(q, k=10, exact=True)
-    assert recall(c.query_many(q, k=10, nprobe=16, refine=50), truth) >= 0.99
+    assert recall(c.query_many(q, k=10, **every_list(kind)), truth) >= 0.99
     assert recall(c.query_many(q, k=10), truth) >= 0.8
     models, lists = index_files(collection_dir(store))
     assert len(models) == 1 and len(lists) >= 1  # the old model's files are gone
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_retrain_after_drift(store, kind):
+    # Rows far from every centroid (not 4x growth) make the next write retrain.
+    x = embeddings(1100, seed=11)
+    far = embeddings(800, seed=12) * 3 + 5
+    c = store.create_collection("c", dim=DIM, metric="l2", index=small_spec(kind, min_rows=1000))
+    c.add(ids(0, 1100), vectors=x)
+    assert c.index_info()["train_rows"] == 1100
+    c.add(ids(1100, 1900), vectors=far)
+    info = c.index_info()
+    assert info["train_rows"] == 1900 and info["indexed_rows"] == 1900
+    for i in (0, 1500):
+        v = x[i] if i < 1100 else far[i - 1100]
+        assert c.query(v, k=10).ids[0] == str(i)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -506,7 +528,7 @@ def test_compact_keeps_the_index(store, kind):
     assert len(models) == 1 and len(lists) == 1
     q = x[1600:]
     truth = c.query_many(q, k=10, exact=True)
-    got = c.query_many(q, k=10, nprobe=16, refine=50)
+    got = c.query_many(q, k=10, **every_list(kind))
     assert recall(got, truth) >= 0.99
     assert not {str(i) for i in range(0, 1600, 4)} & {i for r in got for i in r.ids}
 
@@ -523,18 +545,21 @@ def test_index_survives_reopen(tmp_path, kind):
     spec = small_spec(kind, min_rows=1000)
     with vecstore.open(tmp_path / "s", seal_rows=256, progress=False) as db:
         c = db.create_collection("c", dim=DIM, metric="dot", index=spec)
-        c.add(ids(0, 1400), vectors=x[:1400])
-        c.add(ids(1400, 1450), vectors=x[1400:1450])  # pending at close
+        meta = [{"g": i % 3} for i in range(1450)]
+        c.add(ids(0, 1400), vectors=x[:1400], metadata=meta[:1400])
+        c.add(ids(1400, 1450), vectors=x[1400:1450], metadata=meta[1400:])  # pending at close
+        c.delete(ids(0, 1450)[::10])
         info = c.index_info()
+        assert info["trained"]
         before = c.query_many(q, k=10)
-        filtered = c.query_many(q, k=10, where={"$not": {"u": 1}})
+        filtered = c.query_many(q, k=10, where={"g": {"$ne": 1}})
     for read_only in (False, True):
         with vecstore.open(tmp_path / "s", read_only=read_only, progress=False) as db:
             c = db.get_collection("c")
             assert c.index == spec
             assert c.index_info() == info
             same_results(c.query_many(q, k=10), before)
-            same_results(c.query_many(q, k=10, where={"$not": {"u": 1}}), filtered)
+            same_results(c.query_many(q, k=10, where={"g": {"$ne": 1}}), filtered)
 
 
 @pytest.fixture(scope="module")
@@ -562,17 +587,12 @@ def damage(path: Path, how: str) -> None:
     if how == "truncate":
         path.write_bytes(data[: len(data) - 8])
         return
-    if how == "truncate-header":
-        path.write_bytes(data[:1000])
-        return
-    pos = {"header": 9, "header-end": 4095, "payload": 4096, "last": len(data) - 1}[how]
+    pos = {"header": 9, "payload": 4096, "last": len(data) - 1}[how]
     data[pos] ^= 0x40
     path.write_bytes(data)
 
 
-@pytest.mark.parametrize(
-    "how", ["header", "header-end", "payload", "last", "truncate", "truncate-header"]
-)
+@pytest.mark.parametrize("how", ["header", "payload", "last", "truncate"])
 @pytest.mark.parametrize("target", ["model", "lists"])
 @pytest.mark.parametrize("kind", KINDS)
 def test_damaged_index_file_raises_corrupt_store_error(pristine, tmp_path, kind, target, how):
@@ -590,6 +610,38 @@ def test_damaged_index_file_raises_corrupt_store_error(pristine, tmp_path, kind,
             c.query_many(q, k=5, where={"$not": {"u": 1}})
 
 
+@pytest.mark.parametrize(
+    "target,call",
+    [
+        ("model", "query"),
+        pytest.param(
+            "model",
+            "index_info",
+            marks=pytest.mark.xfail(
+                strict=True,
+                raises=FileNotFoundError,
+                reason="BUG: with the model file missing, index_info() (through "
+                "flat.load_model/open_arrays) raises a bare FileNotFoundError, not "
+                "CorruptStoreError as queries do",
+            ),
+        ),
+        ("lists", "query"),
+    ],
+)
+def test_missing_index_file_raises_corrupt_store_error(pristine, tmp_path, target, call):
+    path = tmp_path / "s"
+    shutil.copytree(pristine("ivfpq"), path)
+    models, lists = index_files(collection_dir(path))
+    (models if target == "model" else lists)[0].unlink()
+    with vecstore.open(path, progress=False) as db:
+        c = db.get_collection("c")
+        with pytest.raises(CorruptStoreError):
+            if call == "query":
+                c.query(embeddings(1, seed=9)[0], k=5)
+            else:
+                c.index_info()
+
+
 def test_orphan_index_files_are_removed_on_open(pristine, tmp_path):
     path = tmp_path / "s"
     shutil.copytree(pristine("ivfpq"), path)
@@ -605,7 +657,7 @@ def test_orphan_index_files_are_removed_on_open(pristine, tmp_path):
         c = db.get_collection("c")
         assert c.index_info()["trained"]
         q = embeddings(3, seed=9)
-        same_results(c.query_many(q, k=5, nprobe=16, refine=100), c.query_many(q, k=5, exact=True))
+        same_results(c.query_many(q, k=5, **every_list("ivfpq")), c.query_many(q, k=5, exact=True))
 
 
 # ---------------------------------------------------------------------------------------------

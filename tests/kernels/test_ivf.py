@@ -116,10 +116,12 @@ def adc_oracle(model, xq: np.ndarray, x: np.ndarray, metric: str) -> np.ndarray:
     return est
 
 
-def data(n: int, d: int, *, seed: int, zeros: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Clustered rows (the last ``zeros`` of them zero vectors) and 5 queries, one of them zero
-    when ``zeros``."""
-    x = clustered(n + 5, d, clusters=12, seed=seed)
+def data(
+    n: int, d: int, *, seed: int, zeros: int = 0, nq: int = 5
+) -> tuple[np.ndarray, np.ndarray]:
+    """Clustered rows (the last ``zeros`` of them zero vectors) and ``nq`` queries, the first
+    of them zero when ``zeros``."""
+    x = clustered(n + nq, d, clusters=12, seed=seed)
     x, xq = x[:n].copy(), x[n:].copy()
     if zeros:
         x[n - zeros :] = 0.0
@@ -327,32 +329,51 @@ def test_adc_candidates_are_the_best_pq_estimates(metric, d, scan_path):
 
 @pytest.mark.parametrize("metric", METRICS)
 @pytest.mark.parametrize("nprobe", [1, 3])
-def test_ivf_probes_the_nprobe_closest_lists(metric, nprobe, scan_path):
-    # IVF (exact scores) with widen=False returns exactly the top-k among the rows of the
-    # nprobe lists whose centroids score best against the query.
+def test_ivf_scans_nprobe_lists_exactly(metric, nprobe, scan_path):
+    # IVF (exact scores) with widen=False returns the exact top-k of the rows of nprobe lists:
+    # for l2 the nprobe lists with the nearest centroids. (Which lists come first for cosine
+    # and dot is a matter of convention: see the test below.)
     d, n, k = 16, 800, 10
-    x, xq = data(n, d, seed=9)
+    x, xq = data(n, d, seed=9, nq=20)  # more than 16 queries: BLAS centroid scores too
     model, part, order = build(x, metric, IVF(nlist=8, nprobe=1))
-    c = model.centroids.astype(np.float64)
-    q = space(xq, metric)
-    rank = 2 * q @ c.T - (c**2).sum(1) if metric == "l2" else q @ c.T
     lists = np.searchsorted(part[2], np.arange(n), side="right") - 1  # list of each position
     row_list = np.empty(n, np.int64)
     row_list[order] = lists
+    c = model.centroids.astype(np.float64)
+    q = xq.astype(np.float64)
+    nearest = np.argsort(sq_dists(q, c), axis=1)[:, :nprobe]
     D, I, counts = run([part], model, xq, metric, k, scan_path, nprobe=nprobe, widen=False)
+    rows = to_rows(I, order)
     for i in range(len(xq)):
-        probed = np.argsort(-rank[i])[:nprobe]
-        allowed = np.isin(row_list, probed)
+        hit = np.unique(row_list[rows[i, : counts[i]]])
+        assert len(hit) <= nprobe
+        # For cosine and dot the probed lists are unknown here, but they include the lists
+        # the results came from: the results are the best rows of those lists.
+        allowed = np.isin(row_list, nearest[i] if metric == "l2" else hit)
         check_topk(
-            xq[i : i + 1],
-            x,
-            metric,
-            k,
-            D[i : i + 1],
-            to_rows(I[i : i + 1], order),
-            counts[i : i + 1],
-            allowed,
+            xq[i : i + 1], x, metric, k, D[i : i + 1], rows[i : i + 1], counts[i : i + 1], allowed
         )
+
+
+BUG_COSINE_ORDER = pytest.mark.xfail(
+    strict=True,
+    reason="BUG: for cosine, rows are assigned to the nearest centroid in L2 (of the unit "
+    "vectors) but lists are probed by inner product with the centroids, whose norms differ: "
+    "the list probed first is not the query's own list for about 1 query in 10",
+)
+
+
+@pytest.mark.parametrize("metric", [pytest.param("cosine", marks=BUG_COSINE_ORDER), "l2"])
+def test_first_probed_list_is_the_one_a_row_is_assigned_to(metric):
+    # A stored row queried with itself at nprobe=1 (IVF: exact scores) must come back first:
+    # the probing order must agree with the assignment. (Not so for dot: a row need not be
+    # its own best inner product.) Rows of varied norms, as embeddings often have.
+    x = clustered(4000, 32, clusters=16, seed=3)
+    x *= np.random.default_rng(1).uniform(0.5, 2.0, (4000, 1)).astype(np.float32)
+    model, part, order = build(x, metric, IVF(nlist=64, nprobe=1))
+    D, I, counts = index_ivf.search([part], model, x[:500], metric, 1, nprobe=1, widen=False)
+    found = to_rows(I, order)[:, 0]
+    assert np.mean(found == np.arange(500)) == 1.0
 
 
 @pytest.mark.parametrize("kind", ["ivf", "ivfpq"])

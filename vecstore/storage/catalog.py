@@ -565,7 +565,8 @@ class Catalog:
         pos: Iterable = positions if positions is not None else itertools.repeat(None)
         self.conn.executemany(
             "UPDATE rows SET seg = ?, pos = ? WHERE rid = ?",
-            ((seg, p, int(r)) for p, r in zip(pos, rids)),
+            # int(): a NumPy integer would bind as an 8-byte BLOB (it has the buffer protocol)
+            ((seg, None if p is None else int(p), int(r)) for p, r in zip(pos, rids)),
         )
 
     def set_documents(self, rids: Sequence[int], documents: Sequence[str | None]) -> None:
