@@ -129,6 +129,7 @@ def split(
     size, overlap = chunking.size, chunking.overlap
     chunks: list[Chunk] = []
     i = 0
+    last_cut = -1
     while True:
         j = max(last_fitting(i), i)  # every word fits alone: _words cut longer ones
         if j == n - 1:
@@ -139,17 +140,19 @@ def split(
             lo = j
             while lo > i and span(i, lo - 1) * 2 >= size:
                 lo -= 1
+            lo = max(lo, last_cut + 1)  # each chunk reaches past the previous one
             cut = max(range(lo, j + 1), key=lambda c: (levels[c + 1], c))
         chunks.append(Chunk(len(chunks), starts[i], ends[cut], text[starts[i] : ends[cut]]))
         if cut == n - 1:
             return chunks
+        last_cut = cut
         nxt = cut + 1
         if overlap:
             fits = [k for k in range(i + 1, cut + 1) if span(k, cut) <= overlap]
             if fits:
                 full = [k for k in fits if span(k, cut) * 2 >= overlap] or fits
                 nxt = max(full, key=lambda k: (levels[k], -k))
-        # The next chunk must reach past this one, or it would repeat a piece of it.
+        # The next chunk must have room to reach past this one.
         while nxt <= cut and span(nxt, cut + 1) > size:
             nxt += 1
         i = nxt
