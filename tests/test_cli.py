@@ -156,7 +156,7 @@ def test_verify_and_a_corrupt_segment(tmp_path, data):
     with vecstore.open(s, seal_rows=64) as db:
         db.create_collection("c", dim=32).add([str(i) for i in range(300)], vectors=data[:300])
     out = vs("verify", s).stdout
-    assert out.startswith("ok: 1 collections") and "300 rows" in out
+    assert out.startswith("ok: 1 collection, 1 segment") and "300 rows" in out
     seg = next((s / "collections").glob("c-*/*.vseg"))
     raw = bytearray(seg.read_bytes())
     raw[200] ^= 0x10

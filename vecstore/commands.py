@@ -86,6 +86,10 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
 def _one_line(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     return " ".join(text.split())
@@ -143,9 +147,10 @@ def ingest(args: argparse.Namespace) -> int:
     else:
         _say(
             args,
-            f"{args.collection}: {result.files} files ({result.new} new, {result.changed} "
-            f"changed, {result.unchanged} unchanged): {result.rows_written} rows written, "
-            f"{result.rows_deleted} stale rows deleted, {total} rows in all ({seconds:.1f} s)",
+            f"{args.collection}: {_n(result.files, 'file')} ({result.new} new, "
+            f"{result.changed} changed, {result.unchanged} unchanged): "
+            f"{_n(result.rows_written, 'row')} written, {_n(result.rows_deleted, 'stale row')} "
+            f"deleted, {_n(total, 'row')} in all ({seconds:.1f} s)",
         )
     return EXIT_OK
 
@@ -209,7 +214,7 @@ def delete(args: argparse.Namespace) -> int:
         raise UsageError("delete needs ids, --where, or both ('{}' matches every row)")
     with _open(args, write=True) as db:
         n = _collection(db, args).delete(args.ids or None, where=args.where)
-    _say(args, f"{args.collection}: deleted {n} rows")
+    _say(args, f"{args.collection}: deleted {_n(n, 'row')}")
     return EXIT_OK
 
 
@@ -283,9 +288,9 @@ def compact(args: argparse.Namespace) -> int:
             after = coll.info()
             _say(
                 args,
-                f"{name}: {before.segments} segments + {before.pending} pending, "
-                f"{_size(before.disk_bytes)} -> {after.segments} segment, "
-                f"{_size(after.disk_bytes)} ({before.deleted} deleted vectors dropped)",
+                f"{name}: {_n(before.segments, 'segment')} + {before.pending} pending, "
+                f"{_size(before.disk_bytes)} -> {_n(after.segments, 'segment')}, "
+                f"{_size(after.disk_bytes)} ({_n(before.deleted, 'deleted vector')} dropped)",
             )
     return EXIT_OK
 
@@ -300,12 +305,12 @@ def verify(args: argparse.Namespace) -> int:
             print(f"vecstore verify: {line}", file=sys.stderr)
         for line in report.warnings:
             _say(args, f"warning: {line}")
-        n = len(report.problems)
-        state = "ok" if report.ok else f"{n} problem{'s' if n > 1 else ''} found"
+        state = "ok" if report.ok else f"{_n(len(report.problems), 'problem')} found"
         _say(
             args,
-            f"{state}: {report.collections} collections, {report.segments} segments "
-            f"({_size(report.bytes)} checksummed), {report.rows} rows checked",
+            f"{state}: {_n(report.collections, 'collection')}, "
+            f"{_n(report.segments, 'segment')} ({_size(report.bytes)} checksummed), "
+            f"{_n(report.rows, 'row')} checked",
         )
     return EXIT_OK if report.ok else EXIT_DATA
 
@@ -320,7 +325,8 @@ def export(args: argparse.Namespace) -> int:
     if args.output != "-":
         _say(
             args,
-            f"exported {info.rows} rows of {info.collection!r} to {args.output} ({info.format})",
+            f"exported {_n(info.rows, 'row')} of {info.collection!r} to {args.output} "
+            f"({info.format})",
         )
     return EXIT_OK
 
@@ -334,7 +340,7 @@ def import_(args: argparse.Namespace) -> int:
             format=args.format,
             if_exists="upsert" if args.upsert else "error",
         )
-    _say(args, f"imported {info.rows} rows into {info.collection!r} ({info.format})")
+    _say(args, f"imported {_n(info.rows, 'row')} into {info.collection!r} ({info.format})")
     return EXIT_OK
 
 
@@ -344,7 +350,7 @@ def backup(args: argparse.Namespace) -> int:
         info = db.backup(args.dest)
     _say(
         args,
-        f"backed up {info.collections} collections, {info.segments} segments "
+        f"backed up {_n(info.collections, 'collection')}, {_n(info.segments, 'segment')} "
         f"({_size(info.bytes)}) to {info.path} in {time.perf_counter() - t:.1f} s",
     )
     if not args.no_verify:
@@ -354,5 +360,8 @@ def backup(args: argparse.Namespace) -> int:
             print(f"vecstore backup: the copy fails verification: {line}", file=sys.stderr)
         if not report.ok:
             return EXIT_DATA
-        _say(args, f"verified the copy: {report.rows} rows, {report.segments} segments")
+        _say(
+            args,
+            f"verified the copy: {_n(report.rows, 'row')}, {_n(report.segments, 'segment')}",
+        )
     return EXIT_OK

@@ -273,7 +273,23 @@ def _read(
             f"{path}: not valid {encoding} text ({exc.reason} at byte {exc.start}); convert "
             "it, or pass the file's encoding (--encoding)"
         ) from None
-    source = _Source(src, fingerprint, bool(have), [], [], [])
+    source = _rows_of(path, text, src, fingerprint, chunking, fields, counter)
+    source.existed = bool(have)
+    if not source.ids and not have:
+        return None  # an empty file never ingested: nothing to write, nothing to replace
+    return source
+
+
+def _rows_of(
+    path: Path,
+    text: str,
+    src: str,
+    fingerprint: str,
+    chunking: Chunking,
+    fields: RecordFields,
+    counter: TokenCounter | None,
+) -> _Source:
+    source = _Source(src, fingerprint, False, [], [], [])
     kind = FORMATS[path.suffix.lower()]
     if kind == "text":
         for chunk in split(text, chunking, count_tokens=counter):
@@ -470,7 +486,13 @@ def _token_counter(coll: Collection) -> TokenCounter:
     from .encoders.sentence_transformers import resolve_model
 
     target, _ = resolve_model(spec.model)
-    tokenizer = AutoTokenizer.from_pretrained(target, local_files_only=True)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(target, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise MissingDependency(
+            f"chunking by tokens needs the tokenizer of {spec.model!r}, which is not available "
+            f"offline ({type(exc).__name__}); chunk by characters, or install the model"
+        ) from None
 
     def count(words: Sequence[str]) -> list[int]:
         ids = tokenizer(list(words), add_special_tokens=False)["input_ids"]
