@@ -56,7 +56,7 @@ def resolve_encoder(value: str | None) -> Any:
 def _collection(db: vecstore.Database, args: argparse.Namespace, *, embeds: bool = False):
     """The collection named on the command line; ``embeds`` if the command will embed text,
     which a collection made with a callable encoder can only do given --encoder again.
-    ``args.encoder`` was resolved by ``_encoder`` before the store was opened."""
+    ``args.encoder`` was resolved by ``resolve_encoder`` before the store was opened."""
     encoder = getattr(args, "encoder", None)
     coll = db.get_collection(args.collection, encoder=encoder)
     if embeds and encoder is None:
@@ -78,12 +78,13 @@ def _emit(data: Any) -> None:
     print(json.dumps(data, ensure_ascii=False, indent=None))
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
+    unit = "B"
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+            break
         n /= 1024
-    return f"{n} B"
+    return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
 
 
 def _n(count: int, word: str) -> str:

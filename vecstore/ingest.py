@@ -203,33 +203,39 @@ def ingest(
     counts = {"new": 0, "changed": 0, "unchanged": 0, "rows_written": 0, "rows_deleted": 0}
     written: list[str] = []
     group: list[_Source] = []
-
-    def flush() -> None:
-        if group:
-            counts["rows_written"] += sum(len(s.ids) for s in group)
-            counts["rows_deleted"] += _write_group(coll, group)
-            group.clear()
+    group_ids: set[str] = set()
+    pending_bytes = 0  # of files read but not yet written: the bar moves when they are
 
     sizes = [_size(f) for f in files]
     with coll._db._progress(
         sum(sizes), "ingesting", unit="B", minimum=PROGRESS_MIN_BYTES
     ) as advance:
+
+        def flush() -> None:
+            nonlocal pending_bytes
+            if group:
+                counts["rows_written"] += len(group_ids)
+                counts["rows_deleted"] += _write_group(coll, group)
+                group.clear()
+                group_ids.clear()
+            advance(pending_bytes)
+            pending_bytes = 0
+
         for path, size in zip(files, sizes):
             source = _read(coll, path, settings, chunking, fields, encoding, counter)
             if source is None:
                 counts["unchanged"] += 1
-            else:
-                counts["changed" if source.existed else "new"] += 1
-                written.append(source.path)
-                ids = set(source.ids)
-                if any(ids.intersection(s.ids) for s in group):
-                    flush()  # an id given by two files: the later file's row wins
-                group.append(source)
-                if sum(len(s.ids) for s in group) >= batch_size or len(group) >= (
-                    MAX_GROUP_SOURCES
-                ):
-                    flush()
-            advance(size)
+                advance(size)
+                continue
+            counts["changed" if source.existed else "new"] += 1
+            written.append(source.path)
+            if not group_ids.isdisjoint(source.ids):
+                flush()  # an id given by two files: the later file's row wins
+            group.append(source)
+            group_ids.update(source.ids)
+            pending_bytes += size
+            if len(group_ids) >= batch_size or len(group) >= MAX_GROUP_SOURCES:
+                flush()
         flush()
     return IngestResult(files=len(files), written=written, **counts)
 
