@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -364,3 +365,22 @@ def test_default_model_end_to_end(tmp_path):
     assert hits[0]["metadata"]["source"].endswith("cats.md")
     hits = js("query", s, "notes", "frozen water", "-k", 1, "--where", '{"region": "alps"}')
     assert hits[0]["document"] == "Glaciers are slow rivers of ice."
+
+
+def test_cli_uses_only_the_public_api():
+    """cli.py and commands.py reach vecstore through its public names only (STYLE.md)."""
+    import ast
+
+    public = {"vecstore", "vecstore.encoders", "vecstore.errors", "vecstore.commands"}
+    for name in ("cli.py", "commands.py"):
+        tree = ast.parse((ROOT / "vecstore" / name).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("vec"):
+                assert node.module in public, (name, node.module)
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    assert not alias.name.startswith("vecstore.") or alias.name in public
+            if isinstance(node, ast.Attribute) and re.match(r"_(?!_\w+__$)", node.attr):
+                # argparse offers no public walk over subcommands (the docs generator's only
+                # private access)
+                assert node.attr in ("_actions", "_SubParsersAction"), (name, node.attr)
