@@ -23,20 +23,26 @@ from .encoders.base import EncoderSpec, encoder_from_spec
 from .errors import (
     CollectionExists,
     CollectionNotFound,
+    CorruptStoreError,
     DimensionMismatch,
     EncoderMismatch,
     InvalidInput,
     MissingDependency,
 )
+from .results import GetResult
+from .storage import records, scan
 
 if TYPE_CHECKING:
     from .collection import Collection
     from .database import Database
+    from .index.flat import Snapshot
+    from .storage.catalog import Catalog
 
 FORMAT = "vecstore-export"
 VERSION = 1
 FORMATS = ("jsonl", "parquet")
-PAGE = 1024  # rows read or written at a time
+PAGE = 4096  # rows read or written at a time
+SNAPSHOT_RETRIES = 5
 PARQUET_MAGIC = b"PAR1"
 
 
@@ -99,35 +105,47 @@ def export(
 def _export_to(coll: Collection, fh: IO[bytes], fmt: str) -> ExportInfo:
     # One read transaction for the header and every page: the file is one snapshot, however
     # the collection changes meanwhile.
-    with coll._db._reading():
-        head = header(coll)
-        pages = _pages(coll)
-        if fmt == "jsonl":
-            fh.write(_line(head))
-            n = 0
-            for got in pages:
-                for i in range(len(got)):
-                    row = {
-                        "id": got.ids[i],
-                        "vector": got.vectors[i].tolist(),
-                        "document": got.documents[i],
-                        "metadata": got.metadata[i],
-                    }
-                    fh.write(_line(row))
-                n += len(got)
-        else:
-            n = _write_parquet(fh, head, pages)
-    return ExportInfo(coll.name, n, fmt)
+    for _ in range(SNAPSHOT_RETRIES):
+        with coll._db._reading() as cat:
+            coll._require(cat)
+            try:
+                snap = coll._snapshot(cat)
+            except FileNotFoundError:
+                continue  # a compaction replaced a segment after this snapshot began
+            head = header(coll)
+            pages = _pages(coll, cat, snap)
+            if fmt == "jsonl":
+                fh.write(_line(head))
+                n = 0
+                for got in pages:
+                    for i in range(len(got)):
+                        row = {
+                            "id": got.ids[i],
+                            "vector": got.vectors[i].tolist(),
+                            "document": got.documents[i],
+                            "metadata": got.metadata[i],
+                        }
+                        fh.write(_line(row))
+                    n += len(got)
+            else:
+                n = _write_parquet(fh, head, pages)
+        return ExportInfo(coll.name, n, fmt)
+    raise CorruptStoreError(
+        f"collection {coll.name!r}: segment files kept vanishing under {SNAPSHOT_RETRIES} "
+        "snapshots; retry the export"
+    )
 
 
-def _pages(coll: Collection) -> Iterator[Any]:
-    offset = 0
-    while True:
-        got = coll.get(limit=PAGE, offset=offset, include_vectors=True)
-        if not len(got):
-            return
-        yield got
-        offset += len(got)
+def _pages(coll: Collection, cat: Catalog, snap: Snapshot) -> Iterator[GetResult]:
+    after = 0
+    while rows := scan.rows_after(cat, coll._record.id, after, PAGE):
+        yield GetResult(
+            ids=[r[0] for r in rows],
+            documents=[r[4] for r in rows],
+            metadata=[records.unpack(r[5]) for r in rows],
+            vectors=snap.vectors_of([r[1:4] for r in rows], coll.dim),
+        )
+        after = rows[-1][1]
 
 
 def _line(obj: Any) -> bytes:
