@@ -365,6 +365,31 @@ def test_default_model_end_to_end(tmp_path):
     assert hits[0]["metadata"]["source"].endswith("cats.md")
     hits = js("query", s, "notes", "frozen water", "-k", 1, "--where", '{"region": "alps"}')
     assert hits[0]["document"] == "Glaciers are slow rivers of ice."
+    # re-ingesting unchanged files loads neither the model nor its tokenizer
+    again = subprocess.run(
+        [sys.executable, "-c", UNCHANGED, str(s), str(docs)],
+        env=ENV,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout) == {"unchanged": 3, "written": 0, "loaded": []}
+
+
+UNCHANGED = textwrap.dedent(
+    """
+    import json, sys
+    import vecstore
+    with vecstore.open(sys.argv[1]) as db:
+        res = db.get_collection("notes").ingest(
+            sys.argv[2], chunk_unit="tokens", chunk_size=64, chunk_overlap=8
+        )
+    loaded = [m for m in ("torch", "transformers", "sentence_transformers") if m in sys.modules]
+    print(json.dumps({"unchanged": res.unchanged, "written": res.rows_written, "loaded": loaded}))
+    """
+)
 
 
 def test_cli_uses_only_the_public_api():

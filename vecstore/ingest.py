@@ -199,7 +199,7 @@ def ingest(
         "fields": fields.to_json(),
         "encoding": encoding,
     }
-    counter = _token_counter(coll) if chunking.unit == "tokens" else None
+    counter = _lazy_token_counter(coll) if chunking.unit == "tokens" else None
     counts = {"new": 0, "changed": 0, "unchanged": 0, "rows_written": 0, "rows_deleted": 0}
     written: list[str] = []
     group: list[_Source] = []
@@ -475,6 +475,18 @@ def _write_group(coll: Collection, group: list[_Source]) -> int:
         return len(old)
 
     return coll._write(apply)
+
+
+def _lazy_token_counter(coll: Collection) -> TokenCounter:
+    """``_token_counter``, loaded on first use: unchanged files never load a tokenizer."""
+    loaded: list[TokenCounter] = []
+
+    def count(words: Sequence[str]) -> Sequence[int]:
+        if not loaded:
+            loaded.append(_token_counter(coll))
+        return loaded[0](words)
+
+    return count
 
 
 def _token_counter(coll: Collection) -> TokenCounter:
