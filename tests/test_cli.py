@@ -318,6 +318,7 @@ def test_data_errors_exit_2_with_one_line(tmp_path, capsys):
     bad.write_text('{"text": "fine"}\n{"txt": "oops"}\n')
     cases = [
         (["query", tmp_path / "nothing", "c", "hi"], "no vecstore store"),
+        (["delete", tmp_path / "nothing", "c", "x"], "no vecstore store"),  # never creates one
         (["ingest", s, "c", bad, "--encoder", ENCODER], "bad.jsonl:2: the text field 'text'"),
         (["ingest", s, "c", tmp_path / "missing.txt", "--encoder", ENCODER], "no such file"),
         (["query", s, "nope", "hi"], "no collection 'nope'"),
@@ -327,6 +328,7 @@ def test_data_errors_exit_2_with_one_line(tmp_path, capsys):
         assert cli.main([str(a) for a in argv]) == 2, argv
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and match in err[0], (argv, err)
+    assert not (tmp_path / "nothing").exists()
     assert cli.main(["backup", str(s), str(s / "inner")]) == 1  # a bad argument
     assert "inside the store" in capsys.readouterr().err
     # a text query on a callable-encoder collection without --encoder is a usage error
