@@ -87,7 +87,8 @@ class CollectionInfo:
     deleted : int
         Deleted or replaced vectors still in segment files (``compact()`` drops them).
     disk_bytes : int
-        Bytes of the collection's segment files.
+        Bytes of the collection's vectors on disk: its segment files, plus the vectors
+        pending in the catalog (documents and metadata live in the catalog too).
     """
 
     name: str
@@ -135,7 +136,7 @@ def info(coll: Collection) -> CollectionInfo:
         segments=stats.segments,
         pending=stats.pending,
         deleted=stats.deleted,
-        disk_bytes=stats.segment_bytes,
+        disk_bytes=stats.segment_bytes + stats.pending_bytes,
     )
 
 

@@ -44,6 +44,7 @@ class CollectionStats:
     segments: int
     segment_bytes: int
     pending: int
+    pending_bytes: int
     deleted: int
 
 
@@ -53,12 +54,14 @@ def collection_stats(cat: Catalog, coll: int) -> CollectionStats:
     segs, size = c.execute(
         "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM segments WHERE coll = ?", (coll,)
     ).fetchone()
-    pending = c.execute("SELECT COUNT(*) FROM pending WHERE coll = ?", (coll,)).fetchone()[0]
+    pending, pending_bytes = c.execute(
+        "SELECT COUNT(*), COALESCE(SUM(length(vec)), 0) FROM pending WHERE coll = ?", (coll,)
+    ).fetchone()
     deleted = c.execute(
         "SELECT COUNT(*) FROM tombstones t JOIN segments s ON s.id = t.seg WHERE s.coll = ?",
         (coll,),
     ).fetchone()[0]
-    return CollectionStats(rows[0] if rows else 0, segs, size, pending, deleted)
+    return CollectionStats(rows[0] if rows else 0, segs, size, pending, pending_bytes, deleted)
 
 
 def store_problems(cat: Catalog) -> list[str]:
