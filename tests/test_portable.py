@@ -67,6 +67,9 @@ def test_jsonl_layout(tmp_path):
         c = db.create_collection("notes", encoder=hashing_encoder)
         c.add(["a"], documents=["hello world"], metadata=[{"k": 1}])
         c.export(buf)
+        buf.seek(0)
+        assert db.import_collection(buf, name="again").rows == 1
+        assert not buf.closed  # the caller's file stays theirs
     head, row = [json.loads(line) for line in buf.getvalue().decode().splitlines()]
     assert head["format"] == "vecstore-export" and head["version"] == 1
     assert (head["collection"], head["dim"], head["metric"], head["count"]) == (

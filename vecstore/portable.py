@@ -256,25 +256,34 @@ def _check_header(head: Any, where: str) -> dict:
 
 
 def _read_jsonl(fh: IO[bytes], where: str) -> tuple[dict, Iterator[Mapping]]:
-    lines = io.TextIOWrapper(fh, encoding="utf-8", newline="\n")
-    first = lines.readline()
+    # Binary lines, decoded one at a time: no text wrapper that would close the caller's file.
+    first = fh.readline()
     try:
-        head = _check_header(json.loads(first) if first.strip() else None, f"{where}:1")
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(f"{where}:1: not valid JSON ({exc.msg})") from None
+        parsed = _loads(first) if first.strip() else None
+    except ValueError as exc:
+        raise InvalidInput(f"{where}:1: not valid JSON ({_reason(exc)})") from None
+    head = _check_header(parsed, f"{where}:1")
     dim = head["dim"]
 
     def rows() -> Iterator[Mapping]:
-        for n, raw in enumerate(lines, start=2):
+        for n, raw in enumerate(fh, start=2):
             if not raw.strip():
                 continue
             try:
-                row = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise InvalidInput(f"{where}:{n}: not valid JSON ({exc.msg})") from None
+                row = _loads(raw)
+            except ValueError as exc:
+                raise InvalidInput(f"{where}:{n}: not valid JSON ({_reason(exc)})") from None
             yield _row(row, dim, f"{where}:{n}")
 
     return head, rows()
+
+
+def _loads(raw: bytes) -> Any:
+    return json.loads(raw.decode("utf-8"))
+
+
+def _reason(exc: ValueError) -> str:
+    return exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
 
 
 def _row(row: Any, dim: int, where: str) -> dict:
