@@ -35,7 +35,10 @@ from .storage.filters import compile_filters
 from .writes import Writes, _Publication
 
 if TYPE_CHECKING:
+    from .audit import CollectionInfo
     from .database import Database
+    from .ingest import IngestResult
+    from .portable import ExportInfo
 
 METRICS = ("cosine", "dot", "l2")
 SNAPSHOT_RETRIES = 5
@@ -259,6 +262,48 @@ class Collection(Writes):
             if len(records) > 1 or dead:
                 self._rewrite(cat, [r.id for r in records])
             cat.checkpoint()
+
+    def ingest(
+        self,
+        paths: Any,
+        *,
+        chunk_size: int = 800,
+        chunk_overlap: int = 100,
+        chunk_unit: str = "chars",
+        text_field: str = "text",
+        id_field: str | None = None,
+        metadata_fields: Sequence[str] | None = None,
+        encoding: str = "utf-8",
+        batch_size: int = 256,
+    ) -> IngestResult:
+        """Embed files, folders and globs: ``.txt``/``.md`` in overlapping chunks, ``.jsonl``/
+        ``.csv`` a row per record. Unchanged files are skipped; a changed file's rows are
+        replaced in the transaction that writes its new ones (docs/cli.md, "Ingesting")."""
+        from .chunking import Chunking
+        from .ingest import RecordFields, ingest
+
+        keep = None if metadata_fields is None else tuple(metadata_fields)
+        return ingest(
+            self,
+            paths,
+            chunking=Chunking(chunk_size, chunk_overlap, chunk_unit),
+            fields=RecordFields(text_field, id_field, keep),
+            encoding=encoding,
+            batch_size=batch_size,
+        )
+
+    def export(self, dest: Any, *, format: str | None = None) -> ExportInfo:
+        """Write every row to ``dest`` (a path or binary file) as JSON Lines, or Parquet
+        (``format="parquet"`` or a ``.parquet`` name), from one snapshot (docs/format.md)."""
+        from .portable import export
+
+        return export(self, dest, format=format)
+
+    def info(self) -> CollectionInfo:
+        """Row count, dim, metric, encoder, index, segments and disk size."""
+        from .audit import info
+
+        return info(self)
 
     # -- reads --------------------------------------------------------------------------
 

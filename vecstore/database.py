@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from . import inputs
 from .collection import METRICS, Collection
@@ -40,6 +40,11 @@ from .storage.catalog import Catalog, CollectionRecord
 from .storage.files import WriterLock, fsync_dir
 from .storage.segments import Segment
 
+if TYPE_CHECKING:
+    from .audit import VerifyReport
+    from .portable import ExportInfo
+    from .storage.backup import BackupInfo
+
 CATALOG = "catalog.db"
 LOCK = "LOCK"
 COLLECTIONS = "collections"
@@ -55,6 +60,7 @@ def open(
     lock_timeout: float = 10.0,
     seal_rows: int = 4096,
     progress: bool = True,
+    create: bool = True,
 ) -> Database:
     """Open (or create) the store in directory ``path``.
 
@@ -79,6 +85,9 @@ def open(
         segment file.
     progress : bool
         Show tqdm progress bars on long work (embedding many documents). Off for scripts.
+    create : bool
+        Whether a read-write open creates a missing store; if False it raises
+        ``StoreNotFound`` instead.
     """
     return Database(
         path,
@@ -87,6 +96,7 @@ def open(
         lock_timeout=lock_timeout,
         seal_rows=seal_rows,
         progress=progress,
+        create=create,
     )
 
 
@@ -102,6 +112,7 @@ class Database:
         lock_timeout: float = 10.0,
         seal_rows: int = 4096,
         progress: bool = True,
+        create: bool = True,
     ):
         if durability not in DURABILITY:
             raise InvalidInput(f"durability must be one of {DURABILITY}; got {durability!r}")
@@ -121,9 +132,10 @@ class Database:
         self._broken: str | None = None
         self._writer: WriterLock | None = None
         catalog_path = self.path / CATALOG
-        if read_only:
+        if read_only or not create:
             if not catalog_path.is_file():
                 raise StoreNotFound(f"no vecstore store at {self.path} (no {CATALOG})")
+        if read_only:
             self._catalog = Catalog(
                 catalog_path, read_only=True, synchronous=durability, busy_timeout=self.lock_timeout
             )
@@ -221,17 +233,19 @@ class Database:
                 self._writer.release()
 
     @contextmanager
-    def _progress(self, total: int, what: str) -> Iterator[Callable[[int], None]]:
-        """A tqdm progress bar for long work (if tqdm is installed and ``progress`` is on);
-        yields a function to call with the number of items done."""
+    def _progress(
+        self, total: int, what: str, *, unit: str = "text", minimum: int = PROGRESS_MIN
+    ) -> Iterator[Callable[[int], None]]:
+        """A tqdm progress bar with an ETA for long work (if tqdm is installed and ``progress``
+        is on); yields a function to call with the number of units done."""
         bar = None
-        if self.progress and total >= PROGRESS_MIN:
+        if self.progress and total >= minimum:
             try:
                 from tqdm.auto import tqdm
             except ImportError:
                 pass
             else:
-                bar = tqdm(total=total, desc=what, unit="text", leave=False)
+                bar = tqdm(total=total, desc=what, unit=unit, unit_scale=unit == "B", leave=False)
         try:
             yield (bar.update if bar is not None else lambda n: None)
         finally:
@@ -384,6 +398,34 @@ class Database:
             self._snapshots.pop(record.dir, None)
             self._encoders.pop(record.dir, None)
             shutil.rmtree(self._collection_dir(record), ignore_errors=True)
+
+    def verify(self) -> VerifyReport:
+        """Check every segment checksum and catalog invariant; the report lists what is
+        wrong (``report.ok``, ``report.problems``) instead of raising for it."""
+        from .audit import verify
+
+        return verify(self)
+
+    def backup(self, dest: str | os.PathLike) -> BackupInfo:
+        """Copy the store to the new folder ``dest``: a consistent snapshot, taken while
+        writers in any process go on writing; segment checksums are verified on the way."""
+        from .storage.backup import copy_store
+
+        return copy_store(self._reading, self.path, Path(dest))
+
+    def import_collection(
+        self,
+        source: Any,
+        *,
+        name: str | None = None,
+        format: str | None = None,
+        if_exists: Literal["error", "upsert"] = "error",
+    ) -> ExportInfo:
+        """Create a collection from an export file (``Collection.export``), named as exported
+        unless ``name`` is given; ``if_exists="upsert"`` writes into an existing one."""
+        from .portable import import_collection
+
+        return import_collection(self, source, name=name, format=format, if_exists=if_exists)
 
     def close(self) -> None:
         """Close the store. Further use raises ``StoreClosed``. Closing twice is harmless."""

@@ -1,0 +1,176 @@
+"""Reports about a store: ``Database.verify()`` (every checksum and catalog invariant) and
+``Collection.info()`` (sizes and settings).
+
+Composes the storage layer's checks (``storage/audit.py``, where the SQL lives) over
+consistent catalog snapshots; imports no kernels and must not import ``cli``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .storage import audit
+
+if TYPE_CHECKING:
+    from .collection import Collection
+    from .database import Database
+
+RETRIES = 5  # fresh snapshots tried when a concurrent compaction removes a file being checked
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """The outcome of ``Database.verify()``.
+
+    Attributes
+    ----------
+    problems : list of str
+        One line per broken invariant or failed checksum; empty for a sound store.
+    warnings : list of str
+        Harmless findings: files no catalog row names (leftovers of an interrupted write,
+        removed by the next read-write open, or the temp file of a write in progress).
+    collections, segments, rows : int
+        How many were checked.
+    bytes : int
+        Segment bytes read and checksummed.
+    """
+
+    problems: list[str]
+    warnings: list[str] = field(default_factory=list)
+    collections: int = 0
+    segments: int = 0
+    rows: int = 0
+    bytes: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "problems": list(self.problems),
+            "warnings": list(self.warnings),
+            "collections": self.collections,
+            "segments": self.segments,
+            "rows": self.rows,
+            "bytes": self.bytes,
+        }
+
+    def __repr__(self) -> str:
+        state = "ok" if self.ok else f"{len(self.problems)} problems"
+        return (
+            f"VerifyReport({state}: {self.collections} collections, {self.segments} segments, "
+            f"{self.rows} rows, {self.bytes} bytes checked)"
+        )
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    """A collection's settings and size, from ``Collection.info()``.
+
+    Attributes
+    ----------
+    name, metric : str
+    count, dim : int
+    encoder : dict or None
+        The stored encoder spec (kind, model, dim, prefixes...), None for plain vectors.
+    index : str
+        The search index: ``"flat"`` (exact search) unless the collection's settings name
+        another.
+    segments : int
+        Segment files.
+    pending : int
+        Vectors waiting in the catalog to be sealed into a segment.
+    deleted : int
+        Deleted or replaced vectors still in segment files (``compact()`` drops them).
+    disk_bytes : int
+        Bytes of the collection's vectors on disk: its segment files, plus the vectors
+        pending in the catalog (documents and metadata live in the catalog too).
+    """
+
+    name: str
+    count: int
+    dim: int
+    metric: str
+    encoder: dict | None
+    index: str
+    segments: int
+    pending: int
+    deleted: int
+    disk_bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "count": self.count,
+            "dim": self.dim,
+            "metric": self.metric,
+            "encoder": None if self.encoder is None else dict(self.encoder),
+            "index": self.index,
+            "segments": self.segments,
+            "pending": self.pending,
+            "deleted": self.deleted,
+            "disk_bytes": self.disk_bytes,
+        }
+
+
+def info(coll: Collection) -> CollectionInfo:
+    record = coll._record
+    config = json.loads(record.config)
+    index = config.get("index") or "flat"
+    if isinstance(index, dict):
+        index = str(index.get("kind") or index.get("type") or "flat")
+    with coll._db._reading() as cat:
+        coll._require(cat)
+        stats = audit.collection_stats(cat, record.id)
+    return CollectionInfo(
+        name=coll.name,
+        count=stats.rows,
+        dim=coll.dim,
+        metric=coll.metric,
+        encoder=config.get("encoder"),
+        index=str(index),
+        segments=stats.segments,
+        pending=stats.pending,
+        deleted=stats.deleted,
+        disk_bytes=stats.segment_bytes + stats.pending_bytes,
+    )
+
+
+def verify(db: Database) -> VerifyReport:
+    """Check the whole store; never raises for what it finds, only reports it."""
+    root = db._collection_dir  # the folder of each collection, by its catalog record
+    with db._reading() as cat:
+        problems = audit.store_problems(cat)
+        records = cat.collections()
+        strays = audit.unreferenced_files(cat, db.path / "collections")
+    warnings = [
+        f"{p} is {'a temp file of a write in progress or ' if audit.is_temp(p) else ''}"
+        "left over from an interrupted write; no catalog row names it (the next read-write "
+        "open removes it)"
+        for p in strays
+    ]
+    totals = {"segments": 0, "rows": 0, "bytes": 0}
+    for rec in records:
+        for attempt in range(RETRIES):
+            with db._reading() as cat:
+                version = cat.version(rec.id, rec.dir)
+                if version is None:
+                    result = None  # deleted since the list was read
+                    break
+                result = audit.check_collection(cat, rec, root(rec))
+            if not result.missing_files or attempt == RETRIES - 1:
+                break
+            with db._reading() as cat:
+                if cat.version(rec.id, rec.dir) == version:
+                    break  # really missing, not removed by a compaction after our snapshot
+        if result is None:
+            continue
+        problems += result.problems
+        totals["segments"] += result.segments
+        totals["rows"] += result.rows
+        totals["bytes"] += result.bytes
+    return VerifyReport(problems, warnings, collections=len(records), **totals)

@@ -1,0 +1,368 @@
+"""The commands of the ``vecstore`` command line (``cli.py`` parses the arguments).
+
+Each command takes the parsed arguments, works through the public API only (``vecstore.open``,
+``Database``, ``Collection``, the encoders), prints tables for people or JSON for programs, and
+returns the exit code. Raises ``UsageError`` for a command line that cannot work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import vecstore
+from vecstore import encoders
+
+EXIT_OK, EXIT_USAGE, EXIT_DATA = 0, 1, 2
+DEFAULT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
+_CALLABLE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+
+
+class UsageError(Exception):
+    """The command line is wrong (exit code 1)."""
+
+
+def _open(args: argparse.Namespace, *, write: bool = False, create: bool = False):
+    return vecstore.open(
+        args.store,
+        read_only=not write,
+        create=create,
+        lock_timeout=args.lock_timeout,
+        progress=not args.quiet,
+    )
+
+
+def resolve_encoder(value: str | None) -> Any:
+    """An encoder from ``--encoder``: a model name or path, or ``module:function``."""
+    if value is None or not _CALLABLE.fullmatch(value) or Path(value).exists():
+        return value
+    module, _, name = value.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise UsageError(f"--encoder {value}: cannot import it ({exc})") from None
+    if not callable(fn):
+        raise UsageError(f"--encoder {value}: not a callable")
+    return encoders.CallableEncoder(fn, name=value)
+
+
+def _collection(db: vecstore.Database, args: argparse.Namespace, *, embeds: bool = False):
+    """The collection named on the command line; ``embeds`` if the command will embed text,
+    which a collection made with a callable encoder can only do given --encoder again.
+    ``args.encoder`` was resolved by ``resolve_encoder`` before the store was opened."""
+    encoder = getattr(args, "encoder", None)
+    coll = db.get_collection(args.collection, encoder=encoder)
+    if embeds and encoder is None:
+        spec = coll.info().encoder
+        if spec is not None and spec["kind"] == "callable":
+            raise UsageError(
+                f"collection {coll.name!r} embeds with the Python callable {spec['model']!r}, "
+                f"which is not stored: pass it again with --encoder {spec['model']}"
+            )
+    return coll
+
+
+def _say(args: argparse.Namespace, message: str) -> None:
+    if not args.quiet:
+        print(message)
+
+
+def _emit(data: Any) -> None:
+    print(json.dumps(data, ensure_ascii=False, indent=None))
+
+
+def _size(n: float) -> str:
+    unit = "B"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            break
+        n /= 1024
+    return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+
+
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _one_line(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return " ".join(text.split())
+
+
+def _table(headers: list[str], rows: list[list[str]], *, wide: int | None = None) -> None:
+    """Print left-aligned columns; column ``wide`` takes the room the terminal has left."""
+    rows = [[_one_line(c) for c in r] for r in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    if wide is not None:
+        room = shutil.get_terminal_size((100, 24)).columns - sum(
+            w + 2 for i, w in enumerate(widths) if i != wide
+        )
+        widths[wide] = max(20, min(widths[wide], room))
+    for r in [headers, *rows]:
+        cells = [(c if len(c) <= w else c[: w - 1] + "\u2026").ljust(w) for c, w in zip(r, widths)]
+        print("  ".join(cells).rstrip())
+
+
+def _meta_columns(keys: list[str] | None, metadata: list[dict]) -> list[list[str]]:
+    return [[_one_line(m.get(k, "")) for k in keys or ()] for m in metadata]
+
+
+# -- commands --------------------------------------------------------------------------------
+
+
+def ingest(args: argparse.Namespace) -> int:
+    if args.chunk_overlap >= args.chunk_size:
+        raise UsageError(
+            f"--chunk-overlap ({args.chunk_overlap}) must be smaller than --chunk-size "
+            f"({args.chunk_size})"
+        )
+    t = time.perf_counter()
+    with _open(args, write=True, create=True) as db:
+        try:
+            coll = _collection(db, args, embeds=True)
+        except vecstore.CollectionNotFound:
+            encoder = args.encoder or DEFAULT_ENCODER
+            coll = db.create_collection(args.collection, metric=args.metric, encoder=encoder)
+        result = coll.ingest(
+            args.paths,
+            chunk_size=args.chunk_size,
+            chunk_overlap=args.chunk_overlap,
+            chunk_unit=args.chunk_unit,
+            text_field=args.text_field,
+            id_field=args.id_field,
+            metadata_fields=args.metadata_fields,
+            encoding=args.encoding,
+            batch_size=args.batch_size,
+        )
+        total = coll.count()
+    seconds = time.perf_counter() - t
+    if args.json:
+        _emit({**result.to_dict(), "count": total, "seconds": round(seconds, 3)})
+    else:
+        _say(
+            args,
+            f"{args.collection}: {_n(result.files, 'file')} ({result.new} new, "
+            f"{result.changed} changed, {result.unchanged} unchanged): "
+            f"{_n(result.rows_written, 'row')} written, {_n(result.rows_deleted, 'stale row')} "
+            f"deleted, {_n(total, 'row')} in all ({seconds:.1f} s)",
+        )
+    return EXIT_OK
+
+
+def _query_input(args: argparse.Namespace) -> Any:
+    text = sys.stdin.read().strip() if args.query == "-" else args.query
+    if text.lstrip().startswith("["):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            return text
+        if isinstance(value, list) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+        ):
+            return value
+    return text
+
+
+def query(args: argparse.Namespace) -> int:
+    q = _query_input(args)
+    with _open(args) as db:
+        coll = _collection(db, args, embeds=isinstance(q, str))
+        res = coll.query(q, k=args.k, where=args.where, where_document=args.where_document)
+    if args.json:
+        _emit(res.to_list())
+        return EXIT_OK
+    rows = [
+        [str(i + 1), f"{h.score:.4f}", h.id, h.document or "", *extra]
+        for i, (h, extra) in enumerate(zip(res, _meta_columns(args.show, res.metadata)))
+    ]
+    _table(["#", "score", "id", "document", *(args.show or [])], rows, wide=3)
+    return EXIT_OK
+
+
+def get(args: argparse.Namespace) -> int:
+    if args.vectors and not args.json:
+        raise UsageError("--vectors needs --json")
+    with _open(args) as db:
+        coll = _collection(db, args)
+        got = coll.get(
+            args.ids or None,
+            where=args.where,
+            where_document=args.where_document,
+            limit=args.limit,
+            offset=args.offset,
+            include_vectors=args.vectors,
+        )
+    if args.json:
+        _emit(got.to_list())
+        return EXIT_OK
+    rows = [
+        [i, d or "", *extra]
+        for i, d, extra in zip(got.ids, got.documents, _meta_columns(args.show, got.metadata))
+    ]
+    _table(["id", "document", *(args.show or [])], rows, wide=1)
+    return EXIT_OK
+
+
+def delete(args: argparse.Namespace) -> int:
+    if not args.ids and args.where is None:
+        raise UsageError("delete needs ids, --where, or both ('{}' matches every row)")
+    with _open(args, write=True) as db:
+        n = _collection(db, args).delete(args.ids or None, where=args.where)
+    _say(args, f"{args.collection}: deleted {_n(n, 'row')}")
+    return EXIT_OK
+
+
+def _info_row(info: Any) -> list[str]:
+    enc = info.encoder["model"] if info.encoder else "-"
+    return [
+        info.name,
+        str(info.count),
+        str(info.dim),
+        info.metric,
+        enc,
+        info.index,
+        _size(info.disk_bytes),
+    ]
+
+
+INFO_HEADERS = ["name", "count", "dim", "metric", "encoder", "index", "disk"]
+
+
+def collections_list(args: argparse.Namespace) -> int:
+    with _open(args) as db:
+        infos = [db.get_collection(name).info() for name in db.list_collections()]
+    if args.json:
+        _emit([i.to_dict() for i in infos])
+    elif infos:
+        _table(INFO_HEADERS, [_info_row(i) for i in infos])
+    else:
+        _say(args, f"no collections in {args.store}")
+    return EXIT_OK
+
+
+def collections_create(args: argparse.Namespace) -> int:
+    if (args.dim is None) == (args.encoder is None):
+        raise UsageError("collections create needs exactly one of --dim and --encoder")
+    with _open(args, write=True, create=True) as db:
+        coll = db.create_collection(
+            args.name, dim=args.dim, metric=args.metric, encoder=args.encoder
+        )
+        _say(args, f"created {coll!r}")
+    return EXIT_OK
+
+
+def collections_drop(args: argparse.Namespace) -> int:
+    with _open(args, write=True) as db:
+        db.delete_collection(args.name)
+    _say(args, f"dropped collection {args.name!r}")
+    return EXIT_OK
+
+
+def collections_info(args: argparse.Namespace) -> int:
+    with _open(args) as db:
+        info = db.get_collection(args.name).info()
+    if args.json:
+        _emit(info.to_dict())
+        return EXIT_OK
+    data = info.to_dict()
+    data["disk_bytes"] = f"{info.disk_bytes} ({_size(info.disk_bytes)})"
+    data["encoder"] = "-" if info.encoder is None else _one_line(info.encoder)
+    width = max(map(len, data))
+    for key, value in data.items():
+        print(f"{key.ljust(width)}  {value}")
+    return EXIT_OK
+
+
+def compact(args: argparse.Namespace) -> int:
+    with _open(args, write=True) as db:
+        for name in args.collections or db.list_collections():
+            coll = db.get_collection(name)
+            before = coll.info()
+            coll.compact()
+            after = coll.info()
+            _say(
+                args,
+                f"{name}: {_n(before.segments, 'segment')} + {before.pending} pending, "
+                f"{_size(before.disk_bytes)} -> {_n(after.segments, 'segment')}, "
+                f"{_size(after.disk_bytes)} ({_n(before.deleted, 'deleted vector')} dropped)",
+            )
+    return EXIT_OK
+
+
+def verify(args: argparse.Namespace) -> int:
+    with _open(args) as db:
+        report = db.verify()
+    if args.json:
+        _emit(report.to_dict())
+    else:
+        for line in report.problems:
+            print(f"vecstore verify: {line}", file=sys.stderr)
+        for line in report.warnings:
+            _say(args, f"warning: {line}")
+        state = "ok" if report.ok else f"{_n(len(report.problems), 'problem')} found"
+        _say(
+            args,
+            f"{state}: {_n(report.collections, 'collection')}, "
+            f"{_n(report.segments, 'segment')} ({_size(report.bytes)} checksummed), "
+            f"{_n(report.rows, 'row')} checked",
+        )
+    return EXIT_OK if report.ok else EXIT_DATA
+
+
+def export(args: argparse.Namespace) -> int:
+    if args.output == "-" and args.format == "parquet":
+        raise UsageError("Parquet needs a file name, not stdout")
+    with _open(args) as db:
+        coll = db.get_collection(args.collection)
+        dest = sys.stdout.buffer if args.output == "-" else args.output
+        info = coll.export(dest, format=args.format)
+    if args.output != "-":
+        _say(
+            args,
+            f"exported {_n(info.rows, 'row')} of {info.collection!r} to {args.output} "
+            f"({info.format})",
+        )
+    return EXIT_OK
+
+
+def import_(args: argparse.Namespace) -> int:
+    with _open(args, write=True, create=True) as db:
+        source = sys.stdin.buffer if args.input == "-" else args.input
+        info = db.import_collection(
+            source,
+            name=args.name,
+            format=args.format,
+            if_exists="upsert" if args.upsert else "error",
+        )
+    _say(args, f"imported {_n(info.rows, 'row')} into {info.collection!r} ({info.format})")
+    return EXIT_OK
+
+
+def backup(args: argparse.Namespace) -> int:
+    t = time.perf_counter()
+    with _open(args) as db:
+        info = db.backup(args.dest)
+    _say(
+        args,
+        f"backed up {_n(info.collections, 'collection')}, {_n(info.segments, 'segment')} "
+        f"({_size(info.bytes)}) to {info.path} in {time.perf_counter() - t:.1f} s",
+    )
+    if not args.no_verify:
+        with vecstore.open(args.dest, read_only=True) as copy:
+            report = copy.verify()
+        for line in report.problems:
+            print(f"vecstore backup: the copy fails verification: {line}", file=sys.stderr)
+        if not report.ok:
+            return EXIT_DATA
+        _say(
+            args,
+            f"verified the copy: {_n(report.rows, 'row')}, {_n(report.segments, 'segment')}",
+        )
+    return EXIT_OK

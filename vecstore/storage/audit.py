@@ -1,0 +1,275 @@
+"""Read-only checks and statistics over the catalog and segment files, for ``verify`` and
+``info``.
+
+Every invariant the write path keeps is checked here against what is really stored: SQLite's
+own integrity check, each segment's header, size and checksum, where every row's vector is,
+the pending buffer, tombstones, row counts and the metadata index. Call inside one catalog
+read transaction. Imports numpy and the standard library; never numba.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import CorruptStoreError, StoreIOError
+from . import records
+from .catalog import Catalog, CollectionRecord
+from .files import TMP_SUFFIX
+from .segments import open_segment
+
+FETCH = 65_536
+MAX_LISTED = 5  # example ids named in one problem line
+_MASK = (1 << 64) - 1
+
+
+@dataclass
+class CollectionAudit:
+    """What checking one collection found."""
+
+    problems: list[str] = field(default_factory=list)
+    segments: int = 0
+    rows: int = 0
+    bytes: int = 0
+    missing_files: bool = False
+
+
+@dataclass(frozen=True)
+class CollectionStats:
+    rows: int
+    segments: int
+    segment_bytes: int
+    pending: int
+    pending_bytes: int
+    deleted: int
+
+
+def collection_stats(cat: Catalog, coll: int) -> CollectionStats:
+    c = cat.conn
+    rows = c.execute("SELECT nrows FROM collections WHERE id = ?", (coll,)).fetchone()
+    segs, size = c.execute(
+        "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM segments WHERE coll = ?", (coll,)
+    ).fetchone()
+    pending, pending_bytes = c.execute(
+        "SELECT COUNT(*), COALESCE(SUM(length(vec)), 0) FROM pending WHERE coll = ?", (coll,)
+    ).fetchone()
+    deleted = c.execute(
+        "SELECT COUNT(*) FROM tombstones t JOIN segments s ON s.id = t.seg WHERE s.coll = ?",
+        (coll,),
+    ).fetchone()[0]
+    return CollectionStats(rows[0] if rows else 0, segs, size, pending, pending_bytes, deleted)
+
+
+def store_problems(cat: Catalog) -> list[str]:
+    """SQLite's integrity check, and catalog rows that belong to no collection or segment."""
+    c = cat.conn
+    out = [
+        f"catalog {cat.path}: SQLite integrity check: {msg}"
+        for (msg,) in c.execute("PRAGMA integrity_check")
+        if msg != "ok"
+    ]
+    for table in ("segments", "rows", "pending", "mindex"):
+        (n,) = c.execute(
+            f"SELECT COUNT(*) FROM {table} WHERE coll NOT IN (SELECT id FROM collections)"
+        ).fetchone()
+        if n:
+            out.append(f"catalog: {n} {table} entries belong to no collection")
+    (n,) = c.execute(
+        "SELECT COUNT(*) FROM tombstones WHERE seg NOT IN (SELECT id FROM segments)"
+    ).fetchone()
+    if n:
+        out.append(f"catalog: {n} tombstones name no segment")
+    (n,) = c.execute(
+        "SELECT COUNT(*) FROM tombstones t JOIN segments s ON s.id = t.seg "
+        "WHERE t.pos < 0 OR t.pos >= s.count"
+    ).fetchone()
+    if n:
+        out.append(f"catalog: {n} tombstones point past the end of their segment")
+    return out
+
+
+def unreferenced_files(cat: Catalog, root: Path) -> list[Path]:
+    """Files and folders under ``root`` that no catalog row names (leftovers of interrupted
+    writes, which the next read-write open removes; temp files of a write in progress)."""
+    keep = cat.segment_files()
+    out = []
+    if not root.is_dir():
+        return out
+    for entry in sorted(root.iterdir()):
+        if entry.name not in keep:
+            out.append(entry)
+        elif entry.is_dir():
+            out += [f for f in sorted(entry.iterdir()) if f.name not in keep[entry.name]]
+    return out
+
+
+def is_temp(path: Path) -> bool:
+    return path.name.endswith(TMP_SUFFIX)
+
+
+def check_collection(cat: Catalog, rec: CollectionRecord, directory: Path) -> CollectionAudit:
+    """Check one collection against every invariant of the format (docs/format.md)."""
+    audit = CollectionAudit()
+    name = f"collection {rec.name!r}"
+    problems = audit.problems
+    c = cat.conn
+    coll = rec.id
+    if not directory.is_dir():
+        problems.append(f"{name}: its folder {directory} is missing")
+    rows = _rows(c, coll)  # int64 (n, 3): rid, seg (-1 if pending), pos (-1 if pending)
+    audit.rows = len(rows)
+    (nrows,) = c.execute("SELECT nrows FROM collections WHERE id = ?", (coll,)).fetchone()
+    if nrows != len(rows):
+        problems.append(f"{name}: the catalog counts {nrows} rows but holds {len(rows)}")
+
+    tombs: dict[int, list[int]] = {}
+    for seg, pos in cat.tombstones(coll):
+        tombs.setdefault(seg, []).append(pos)
+    sealed = rows[rows[:, 1] >= 0]
+    known = set()
+    for srec in cat.segments(coll):
+        info = srec.info
+        known.add(srec.id)
+        audit.segments += 1
+        path = directory / info.file
+        if info.dim != rec.dim:
+            problems.append(f"{name}: segment {info.file} has dim {info.dim}, not {rec.dim}")
+            continue
+        try:
+            seg = open_segment(path, info, verify=True)
+        except FileNotFoundError:
+            audit.missing_files = True
+            problems.append(f"{name}: segment file {path} is missing")
+            continue
+        except (CorruptStoreError, StoreIOError) as exc:
+            problems.append(f"{name}: {exc}")
+            continue
+        audit.bytes += info.size
+        mine = sealed[sealed[:, 1] == srec.id]
+        rids, pos = mine[:, 0], mine[:, 2]
+        bad = (pos < 0) | (pos >= info.count)
+        if bad.any():
+            problems.append(
+                f"{name}: {int(bad.sum())} rows point past the end of segment {info.file} "
+                f"(rids {_few(rids[bad])})"
+            )
+            rids, pos = rids[~bad], pos[~bad]
+        wrong = seg.rids[pos] != rids
+        if wrong.any():
+            problems.append(
+                f"{name}: {int(wrong.sum())} rows point at vectors segment {info.file} "
+                f"stores for other rows (rids {_few(rids[wrong])})"
+            )
+        if len(np.unique(pos)) != len(pos):
+            problems.append(f"{name}: two rows share one vector of segment {info.file}")
+        dead = np.isin(pos, np.asarray(tombs.get(srec.id, []), dtype=np.int64))
+        if dead.any():
+            problems.append(
+                f"{name}: {int(dead.sum())} rows point at deleted vectors of segment "
+                f"{info.file} (rids {_few(rids[dead])})"
+            )
+    stray = ~np.isin(sealed[:, 1], np.asarray(sorted(known), dtype=np.int64))
+    if stray.any():
+        problems.append(
+            f"{name}: {int(stray.sum())} rows point into segments it does not have "
+            f"(rids {_few(sealed[stray, 0])})"
+        )
+    problems += _pending_problems(c, coll, rec.dim, rows, name)
+    problems += _index_problems(c, coll, name)
+    return audit
+
+
+def _rows(c: sqlite3.Connection, coll: int) -> np.ndarray:
+    cur = c.execute(
+        "SELECT rid, COALESCE(seg, -1), COALESCE(pos, -1) FROM rows WHERE coll = ? ORDER BY rid",
+        (coll,),
+    )
+    blocks = []
+    while part := cur.fetchmany(FETCH):
+        blocks.append(np.array(part, dtype=np.int64))
+    return np.concatenate(blocks) if blocks else np.zeros((0, 3), dtype=np.int64)
+
+
+def _few(values: np.ndarray) -> str:
+    shown = ", ".join(str(int(v)) for v in values[:MAX_LISTED])
+    return shown + (", ..." if len(values) > MAX_LISTED else "")
+
+
+def _pending_problems(
+    c: sqlite3.Connection, coll: int, dim: int, rows: np.ndarray, name: str
+) -> list[str]:
+    out = []
+    waiting = rows[rows[:, 1] < 0, 0]
+    pending = np.array(
+        c.execute("SELECT rid FROM pending WHERE coll = ? ORDER BY rid", (coll,)).fetchall(),
+        dtype=np.int64,
+    ).reshape(-1)
+    if len(np.unique(pending)) != len(pending):
+        out.append(f"{name}: a row has two pending vectors")
+    lost = np.setdiff1d(waiting, pending)
+    if len(lost):
+        out.append(f"{name}: {len(lost)} rows have no vector (rids {_few(lost)})")
+    extra = np.setdiff1d(pending, waiting)
+    if len(extra):
+        out.append(f"{name}: {len(extra)} pending vectors belong to no waiting row")
+    (bad,) = c.execute(
+        "SELECT COUNT(*) FROM pending WHERE coll = ? AND length(vec) != ?", (coll, 4 * dim)
+    ).fetchone()
+    if bad:
+        out.append(f"{name}: {bad} pending vectors are not {dim} float32 values")
+    return out
+
+
+def _index_problems(c: sqlite3.Connection, coll: int, name: str) -> list[str]:
+    """The metadata index must be exactly the entries recomputed from the stored records.
+
+    Both sides are reduced to an order-independent digest (count, sum and xor of entry
+    hashes) while streaming, so memory stays flat whatever the collection's size.
+    """
+    out = []
+    bad_records = []
+
+    def expected() -> Iterator[tuple]:
+        cur = c.execute("SELECT rid, meta FROM rows WHERE coll = ? AND meta IS NOT NULL", (coll,))
+        while part := cur.fetchmany(FETCH):
+            for rid, blob in part:
+                try:
+                    meta = records.unpack(blob)
+                    entries = records.entries(rid, meta)
+                except CorruptStoreError:
+                    bad_records.append(rid)
+                    continue
+                yield from entries
+
+    def stored() -> Iterator[tuple]:
+        cur = c.execute("SELECT key, kind, value, elem, rid FROM mindex WHERE coll = ?", (coll,))
+        while part := cur.fetchmany(FETCH):
+            yield from part
+
+    want, got = _digest(expected()), _digest(stored())
+    if bad_records:
+        out.append(
+            f"{name}: {len(bad_records)} metadata records are corrupt "
+            f"(rids {_few(np.asarray(bad_records))})"
+        )
+    elif want != got:
+        out.append(
+            f"{name}: the metadata index disagrees with the stored metadata "
+            f"({want[0]} entries expected, {got[0]} found); filters would return wrong rows"
+        )
+    return out
+
+
+def _digest(entries: Iterator[tuple]) -> tuple[int, int, int]:
+    n = total = xor = 0
+    for key, kind, value, elem, rid in entries:
+        # hash() is equal for equal numbers (2 == 2.0) within one process, as SQLite compares
+        h = hash((key, int(kind), value, int(elem), int(rid))) & _MASK
+        n += 1
+        total = (total + h) & _MASK
+        xor ^= h
+    return n, total, xor
