@@ -29,6 +29,7 @@ from .errors import (
     InvalidInput,
     MissingDependency,
 )
+from .index import specs
 from .results import GetResult
 from .storage import records, scan
 
@@ -78,6 +79,7 @@ def header(coll: Collection) -> dict[str, Any]:
         "dim": coll.dim,
         "metric": coll.metric,
         "encoder": None if spec is None else spec.to_json(),
+        "index": coll.index.to_json(),
         "count": coll.count(),
     }
 
@@ -363,7 +365,15 @@ def _target(db: Database, head: dict, name: str, if_exists: str, where: str) -> 
         coll = db.get_collection(name)
     except CollectionNotFound:
         encoder = None if spec is None else _StoredEncoder(spec)
-        return db.create_collection(name, dim=head["dim"], metric=head["metric"], encoder=encoder)
+        try:  # optional: files from before index specs have none (exact search)
+            index = (
+                specs.from_json(head.get("index")) if isinstance(head.get("index"), dict) else None
+            )
+        except TypeError as exc:
+            raise InvalidInput(f"{where}: the header's index spec is invalid ({exc})") from None
+        return db.create_collection(
+            name, dim=head["dim"], metric=head["metric"], encoder=encoder, index=index
+        )
     if if_exists == "error":
         raise CollectionExists(
             f"collection {name!r} already exists; import under another name, or pass "

@@ -24,9 +24,10 @@ import numpy as np
 from . import inputs
 from .errors import DuplicateIdError, InvalidInput, StoreIOError, VecstoreError
 from .storage import records
+from .storage.annfiles import IndexFileRecord
 from .storage.arrays import SUFFIX as INDEX_SUFFIX
 from .storage.arrays import write_arrays
-from .storage.catalog import Catalog, IndexFileRecord
+from .storage.catalog import Catalog
 from .storage.files import remove_quietly
 from .storage.segments import SUFFIX, write_segment
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import CorruptStoreError, StoreIOError
 from . import records
+from .arrays import open_arrays
 from .catalog import Catalog, CollectionRecord
 from .files import TMP_SUFFIX
 from .segments import open_segment
@@ -54,6 +55,10 @@ def collection_stats(cat: Catalog, coll: int) -> CollectionStats:
     segs, size = c.execute(
         "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM segments WHERE coll = ?", (coll,)
     ).fetchone()
+    (size_ivf,) = c.execute(
+        "SELECT COALESCE(SUM(size), 0) FROM ivf_files WHERE coll = ?", (coll,)
+    ).fetchone()
+    size += size_ivf  # index files count as the collection's disk use
     pending, pending_bytes = c.execute(
         "SELECT COUNT(*), COALESCE(SUM(length(vec)), 0) FROM pending WHERE coll = ?", (coll,)
     ).fetchone()
@@ -72,7 +77,7 @@ def store_problems(cat: Catalog) -> list[str]:
         for (msg,) in c.execute("PRAGMA integrity_check")
         if msg != "ok"
     ]
-    for table in ("segments", "rows", "pending", "mindex"):
+    for table in ("segments", "rows", "pending", "mindex", "ivf_files"):
         (n,) = c.execute(
             f"SELECT COUNT(*) FROM {table} WHERE coll NOT IN (SELECT id FROM collections)"
         ).fetchone()
@@ -180,7 +185,50 @@ def check_collection(cat: Catalog, rec: CollectionRecord, directory: Path) -> Co
         )
     problems += _pending_problems(c, coll, rec.dim, rows, name)
     problems += _index_problems(c, coll, name)
+    problems += _ann_problems(cat, coll, name, directory, audit)
     return audit
+
+
+def _ann_problems(
+    cat: Catalog, coll: int, name: str, directory: Path, audit: CollectionAudit
+) -> list[str]:
+    """ANN index files: each checksummed, list files only under a model, each fitting its
+    segment (a list per centroid, offsets covering exactly the segment's rows)."""
+    problems = []
+    model, lists = cat.index_files(coll)
+    counts = {s.id: s.info.count for s in cat.segments(coll)}
+    opened = {}
+    for seg, rec in [(None, model)] * (model is not None) + list(lists.items()):
+        audit.bytes += rec.info.size
+        try:
+            opened[seg] = open_arrays(directory / rec.info.file, rec.info, verify=True)
+        except FileNotFoundError:
+            audit.missing_files = True
+            problems.append(f"{name}: index file {directory / rec.info.file} is missing")
+        except (CorruptStoreError, StoreIOError) as exc:
+            problems.append(f"{name}: {exc}")
+    if lists and model is None:
+        problems.append(f"{name}: {len(lists)} list files but no index model")
+    nlist = opened[None].arrays["centroids"].shape[0] if None in opened else None
+    for seg, f in opened.items():
+        if seg is None:
+            continue
+        offsets, codes = f.arrays.get("offsets"), f.arrays.get("codes")
+        count = counts.get(seg)
+        if count is None:
+            problems.append(f"{name}: list file {f.info.file} belongs to no segment")
+        elif (
+            offsets is None
+            or codes is None
+            or (nlist is not None and len(offsets) != nlist + 1)
+            or offsets[0] != 0
+            or offsets[-1] != count
+            or np.any(np.diff(offsets) < 0)
+            or len(codes) != count
+            or (model is not None and f.meta.get("model") != model.info.file)
+        ):
+            problems.append(f"{name}: list file {f.info.file} does not fit its segment or model")
+    return problems
 
 
 def _rows(c: sqlite3.Connection, coll: int) -> np.ndarray:

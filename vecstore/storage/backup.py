@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CorruptStoreError, InvalidInput, StoreIOError
+from .arrays import HEADER_SIZE as INDEX_HEADER_SIZE
 from .catalog import Catalog, translate_errors
 from .files import TMP_SUFFIX, fsync_dir, write_durable
 from .segments import HEADER_SIZE
@@ -58,6 +59,7 @@ class _File:
     size: int
     crc: int
     fd: int
+    header: int = HEADER_SIZE  # bytes before the checksummed payload
 
 
 def copy_store(
@@ -118,15 +120,17 @@ def _snapshot(
         with reading() as cat:
             dirs = [d for (d,) in cat.conn.execute("SELECT dir FROM collections ORDER BY dir")]
             listed = cat.conn.execute(
-                "SELECT c.dir, s.file, s.size, s.crc FROM segments s "
-                "JOIN collections c ON c.id = s.coll ORDER BY s.id"
+                f"SELECT c.dir, s.file, s.size, s.crc, {HEADER_SIZE} FROM segments s "
+                "JOIN collections c ON c.id = s.coll "
+                f"UNION ALL SELECT c.dir, i.file, i.size, i.crc, {INDEX_HEADER_SIZE} "
+                "FROM ivf_files i JOIN collections c ON c.id = i.coll"
             ).fetchall()
             files: list[_File] = []
             try:
-                for d, name, size, crc in listed:
+                for d, name, size, crc, header in listed:
                     path = root / COLLECTIONS / d / name
                     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-                    files.append(_File(d, name, size, crc, fd))
+                    files.append(_File(d, name, size, crc, fd, header))
             except FileNotFoundError:
                 for f in files:
                     os.close(f.fd)
@@ -163,7 +167,7 @@ class _Reader:
 
     def blocks(self) -> Iterator[bytes]:
         while block := os.pread(self.f.fd, BLOCK, self.size):
-            self.crc = zlib.crc32(block[max(0, HEADER_SIZE - self.size) :], self.crc)
+            self.crc = zlib.crc32(block[max(0, self.f.header - self.size) :], self.crc)
             self.size += len(block)
             yield block
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import CorruptStoreError, LockTimeout, StoreIOError
 from . import records
-from .arrays import ArrayFileInfo
+from .annfiles import AnnFiles, _v3_ann
 from .files import io_step
 from .filters import rid_query
 from .segments import SegmentInfo
@@ -116,28 +116,6 @@ def _v2(db: sqlite_utils.Database) -> None:
     )
 
 
-def _v3_ann(db: sqlite_utils.Database) -> None:
-    # ANN index files: one model file per indexed collection (seg NULL) and one list file per
-    # vector segment written under that model. nrows/err feed the retraining decision: err
-    # is the summed squared coarse-quantization residual (for the model: the mean on its
-    # training sample).
-    db["ivf_files"].create(
-        {
-            "id": int,
-            "coll": int,
-            "seg": int,
-            "file": str,
-            "size": int,
-            "crc": int,
-            "nrows": int,
-            "err": float,
-        },
-        pk="id",
-        not_null=["coll", "file", "size", "crc", "nrows", "err"],
-    )
-    db["ivf_files"].create_index(["coll"])
-
-
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3_ann]
 
 
@@ -212,13 +190,6 @@ class SegmentRecord:
     info: SegmentInfo
 
 
-@dataclass(frozen=True)
-class IndexFileRecord:
-    info: ArrayFileInfo
-    nrows: int
-    err: float
-
-
 def _chunks(seq: Sequence, n: int = CHUNK) -> Iterator[Sequence]:
     for i in range(0, len(seq), n):
         yield seq[i : i + n]
@@ -238,7 +209,7 @@ def _marks(n: int) -> str:
     return ",".join("?" * n)
 
 
-class Catalog:
+class Catalog(AnnFiles):
     """One connection to a store's catalog. Not thread-safe: the Database serialises use."""
 
     def __init__(self, path: Path, *, read_only: bool, synchronous: str, busy_timeout: float):
@@ -678,36 +649,6 @@ class Catalog:
             self.conn.execute(f"DELETE FROM tombstones WHERE seg IN ({marks})", part)
             self.conn.execute(f"DELETE FROM segments WHERE id IN ({marks})", part)
             self.conn.execute(f"DELETE FROM ivf_files WHERE seg IN ({marks})", part)
-        return files
-
-    # -- ANN index files ------------------------------------------------------------------
-
-    def index_files(self, coll: int) -> tuple[IndexFileRecord | None, dict[int, IndexFileRecord]]:
-        """The collection's model file (or None) and its list files by segment id."""
-        model, lists = None, {}
-        for seg, file, size, crc, nrows, err in self.conn.execute(
-            "SELECT seg, file, size, crc, nrows, err FROM ivf_files WHERE coll = ?", (coll,)
-        ):
-            rec = IndexFileRecord(ArrayFileInfo(file, size, crc), nrows, err)
-            if seg is None:
-                model = rec
-            else:
-                lists[seg] = rec
-        return model, lists
-
-    def insert_index_file(self, coll: int, seg: int | None, rec: IndexFileRecord) -> None:
-        info = rec.info
-        self.conn.execute(
-            "INSERT INTO ivf_files (coll, seg, file, size, crc, nrows, err) VALUES (?,?,?,?,?,?,?)",
-            (coll, seg, info.file, info.size, info.crc, rec.nrows, rec.err),
-        )
-
-    def drop_index(self, coll: int) -> list[str]:
-        """Unpublish the collection's model and list files; return their names."""
-        files = [
-            f for (f,) in self.conn.execute("SELECT file FROM ivf_files WHERE coll = ?", (coll,))
-        ]
-        self.conn.execute("DELETE FROM ivf_files WHERE coll = ?", (coll,))
         return files
 
     def set_config(self, coll: int, config: str) -> None:

@@ -1,0 +1,77 @@
+"""The catalog's record of ANN index files (table ``ivf_files``): a mixin of ``Catalog``.
+
+One model file per indexed collection (``seg`` NULL) and one list file per vector segment
+written under it; ``nrows``/``err`` feed the retraining decision. Only SQL; imports no numba.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .arrays import ArrayFileInfo
+
+if TYPE_CHECKING:
+    import sqlite_utils
+
+
+def _v3_ann(db: sqlite_utils.Database) -> None:
+    # ANN index files: one model file per indexed collection (seg NULL) and one list file per
+    # vector segment written under that model. nrows/err feed the retraining decision: err
+    # is the summed squared coarse-quantization residual (for the model: the mean on its
+    # training sample).
+    db["ivf_files"].create(
+        {
+            "id": int,
+            "coll": int,
+            "seg": int,
+            "file": str,
+            "size": int,
+            "crc": int,
+            "nrows": int,
+            "err": float,
+        },
+        pk="id",
+        not_null=["coll", "file", "size", "crc", "nrows", "err"],
+    )
+    db["ivf_files"].create_index(["coll"])
+
+
+@dataclass(frozen=True)
+class IndexFileRecord:
+    info: ArrayFileInfo
+    nrows: int
+    err: float
+
+
+class AnnFiles:
+    conn: sqlite3.Connection
+
+    def index_files(self, coll: int) -> tuple[IndexFileRecord | None, dict[int, IndexFileRecord]]:
+        """The collection's model file (or None) and its list files by segment id."""
+        model, lists = None, {}
+        for seg, file, size, crc, nrows, err in self.conn.execute(
+            "SELECT seg, file, size, crc, nrows, err FROM ivf_files WHERE coll = ?", (coll,)
+        ):
+            rec = IndexFileRecord(ArrayFileInfo(file, size, crc), nrows, err)
+            if seg is None:
+                model = rec
+            else:
+                lists[seg] = rec
+        return model, lists
+
+    def insert_index_file(self, coll: int, seg: int | None, rec: IndexFileRecord) -> None:
+        info = rec.info
+        self.conn.execute(
+            "INSERT INTO ivf_files (coll, seg, file, size, crc, nrows, err) VALUES (?,?,?,?,?,?,?)",
+            (coll, seg, info.file, info.size, info.crc, rec.nrows, rec.err),
+        )
+
+    def drop_index(self, coll: int) -> list[str]:
+        """Unpublish the collection's model and list files; return their names."""
+        files = [
+            f for (f,) in self.conn.execute("SELECT file FROM ivf_files WHERE coll = ?", (coll,))
+        ]
+        self.conn.execute("DELETE FROM ivf_files WHERE coll = ?", (coll,))
+        return files
