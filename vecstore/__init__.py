@@ -30,7 +30,7 @@ from .errors import (
     StoreNotFound,
     VecstoreError,
 )
-from .index.specs import IVF, IVFPQ, Flat
+from .index.specs import IVF, IVFPQ, Flat, index_spec
 from .results import GetResult, Hit, QueryResult
 
 __version__ = "0.1.0"
@@ -45,6 +45,7 @@ __all__ = [
     "Flat",
     "IVF",
     "IVFPQ",
+    "index_spec",
     "VecstoreError",
     "InvalidInput",
     "DimensionMismatch",

@@ -47,6 +47,22 @@ def _json(text: str) -> Any:
         raise argparse.ArgumentTypeError(f"not valid JSON ({exc.msg}): {text!r}") from None
 
 
+def _index(text: str) -> Any:
+    """An index spec: flat, ivf, ivfpq, or a JSON object like {"kind": "ivfpq", "nlist": 1024}."""
+    if text in ("flat", "ivf", "ivfpq"):
+        data: Any = {"kind": text}
+    else:
+        data = _json(text)
+    if not isinstance(data, dict):
+        raise argparse.ArgumentTypeError(
+            f"expected flat, ivf, ivfpq or a JSON object; got {text!r}"
+        )
+    try:
+        return vecstore.index_spec(data)
+    except (vecstore.InvalidInput, TypeError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _positive(text: str) -> int:
     try:
         n = int(text)
@@ -225,6 +241,9 @@ def build_parser(*, width: int | None = None) -> _Parser:
     p.add_argument("query", metavar="QUERY", help="text, a JSON array of numbers, or - for stdin")
     p.add_argument("-k", "--k", type=_positive, default=10, help="results (default 10)")
     _filters(p)
+    p.add_argument("--nprobe", type=_positive, help="lists to probe (IVF and IVF-PQ indexes)")
+    p.add_argument("--refine", type=_positive, help="re-rank factor (IVF-PQ indexes)")
+    p.add_argument("--exact", action="store_true", help="bypass the ANN index: exact search")
     p.add_argument(
         "--show", type=_fields, metavar="KEYS", help="metadata keys to show as table columns"
     )
@@ -285,6 +304,21 @@ def build_parser(*, width: int | None = None) -> _Parser:
     q.add_argument(
         "--metric", choices=("cosine", "dot", "l2"), default="cosine", help="default cosine"
     )
+    q.add_argument(
+        "--index",
+        type=_index,
+        metavar="SPEC",
+        help='flat (default: exact), ivf, ivfpq, or JSON such as \'{"kind": "ivfpq", "nlist": '
+        "1024}' (see docs/indexes.md)",
+    )
+    q = action(
+        "index",
+        commands.collections_index,
+        "Replace a collection's index spec; an IVF or IVF-PQ index is trained at once if the "
+        "collection has enough rows.",
+    )
+    q.add_argument("name")
+    q.add_argument("spec", type=_index, metavar="SPEC", help="flat, ivf, ivfpq, or JSON")
     q = action("drop", commands.collections_drop, "Delete a collection and its files.")
     q.add_argument("name")
     q = action(

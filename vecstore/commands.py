@@ -174,7 +174,15 @@ def query(args: argparse.Namespace) -> int:
     q = _query_input(args)
     with _open(args) as db:
         coll = _collection(db, args, embeds=isinstance(q, str))
-        res = coll.query(q, k=args.k, where=args.where, where_document=args.where_document)
+        res = coll.query(
+            q,
+            k=args.k,
+            where=args.where,
+            where_document=args.where_document,
+            nprobe=args.nprobe,
+            refine=args.refine,
+            exact=args.exact,
+        )
     if args.json:
         _emit(res.to_list())
         return EXIT_OK
@@ -252,9 +260,23 @@ def collections_create(args: argparse.Namespace) -> int:
         raise UsageError("collections create needs exactly one of --dim and --encoder")
     with _open(args, write=True, create=True) as db:
         coll = db.create_collection(
-            args.name, dim=args.dim, metric=args.metric, encoder=args.encoder
+            args.name, dim=args.dim, metric=args.metric, encoder=args.encoder, index=args.index
         )
         _say(args, f"created {coll!r}")
+    return EXIT_OK
+
+
+def collections_index(args: argparse.Namespace) -> int:
+    with _open(args, write=True) as db:
+        coll = db.get_collection(args.name)
+        coll.create_index(args.spec)
+        info = coll.index_info()
+    state = (
+        f"trained, nlist={info['nlist']}, nprobe={info['nprobe']}"
+        if info["trained"]
+        else ("exact search" if info["kind"] == "flat" else "to be trained when large enough")
+    )
+    _say(args, f"collection {args.name!r} index {info['kind']} ({state})")
     return EXIT_OK
 
 

@@ -60,3 +60,35 @@ def test_export_carries_the_spec_and_import_trains(store, tmp_path):
         assert c.index == SPEC
         assert c.index_info()["trained"]
         assert c.query(x[3], k=1).ids == ["3"]
+
+
+def _cli(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "vecstore", "-q", *map(str, args)], capture_output=True, text=True
+    )
+
+
+def test_cli_index_options(tmp_path, rng):
+    import json
+
+    path = tmp_path / "s"
+    spec = '{"kind": "ivfpq", "nlist": 8, "m": 4, "nbits": 4, "min_rows": 200}'
+    assert _cli("collections", "create", path, "c", "--dim", 16, "--index", spec).returncode == 0
+    x = rng.standard_normal((400, 16)).astype(np.float32)
+    with vecstore.open(path) as db:
+        db.get_collection("c").add([str(i) for i in range(400)], vectors=x)
+    q = json.dumps(x[5].tolist())
+    out = _cli("query", path, "c", q, "-k", 1, "--nprobe", 8, "--refine", 4, "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)[0]["id"] == "5"
+    assert _cli("query", path, "c", q, "--exact", "--json").returncode == 0
+    assert _cli("collections", "index", path, "c", "flat").returncode == 0
+    refused = _cli("query", path, "c", q, "--nprobe", 8)
+    assert refused.returncode == 1 and "Flat index" in refused.stderr
+    bad = _cli("collections", "create", path, "d", "--dim", 4, "--index", '{"kind": "hnsw"}')
+    assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1
+    with vecstore.open(path) as db:
+        assert db.get_collection("c").index == vecstore.Flat()

@@ -135,6 +135,21 @@ def from_json(data: dict | None) -> Spec:
     return cls(**{k: v for k, v in data.items() if k in names})
 
 
+def index_spec(data: dict) -> Spec:
+    """A spec from its JSON form, e.g. ``{"kind": "ivfpq", "nlist": 1024}``; unknown keys
+    raise ``InvalidInput``."""
+    cls = _KINDS.get(data.get("kind")) if isinstance(data, dict) else None
+    if cls is None:
+        raise InvalidInput(f"index kind must be one of {sorted(_KINDS)}; got {data!r}")
+    names = {f.name for f in fields(cls)}
+    extra = sorted(set(data) - names - {"kind"})
+    if extra:
+        raise InvalidInput(
+            f"{cls.__name__} has no parameter {extra[0]!r}; it takes {sorted(names)}"
+        )
+    return cls(**{k: v for k, v in data.items() if k != "kind"})
+
+
 def check(spec, dim: int) -> Spec:
     """Validate a user's spec against the collection's dimension."""
     if not isinstance(spec, (Flat, IVF, IVFPQ)):
