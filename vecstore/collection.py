@@ -26,11 +26,14 @@ from .errors import (
     IdNotFound,
     InvalidInput,
 )
+from .hybrid import HybridSearch, Ranking, keywords
 from .index import flat
 from .results import GetResult, QueryResult
 from .storage import records
 from .storage.catalog import Catalog, CollectionRecord
 from .storage.filters import compile_filters
+from .text import contains_terms
+from .text import counts as text_counts
 from .writes import Writes, _Publication
 
 if TYPE_CHECKING:
@@ -41,7 +44,7 @@ SNAPSHOT_RETRIES = 5
 EMBED_BATCH = 256  # texts per encoder call (the encoder batches further inside)
 
 
-class Collection(Writes):
+class Collection(Writes, HybridSearch):
     """A named set of rows ``(id, vector, document, metadata)`` of one dimension and metric.
 
     Get one from ``Database.create_collection`` or ``Database.get_collection``.
@@ -158,6 +161,7 @@ class Collection(Writes):
             return
         x = None if vectors is None else inputs.matrix(vectors, self.dim, n=n)
         docs = None if documents is None else inputs.documents(documents, n)
+        counts = None if docs is None else [text_counts(d) for d in docs]
         if x is None and docs is not None and self._spec is not None:
             x = self._embed_documents(docs)
         metas = None if metadata is None else inputs.metadata(metadata, n)
@@ -172,7 +176,7 @@ class Collection(Writes):
                     f"update: {len(missing)} ids do not exist in {self.name!r}: {missing[:5]}"
                 )
             located = [found[i] for i in ids]
-            self._change(cat, pub, located, x, docs, metas, packed)
+            self._change(cat, pub, located, x, docs, metas, packed, counts)
 
         self._write(apply)
 
@@ -257,6 +261,8 @@ class Collection(Writes):
                 dead = cat.dead_counts(self._record.id)
             if len(records) > 1 or dead:
                 self._rewrite(cat, [r.id for r in records])
+            with cat.write():
+                cat.prune_terms(self._record.id)
             cat.checkpoint()
 
     # -- reads --------------------------------------------------------------------------
@@ -290,7 +296,7 @@ class Collection(Writes):
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
             raise InvalidInput(f"offset must be a non-negative int; got {offset!r}")
         ids = None if ids is None else inputs.ids(ids)
-        sql, params = compile_filters(self._record.id, where, where_document)
+        sql, params = compile_filters(self._record.id, where, where_document, contains_terms)
         for _ in range(SNAPSHOT_RETRIES):
             with self._db._reading() as cat:
                 self._require(cat)
@@ -329,19 +335,36 @@ class Collection(Writes):
         k: int = 10,
         where: dict | None = None,
         where_document: dict | None = None,
+        mode: str = "vector",
+        text: str | None = None,
+        fusion: str | None = None,
+        rrf_k: float | None = None,
+        weight: float | None = None,
     ) -> QueryResult:
-        """The ``k`` rows most similar to ``q``, best first.
+        """The ``k`` best rows for ``q``, best first.
 
-        ``q`` is a vector of the collection's dim, or, for an embedding collection, a text
-        (embedded as a query, with the encoder's query prefix).
+        ``mode="vector"`` (default): the rows most similar to ``q``, a vector of the
+        collection's dim or, for an embedding collection, a text (embedded as a query).
+        ``mode="text"``: the rows whose documents best match the keywords ``q`` (a str),
+        ranked by BM25; only rows containing at least one query term. ``mode="hybrid"``: both
+        rankings fused (``fusion="rrf"`` with ``rrf_k=60`` by default, or ``"weighted"``;
+        ``weight=0.5`` is the vector half's share); the keywords are ``text`` if given (so a
+        plain-vector collection can pass ``q`` as a vector), else ``q``.
 
-        With filters, exactly ``min(k, number of matching rows)`` results come back.
-        ``QueryResult.scores`` is higher-is-better; see ``QueryResult`` for each metric.
+        With filters, both halves see the same matching rows, and vector and hybrid queries
+        return exactly ``min(k, number of matching rows)`` results. ``QueryResult.scores`` is
+        higher-is-better; text and hybrid results also give each half's ranks and scores.
         """
+        ranking = Ranking.of(mode, fusion, rrf_k, weight)
+        texts = keywords(q, text, None, mode)
+        if mode == "text":
+            return self._ranked(None, texts, k, where, where_document, ranking)[0]
         if isinstance(q, str):
             xq = self._embed([q], "query")
         else:
             xq = inputs.query_vector(q, self.dim)
+        if mode == "hybrid":
+            return self._ranked(xq, texts, k, where, where_document, ranking)[0]
         return self._search(xq, k, where, where_document)[0]
 
     def query_many(
@@ -351,13 +374,26 @@ class Collection(Writes):
         k: int = 10,
         where: dict | None = None,
         where_document: dict | None = None,
+        mode: str = "vector",
+        text: Sequence[str] | None = None,
+        fusion: str | None = None,
+        rrf_k: float | None = None,
+        weight: float | None = None,
     ) -> list[QueryResult]:
         """``query`` for each row of a 2-D ``(nq, dim)`` array, or each text of a list (for an
-        embedding collection); one ``QueryResult`` per query."""
+        embedding collection, or keywords in text mode); one ``QueryResult`` per query.
+        ``text`` is a list of keyword queries, one per query (hybrid mode)."""
+        ranking = Ranking.of(mode, fusion, rrf_k, weight)
+        n = len(queries) if hasattr(queries, "__len__") else None
+        texts = keywords(queries, text, n, mode)
+        if mode == "text":
+            return self._ranked(None, texts, k, where, where_document, ranking)
         if isinstance(queries, (list, tuple)) and queries and isinstance(queries[0], str):
             xq = self._embed(queries, "query")
         else:
             xq = inputs.matrix(queries, self.dim, what="queries")
+        if mode == "hybrid":
+            return self._ranked(xq, texts, k, where, where_document, ranking)
         return self._search(xq, k, where, where_document)
 
     # -- internals: reading -------------------------------------------------------------
@@ -395,7 +431,7 @@ class Collection(Writes):
     def _search(self, xq: np.ndarray, k: int, where: Any, where_document: Any) -> list[QueryResult]:
         k = inputs.top_k(k)
         filtered = where is not None or where_document is not None
-        sql, params = compile_filters(self._record.id, where, where_document)
+        sql, params = compile_filters(self._record.id, where, where_document, contains_terms)
         for _ in range(SNAPSHOT_RETRIES):
             with self._db._reading() as cat:
                 try:
@@ -405,13 +441,19 @@ class Collection(Writes):
                 allowed = None
                 if filtered:
                     allowed = snap.allowed(cat.filtered_array(self._record.id, sql, params))
-                scores, rids, counts = flat.search(snap.parts, xq, self.metric, k, allowed)
+                scores, rids, counts = self._vector_topk(snap, xq, k, allowed)
                 found = cat.records(np.unique(rids[rids >= 0]).tolist())
             return [
                 self._result(scores[i, : counts[i]], rids[i, : counts[i]], found)
                 for i in range(len(xq))
             ]
         raise self._vanished()
+
+    def _vector_topk(
+        self, snap: flat.Snapshot, xq: np.ndarray, k: int, allowed: list[np.ndarray] | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The vector half of every query: ``(scores, rids, counts)`` as ``flat.search``."""
+        return flat.search(snap.parts, xq, self.metric, k, allowed)
 
     def _result(self, scores: np.ndarray, rids: np.ndarray, found: dict) -> QueryResult:
         rows = [found[int(r)] for r in rids]

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from . import inputs
+from . import inputs, text
 from .collection import METRICS, Collection
 from .encoders.base import Encoder, resolve_encoder
 from .errors import (
@@ -33,6 +33,7 @@ from .errors import (
     StoreIOError,
     StoreNotFound,
 )
+from .index.bm25 import PostingCache
 from .index.flat import Snapshot
 from .storage.catalog import Catalog, CollectionRecord
 from .storage.files import WriterLock, fsync_dir
@@ -116,6 +117,7 @@ class Database:
         self._segments: dict[str, dict[str, Segment]] = {}
         self._snapshots: dict[str, Snapshot] = {}
         self._encoders: dict[str, Encoder] = {}
+        self._text_cache = PostingCache()
         self._broken: str | None = None
         self._writer: WriterLock | None = None
         catalog_path = self.path / CATALOG
@@ -143,7 +145,7 @@ class Database:
                     busy_timeout=self.lock_timeout,
                 )
                 try:
-                    self._catalog.migrate()
+                    self._catalog.migrate(analyze=text.counts)
                     self._catalog.check_schema()
                     self._remove_orphans()
                 except BaseException:
@@ -372,6 +374,7 @@ class Database:
             self._segments.pop(record.dir, None)
             self._snapshots.pop(record.dir, None)
             self._encoders.pop(record.dir, None)
+            self._text_cache.drop(record.dir)
             shutil.rmtree(self._collection_dir(record), ignore_errors=True)
 
     def close(self) -> None:
@@ -382,6 +385,7 @@ class Database:
             self._segments.clear()
             self._snapshots.clear()
             self._encoders.clear()
+            self._text_cache = PostingCache()
             # Closing the last connection checkpoints the WAL; serialise that with writers in
             # other processes (SQLite's WAL-reset bug needs two at once). If another writer
             # keeps the lock past the timeout, close anyway.

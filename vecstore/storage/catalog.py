@@ -2,7 +2,8 @@
 
 Managed through sqlite-utils: migrations are an ordered list keyed by ``PRAGMA user_version``,
 and a store's schema must equal exactly what those migrations build before anything in it is
-trusted. All SQL of the package lives here and in filters.py. Imports no numba.
+trusted. All SQL of the package lives here, in filters.py and in textindex.py (the keyword
+index, a mixin of ``Catalog``). Imports no numba.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ..errors import CorruptStoreError, LockTimeout, StoreIOError
 from . import records
 from .files import io_step
 from .segments import SegmentInfo
+from .textindex import Counts, TextIndex, _v3
 
 if TYPE_CHECKING:  # imported when first needed (migrations, new collections), not on open
     import sqlite_utils
@@ -114,7 +116,8 @@ def _v2(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
+# v3: the keyword index (textindex.py); migrating an older store also indexes its documents.
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3]
 
 
 def _schema_of(conn: sqlite3.Connection) -> set[tuple]:
@@ -128,7 +131,7 @@ def _schema_of(conn: sqlite3.Connection) -> set[tuple]:
 
 # sha256 of the schema the migrations build (tests/storage/test_catalog.py keeps it current).
 # Comparing against it lets an open skip importing sqlite-utils and rebuilding the schema.
-SCHEMA_SHA256 = "5c73b073ffd046da48e762b6b2676b4623618bd7f920387f09aaed5fec98606c"
+SCHEMA_SHA256 = "bc13abc96d612d8ee013273f275dc50eced0c454c4d899261dd32756674984e2"
 
 
 def _fingerprint(schema: Iterable[tuple]) -> str:
@@ -207,7 +210,7 @@ def _marks(n: int) -> str:
     return ",".join("?" * n)
 
 
-class Catalog:
+class Catalog(TextIndex):
     """One connection to a store's catalog. Not thread-safe: the Database serialises use."""
 
     def __init__(self, path: Path, *, read_only: bool, synchronous: str, busy_timeout: float):
@@ -286,8 +289,12 @@ class Catalog:
             and not self.conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone()
         )
 
-    def migrate(self) -> None:
-        """Bring an empty or older catalog up to the current schema, in one transaction each."""
+    def migrate(self, *, analyze: Callable[[str | None], Counts]) -> None:
+        """Bring an empty or older catalog up to the current schema, in one transaction each.
+
+        ``analyze`` (vecstore.text.counts) indexes the documents of a store older than v3
+        in the migration's transaction.
+        """
         with translate_errors(self.path):
             start = self.user_version()
             if start == 0 and not self.is_empty():
@@ -304,6 +311,8 @@ class Catalog:
                                 {"key": "created", "value": repr(time.time())},
                             ]
                         )
+                    if version == 2:
+                        self.backfill_text(analyze)
                     self.conn.execute(f"PRAGMA user_version = {version + 1:d}")
 
     # -- transactions -------------------------------------------------------------------
@@ -405,6 +414,7 @@ class Catalog:
         c.execute(
             "DELETE FROM tombstones WHERE seg IN (SELECT id FROM segments WHERE coll = ?)", (coll,)
         )
+        self.drop_text(coll)
         for table in ("segments", "rows", "pending", "mindex"):
             c.execute(f"DELETE FROM {table} WHERE coll = ?", (coll,))
         c.execute("DELETE FROM collections WHERE id = ?", (coll,))
@@ -448,9 +458,12 @@ class Catalog:
         documents: Sequence[str | None],
         metas: Sequence[dict],
         packed: Sequence[bytes | None],
+        counts: Sequence[Counts],
     ) -> None:
-        """Insert rows with consecutive ``rids`` (and consecutive ``positions``, or None)
-        and their filter entries. ``packed`` holds ``records.pack`` of each of ``metas``."""
+        """Insert rows with consecutive ``rids`` (and consecutive ``positions``, or None),
+        their filter entries and their documents' keyword postings. ``packed`` holds
+        ``records.pack`` of each of ``metas``; ``counts`` the analysed documents."""
+        self.index_documents(coll, rids, counts)
         start = positions.start if positions is not None else None
         self.conn.execute(
             "UPDATE collections SET nrows = nrows + ? WHERE id = ?", (len(rids), coll)
@@ -498,6 +511,7 @@ class Catalog:
 
     def delete_rows(self, coll: int, rids: Sequence[int]) -> None:
         self._delete_entries(coll, rids)
+        self.unindex_documents(coll, rids)
         deleted = 0
         for part in _chunks(rids):
             deleted += self.conn.execute(
@@ -533,8 +547,17 @@ class Catalog:
             ((seg, p, int(r)) for p, r in zip(pos, rids)),
         )
 
-    def set_documents(self, rids: Sequence[int], documents: Sequence[str | None]) -> None:
+    def set_documents(
+        self,
+        coll: int,
+        rids: Sequence[int],
+        documents: Sequence[str | None],
+        counts: Sequence[Counts],
+    ) -> None:
+        """Replace documents and their keyword postings (``counts``: the analysed documents)."""
+        self.unindex_documents(coll, rids)
         self.conn.executemany("UPDATE rows SET document = ? WHERE rid = ?", zip(documents, rids))
+        self.index_documents(coll, rids, counts)
 
     def insert_pending(self, coll: int, rids: Sequence[int], blobs: Iterable[bytes]) -> None:
         self.conn.executemany(
