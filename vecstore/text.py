@@ -13,11 +13,12 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Iterator
 from functools import lru_cache
 
 from .porter import stem
 
-ANALYZER = "vecstore-1"  # stored with the index; a change of analysis needs a re-index
+ANALYZER = "vecstore-1"  # any change to the analysis needs a migration that re-indexes
 
 # Han (with extensions and compatibility ideographs), Hiragana, Katakana, Hangul syllables.
 _CJK = (
@@ -28,8 +29,11 @@ _CJK = (
 _MARKS = (
     "\u0300-\u036f\u0483-\u0489\u0591-\u05bd\u064b-\u065f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff"
 )
-_TOKEN = re.compile(rf"[{_CJK}]+|(?:(?![{_CJK}])[^\W_]|[{_MARKS}])+")
-_ASCII_WORD = re.compile(r"[a-z]+")
+_WORD = re.compile(rf"(?:[^\W_]|[{_MARKS}])+")  # letters, digits and marks (CJK included)
+_ASCII_WORD = re.compile(r"[a-z0-9]+")  # the same, on ASCII text
+_HAS_CJK = re.compile(f"[{_CJK}]")
+_RUNS = re.compile(f"[{_CJK}]+|[^{_CJK}]+")  # a word cut into CJK and other runs
+_STEMMABLE = re.compile(r"[a-z]+")
 
 # Lucene's English stopwords plus pronouns, auxiliaries and other function words (NLTK's
 # list, without negations): they carry little ranking signal and are the longest posting
@@ -61,11 +65,31 @@ def _term(token: str) -> str | None:
         )
     if not word or word in STOPWORDS:
         return None
-    return stem(word) if _ASCII_WORD.fullmatch(word) else word
+    return stem(word) if _STEMMABLE.fullmatch(word) else word
 
 
-def _tokens(text: str) -> list[re.Match]:
-    return list(_TOKEN.finditer(unicodedata.normalize("NFKC", text).casefold()))
+def _normalize(text: str) -> str:
+    if text.isascii():
+        return text.lower()  # what NFKC and case folding do to ASCII
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
+def _words(norm: str) -> Iterator[tuple[str, bool, int, int]]:
+    """``(token, is_cjk, start, end)`` of each word token of normalised text: maximal runs
+    of letters, digits and marks, cut where CJK and other scripts meet."""
+    for m in _WORD.finditer(norm):
+        tok = m.group()
+        if tok.isascii() or not _HAS_CJK.search(tok):
+            yield tok, False, m.start(), m.end()
+            continue
+        for part in _RUNS.finditer(tok):
+            run = part.group()
+            yield (
+                run,
+                _HAS_CJK.match(run) is not None,
+                m.start() + part.start(),
+                m.start() + part.end(),
+            )
 
 
 def _cjk(run: str) -> list[str]:
@@ -76,10 +100,12 @@ def _cjk(run: str) -> list[str]:
 
 def terms(text: str) -> list[str]:
     """Every index term of ``text``, in order, repeats included."""
+    norm = _normalize(text)
+    if norm.isascii():
+        return [t for t in map(_term, _ASCII_WORD.findall(norm)) if t is not None]
     out: list[str] = []
-    for m in _tokens(text):
-        tok = m.group()
-        if "\u3040" <= tok[0] and _is_cjk(tok[0]):
+    for tok, cjk, _, _ in _words(norm):
+        if cjk:
             out += _cjk(tok)
         else:
             term = _term(tok)
@@ -107,22 +133,14 @@ def contains_terms(substring: str) -> list[str]:
     substring that do not touch its ends (an end may be part of a longer word in the
     document), and the CJK bigrams inside it. Used to prefilter ``$contains`` candidates
     through the keyword index; the substring test itself still runs on every candidate."""
-    norm = unicodedata.normalize("NFKC", substring).casefold()
+    norm = _normalize(substring)
     out: list[str] = []
-    for m in _TOKEN.finditer(norm):
-        tok = m.group()
-        if _is_cjk(tok[0]):
-            if len(tok) >= 2 or (m.start() > 0 and m.end() < len(norm)):
+    for tok, cjk, start, end in _words(norm):
+        if cjk:
+            if len(tok) >= 2 or (start > 0 and end < len(norm)):
                 out += _cjk(tok)
-        elif m.start() > 0 and m.end() < len(norm):
+        elif start > 0 and end < len(norm):
             term = _term(tok)
             if term is not None:
                 out.append(term)
     return list(dict.fromkeys(out))
-
-
-_CJK_CLASS = re.compile(f"[{_CJK}]")
-
-
-def _is_cjk(ch: str) -> bool:
-    return _CJK_CLASS.match(ch) is not None

@@ -12,6 +12,7 @@ in the v3 backfill, which is handed the analyzer. Imports numpy and the standard
 from __future__ import annotations
 
 import json
+import struct
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -68,27 +69,32 @@ class TextIndex:
         docs = [(int(r), c) for r, c in zip(rids, counts) if c is not None]
         if not docs:
             return
-        tids = self._term_ids(coll, sorted({t for _, c in docs for t in c}))
-        postings, df = [], Counter()
-        doc_rows = []
-        ntokens = 0
+        by_term: dict[str, list] = {}
+        doc_terms, ntokens = [], 0
         for rid, c in docs:
             dl = sum(c.values())
             ntokens += dl
-            ids = [tids[t] for t in c]
-            postings += [(tid, rid, tf, dl) for tid, tf in zip(ids, c.values())]
-            df.update(ids)
-            doc_rows.append((rid, dl, np.asarray(ids, dtype="<i8").tobytes()))
-        postings.sort()
-        # The postings travel as one JSON array, which SQLite unpacks in C (much faster than
-        # binding each from Python); the b-tree takes them in key order.
-        self.conn.execute(
-            "INSERT INTO text_postings (tid, rid, tf, dl) "
-            "SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM json_each(?)",
-            (json.dumps(postings),),
+            for term, tf in c.items():
+                by_term.setdefault(term, []).append((rid, tf, dl))
+            doc_terms.append((rid, dl, list(c)))
+        tids = self._term_ids(coll, by_term)
+        # One term's postings in row order, terms in id order: the b-tree takes them in key
+        # order (bound one by one: cheaper here than unpacking a JSON array in SQL).
+        self.conn.executemany(
+            "INSERT INTO text_postings (tid, rid, tf, dl) VALUES (?, ?, ?, ?)",
+            (
+                (tid, rid, tf, dl)
+                for term, tid in sorted(tids.items(), key=lambda kv: kv[1])
+                for rid, tf, dl in by_term[term]
+            ),
         )
-        self._add_df(df, 1)
-        self.conn.executemany("INSERT INTO text_docs (rid, dl, tids) VALUES (?, ?, ?)", doc_rows)
+        self.conn.executemany(
+            "INSERT INTO text_docs (rid, dl, tids) VALUES (?, ?, ?)",
+            (
+                (rid, dl, struct.pack(f"<{len(terms)}q", *[tids[t] for t in terms]))
+                for rid, dl, terms in doc_terms
+            ),
+        )
         self.conn.execute(
             "INSERT INTO text_stats (coll, ndocs, ntokens) VALUES (?, ?, ?) ON CONFLICT (coll) "
             "DO UPDATE SET ndocs = ndocs + excluded.ndocs, ntokens = ntokens + excluded.ntokens",
@@ -122,21 +128,23 @@ class TextIndex:
             (len(found), sum(dl for _, dl, _ in found), coll),
         )
 
-    def _term_ids(self, coll: int, terms: list[str]) -> dict[str, int]:
-        """Ids of the collection's terms, adding the missing ones to its vocabulary."""
+    def _term_ids(self, coll: int, postings: dict[str, list]) -> dict[str, int]:
+        """Ids of the terms of new postings (``term -> postings``), counting them in each
+        term's document frequency; terms new to the collection join its vocabulary."""
         query = (
             "SELECT term, tid FROM text_terms "
             "WHERE coll = ? AND term IN (SELECT value FROM json_each(?))"
         )
-        ids = dict(self.conn.execute(query, (coll, json.dumps(terms))).fetchall())
-        missing = [t for t in terms if t not in ids]
+        ids = dict(self.conn.execute(query, (coll, json.dumps(list(postings)))).fetchall())
+        self._add_df(Counter({ids[t]: len(postings[t]) for t in ids}), 1)
+        missing = [(t, len(p)) for t, p in postings.items() if t not in ids]
         if missing:
             self.conn.execute(
                 "INSERT INTO text_terms (coll, term, df, ver) "
-                "SELECT ?, value, 0, 0 FROM json_each(?)",
+                "SELECT ?, value ->> 0, value ->> 1, 1 FROM json_each(?)",
                 (coll, json.dumps(missing)),
             )
-            ids.update(self.conn.execute(query, (coll, json.dumps(missing))).fetchall())
+            ids.update(self.conn.execute(query, (coll, json.dumps([t for t, _ in missing]))))
         return ids
 
     def _add_df(self, df: Counter, sign: int) -> None:
