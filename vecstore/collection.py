@@ -356,7 +356,7 @@ class Collection(Writes, HybridSearch):
         higher-is-better; text and hybrid results also give each half's ranks and scores.
         """
         ranking = Ranking.of(mode, fusion, rrf_k, weight)
-        texts = keywords(q, text, None, mode)
+        texts = keywords(q, text, mode, many=False)
         if mode == "text":
             return self._ranked(None, texts, k, where, where_document, ranking)[0]
         if isinstance(q, str):
@@ -384,8 +384,7 @@ class Collection(Writes, HybridSearch):
         embedding collection, or keywords in text mode); one ``QueryResult`` per query.
         ``text`` is a list of keyword queries, one per query (hybrid mode)."""
         ranking = Ranking.of(mode, fusion, rrf_k, weight)
-        n = len(queries) if hasattr(queries, "__len__") else None
-        texts = keywords(queries, text, n, mode)
+        texts = keywords(queries, text, mode, many=True)
         if mode == "text":
             return self._ranked(None, texts, k, where, where_document, ranking)
         if isinstance(queries, (list, tuple)) and queries and isinstance(queries[0], str):

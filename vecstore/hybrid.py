@@ -75,32 +75,29 @@ class Ranking:
         return cls("hybrid", fusion, float(rrf_k), float(weight))
 
 
-def keywords(q: Any, texts: Any, n: int | None, mode: str) -> list[str] | None:
-    """The keyword query of each of ``n`` queries (``n`` None: one query ``q``), or None for
-    vector mode. ``texts`` is ``text=`` (a str, or a list for ``query_many``)."""
-    single = n is None
+def keywords(q: Any, text_: Any, mode: str, *, many: bool) -> list[str] | None:
+    """The keyword query of each query, or None in vector mode: ``text_`` (``text=``) if
+    given, else ``q``; one str for ``query``, a list of str (one per query) for
+    ``query_many``."""
     if mode == "vector":
-        if texts is not None:
+        if text_ is not None:
             raise InvalidInput("text= is the keyword query of mode='text' or 'hybrid'")
         return None
-    if texts is None:
-        texts = [q] if single else q
-        if mode == "text" and not single and isinstance(texts, np.ndarray):
-            texts = None
-    elif mode == "text":
+    if mode == "text" and text_ is not None:
         raise InvalidInput("in mode='text' the keywords are the query itself: pass them as q")
+    given = q if text_ is None else text_
+    if not many:
+        items = [given]
     else:
-        texts = [texts] if single else texts
-    if (
-        not isinstance(texts, (list, tuple))
-        or (not single and len(texts) != n)
-        or not all(isinstance(t, str) for t in texts)
-    ):
-        what = "a str" if single else f"a list of {n} str"
+        items = list(given) if isinstance(given, (list, tuple)) else None
+        if items is not None and text_ is not None and len(items) != len(q):
+            raise InvalidInput(f"text= has {len(items)} keyword queries for {len(q)} queries")
+    if items is None or not all(isinstance(t, str) for t in items):
+        what = "a list of str" if many else "a str"
         raise InvalidInput(
-            f"mode={mode!r} needs keywords: {what} (as q, or text= with a vector query)"
+            f"mode={mode!r} needs keywords, {what}: as q, or as text= beside vector queries"
         )
-    return list(texts)
+    return items
 
 
 class HybridSearch:
