@@ -4,7 +4,8 @@ The model is ``{id: (vector, document, metadata)}``; Python dicts keep insertion
 the store does (replacing a row keeps its place, deleting and re-adding moves it to the end).
 Every rule applies one write to both; after every step the invariants compare everything the
 public API can read back: counts, rows (documents, metadata, exact float32 vectors), order,
-and exact top-k queries (with and without filters) against a NumPy computation of the metric.
+and exact top-k queries (with and without filters) against a NumPy computation of the metric,
+and keyword queries against a BM25 oracle.
 
 ``seal_rows`` is tiny and batches straddle it, so the pending buffer, sealing, direct segment
 writes, tier merges, mostly-dead rewrites, ``compact()`` and reopening all run. A bystander
@@ -31,6 +32,7 @@ from hypothesis.stateful import (
 
 import vecstore
 from tests.conftest import typed
+from tests.test_hybrid import assert_ranked, bm25_oracle
 
 DIM = 4
 SEAL = 8
@@ -425,6 +427,15 @@ class CollectionMachine(RuleBasedStateMachine):
         want = np.asarray([scores[i] for i in res.ids], dtype=np.float64)
         assert np.all(np.abs(got - want) <= tol), (res.ids, got, want)
         assert np.all(np.diff(got) <= 0), "scores must come best first"
+
+    @invariant()
+    def keyword_search_matches_model(self):
+        # The keyword index follows every write: BM25 over the model's documents.
+        if self.coll is None:
+            return
+        docs = {i: d for i, (_, d, _) in self.model.items()}
+        for q in ("alpha", "beta gamma", "unicode its"):
+            assert_ranked(self.coll.query(q, mode="text", k=5), bm25_oracle(docs, q), 5)
 
     @invariant()
     def bystander_untouched(self):

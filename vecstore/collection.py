@@ -14,6 +14,7 @@ import hashlib
 import itertools
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,12 +27,15 @@ from .errors import (
     IdNotFound,
     InvalidInput,
 )
+from .hybrid import HybridSearch, Ranking, keywords
 from .index import flat, plan, specs
 from .results import GetResult, QueryResult
 from .storage import records
 from .storage.catalog import Catalog, CollectionRecord
 from .storage.files import remove_quietly
 from .storage.filters import compile_filters
+from .text import contains_terms
+from .text import counts as text_counts
 from .writes import Writes, _Publication
 
 if TYPE_CHECKING:
@@ -45,7 +49,7 @@ SNAPSHOT_RETRIES = 5
 EMBED_BATCH = 256  # texts per encoder call (the encoder batches further inside)
 
 
-class Collection(Writes):
+class Collection(Writes, HybridSearch):
     """A named set of rows ``(id, vector, document, metadata)`` of one dimension and metric.
 
     Get one from ``Database.create_collection`` or ``Database.get_collection``.
@@ -162,6 +166,7 @@ class Collection(Writes):
             return
         x = None if vectors is None else inputs.matrix(vectors, self.dim, n=n)
         docs = None if documents is None else inputs.documents(documents, n)
+        counts = None if docs is None else [text_counts(d) for d in docs]
         if x is None and docs is not None and self._spec is not None:
             x = self._embed_documents(docs)
         metas = None if metadata is None else inputs.metadata(metadata, n)
@@ -176,7 +181,7 @@ class Collection(Writes):
                     f"update: {len(missing)} ids do not exist in {self.name!r}: {missing[:5]}"
                 )
             located = [found[i] for i in ids]
-            self._change(cat, pub, located, x, docs, metas, packed)
+            self._change(cat, pub, located, x, docs, metas, packed, counts)
 
         self._write(apply)
 
@@ -261,6 +266,8 @@ class Collection(Writes):
                 dead = cat.dead_counts(self._record.id)
             if len(records) > 1 or dead:
                 self._rewrite(cat, [r.id for r in records])
+            with cat.write():
+                cat.prune_terms(self._record.id)
             cat.checkpoint()
 
     def ingest(
@@ -336,7 +343,7 @@ class Collection(Writes):
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
             raise InvalidInput(f"offset must be a non-negative int; got {offset!r}")
         ids = None if ids is None else inputs.ids(ids)
-        sql, params = compile_filters(self._record.id, where, where_document)
+        sql, params = compile_filters(self._record.id, where, where_document, contains_terms)
         for _ in range(SNAPSHOT_RETRIES):
             with self._db._reading() as cat:
                 self._require(cat)
@@ -375,28 +382,47 @@ class Collection(Writes):
         k: int = 10,
         where: dict | None = None,
         where_document: dict | None = None,
+        mode: str = "vector",
+        text: str | None = None,
+        fusion: str | None = None,
+        rrf_k: float | None = None,
+        weight: float | None = None,
         nprobe: int | None = None,
         refine: int | None = None,
         exact: bool = False,
     ) -> QueryResult:
-        """The ``k`` rows most similar to ``q``, best first.
+        """The ``k`` best rows for ``q``, best first.
 
-        ``q`` is a vector of the collection's dim, or, for an embedding collection, a text
-        (embedded as a query, with the encoder's query prefix).
+        ``mode="vector"`` (default): the rows most similar to ``q``, a vector of the
+        collection's dim or, for an embedding collection, a text (embedded as a query).
+        ``mode="text"``: the rows whose documents best match the keywords ``q`` (a str),
+        ranked by BM25; only rows containing at least one query term. ``mode="hybrid"``: both
+        rankings fused (``fusion="rrf"`` with ``rrf_k=60`` by default, or ``"weighted"``;
+        ``weight=0.5`` is the vector half's share); the keywords are ``text`` if given (so a
+        plain-vector collection can pass ``q`` as a vector), else ``q``.
 
-        With filters, exactly ``min(k, number of matching rows)`` results come back, with or
-        without an ANN index. ``QueryResult.scores`` is higher-is-better; see
-        ``QueryResult`` for each metric.
+        With filters, both halves see the same matching rows, and vector and hybrid queries
+        return exactly ``min(k, number of matching rows)`` results, with or without an ANN
+        index. ``QueryResult.scores`` is higher-is-better; text and hybrid results also give
+        each half's ranks and scores.
 
         ``nprobe`` (lists probed) and ``refine`` (IVF-PQ re-rank factor) override the
-        index's values for this query; ``exact=True`` bypasses the index. Passing them to a
-        collection whose spec has no such parameter raises ``InvalidInput``.
+        index's values for this query (the vector half of a hybrid one too); ``exact=True``
+        bypasses the index. Passing them where they do not apply (to a collection whose spec
+        has no such parameter, or in text mode) raises ``InvalidInput``.
         """
+        ranking = Ranking.of(mode, fusion, rrf_k, weight)
+        texts = keywords(q, text, mode, many=False)
+        ann = _ann(mode, nprobe, refine, exact)
+        if mode == "text":
+            return self._ranked(None, texts, k, where, where_document, ranking)[0]
         if isinstance(q, str):
             xq = self._embed([q], "query")
         else:
             xq = inputs.query_vector(q, self.dim)
-        return self._search(xq, k, where, where_document, nprobe, refine, exact)[0]
+        if mode == "hybrid":
+            return self._ranked(xq, texts, k, where, where_document, ranking, ann)[0]
+        return self._search(xq, k, where, where_document, ann)[0]
 
     def query_many(
         self,
@@ -405,17 +431,30 @@ class Collection(Writes):
         k: int = 10,
         where: dict | None = None,
         where_document: dict | None = None,
+        mode: str = "vector",
+        text: Sequence[str] | None = None,
+        fusion: str | None = None,
+        rrf_k: float | None = None,
+        weight: float | None = None,
         nprobe: int | None = None,
         refine: int | None = None,
         exact: bool = False,
     ) -> list[QueryResult]:
         """``query`` for each row of a 2-D ``(nq, dim)`` array, or each text of a list (for an
-        embedding collection); one ``QueryResult`` per query."""
+        embedding collection, or keywords in text mode); one ``QueryResult`` per query.
+        ``text`` is a list of keyword queries, one per query (hybrid mode)."""
+        ranking = Ranking.of(mode, fusion, rrf_k, weight)
+        texts = keywords(queries, text, mode, many=True)
+        ann = _ann(mode, nprobe, refine, exact)
+        if mode == "text":
+            return self._ranked(None, texts, k, where, where_document, ranking)
         if isinstance(queries, (list, tuple)) and queries and isinstance(queries[0], str):
             xq = self._embed(queries, "query")
         else:
             xq = inputs.matrix(queries, self.dim, what="queries")
-        return self._search(xq, k, where, where_document, nprobe, refine, exact)
+        if mode == "hybrid":
+            return self._ranked(xq, texts, k, where, where_document, ranking, ann)
+        return self._search(xq, k, where, where_document, ann)
 
     # -- the ANN index ------------------------------------------------------------------
 
@@ -506,27 +545,21 @@ class Collection(Writes):
         return snap
 
     def _search(
-        self, xq: np.ndarray, k: int, where: Any, where_document: Any, nprobe, refine, exact
+        self, xq: np.ndarray, k: int, where: Any, where_document: Any, ann: AnnOptions
     ) -> list[QueryResult]:
         k = inputs.top_k(k)
-        if not isinstance(exact, bool):
-            raise InvalidInput(f"exact must be True or False; got {exact!r}")
         filtered = where is not None or where_document is not None
-        sql, params = compile_filters(self._record.id, where, where_document)
+        sql, params = compile_filters(self._record.id, where, where_document, contains_terms)
         for _ in range(SNAPSHOT_RETRIES):
             with self._db._reading() as cat:
                 try:
                     snap = self._snapshot(cat)
                 except FileNotFoundError:
                     continue  # a compaction replaced a segment after our snapshot began
-                if nprobe is not None or refine is not None:
-                    self._check_overrides(self._index_spec(cat), nprobe, refine)
                 allowed = None
                 if filtered:
                     allowed = snap.allowed_rids(cat.filtered_rids(self._record.id, sql, params))
-                scores, rids, counts = plan.search(
-                    snap, xq, self.metric, k, allowed, nprobe=nprobe, refine=refine, exact=exact
-                )
+                scores, rids, counts = self._vector_topk(cat, snap, xq, k, allowed, ann)
                 found = cat.records(np.unique(rids[rids >= 0]).tolist())
             return [
                 self._result(scores[i, : counts[i]], rids[i, : counts[i]], found)
@@ -534,12 +567,24 @@ class Collection(Writes):
             ]
         raise self._vanished()
 
+    def _vector_topk(
+        self,
+        cat: Catalog,
+        snap: flat.Snapshot,
+        xq: np.ndarray,
+        k: int,
+        allowed: list[np.ndarray] | None,
+        ann: AnnOptions,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The vector half of every query: ``(scores, rids, counts)`` as ``flat.search``,
+        through the ANN index unless ``ann.exact``."""
+        if ann.nprobe is not None or ann.refine is not None:
+            self._check_overrides(self._index_spec(cat), ann.nprobe, ann.refine)
+        return plan.search(
+            snap, xq, self.metric, k, allowed, nprobe=ann.nprobe, refine=ann.refine, exact=ann.exact
+        )
+
     def _check_overrides(self, spec: specs.Spec, nprobe: Any, refine: Any) -> None:
-        for name, value in (("nprobe", nprobe), ("refine", refine)):
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 1
-            ):
-                raise InvalidInput(f"{name} must be a positive int; got {value!r}")
         if nprobe is not None and isinstance(spec, specs.Flat):
             raise InvalidInput(
                 f"collection {self.name!r} has a Flat index (exact search): nprobe does not "
@@ -602,3 +647,26 @@ def _batched(items: Iterable, n: int) -> Iterator[list]:
     it = iter(items)
     while batch := list(itertools.islice(it, n)):
         yield batch
+
+
+@dataclass(frozen=True)
+class AnnOptions:
+    """Query-time ANN parameters: None keeps the index's own."""
+
+    nprobe: int | None = None
+    refine: int | None = None
+    exact: bool = False
+
+
+def _ann(mode: str, nprobe: Any, refine: Any, exact: Any) -> AnnOptions:
+    for name, value in (("nprobe", nprobe), ("refine", refine)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise InvalidInput(f"{name} must be a positive int; got {value!r}")
+    if not isinstance(exact, bool):
+        raise InvalidInput(f"exact must be True or False; got {exact!r}")
+    opts = AnnOptions(nprobe, refine, exact)
+    if mode == "text" and opts != AnnOptions():
+        raise InvalidInput("nprobe, refine and exact apply to vector and hybrid queries, not text")
+    return opts

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from . import inputs
+from . import inputs, text
 from .collection import METRICS, Collection
 from .encoders.base import Encoder, resolve_encoder
 from .errors import (
@@ -34,6 +34,7 @@ from .errors import (
     StoreNotFound,
 )
 from .index import specs
+from .index.bm25 import PostingCache
 from .index.flat import Snapshot
 from .index.specs import Flat, Spec
 from .storage.catalog import Catalog, CollectionRecord
@@ -129,6 +130,7 @@ class Database:
         self._segments: dict[str, dict[str, Segment]] = {}
         self._snapshots: dict[str, Snapshot] = {}
         self._encoders: dict[str, Encoder] = {}
+        self._text_cache = PostingCache()
         self._broken: str | None = None
         self._writer: WriterLock | None = None
         catalog_path = self.path / CATALOG
@@ -157,7 +159,7 @@ class Database:
                     busy_timeout=self.lock_timeout,
                 )
                 try:
-                    self._catalog.migrate()
+                    self._catalog.migrate(analyze=text.counts)
                     self._catalog.check_schema()
                     self._remove_orphans()
                 except BaseException:
@@ -397,6 +399,7 @@ class Database:
             self._segments.pop(record.dir, None)
             self._snapshots.pop(record.dir, None)
             self._encoders.pop(record.dir, None)
+            self._text_cache.drop(record.dir)
             shutil.rmtree(self._collection_dir(record), ignore_errors=True)
 
     def verify(self) -> VerifyReport:
@@ -435,6 +438,7 @@ class Database:
             self._segments.clear()
             self._snapshots.clear()
             self._encoders.clear()
+            self._text_cache = PostingCache()
             # Closing the last connection checkpoints the WAL; serialise that with writers in
             # other processes (SQLite's WAL-reset bug needs two at once). If another writer
             # keeps the lock past the timeout, close anyway.

@@ -3,7 +3,8 @@
 ``QueryResult.scores`` always ranks "higher is better": the cosine similarity for ``cosine``,
 the inner product for ``dot``, and the *negative* squared Euclidean distance for ``l2``.
 ``QueryResult.distances`` gives the same ranking as "lower is better": ``1 - cosine``,
-``-dot`` and the squared Euclidean distance. Imports numpy only.
+``-dot`` and the squared Euclidean distance. Keyword (``mode="text"``) scores are BM25, and
+hybrid scores the fused score; their ``distances`` are the negated scores. Imports numpy only.
 """
 
 from __future__ import annotations
@@ -17,12 +18,17 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Hit:
-    """One query match."""
+    """One query match. For keyword and hybrid queries, which halves found it: its 1-based
+    rank in each (0 if that half did not return it) and each half's score (None if not)."""
 
     id: str
     score: float
     document: str | None
     metadata: dict[str, Any]
+    vector_rank: int | None = None
+    text_rank: int | None = None
+    vector_score: float | None = None
+    text_score: float | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,6 +44,14 @@ class QueryResult:
     metadata : list of dict
     metric : str
         The collection's metric: ``"cosine"``, ``"dot"`` or ``"l2"``.
+    mode : str
+        ``"vector"`` (scores by ``metric``), ``"text"`` (BM25) or ``"hybrid"`` (fused).
+    vector_ranks, text_ranks : int64 ndarray (n,) or None
+        For text and hybrid queries: each hit's 1-based rank in the vector and in the
+        keyword ranking, 0 where that half did not return it (None for vector queries, and
+        ``vector_ranks`` None for text queries).
+    vector_scores, text_scores : float32 ndarray (n,) or None
+        Each half's own score (metric score; BM25), NaN where that half did not return it.
     """
 
     ids: list[str]
@@ -45,11 +59,19 @@ class QueryResult:
     documents: list[str | None]
     metadata: list[dict[str, Any]]
     metric: str
+    mode: str = "vector"
+    vector_ranks: np.ndarray | None = None
+    text_ranks: np.ndarray | None = None
+    vector_scores: np.ndarray | None = None
+    text_scores: np.ndarray | None = None
+
+    _HALVES = ("vector_ranks", "text_ranks", "vector_scores", "text_scores")
 
     @property
     def distances(self) -> np.ndarray:
-        """Lower is better: ``1 - cosine``, ``-dot`` or the squared L2 distance."""
-        if self.metric == "cosine":
+        """Lower is better: ``1 - cosine``, ``-dot`` or the squared L2 distance (for text and
+        hybrid queries, the negated score)."""
+        if self.metric == "cosine" and self.mode == "vector":
             return (1.0 - self.scores).astype(np.float32)
         return (-self.scores).astype(np.float32)
 
@@ -57,33 +79,55 @@ class QueryResult:
         return len(self.ids)
 
     def __iter__(self) -> Iterator[Hit]:
-        for i, id_ in enumerate(self.ids):
-            yield Hit(id_, float(self.scores[i]), self.documents[i], self.metadata[i])
+        for i in range(len(self.ids)):
+            yield self[i]
 
     def __getitem__(self, i: int) -> Hit:
-        return Hit(self.ids[i], float(self.scores[i]), self.documents[i], self.metadata[i])
+        halves = [self._half(name, i) for name in self._HALVES]
+        return Hit(self.ids[i], float(self.scores[i]), self.documents[i], self.metadata[i], *halves)
+
+    def _half(self, name: str, i: int) -> int | float | None:
+        values = getattr(self, name)
+        if values is None:
+            return None
+        v = values[i]
+        if name.endswith("ranks"):
+            return int(v)
+        return None if np.isnan(v) else float(v)
 
     def to_dict(self) -> dict[str, list]:
         """Plain Python: ``{"ids": [...], "scores": [...], "documents": [...],
-        "metadata": [...]}``."""
-        return {
+        "metadata": [...]}``, plus ``"vector_ranks"``, ``"text_ranks"``,
+        ``"vector_scores"``, ``"text_scores"`` where present (NaN scores become None)."""
+        out: dict[str, list] = {
             "ids": list(self.ids),
             "scores": [float(s) for s in self.scores],
             "documents": list(self.documents),
             "metadata": [dict(m) for m in self.metadata],
         }
+        for name in self._HALVES:
+            if getattr(self, name) is not None:
+                out[name] = [self._half(name, i) for i in range(len(self))]
+        return out
 
     def to_list(self) -> list[dict[str, Any]]:
-        """Plain Python, one dict per hit, best first."""
-        return [
-            {"id": h.id, "score": h.score, "document": h.document, "metadata": dict(h.metadata)}
-            for h in self
-        ]
+        """Plain Python, one dict per hit, best first (with each half's rank and score for
+        text and hybrid queries)."""
+        out = []
+        for h in self:
+            row = {"id": h.id, "score": h.score, "document": h.document}
+            row["metadata"] = dict(h.metadata)
+            for name in ("vector_rank", "text_rank", "vector_score", "text_score"):
+                if getattr(self, name + "s") is not None:
+                    row[name] = getattr(h, name)
+            out.append(row)
+        return out
 
     def __repr__(self) -> str:
         head = ", ".join(f"{i!r}: {s:.4f}" for i, s in zip(self.ids[:3], self.scores[:3]))
         more = ", ..." if len(self) > 3 else ""
-        return f"QueryResult({len(self)} hits, metric={self.metric!r}, {{{head}{more}}})"
+        kind = f"metric={self.metric!r}" if self.mode == "vector" else f"mode={self.mode!r}"
+        return f"QueryResult({len(self)} hits, {kind}, {{{head}{more}}})"
 
 
 @dataclass(frozen=True, eq=False)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import inputs
+from . import inputs, text
 from .errors import DuplicateIdError, InvalidInput, StoreIOError, VecstoreError
 from .storage import records
 from .storage.annfiles import IndexFileRecord
@@ -63,7 +63,7 @@ class Writes:
             raise InvalidInput(f"collection {self.name!r} needs vectors for every row")
         metas = inputs.metadata(metadata, n)
         packed = [records.pack(m) for m in metas]
-        return ids, x, docs, metas, packed
+        return ids, x, docs, metas, packed, [text.counts(d) for d in docs]
 
     @contextmanager
     def _publishing(self, cat: Catalog) -> Iterator[_Publication]:
@@ -150,7 +150,17 @@ class Writes:
         return seg, positions
 
     def _insert(
-        self, cat: Catalog, pub: _Publication, ids, x, docs, metas, packed, *, refuse_existing: bool
+        self,
+        cat: Catalog,
+        pub: _Publication,
+        ids,
+        x,
+        docs,
+        metas,
+        packed,
+        counts,
+        *,
+        refuse_existing: bool,
     ) -> None:
         self._require(cat)
         coll = self._record.id
@@ -166,18 +176,19 @@ class Writes:
                     [docs[j] for j in old],
                     [metas[j] for j in old],
                     [packed[j] for j in old],
+                    [counts[j] for j in old],
                 )
                 new = [j for j, i in enumerate(ids) if i not in found]
                 if not new:
                     return
                 ids, x = [ids[j] for j in new], x[new]
                 docs, metas = [docs[j] for j in new], [metas[j] for j in new]
-                packed = [packed[j] for j in new]
+                packed, counts = [packed[j] for j in new], [counts[j] for j in new]
         start = cat.next_rid()
         rids = range(start, start + len(ids))
         seg, positions = self._place(cat, pub, rids, x)
         try:
-            cat.insert_rows(coll, rids, ids, seg, positions, docs, metas, packed)
+            cat.insert_rows(coll, rids, ids, seg, positions, docs, metas, packed, counts)
         except sqlite3.IntegrityError:
             # The unique index on (collection, id) is the duplicate check for add().
             dup = [i for i in ids if i in cat.locate(coll, ids)]
@@ -188,16 +199,17 @@ class Writes:
         cat.bump(coll)
 
     def _change(
-        self, cat: Catalog, pub: _Publication, located: list, x, docs, metas, packed
+        self, cat: Catalog, pub: _Publication, located: list, x, docs, metas, packed, counts
     ) -> None:
-        """Replace fields of existing rows ``(rid, seg, pos)``; None means leave as is."""
+        """Replace fields of existing rows ``(rid, seg, pos)``; None means leave as is.
+        ``counts`` are the analysed ``docs`` (their keyword postings)."""
         rids = [r[0] for r in located]
         if x is not None:
             cat.release_vectors(located)
             seg, positions = self._place(cat, pub, rids, x)
             cat.set_location(rids, seg, positions)
         if docs is not None:
-            cat.set_documents(rids, docs)
+            cat.set_documents(self._record.id, rids, docs, counts)
         if metas is not None:
             cat.set_metadata(self._record.id, rids, metas, packed)
         cat.bump(self._record.id)

@@ -68,3 +68,20 @@ def test_default_encoder_end_to_end(tmp_path, reference):
         assert c.encoder.config() == spec
         with pytest.raises(vecstore.EncoderMismatch):
             db.get_collection("docs", encoder=SentenceTransformerEncoder(query_prefix="q: "))
+
+
+def test_hybrid_query_of_an_embedding_collection(tmp_path):
+    # A keyword the model cannot know (a part number) and a paraphrase only the model
+    # understands: hybrid finds both, each half finds one.
+    docs = DOCS + ["Replacement gasket XJ-4471 for the model 9 pressure cooker."]
+    with vecstore.open(tmp_path / "s", progress=False) as db:
+        c = db.create_collection("docs", encoder=DEFAULT_MODEL)
+        c.add([f"d{i}" for i in range(len(docs))], documents=docs)
+        assert c.query("XJ-4471", mode="text").ids == ["d5"]
+        assert c.query("feline pet", k=1).ids == ["d0"]
+        hybrid = c.query("feline pet XJ-4471", mode="hybrid", k=2)
+        assert set(hybrid.ids) == {"d0", "d5"}
+        hit = {h.id: h for h in hybrid}
+        assert hit["d5"].text_rank == 1 and hit["d0"].text_rank == 0
+        many = c.query_many(["feline pet XJ-4471", "string instrument"], mode="hybrid", k=2)
+        assert many[0].ids == hybrid.ids and many[1].ids[0] == "d3"

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import vecstore
-from tests.reliability.test_kill import apply, snapshot, vector
+from tests.reliability.test_kill import apply, check_text_index, snapshot, vector
 
 SEQUENCE = (
     [{"kind": "add", "ids": [f"k{i}" for i in range(100)]}]
@@ -120,6 +120,7 @@ def check_store(path, messages: list[dict]) -> None:
         state = snapshot(c)  # reads every vector: every segment's checksum is verified
         assert state in allowed
         assert c.count() == len(state)
+        check_text_index(c, state, sorted({i for op in SEQUENCE for i in op["ids"]}))
         c.upsert(["probe"], vectors=vector("probe", 0)[None, :])
         assert c.query(vector("probe", 0), k=1).ids == ["probe"]  # index files verified too
         for i, (v, _, _) in list(state.items())[:20]:  # the lists agree with the segments

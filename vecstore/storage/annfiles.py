@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import sqlite_utils
 
 
-def _v3_ann(db: sqlite_utils.Database) -> None:
+def _v4_ann(db: sqlite_utils.Database) -> None:
     # ANN index files: one model file per indexed collection (seg NULL) and one list file per
     # vector segment written under that model. nrows/err feed the retraining decision: err
     # is the summed squared coarse-quantization residual (for the model: the mean on its

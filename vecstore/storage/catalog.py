@@ -2,7 +2,8 @@
 
 Managed through sqlite-utils: migrations are an ordered list keyed by ``PRAGMA user_version``,
 and a store's schema must equal exactly what those migrations build before anything in it is
-trusted. All SQL of the package lives here and in filters.py. Imports no numba.
+trusted. All SQL of the package lives here, in filters.py and in textindex.py (the keyword
+index, a mixin of ``Catalog``). Imports no numba.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ import numpy as np
 
 from ..errors import CorruptStoreError, LockTimeout, StoreIOError
 from . import records
-from .annfiles import AnnFiles, _v3_ann
+from .annfiles import AnnFiles, _v4_ann
 from .files import io_step
 from .filters import rid_query
 from .segments import SegmentInfo
+from .textindex import Counts, TextIndex, _v3
 
 if TYPE_CHECKING:  # imported when first needed (migrations, new collections), not on open
     import sqlite_utils
@@ -116,7 +118,9 @@ def _v2(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3_ann]
+# v3: the keyword index (textindex.py); migrating an older store also indexes its documents.
+# v4: the ANN index files (annfiles.py).
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4_ann]
 
 
 def _schema_of(conn: sqlite3.Connection) -> set[tuple]:
@@ -130,7 +134,7 @@ def _schema_of(conn: sqlite3.Connection) -> set[tuple]:
 
 # sha256 of the schema the migrations build (tests/storage/test_catalog.py keeps it current).
 # Comparing against it lets an open skip importing sqlite-utils and rebuilding the schema.
-SCHEMA_SHA256 = "04b8e61edbcfd6000f475503db7149358e6ec5a5496bf996bcf457d2729d2d5c"
+SCHEMA_SHA256 = "5c939933a8887d96dce8fa2ac652d806602df870920ad34fec48283ebe36bbd3"
 
 
 def _fingerprint(schema: Iterable[tuple]) -> str:
@@ -209,7 +213,7 @@ def _marks(n: int) -> str:
     return ",".join("?" * n)
 
 
-class Catalog(AnnFiles):
+class Catalog(TextIndex, AnnFiles):
     """One connection to a store's catalog. Not thread-safe: the Database serialises use."""
 
     def __init__(self, path: Path, *, read_only: bool, synchronous: str, busy_timeout: float):
@@ -288,8 +292,12 @@ class Catalog(AnnFiles):
             and not self.conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone()
         )
 
-    def migrate(self) -> None:
-        """Bring an empty or older catalog up to the current schema, in one transaction each."""
+    def migrate(self, *, analyze: Callable[[str | None], Counts]) -> None:
+        """Bring an empty or older catalog up to the current schema, in one transaction each.
+
+        ``analyze`` (vecstore.text.counts) indexes the documents of a store older than v3
+        in the migration's transaction.
+        """
         with translate_errors(self.path):
             start = self.user_version()
             if start == 0 and not self.is_empty():
@@ -306,6 +314,8 @@ class Catalog(AnnFiles):
                                 {"key": "created", "value": repr(time.time())},
                             ]
                         )
+                    if version == 2:
+                        self.backfill_text(analyze)
                     self.conn.execute(f"PRAGMA user_version = {version + 1:d}")
 
     # -- transactions -------------------------------------------------------------------
@@ -410,6 +420,7 @@ class Catalog(AnnFiles):
         files += [
             f for (f,) in self.conn.execute("SELECT file FROM ivf_files WHERE coll = ?", (coll,))
         ]
+        self.drop_text(coll)
         for table in ("segments", "rows", "pending", "mindex", "ivf_files"):
             c.execute(f"DELETE FROM {table} WHERE coll = ?", (coll,))
         c.execute("DELETE FROM collections WHERE id = ?", (coll,))
@@ -453,10 +464,13 @@ class Catalog(AnnFiles):
         documents: Sequence[str | None],
         metas: Sequence[dict],
         packed: Sequence[bytes | None],
+        counts: Sequence[Counts],
     ) -> None:
         """Insert rows with consecutive ``rids`` at ``positions`` of segment ``seg`` (None
-        while pending) and their filter entries. ``packed`` holds ``records.pack`` of each
-        of ``metas``."""
+        while pending), their filter entries and their documents' keyword postings.
+        ``packed`` holds ``records.pack`` of each of ``metas``; ``counts`` the analysed
+        documents."""
+        self.index_documents(coll, rids, counts)
         start = positions.start if isinstance(positions, range) else None
         self.conn.execute(
             "UPDATE collections SET nrows = nrows + ? WHERE id = ?", (len(rids), coll)
@@ -504,6 +518,7 @@ class Catalog(AnnFiles):
 
     def delete_rows(self, coll: int, rids: Sequence[int]) -> None:
         self._delete_entries(coll, rids)
+        self.unindex_documents(coll, rids)
         deleted = 0
         for part in _chunks(rids):
             deleted += self.conn.execute(
@@ -540,8 +555,17 @@ class Catalog(AnnFiles):
             ((seg, None if p is None else int(p), int(r)) for p, r in zip(pos, rids)),
         )
 
-    def set_documents(self, rids: Sequence[int], documents: Sequence[str | None]) -> None:
+    def set_documents(
+        self,
+        coll: int,
+        rids: Sequence[int],
+        documents: Sequence[str | None],
+        counts: Sequence[Counts],
+    ) -> None:
+        """Replace documents and their keyword postings (``counts``: the analysed documents)."""
+        self.unindex_documents(coll, rids)
         self.conn.executemany("UPDATE rows SET document = ? WHERE rid = ?", zip(documents, rids))
+        self.index_documents(coll, rids, counts)
 
     def insert_pending(self, coll: int, rids: Sequence[int], blobs: Iterable[bytes]) -> None:
         self.conn.executemany(

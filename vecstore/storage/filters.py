@@ -12,11 +12,16 @@ Semantics (documented in docs/filters.md):
   ``$eq $gt $gte $lt $lte $in``, so it does satisfy ``$ne`` and ``$nin`` (they are negations).
 - ``$contains`` tests membership in a list value.
 - ``$and $or`` take non-empty lists; ``$not`` takes one filter. ``{}`` matches every row.
+- ``where_document`` ``$contains`` is a case-sensitive substring test. Given the analyzer's
+  ``contains_terms``, it first narrows the candidates through the keyword index to the rows
+  having the rarest term every containing document must have, then tests the substring.
 """
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import InvalidFilter
@@ -73,9 +78,17 @@ def _scalar(op: str, key: str, value: Any) -> tuple[int, Any]:
     return kv
 
 
+# The rows having the rarest of the given terms (none if the collection lacks one of them).
+_HAS_RAREST = (
+    "r.rid IN (SELECT p.rid FROM text_postings p WHERE p.tid = (SELECT t.tid FROM text_terms t "
+    "WHERE t.coll = ? AND t.term IN (SELECT value FROM json_each(?)) ORDER BY t.df LIMIT 1))"
+)
+
+
 class _Compiler:
-    def __init__(self, coll: int):
+    def __init__(self, coll: int, contains_terms: Callable[[str], list[str]] | None = None):
         self.coll = coll
+        self.contains_terms = contains_terms
         self.params: list[Any] = []
 
     def where(self, node: Any, depth: int = 0) -> str:
@@ -170,9 +183,14 @@ class _Compiler:
         if op in ("$contains", "$not_contains"):
             if not isinstance(value, str) or kind_of(value) is None:
                 raise InvalidFilter(f"where_document {op} needs a (valid) string; got {value!r}")
-            self.params.append(value)
             if op == "$contains":
+                terms = self.contains_terms(value) if self.contains_terms else []
+                if terms:
+                    self.params += [self.coll, json.dumps(terms), value]
+                    return f"({_HAS_RAREST} AND instr(r.document, ?) > 0)"
+                self.params.append(value)
                 return "instr(r.document, ?) > 0"
+            self.params.append(value)
             return "(r.document IS NULL OR instr(r.document, ?) = 0)"
         raise InvalidFilter(
             f"unknown where_document operator {op!r}; expected one of {', '.join(_DOC_OPS)}"
@@ -192,13 +210,19 @@ def _join(sep: str, parts: list[str]) -> str:
     return f"({_join(sep, parts[:mid])}{sep}{_join(sep, parts[mid:])})"
 
 
-def compile_filters(coll: int, where: Any = None, where_document: Any = None) -> tuple[str, list]:
+def compile_filters(
+    coll: int,
+    where: Any = None,
+    where_document: Any = None,
+    contains_terms: Callable[[str], list[str]] | None = None,
+) -> tuple[str, list]:
     """Return ``(sql, params)``: a boolean SQL expression over ``rows r`` and its parameters.
 
     ``coll`` is the collection's catalog id (an int the catalog assigned, bound as a parameter).
-    Raises ``InvalidFilter`` for a malformed filter.
+    ``contains_terms`` (vecstore.text.contains_terms), if given, lets ``$contains`` use the
+    keyword index. Raises ``InvalidFilter`` for a malformed filter.
     """
-    c = _Compiler(coll)
+    c = _Compiler(coll, contains_terms)
     parts = []
     if where is not None:
         parts.append(c.where(where))
