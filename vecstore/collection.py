@@ -469,11 +469,18 @@ class Collection(Writes, HybridSearch):
         """The spec and, once trained, the model's resolved parameters: ``kind``,
         ``trained``, ``nlist``, ``nprobe``, ``m``, ``nbits``, ``refine``, ``train_rows`` and
         ``indexed_rows`` (rows in lists; the rest are searched exactly)."""
-        with self._db._reading() as cat:
-            self._require(cat)
-            spec = self._index_spec(cat)
-            model = self._model(cat)
-            _, lists = cat.index_files(self._record.id)
+        for _ in range(SNAPSHOT_RETRIES):
+            with self._db._reading() as cat:
+                self._require(cat)
+                spec = self._index_spec(cat)
+                try:
+                    model = self._model(cat)
+                except FileNotFoundError:
+                    continue  # a retrain replaced the model after this transaction began
+                _, lists = cat.index_files(self._record.id)
+            break
+        else:
+            raise self._vanished()
         info = {"kind": spec.kind, "spec": spec.to_json(), "trained": model is not None}
         if model is not None:
             info.update(

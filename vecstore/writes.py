@@ -133,7 +133,10 @@ class Writes:
         from .kernels.exact import row_norms
 
         norms = row_norms(x)
-        model = self._model(cat)
+        try:
+            model = self._model(cat)
+        except FileNotFoundError:  # nothing unlinks files while this writer holds the lock
+            raise self._vanished() from None
         if model is None:
             return pub.segment([x], norms, rids, background=background), range(len(rids))
         lists, codes, err = ivf.encode(model, x, norms)

@@ -241,7 +241,9 @@ def search(
     qn = np.ascontiguousarray(_space(xq, exact.row_norms(xq), metric), dtype=np.float32)
     qa = np.ones(nq, dtype=np.float32)
     QC = ivf.centroid_dots(qn, model.centroids)
-    rank = 2 * QC - model.centroid_norms2 if metric == "l2" else QC
+    # Lists are probed in the order rows were assigned to them: nearest centroid in L2 (of the
+    # unit vectors, for cosine); for dot, by inner product, the score itself.
+    rank = QC if metric == "dot" else 2 * QC - model.centroid_norms2
     width = min(nlist, max(nprobe, 1))
     if width < nlist:
         top = np.argpartition(-rank, width - 1, axis=1)[:, :width]

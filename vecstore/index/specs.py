@@ -111,6 +111,8 @@ class IVFPQ:
     def __post_init__(self) -> None:
         _check_int("nlist", self.nlist, 1, 1 << 20)
         _check_int("m", self.m, 1, 4096)
+        if self.nbits is None:
+            raise InvalidInput("nbits must be an int between 1 and 8; got None")
         _check_int("nbits", self.nbits, 1, 8)
         _check_int("nprobe", self.nprobe, 1)
         _check_int("refine", self.refine, 1, 1000)

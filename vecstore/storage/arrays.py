@@ -103,9 +103,10 @@ def write_arrays(
                 pad = b"\0" * (offset - pos)
                 crc = zlib.crc32(pad, crc)
                 yield pad
-            view = memoryview(a).cast("B")
-            crc = zlib.crc32(view, crc)
-            yield view
+            if a.nbytes:  # an empty array (say IVF's codes, m = 0) has no bytes to write
+                view = memoryview(a.reshape(-1)).cast("B")
+                crc = zlib.crc32(view, crc)
+                yield view
             pos = offset + a.nbytes
         if size > pos:
             pad = b"\0" * (size - pos)
