@@ -48,6 +48,7 @@ import numpy as np  # noqa: E402
 import vecstore  # noqa: E402
 from vecstore.index import ivf, specs  # noqa: E402
 from vecstore.kernels import exact  # noqa: E402
+from vecstore.storage.catalog import MIGRATIONS  # noqa: E402
 
 NPROBES = (4, 8, 12, 16, 24, 32, 48, 64, 96, 128)
 EFS = (16, 24, 32, 48, 64, 96, 128, 192)
@@ -359,7 +360,7 @@ with vecstore.open(path, read_only=True, progress=False) as db:
 def scale_figures(n: int, d: int) -> dict:
     """Resident memory of a fresh process querying an n-row IVFPQ collection."""
     cache = Path(os.environ.get("VECSTORE_BENCH_CACHE", Path.home() / ".cache/vecstore-bench"))
-    path = cache / f"ivfpq-{n}-{d}"
+    path = cache / f"ivfpq-{n}-{d}-schema{len(MIGRATIONS)}"
     if not (path / "ready").exists():
         import shutil
 

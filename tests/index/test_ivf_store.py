@@ -23,22 +23,7 @@ DIM = 32
 N = 12_000  # rows of the shared ANN collections: default nlist 512, about 23 rows a list
 NQ = 100
 
-BUG_IVF_WRITE = pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="BUG: training an IVF (no PQ) index writes a zero-size 'codebooks' array and "
-    "storage.arrays.write_arrays fails on memoryview(a).cast('B') of a zero-size array "
-    "(TypeError); the exception escapes Writes._maintain, so the committed write raises",
-)
-BUG_POS_BLOB = pytest.mark.xfail(
-    strict=True,
-    raises=(ValueError, IndexError),
-    reason="BUG: Catalog.set_location binds numpy.int64 positions, which sqlite3 stores as "
-    "8-byte BLOBs; rows sealed (or re-placed by a large upsert/update) under a trained model "
-    "get a BLOB pos: get(include_vectors) raises IndexError, deleting one makes every later "
-    "query raise ValueError, and compact/merge/retrain raise ValueError",
-)
-KINDS = [pytest.param("ivf", marks=BUG_IVF_WRITE), "ivfpq"]
+KINDS = ["ivf", "ivfpq"]
 
 
 def embeddings(n: int, *, dim: int = DIM, seed: int = 0) -> np.ndarray:
@@ -134,7 +119,7 @@ def shared(tmp_path_factory):
                 except Exception as exc:  # every test of this collection fails the same way
                     built[name] = exc
             if isinstance(built[name], Exception):
-                raise built[name]
+                raise built[name].with_traceback(None)  # (re-raising appends frames)
             return built[name]
 
         get.path = path
@@ -227,7 +212,7 @@ FRACTIONS = {"0.5%": 5, "5%": 50, "30%": 300, "90%": 900}  # filter u < limit, u
 # Filters keeping a few rows are scanned exactly, whatever the metric; broad ones are masks
 # on the probed lists, scored per metric.
 FILTER_CASES = [
-    pytest.param(kind, metric, fraction, marks=[] if kind == "ivfpq" else [BUG_IVF_WRITE])
+    (kind, metric, fraction)
     for kind in ("ivf", "ivfpq")
     for fraction in FRACTIONS
     for metric in (METRICS if fraction in ("30%", "90%") else ["cosine"])
@@ -313,15 +298,7 @@ def test_overrides_that_do_not_apply_raise(store):
         lambda: IVF(nprobe=0),
         lambda: IVFPQ(refine=0),
         lambda: IVF(min_rows=0),
-        pytest.param(
-            lambda: IVFPQ(nbits=None),
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BUG: IVFPQ(nbits=None) passes validation (_check_int lets None "
-                "through); specs.min_rows then computes 4 << None and every write to the "
-                "collection raises TypeError after committing",
-            ),
-        ),
+        lambda: IVFPQ(nbits=None),  # once accepted: every write then raised TypeError
         lambda: "ivf",
         lambda: IVF,
     ],
@@ -421,10 +398,10 @@ def test_deletes_and_upserts_after_training(store, kind):
     assert len(c.query(x[1], k=10)) == 0 and len(c.query(x[1], k=10, where={"g": 2})) == 0
 
 
-@BUG_POS_BLOB
 def test_rows_sealed_after_training_stay_usable(store):
     # Small writes after training wait as pending rows, then are sealed into a segment under
-    # the model: every operation must work on them as on any other row.
+    # the model; a large upsert re-places rows too: every operation must work on such rows as
+    # on any other. (Their positions once reached SQLite as NumPy ints, stored as BLOBs.)
     x = embeddings(1700, seed=4)
     spec = small_spec("ivfpq", min_rows=1000)
     c = store.create_collection("c", dim=DIM, metric="l2", index=spec)
@@ -614,17 +591,8 @@ def test_damaged_index_file_raises_corrupt_store_error(pristine, tmp_path, kind,
     "target,call",
     [
         ("model", "query"),
-        pytest.param(
-            "model",
-            "index_info",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=FileNotFoundError,
-                reason="BUG: with the model file missing, index_info() (through "
-                "flat.load_model/open_arrays) raises a bare FileNotFoundError, not "
-                "CorruptStoreError as queries do",
-            ),
-        ),
+        ("model", "index_info"),  # once a bare FileNotFoundError
+        ("model", "add"),
         ("lists", "query"),
     ],
 )
@@ -633,13 +601,15 @@ def test_missing_index_file_raises_corrupt_store_error(pristine, tmp_path, targe
     shutil.copytree(pristine("ivfpq"), path)
     models, lists = index_files(collection_dir(path))
     (models if target == "model" else lists)[0].unlink()
-    with vecstore.open(path, progress=False) as db:
+    with vecstore.open(path, seal_rows=256, progress=False) as db:
         c = db.get_collection("c")
         with pytest.raises(CorruptStoreError):
             if call == "query":
                 c.query(embeddings(1, seed=9)[0], k=5)
-            else:
+            elif call == "index_info":
                 c.index_info()
+            else:  # a write large enough for a segment is encoded under the model
+                c.add(ids(5000, 5300), vectors=embeddings(300, seed=3))
 
 
 def test_orphan_index_files_are_removed_on_open(pristine, tmp_path):
@@ -661,12 +631,12 @@ def test_orphan_index_files_are_removed_on_open(pristine, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# bugs found while writing these tests
+# regressions of bugs found while writing these tests
 # ---------------------------------------------------------------------------------------------
 
 
-@BUG_IVF_WRITE
 def test_ivf_trains(store):
+    # (Regression: the zero-size arrays of an IVF model once failed to write.)
     c = store.create_collection("c", dim=8, metric="l2", index=IVF(nlist=4, min_rows=100))
     c.add(ids(0, 200), vectors=embeddings(200, dim=8))
     assert c.index_info()["trained"]

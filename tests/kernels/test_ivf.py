@@ -331,39 +331,30 @@ def test_adc_candidates_are_the_best_pq_estimates(metric, d, scan_path):
 @pytest.mark.parametrize("nprobe", [1, 3])
 def test_ivf_scans_nprobe_lists_exactly(metric, nprobe, scan_path):
     # IVF (exact scores) with widen=False returns the exact top-k of the rows of nprobe lists:
-    # for l2 the nprobe lists with the nearest centroids. (Which lists come first for cosine
-    # and dot is a matter of convention: see the test below.)
+    # for l2 and cosine, the lists with the nearest centroids (in L2, of the unit vectors for
+    # cosine), the rule rows are assigned by. (For dot the order is a convention: inner
+    # product, here checked only to give the best rows of the lists it probed.)
     d, n, k = 16, 800, 10
     x, xq = data(n, d, seed=9, nq=20)  # more than 16 queries: BLAS centroid scores too
     model, part, order = build(x, metric, IVF(nlist=8, nprobe=1))
     lists = np.searchsorted(part[2], np.arange(n), side="right") - 1  # list of each position
     row_list = np.empty(n, np.int64)
     row_list[order] = lists
-    c = model.centroids.astype(np.float64)
-    q = xq.astype(np.float64)
-    nearest = np.argsort(sq_dists(q, c), axis=1)[:, :nprobe]
+    nearest = np.argsort(sq_dists(space(xq, metric), model.centroids), axis=1)[:, :nprobe]
     D, I, counts = run([part], model, xq, metric, k, scan_path, nprobe=nprobe, widen=False)
     rows = to_rows(I, order)
     for i in range(len(xq)):
         hit = np.unique(row_list[rows[i, : counts[i]]])
         assert len(hit) <= nprobe
-        # For cosine and dot the probed lists are unknown here, but they include the lists
-        # the results came from: the results are the best rows of those lists.
-        allowed = np.isin(row_list, nearest[i] if metric == "l2" else hit)
+        # For dot the probed lists include those the results came from: the results must be
+        # the best rows of those lists.
+        allowed = np.isin(row_list, hit if metric == "dot" else nearest[i])
         check_topk(
             xq[i : i + 1], x, metric, k, D[i : i + 1], rows[i : i + 1], counts[i : i + 1], allowed
         )
 
 
-BUG_COSINE_ORDER = pytest.mark.xfail(
-    strict=True,
-    reason="BUG: for cosine, rows are assigned to the nearest centroid in L2 (of the unit "
-    "vectors) but lists are probed by inner product with the centroids, whose norms differ: "
-    "the list probed first is not the query's own list for about 1 query in 10",
-)
-
-
-@pytest.mark.parametrize("metric", [pytest.param("cosine", marks=BUG_COSINE_ORDER), "l2"])
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
 def test_first_probed_list_is_the_one_a_row_is_assigned_to(metric):
     # A stored row queried with itself at nprobe=1 (IVF: exact scores) must come back first:
     # the probing order must agree with the assignment. (Not so for dot: a row need not be

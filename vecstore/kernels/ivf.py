@@ -227,10 +227,15 @@ def pq_encode(r, codebooks):
 # -- search --------------------------------------------------------------------------------
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=True)
 def _lut(q, cb, T):
     """T[j, s] = q_j . cb[j, s]: the inner product of the query's j-th sub-vector with every
-    centroid of sub-quantiser j. m x ksub float32: 48 KiB for m=48, ksub=256."""
+    centroid of sub-quantiser j (fastmath: short dot products, order-insensitive).
+
+    m x ksub float32: each code byte reads one 1 KiB row, and a row's 256 entries stay in L1
+    while a list is scanned (48 KiB in all for m=48). Measured here, this beats a 24 KiB
+    uint16 table (1.8x: widening the integers costs more than the smaller footprint saves)
+    and a column-major code layout (1.3x)."""
     m, ksub, dsub = cb.shape
     for j in range(m):
         for s in range(ksub):
@@ -240,39 +245,12 @@ def _lut(q, cb, T):
             T[j, s] = acc
 
 
-@njit(cache=True, nogil=True)
-def _quantize_lut(T, T16):
-    """T16 = round((T - min_j) / scale) as uint16, one offset per sub-quantizer: m x ksub x 2
-    bytes (24 KiB for m=48) stays in L1 during the scan, where float32 would spill to L2.
-    Returns (scale, bias) with T[j, s] ~ scale * T16[j, s] + min_j and bias = sum of min_j;
-    a code's whole sum is off by at most m * scale / 2 (about 1e-5 of one entry's range per
-    sub-quantizer), far below what the exact re-ranking then corrects."""
-    m, ksub = T.shape
-    bias = np.float32(0.0)
-    span = np.float32(0.0)
-    for j in range(m):
-        lo = T[j, 0]
-        hi = T[j, 0]
-        for s in range(ksub):
-            lo = min(lo, T[j, s])
-            hi = max(hi, T[j, s])
-        span = max(span, hi - lo)
-    scale = span / np.float32(65535.0) if span > 0 else np.float32(1.0)
-    for j in range(m):
-        lo = T[j, 0]
-        for s in range(ksub):
-            lo = min(lo, T[j, s])
-        bias += lo
-        for s in range(ksub):
-            T16[j, s] = np.uint16(np.float32(0.5) + (T[j, s] - lo) / scale)
-    return scale, bias
-
-
-@njit(cache=True, nogil=True)
-def _adc(T16, codes, i):
-    acc = 0
+@njit(cache=True, nogil=True, fastmath=True)
+def _adc(T, codes, i):
+    # fastmath: a sum of table entries, order-insensitive
+    acc = np.float32(0.0)
     for j in range(codes.shape[1]):
-        acc += T16[j, codes[i, j]]
+        acc += T[j, codes[i, j]]
     return acc
 
 
@@ -296,9 +274,7 @@ def _scan_lists(
     hi,
     offsets,
     codes,
-    T16,
-    scale,
-    bias,
+    T,
     xb,
     norms,
     mask,
@@ -317,13 +293,13 @@ def _scan_lists(
     pq = codes.shape[1] > 0
     for o in range(lo, hi):
         L = order[o]
-        base_score = qc[L] + bias
+        base_score = qc[L]
         for i in range(offsets[L], offsets[L + 1]):
             if has_mask and not mask[i]:
                 continue
             seen += 1
             if pq:
-                ip = base_score + scale * np.float32(_adc(T16, codes, i))
+                ip = base_score + _adc(T, codes, i)
                 if metric == _L2:
                     s = np.float32(2.0) * ip - norms[i] * norms[i]
                 else:
@@ -346,7 +322,7 @@ def _scan_query(
     q, qa, qc, metric, order, lo, hi, offsets, codes, cb, xb, norms, mask, has_mask, base, D, I
 ):
     """``_scan_lists`` for one query, serially, building its look-up table first."""
-    T16, scale, bias = _table(q, cb)
+    T = _table(q, cb)
     return _scan_lists(
         q,
         qa,
@@ -357,9 +333,7 @@ def _scan_query(
         hi,
         offsets,
         codes,
-        T16,
-        scale,
-        bias,
+        T,
         xb,
         norms,
         mask,
@@ -374,12 +348,9 @@ def _scan_query(
 def _table(q, cb):
     m, ksub = cb.shape[0], cb.shape[1]
     T = np.empty((m, ksub), dtype=np.float32)
-    T16 = np.empty((m, ksub), dtype=np.uint16)
-    scale, bias = np.float32(1.0), np.float32(0.0)
     if m > 0:
         _lut(q, cb, T)
-        scale, bias = _quantize_lut(T, T16)
-    return T16, scale, bias
+    return T
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -449,7 +420,7 @@ def _scan_one(
 ):
     """``_scan_lists`` for one query, its lists split across threads (one heap per chunk)."""
     nchunks = CD.shape[0]
-    T16, scale, bias = _table(q, cb)
+    T = _table(q, cb)
     step = (hi - lo + nchunks - 1) // nchunks
     for ch in prange(nchunks):
         a = lo + ch * step
@@ -465,9 +436,7 @@ def _scan_one(
                 b,
                 offsets,
                 codes,
-                T16,
-                scale,
-                bias,
+                T,
                 xb,
                 norms,
                 mask,
