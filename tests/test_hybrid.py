@@ -376,3 +376,34 @@ def test_contains_filter_through_the_index_equals_a_substring_scan(db):
         assert set(c.get(where_document={"$contains": sub}).ids) == want, sub
         res = c.query(vec(r), k=5, where_document={"$contains": sub})
         assert len(res) == min(5, len(want)) and set(res.ids) <= want
+
+
+def test_cli_query_modes(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    path = tmp_path / "s"
+    with vecstore.open(path) as db:
+        c = db.create_collection("c", dim=4)
+        c.add(
+            ["a", "b", "c"],
+            vectors=np.eye(4, dtype=np.float32)[:3],
+            documents=["red apples and pears", "green grass", "red roses"],
+            metadata=[{"g": 1}, {"g": 2}, {"g": 1}],
+        )
+
+    def cli(*args):
+        cmd = [sys.executable, "-m", "vecstore", "query", str(path), "c", *args, "--json"]
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        return out.returncode, (json.loads(out.stdout) if out.returncode == 0 else out.stderr)
+
+    code, hits = cli("red roses", "--mode", "text")
+    assert code == 0 and [h["id"] for h in hits] == ["c", "a"]
+    code, hits = cli("[1, 0, 0, 0]", "--mode", "hybrid", "--text", "red roses", "-k", "2")
+    assert code == 0 and {h["id"] for h in hits} == {"a", "c"}
+    assert all("vector_rank" in h and "text_rank" in h for h in hits)
+    code, hits = cli("red", "--mode", "text", "--where", '{"g": 2}')
+    assert code == 0 and hits == []
+    code, err = cli("red", "--mode", "text", "--fusion", "rrf")
+    assert code == 1 and len(err.strip().splitlines()) == 1

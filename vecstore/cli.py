@@ -241,6 +241,18 @@ def build_parser(*, width: int | None = None) -> _Parser:
     p.add_argument("query", metavar="QUERY", help="text, a JSON array of numbers, or - for stdin")
     p.add_argument("-k", "--k", type=_positive, default=10, help="results (default 10)")
     _filters(p)
+    p.add_argument(
+        "--mode",
+        choices=("vector", "text", "hybrid"),
+        default="vector",
+        help="vector (similarity, default), text (BM25 keywords) or hybrid (both, fused)",
+    )
+    p.add_argument("--text", help="hybrid mode: the keywords, when QUERY is a vector")
+    p.add_argument(
+        "--fusion", choices=("rrf", "weighted"), help="hybrid mode: how to fuse (default rrf)"
+    )
+    p.add_argument("--rrf-k", type=float, help="hybrid mode: reciprocal-rank constant (60)")
+    p.add_argument("--weight", type=float, help="hybrid mode: the vector half's share (0.5)")
     p.add_argument("--nprobe", type=_positive, help="lists to probe (IVF and IVF-PQ indexes)")
     p.add_argument("--refine", type=_positive, help="re-rank factor (IVF-PQ indexes)")
     p.add_argument("--exact", action="store_true", help="bypass the ANN index: exact search")

@@ -173,12 +173,17 @@ def _query_input(args: argparse.Namespace) -> Any:
 def query(args: argparse.Namespace) -> int:
     q = _query_input(args)
     with _open(args) as db:
-        coll = _collection(db, args, embeds=isinstance(q, str))
+        coll = _collection(db, args, embeds=isinstance(q, str) and args.mode != "text")
         res = coll.query(
             q,
             k=args.k,
             where=args.where,
             where_document=args.where_document,
+            mode=args.mode,
+            text=args.text,
+            fusion=args.fusion,
+            rrf_k=args.rrf_k,
+            weight=args.weight,
             nprobe=args.nprobe,
             refine=args.refine,
             exact=args.exact,
