@@ -238,14 +238,21 @@ def search(
     refine = refine or model.refine
     pq = model.codebooks.size > 0
     kc = k * refine if pq else k
-    qn = np.ascontiguousarray(_space(xq, exact.row_norms(xq), metric), dtype=np.float32)
+    if metric == "cosine":
+        n2 = np.einsum("ij,ij->i", xq, xq)
+        qn = np.ascontiguousarray(xq / np.sqrt(np.where(n2 > 0, n2, 1))[:, None], np.float32)
+    else:
+        qn = xq
     qa = np.ones(nq, dtype=np.float32)
     QC = ivf.centroid_dots(qn, model.centroids)
     # Lists are probed in the order rows were assigned to them: nearest centroid in L2 (of the
     # unit vectors, for cosine); for dot, by inner product, the score itself.
     rank = QC if metric == "dot" else 2 * QC - model.centroid_norms2
     width = min(nlist, max(nprobe, 1))
-    if width < nlist:
+    if nq == 1 and width < nlist:
+        top = np.argpartition(-rank[0], width - 1)[:width]
+        orders = top[np.argsort(-rank[0, top])][None, :]
+    elif width < nlist:
         top = np.argpartition(-rank, width - 1, axis=1)[:, :width]
         orders = np.take_along_axis(top, np.argsort(-np.take_along_axis(rank, top, 1), axis=1), 1)
     else:
@@ -255,35 +262,40 @@ def search(
     CD, CI = exact.new_heaps(nq, kc) if pq else (D, I)
     seen = np.zeros(nq, dtype=np.int64)
     masks = masks or [None] * len(parts)
-    bases = np.cumsum([0] + [len(p[0]) for p in parts] + [len(p[0]) for p in exact_parts])
+    bases, acc = [], 0
+    for p in [*parts, *exact_parts]:
+        bases.append(acc)
+        acc += len(p[0])
     empty = np.zeros(0, dtype=bool)
+    tables = {}  # one look-up table per query, shared by every part
 
     def scan(sel, lo, hi, ords):
         for (xb, norms, offsets, codes), mask, base in zip(parts, masks, bases):
             m = empty if mask is None else mask
-            if len(sel) == 1 and (offsets[-1] * (hi - lo)) // nlist < SERIAL_SCAN_ROWS:
+            if len(sel) == 1:
                 q = int(sel[0])
-                seen[q] += ivf._scan_query(
-                    qn[q],
-                    np.float32(1.0),
-                    QC[q],
-                    code,
-                    ords[0],
-                    lo,
-                    hi,
-                    offsets,
-                    codes,
-                    model.codebooks,
-                    xb,
-                    norms,
-                    m,
-                    mask is not None,
-                    int(base),
-                    CD[q],
-                    CI[q],
-                )
-            elif len(sel) == 1:
-                q = int(sel[0])
+                T = tables.get(q)
+                if T is None:
+                    T = tables[q] = ivf.table(qn[q], model.codebooks)
+                if (offsets[-1] * (hi - lo)) // nlist < SERIAL_SCAN_ROWS:
+                    seen[q] += ivf.scan_lists(
+                        qn[q],
+                        QC[q],
+                        code,
+                        ords[0],
+                        lo,
+                        hi,
+                        offsets,
+                        codes,
+                        T,
+                        xb,
+                        norms,
+                        mask,
+                        int(base),
+                        CD[q],
+                        CI[q],
+                    )
+                    continue
                 nch = max(1, min(ivf.numba_threads(), hi - lo))
                 PD, PI = exact.new_heaps(nch, kc)
                 pseen = np.zeros(nch, dtype=np.int64)
@@ -297,7 +309,7 @@ def search(
                     hi,
                     offsets,
                     codes,
-                    model.codebooks,
+                    T,
                     xb,
                     norms,
                     m,
@@ -337,7 +349,7 @@ def search(
     for j, (xb, norms, rows, mask) in enumerate(exact_parts):
         if len(xb) and (rows is None or len(rows)):
             exact.search_into(
-                xq, xb, norms, metric, D, I, rows=rows, mask=mask, base=int(bases[len(parts) + j])
+                xq, xb, norms, metric, D, I, rows=rows, mask=mask, base=bases[len(parts) + j]
             )
             n_ok = (
                 len(rows)

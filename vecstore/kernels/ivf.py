@@ -408,7 +408,7 @@ def _scan_one(
     hi,
     offsets,
     codes,
-    cb,
+    T,
     xb,
     norms,
     mask,
@@ -418,9 +418,9 @@ def _scan_one(
     CI,
     seen,
 ):
-    """``_scan_lists`` for one query, its lists split across threads (one heap per chunk)."""
+    """``_scan_lists`` for one query with its table T, its lists split across threads (one
+    heap per chunk)."""
     nchunks = CD.shape[0]
-    T = _table(q, cb)
     step = (hi - lo + nchunks - 1) // nchunks
     for ch in prange(nchunks):
         a = lo + ch * step
@@ -518,3 +518,34 @@ def centroid_dots(xq, centroids):
     out = np.empty((xq.shape[0], centroids.shape[0]), dtype=np.float32)
     _centroid_dots(np.ascontiguousarray(xq, dtype=np.float32), centroids, out)
     return out
+
+
+def table(q, codebooks):
+    """The ADC look-up table of one (space-transformed) query: float32 (m, ksub)."""
+    return _table(q, codebooks)
+
+
+def scan_lists(q, qc, metric, order, lo, hi, offsets, codes, T, xb, norms, mask, base, D, I):
+    """Scan lists ``order[lo:hi]`` of one segment for one query into heap D/I, serially;
+    returns the rows seen that pass ``mask`` (None: all)."""
+    has_mask = mask is not None
+    m = mask if has_mask else np.zeros(0, dtype=np.bool_)
+    return _scan_lists(
+        q,
+        np.float32(1.0),
+        qc,
+        metric,
+        order,
+        lo,
+        hi,
+        offsets,
+        codes,
+        T,
+        xb,
+        norms,
+        m,
+        has_mask,
+        base,
+        D,
+        I,
+    )
