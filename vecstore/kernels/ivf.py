@@ -264,6 +264,17 @@ def _dotv(q, xb, i):
 
 
 @njit(cache=True, nogil=True)
+def _exact_score(q, qa, metric, xb, norms, i):
+    """The exact heap score of row i of xb for query q (see the module docstring)."""
+    dot = _dotv(q, xb, i)
+    if metric == _COSINE:
+        return dot * qa / norms[i] if norms[i] > 0 else np.float32(0.0)
+    if metric == _L2:
+        return np.float32(2.0) * dot - norms[i] * norms[i]
+    return dot
+
+
+@njit(cache=True, nogil=True)
 def _scan_lists(
     q,
     qa,
@@ -305,13 +316,7 @@ def _scan_lists(
                 else:
                     s = ip
             else:
-                dot = _dotv(q, xb, i)
-                if metric == _COSINE:
-                    s = dot * qa / norms[i] if norms[i] > 0 else np.float32(0.0)
-                elif metric == _L2:
-                    s = np.float32(2.0) * dot - norms[i] * norms[i]
-                else:
-                    s = dot
+                s = _exact_score(q, qa, metric, xb, norms, i)
             if s > D[0]:
                 _push(D, I, s, base + i)
     return seen
@@ -455,13 +460,7 @@ def _rerank_query(q, qa, metric, xb, norms, cand, D, I, base):
         i = cand[c]
         if i < 0:
             continue
-        dot = _dotv(q, xb, i)
-        if metric == _COSINE:
-            s = dot * qa / norms[i] if norms[i] > 0 else np.float32(0.0)
-        elif metric == _L2:
-            s = np.float32(2.0) * dot - norms[i] * norms[i]
-        else:
-            s = dot
+        s = _exact_score(q, qa, metric, xb, norms, i)
         if s > D[0]:
             _push(D, I, s, base + i)
 
