@@ -38,7 +38,7 @@ def search(
     """Top-k over a snapshot: ``(scores, rids, counts)`` as ``flat.search`` returns them.
 
     ``allowed`` is, per part, the sorted positions of rows a filter keeps (see
-    ``Snapshot.allowed``), or None for no filter.
+    ``Snapshot.allowed_rids``), or None for no filter.
     """
     parts = snap.parts
     model = snap.model
