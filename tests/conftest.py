@@ -10,6 +10,21 @@ import pytest
 import vecstore
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--long",
+        action="store_true",
+        help="run the reliability tests at their long sizes (1,000 kill cycles, 60 s of "
+        "concurrent processes, ...) instead of the fast defaults",
+    )
+
+
+@pytest.fixture(scope="session")
+def long_run(request) -> bool:
+    """True under ``pytest --long``: reliability tests use their long sizes."""
+    return bool(request.config.getoption("--long"))
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(20261123)
