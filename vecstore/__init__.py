@@ -16,6 +16,7 @@ from .errors import (
     CollectionNotFound,
     CorruptStoreError,
     DimensionMismatch,
+    DiskFullError,
     DuplicateIdError,
     EncoderMismatch,
     EndpointError,
@@ -62,5 +63,6 @@ __all__ = [
     "StoreNotFound",
     "CorruptStoreError",
     "StoreIOError",
+    "DiskFullError",
     "StoreClosed",
 ]

@@ -25,6 +25,7 @@ from .errors import (
     CollectionExists,
     CollectionNotFound,
     DimensionMismatch,
+    DiskFullError,
     EncoderMismatch,
     InvalidInput,
     LockTimeout,
@@ -226,6 +227,8 @@ class Database:
             self._writer.acquire(self.lock_timeout)
             try:
                 yield self._catalog
+            except DiskFullError:
+                raise  # nothing was published or committed: the handle stays usable
             except StoreIOError as exc:
                 # After a failed write or fsync the kernel may have dropped dirty pages:
                 # nothing written through this handle can be trusted any more.

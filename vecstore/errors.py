@@ -70,6 +70,12 @@ class StoreIOError(VecstoreError, OSError):
     """The operating system failed a write or fsync; the store refuses further writes."""
 
 
+class DiskFullError(StoreIOError):
+    """The disk (or quota) ran out of space during a write. Nothing of that write was
+    published or committed, so unlike other I/O failures the handle stays usable: free some
+    space and retry."""
+
+
 class EndpointError(VecstoreError, ConnectionError):
     """An embedding endpoint could not be reached or answered with an HTTP error."""
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import inputs, text
-from .errors import DuplicateIdError, InvalidInput, StoreIOError, VecstoreError
+from .errors import DiskFullError, DuplicateIdError, InvalidInput, StoreIOError, VecstoreError
 from .storage import records
 from .storage.annfiles import IndexFileRecord
 from .storage.arrays import SUFFIX as INDEX_SUFFIX
@@ -79,8 +79,12 @@ class Writes:
             with cat.write():
                 yield pub
                 pub.finish()
-        except StoreIOError:
+        except StoreIOError as exc:
             pub.settle()
+            if not isinstance(exc, DiskFullError):
+                raise  # the outcome is uncertain: the next open's cleanup decides
+            for path in pub.files:  # nothing committed: give the space back at once
+                remove_quietly(path)
             raise
         except BaseException:
             pub.settle()
@@ -105,7 +109,7 @@ class Writes:
             self._merge(cat)
             self._index_upkeep(cat)
         except (VecstoreError, ValueError, MemoryError) as exc:
-            if isinstance(exc, StoreIOError):
+            if isinstance(exc, StoreIOError) and not isinstance(exc, DiskFullError):
                 self._db._broken = str(exc)
             warnings.warn(
                 f"collection {self.name!r}: the write succeeded, but tidying segments after "

@@ -2,9 +2,10 @@
 
 A child runs a fixed sequence of writes (a bulk add straight to a segment, small adds into the
 pending buffer and their sealing, an upsert, deletes, an update, a compaction) with
-``VECSTORE_FAULT=kill@N`` or ``eio@N`` (see ``vecstore.storage.files.io_step``). After each
-run the store must reopen to exactly the acknowledged writes, plus the one in flight either
-wholly or not at all, pass every checksum, and accept writes again.
+``VECSTORE_FAULT=kill@N``, ``eio@N`` or ``enospc@N`` (see ``vecstore.storage.files.io_step``).
+After each run the store must reopen to exactly the acknowledged writes, plus the one in flight
+either wholly or not at all, pass every checksum, and accept writes again. A write refused
+for a full disk must have changed nothing, and the same handle must go on writing.
 """
 
 from __future__ import annotations
@@ -75,6 +76,10 @@ CHILD = textwrap.dedent(
 )
 
 
+# Errors after which a write has changed nothing, for sure.
+REFUSED = ("DiskFullError", "IdNotFound")
+
+
 def run_child(path, fault: str | None, index: str = "flat") -> list[dict]:
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     env.pop("VECSTORE_FAULT", None)
@@ -87,7 +92,7 @@ def run_child(path, fault: str | None, index: str = "flat") -> list[dict]:
         text=True,
         timeout=300,
     )
-    if fault is None or fault.startswith("eio"):
+    if fault is None or not fault.startswith("kill"):
         assert proc.returncode == 0, proc.stderr[-2000:]
     else:
         assert proc.returncode in (0, -9), proc.stderr[-2000:]
@@ -104,7 +109,11 @@ def check_store(path, messages: list[dict]) -> None:
         if "ack" in msg:
             after = apply(model, by_n[msg["ack"]])
             model = after if after is not None else model
+        elif msg.get("type") in REFUSED:
+            continue  # refused whole: the write changed nothing
         elif "begin" in msg and msg["begin"] not in done:
+            if any(m.get("error") == msg["begin"] and m["type"] in REFUSED for m in messages):
+                continue
             unsure = by_n[msg["begin"]]  # the first write not acknowledged: failed or killed
             break
     allowed = [model]
@@ -135,7 +144,7 @@ def total_steps(tmp_path, index: str) -> int:
 
 
 @pytest.mark.parametrize("index", ["flat", "ivfpq"])
-@pytest.mark.parametrize("mode", ["kill", "eio"])
+@pytest.mark.parametrize("mode", ["kill", "eio", "enospc"])
 def test_every_crash_point_leaves_a_consistent_store(tmp_path, mode, index):
     steps = total_steps(tmp_path, index)
     assert steps > 30  # the sequence really exercises the write path
@@ -150,6 +159,19 @@ def test_every_crash_point_leaves_a_consistent_store(tmp_path, mode, index):
                 assert all(e["type"] == "StoreIOError" for e in errors), (n, messages)
                 # after an I/O failure the handle refuses every further write
                 assert [m for m in messages if m.get("ack", 0) > errors[0]["error"]] == []
+        elif mode == "enospc":
+            errors = [m for m in messages if "error" in m]
+            # one write refused for the full disk; an update of the rows it would have added
+            # is then refused as well (IdNotFound), which the model knows
+            assert [e["type"] for e in errors if e["type"] != "IdNotFound"] in (
+                [],
+                ["DiskFullError"],
+            ), (n, messages)
+            # a full disk refuses one write; the handle goes on with the next ones (error 0:
+            # creating the store failed, and the child stopped)
+            failed = {e["error"] for e in errors}
+            expected = [] if 0 in failed else [op["n"] for op in SEQUENCE if op["n"] not in failed]
+            assert [m["ack"] for m in messages if "ack" in m] == expected, (n, messages)
         check_store(path, messages)
 
 

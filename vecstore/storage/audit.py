@@ -20,6 +20,7 @@ from ..errors import CorruptStoreError, StoreIOError
 from . import records
 from .arrays import open_arrays
 from .catalog import Catalog, CollectionRecord
+from .checksums import blob_crc, rid_key, row_crc
 from .files import TMP_SUFFIX
 from .segments import open_segment
 
@@ -130,6 +131,7 @@ def check_collection(cat: Catalog, rec: CollectionRecord, directory: Path) -> Co
     (nrows,) = c.execute("SELECT nrows FROM collections WHERE id = ?", (coll,)).fetchone()
     if nrows != len(rows):
         problems.append(f"{name}: the catalog counts {nrows} rows but holds {len(rows)}")
+    problems += _checksum_problems(c, coll, name)
 
     tombs: dict[int, list[int]] = {}
     for seg, pos in cat.tombstones(coll):
@@ -240,6 +242,30 @@ def _rows(c: sqlite3.Connection, coll: int) -> np.ndarray:
     while part := cur.fetchmany(FETCH):
         blocks.append(np.array(part, dtype=np.int64))
     return np.concatenate(blocks) if blocks else np.zeros((0, 3), dtype=np.int64)
+
+
+def _checksum_problems(c: sqlite3.Connection, coll: int, name: str) -> list[str]:
+    """Rows and pending vectors whose checksum (checksums.py) does not match their content."""
+    bad_rows, bad_vecs = [], []
+    cur = c.execute("SELECT rid, coll, id, document, meta, crc FROM rows WHERE coll = ?", (coll,))
+    while part := cur.fetchmany(FETCH):
+        for rid, coll_, id_, doc, meta, crc in part:
+            try:
+                if crc != row_crc(rid, coll_, id_, doc, meta):
+                    bad_rows.append(rid)
+            except (TypeError, AttributeError, UnicodeEncodeError):
+                bad_rows.append(rid)
+    for rid, vec, crc in c.execute("SELECT rid, vec, crc FROM pending WHERE coll = ?", (coll,)):
+        if not isinstance(vec, bytes) or crc != blob_crc(rid_key(rid), vec):
+            bad_vecs.append(rid)
+    out = []
+    if bad_rows:
+        out.append(f"{name}: {len(bad_rows)} rows fail their checksum (rids {_few(bad_rows)})")
+    if bad_vecs:
+        out.append(
+            f"{name}: {len(bad_vecs)} pending vectors fail their checksum (rids {_few(bad_vecs)})"
+        )
+    return out
 
 
 def _few(values: np.ndarray) -> str:

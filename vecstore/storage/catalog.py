@@ -23,19 +23,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import CorruptStoreError, LockTimeout, StoreIOError
+from ..errors import CorruptStoreError, DiskFullError, LockTimeout, StoreIOError
 from . import records
 from .annfiles import AnnFiles, _v4_ann
+from .buffers import Buffers
+from .checksums import SQL_ROW_CRC, _v5_checksums, check_row, row_crc
 from .files import io_step
 from .filters import rid_query
 from .segments import SegmentInfo
+from .sqlbits import _chunks, _marks
 from .textindex import Counts, TextIndex, _v3
 
 if TYPE_CHECKING:  # imported when first needed (migrations, new collections), not on open
     import sqlite_utils
 
 STORE_FORMAT = "vecstore"
-CHUNK = 900  # bound parameters per statement, well under SQLite's limit
 
 
 def _v1(db: sqlite_utils.Database) -> None:
@@ -119,8 +121,8 @@ def _v2(db: sqlite_utils.Database) -> None:
 
 
 # v3: the keyword index (textindex.py); migrating an older store also indexes its documents.
-# v4: the ANN index files (annfiles.py).
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4_ann]
+# v4: the ANN index files (annfiles.py). v5: row checksums (checksums.py).
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4_ann, _v5_checksums]
 
 
 def _schema_of(conn: sqlite3.Connection) -> set[tuple]:
@@ -134,7 +136,7 @@ def _schema_of(conn: sqlite3.Connection) -> set[tuple]:
 
 # sha256 of the schema the migrations build (tests/storage/test_catalog.py keeps it current).
 # Comparing against it lets an open skip importing sqlite-utils and rebuilding the schema.
-SCHEMA_SHA256 = "5c939933a8887d96dce8fa2ac652d806602df870920ad34fec48283ebe36bbd3"
+SCHEMA_SHA256 = "da537f5217df3a7c76b07aa3f93daab9967d976cea15bd495e5c5791429e9243"
 
 
 def _fingerprint(schema: Iterable[tuple]) -> str:
@@ -168,7 +170,9 @@ def translate_errors(path: Path) -> Iterator[None]:
         yield
     except sqlite3.DatabaseError as exc:
         msg = str(exc).lower()
-        if "disk i/o error" in msg or "disk is full" in msg:
+        if "disk is full" in msg:
+            raise DiskFullError(f"catalog {path}: the disk is full ({exc})") from exc
+        if "disk i/o error" in msg:
             raise StoreIOError(f"catalog {path}: {exc}") from exc
         if "database is locked" in msg or "database is busy" in msg:
             raise LockTimeout(f"catalog {path} stayed locked past the timeout: {exc}") from exc
@@ -194,11 +198,6 @@ class SegmentRecord:
     info: SegmentInfo
 
 
-def _chunks(seq: Sequence, n: int = CHUNK) -> Iterator[Sequence]:
-    for i in range(0, len(seq), n):
-        yield seq[i : i + n]
-
-
 def _in_coll(sql: str) -> str:
     """The collection term of a filtered statement over ``rows r``.
 
@@ -209,11 +208,7 @@ def _in_coll(sql: str) -> str:
     return "r.coll = ?" if sql == "1" else "+r.coll = ?"
 
 
-def _marks(n: int) -> str:
-    return ",".join("?" * n)
-
-
-class Catalog(TextIndex, AnnFiles):
+class Catalog(TextIndex, AnnFiles, Buffers):
     """One connection to a store's catalog. Not thread-safe: the Database serialises use."""
 
     def __init__(self, path: Path, *, read_only: bool, synchronous: str, busy_timeout: float):
@@ -252,6 +247,7 @@ class Catalog(TextIndex, AnnFiles):
         c = self.conn
         c.execute("PRAGMA trusted_schema = OFF")
         c.execute("PRAGMA cell_size_check = ON")
+        c.create_function(SQL_ROW_CRC, 5, row_crc, deterministic=True)
         if not self.read_only:
             mode = c.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode.lower() != "wal":
@@ -346,7 +342,14 @@ class Catalog(TextIndex, AnnFiles):
                 if self.conn.in_transaction:
                     self.conn.execute("ROLLBACK")
                 raise
-            self.conn.execute("COMMIT")
+            try:
+                self.conn.execute("COMMIT")
+            except sqlite3.DatabaseError:
+                # A COMMIT that fails for want of space leaves the transaction open and
+                # uncommitted (SQLITE_FULL): roll it back so the connection stays usable.
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
             io_step("committed")
 
     @contextmanager
@@ -484,15 +487,20 @@ class Catalog(TextIndex, AnnFiles):
                 id_col, doc_col = "value ->> 0", "value ->> 1"
                 rows = json.dumps(list(zip(ids, documents)))
             self.conn.execute(
-                "INSERT INTO rows (rid, coll, id, seg, pos, document) "
-                f"SELECT ? + key, ?, {id_col}, ?, ? + key, {doc_col} FROM json_each(?)",
-                (rids.start, coll, seg, start, rows),
+                "INSERT INTO rows (rid, coll, id, seg, pos, document, crc) "
+                f"SELECT ? + key, ?, {id_col}, ?, ? + key, {doc_col}, "
+                f"{SQL_ROW_CRC}(? + key, ?, {id_col}, {doc_col}, NULL) FROM json_each(?)",
+                (rids.start, coll, seg, start, rids.start, coll, rows),
             )
             return
         pos: Iterable = (int(p) for p in positions) if positions is not None else [None] * len(rids)
         self.conn.executemany(
-            "INSERT INTO rows (rid, coll, id, seg, pos, document, meta) VALUES (?,?,?,?,?,?,?)",
-            zip(rids, [coll] * len(rids), ids, [seg] * len(rids), pos, documents, packed),
+            "INSERT INTO rows (rid, coll, id, seg, pos, document, meta, crc) "
+            "VALUES (?,?,?,?,?,?,?,?)",
+            (
+                (rid, coll, id_, seg, p, doc, meta, row_crc(rid, coll, id_, doc, meta))
+                for rid, id_, p, doc, meta in zip(rids, ids, pos, documents, packed)
+            ),
         )
         self._insert_entries(coll, records.all_entries(zip(rids, metas)))
 
@@ -530,7 +538,11 @@ class Catalog(TextIndex, AnnFiles):
         self, coll: int, rids: Sequence[int], metas: Sequence[dict], packed: Sequence[bytes | None]
     ) -> None:
         self._delete_entries(coll, rids)
-        self.conn.executemany("UPDATE rows SET meta = ? WHERE rid = ?", zip(packed, rids))
+        self.conn.executemany(
+            f"UPDATE rows SET meta = ?1, crc = {SQL_ROW_CRC}(rid, coll, id, document, ?1) "
+            "WHERE rid = ?2",
+            zip(packed, rids),
+        )
         self._insert_entries(coll, records.all_entries(zip(rids, metas)))
 
     def release_vectors(self, located: Iterable[tuple[int, int | None, int | None]]) -> None:
@@ -564,14 +576,12 @@ class Catalog(TextIndex, AnnFiles):
     ) -> None:
         """Replace documents and their keyword postings (``counts``: the analysed documents)."""
         self.unindex_documents(coll, rids)
-        self.conn.executemany("UPDATE rows SET document = ? WHERE rid = ?", zip(documents, rids))
-        self.index_documents(coll, rids, counts)
-
-    def insert_pending(self, coll: int, rids: Sequence[int], blobs: Iterable[bytes]) -> None:
         self.conn.executemany(
-            "INSERT INTO pending (coll, rid, vec) VALUES (?, ?, ?)",
-            zip([coll] * len(rids), rids, blobs),
+            f"UPDATE rows SET document = ?1, crc = {SQL_ROW_CRC}(rid, coll, id, ?1, meta) "
+            "WHERE rid = ?2",
+            zip(documents, rids),
         )
+        self.index_documents(coll, rids, counts)
 
     # -- reads for search and get -------------------------------------------------------
 
@@ -610,9 +620,12 @@ class Catalog(TextIndex, AnnFiles):
         """``rid -> (id, document, meta)`` for the given rids."""
         out = {}
         for part in _chunks(rids):
-            for rid, id_, doc, meta in self.conn.execute(
-                f"SELECT rid, id, document, meta FROM rows WHERE rid IN ({_marks(len(part))})", part
+            for rid, coll, id_, doc, meta, crc in self.conn.execute(
+                "SELECT rid, coll, id, document, meta, crc FROM rows "
+                f"WHERE rid IN ({_marks(len(part))})",
+                part,
             ):
+                check_row(self.path, rid, coll, id_, doc, meta, crc)
                 out[rid] = (id_, doc, meta)
         return out
 
@@ -620,23 +633,27 @@ class Catalog(TextIndex, AnnFiles):
         """``id -> (rid, seg, pos, document, meta)`` for the ids that exist."""
         out = {}
         for part in _chunks(ids):
-            for row in self.conn.execute(
-                "SELECT id, rid, seg, pos, document, meta FROM rows "
+            for id_, rid, seg, pos, doc, meta, crc in self.conn.execute(
+                "SELECT id, rid, seg, pos, document, meta, crc FROM rows "
                 f"WHERE coll = ? AND id IN ({_marks(len(part))})",
                 (coll, *part),
             ):
-                out[row[0]] = row[1:]
+                check_row(self.path, rid, coll, id_, doc, meta, crc)
+                out[id_] = (rid, seg, pos, doc, meta)
         return out
 
     def rows_where(
         self, coll: int, sql: str, params: list, limit: int | None, offset: int
     ) -> list[tuple]:
         """``(id, rid, seg, pos, document, meta)`` in insertion order, paginated."""
-        return self.conn.execute(
-            "SELECT r.id, r.rid, r.seg, r.pos, r.document, r.meta FROM rows r "
+        rows = self.conn.execute(
+            "SELECT r.id, r.rid, r.seg, r.pos, r.document, r.meta, r.crc FROM rows r "
             f"WHERE {_in_coll(sql)} AND {sql} ORDER BY r.rid LIMIT ? OFFSET ?",
             (coll, *params, -1 if limit is None else limit, offset),
         ).fetchall()
+        for id_, rid, _, _, doc, meta, crc in rows:
+            check_row(self.path, rid, coll, id_, doc, meta, crc)
+        return [row[:6] for row in rows]
 
     # -- segments -----------------------------------------------------------------------
 
@@ -708,50 +725,6 @@ class Catalog(TextIndex, AnnFiles):
                 blocks.append(np.array(rows, dtype=np.int64))
         out = np.concatenate(blocks) if blocks else np.zeros((0, 3), dtype=np.int64)
         return out[np.lexsort((out[:, 2], out[:, 1]))]
-
-    def pending(self, coll: int) -> list[tuple[int, int]]:
-        """``(pseq, rid)`` of the collection's pending vectors, oldest first."""
-        return self.conn.execute(
-            "SELECT pseq, rid FROM pending WHERE coll = ? ORDER BY pseq", (coll,)
-        ).fetchall()
-
-    def pending_count(self, coll: int) -> int:
-        return self.conn.execute("SELECT COUNT(*) FROM pending WHERE coll = ?", (coll,)).fetchone()[
-            0
-        ]
-
-    def pending_vectors(self, pseqs: Sequence[int]) -> dict[int, bytes]:
-        out = {}
-        for part in _chunks(pseqs):
-            out.update(
-                self.conn.execute(
-                    f"SELECT pseq, vec FROM pending WHERE pseq IN ({_marks(len(part))})", part
-                ).fetchall()
-            )
-        return out
-
-    def clear_pending(self, pseqs: Sequence[int]) -> None:
-        for part in _chunks(pseqs):
-            self.conn.execute(f"DELETE FROM pending WHERE pseq IN ({_marks(len(part))})", part)
-
-    def cached_embeddings(self, encoder: str, hashes: Sequence[bytes]) -> dict[bytes, bytes]:
-        """``hash -> vector bytes`` for the given text hashes the cache holds."""
-        out: dict[bytes, bytes] = {}
-        for part in _chunks(hashes):
-            out.update(
-                self.conn.execute(
-                    f"SELECT hash, vec FROM embed_cache WHERE encoder = ? "
-                    f"AND hash IN ({_marks(len(part))})",
-                    (encoder, *part),
-                ).fetchall()
-            )
-        return out
-
-    def cache_embeddings(self, encoder: str, items: Iterable[tuple[bytes, bytes]]) -> None:
-        self.conn.executemany(
-            "INSERT OR IGNORE INTO embed_cache (encoder, hash, vec) VALUES (?, ?, ?)",
-            ((encoder, h, v) for h, v in items),
-        )
 
     def segment_files(self) -> dict[str, set[str]]:
         """Every referenced file, by collection directory: what cleanup must keep."""

@@ -16,19 +16,21 @@ import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from ..errors import LockTimeout, StoreIOError
+from ..errors import DiskFullError, LockTimeout, StoreIOError
 
 TMP_SUFFIX = ".tmp"
 FAULT_ENV = "VECSTORE_FAULT"
 
 _steps = 0  # I/O steps taken by this process, for crash-point tests
+# The steps that allocate space, where a full disk can strike (a catalog commit writes the WAL).
+_ALLOCATING = frozenset({"create", "write", "write header", "fsync", "rename", "commit"})
 
 
 def io_step(name: str, *, can_fail: bool = True) -> None:
     """Mark one step of the write path (file create, write, fsync, rename, directory fsync,
     catalog commit, unlink). For crash-point tests, ``VECSTORE_FAULT=kill@N`` ends the
-    process with SIGKILL at its N-th step and ``eio@N`` fails that step with an I/O error;
-    unset, this only counts."""
+    process with SIGKILL at its N-th step, ``eio@N`` fails that step with an I/O error and
+    ``enospc@N`` with a full disk; unset, this only counts."""
     global _steps
     _steps += 1
     spec = os.environ.get(FAULT_ENV)
@@ -37,7 +39,10 @@ def io_step(name: str, *, can_fail: bool = True) -> None:
         if at.isdigit() and int(at) == _steps:
             if mode == "kill":
                 os.kill(os.getpid(), signal.SIGKILL)
-            if can_fail:
+            if mode == "enospc":
+                if can_fail and name in _ALLOCATING:
+                    raise DiskFullError(f"injected full disk at step {_steps} ({name})")
+            elif can_fail:
                 raise StoreIOError(f"injected I/O error at step {_steps} ({name})")
 
 
@@ -68,8 +73,8 @@ def write_durable(
     the directory fsynced. If ``header`` is given, the chunks start at ``header_size`` and
     ``header()`` is called once they are all written (so it can hold checksums of the
     payload); its ``header_size`` bytes are stored at offset 0. Returns the number of bytes
-    written. Raises ``StoreIOError`` if the operating system fails any step; the temp file is
-    then removed.
+    written. Raises ``DiskFullError`` if the disk fills up and ``StoreIOError`` if the
+    operating system fails any other step; the temp file is then removed.
     """
     tmp = directory / f"{name}.{uuid.uuid4().hex[:12]}{TMP_SUFFIX}"
     total = 0
@@ -104,8 +109,11 @@ def write_durable(
             tmp.unlink()
         except OSError:
             pass
-        reason = "the disk is full" if exc.errno == errno.ENOSPC else exc.strerror
-        raise StoreIOError(f"could not write {directory / name}: {reason}") from exc
+        if isinstance(exc, StoreIOError):
+            raise
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFullError(f"could not write {directory / name}: the disk is full") from exc
+        raise StoreIOError(f"could not write {directory / name}: {exc.strerror}") from exc
     return total
 
 

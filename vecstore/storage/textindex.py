@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
     import sqlite_utils
 
-CHUNK = 900
+from .sqlbits import CHUNK, _marks
+
 BACKFILL_ROWS = 4096
 
 Counts = dict[str, int] | None  # a document's term -> frequency, None without a document
@@ -51,10 +52,6 @@ def _v3(db: sqlite_utils.Database) -> None:
     db["text_stats"].create(
         {"coll": int, "ndocs": int, "ntokens": int}, pk="coll", not_null=["ndocs", "ntokens"]
     )
-
-
-def _marks(n: int) -> str:
-    return ",".join("?" * n)
 
 
 class TextIndex:

@@ -1,0 +1,72 @@
+"""The pending-vector buffer and the embedding cache: a mixin of ``Catalog``.
+
+Small writes wait in ``pending`` until they are sealed into a segment; ``embed_cache`` maps an
+encoder and a text hash to its vector. Both blobs carry checksums (checksums.py), checked on
+every read. Only SQL; imports no numba.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from .checksums import blob_crc, check_blob, rid_key
+from .sqlbits import _chunks, _marks
+
+
+class Buffers:
+    conn: sqlite3.Connection
+    path: Path
+
+    def insert_pending(self, coll: int, rids: Sequence[int], blobs: Iterable[bytes]) -> None:
+        self.conn.executemany(
+            "INSERT INTO pending (coll, rid, vec, crc) VALUES (?, ?, ?, ?)",
+            ((coll, rid, b, blob_crc(rid_key(rid), b)) for rid, b in zip(rids, blobs)),
+        )
+
+    def pending(self, coll: int) -> list[tuple[int, int]]:
+        """``(pseq, rid)`` of the collection's pending vectors, oldest first."""
+        return self.conn.execute(
+            "SELECT pseq, rid FROM pending WHERE coll = ? ORDER BY pseq", (coll,)
+        ).fetchall()
+
+    def pending_count(self, coll: int) -> int:
+        return self.conn.execute("SELECT COUNT(*) FROM pending WHERE coll = ?", (coll,)).fetchone()[
+            0
+        ]
+
+    def pending_vectors(self, pseqs: Sequence[int]) -> dict[int, bytes]:
+        out = {}
+        for part in _chunks(pseqs):
+            for pseq, rid, vec, crc in self.conn.execute(
+                f"SELECT pseq, rid, vec, crc FROM pending WHERE pseq IN ({_marks(len(part))})",
+                part,
+            ):
+                check_blob(self.path, f"the pending vector of row {rid!r}", rid_key(rid), vec, crc)
+                out[pseq] = vec
+        return out
+
+    def clear_pending(self, pseqs: Sequence[int]) -> None:
+        for part in _chunks(pseqs):
+            self.conn.execute(f"DELETE FROM pending WHERE pseq IN ({_marks(len(part))})", part)
+
+    def cached_embeddings(self, encoder: str, hashes: Sequence[bytes]) -> dict[bytes, bytes]:
+        """``hash -> vector bytes`` for the given text hashes the cache holds."""
+        out: dict[bytes, bytes] = {}
+        for part in _chunks(hashes):
+            for h, vec, crc in self.conn.execute(
+                f"SELECT hash, vec, crc FROM embed_cache WHERE encoder = ? "
+                f"AND hash IN ({_marks(len(part))})",
+                (encoder, *part),
+            ):
+                key = encoder.encode() + b"\0" + (h if isinstance(h, bytes) else b"")
+                check_blob(self.path, "a cached embedding", key, vec, crc)
+                out[h] = vec
+        return out
+
+    def cache_embeddings(self, encoder: str, items: Iterable[tuple[bytes, bytes]]) -> None:
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO embed_cache (encoder, hash, vec, crc) VALUES (?, ?, ?, ?)",
+            ((encoder, h, v, blob_crc(encoder.encode() + b"\0" + h, v)) for h, v in items),
+        )

@@ -1,0 +1,91 @@
+"""Row checksums for the catalog: SQLite pages carry none, so vecstore adds its own.
+
+A row's id, document and metadata, a pending vector and a cached embedding each carry a CRC-32
+of their content and key, checked whenever they are read, so a flipped byte in the catalog
+raises ``CorruptStoreError`` instead of returning altered data. Imports the standard library.
+"""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import CorruptStoreError
+
+if TYPE_CHECKING:
+    import sqlite_utils
+
+SQL_ROW_CRC = "vecstore_row_crc"  # the SQL name of row_crc on every catalog connection
+
+
+def row_crc(rid: int, coll: int, id_: str, document: str | None, meta: bytes | None) -> int:
+    """CRC-32 of a row's key and content. Ids hold no NUL, so the fields cannot run together;
+    a tag byte tells a missing document or metadata from an empty one."""
+    crc = zlib.crc32(b"%d:%d:" % (rid, coll))
+    crc = zlib.crc32(id_.encode(), crc)
+    crc = zlib.crc32(b"\0\0" if document is None else b"\0\1", crc)
+    if document is not None:
+        crc = zlib.crc32(document.encode(), crc)
+    crc = zlib.crc32(b"\0" if meta is None else b"\1", crc)
+    return crc if meta is None else zlib.crc32(meta, crc)
+
+
+def blob_crc(key: bytes, blob: bytes) -> int:
+    """CRC-32 of a vector blob and the key it is stored under."""
+    return zlib.crc32(blob, zlib.crc32(key))
+
+
+def rid_key(rid: int) -> bytes:
+    return b"%d:" % rid
+
+
+def check_row(path: Path, rid, coll, id_, document, meta, crc) -> None:
+    """Raise ``CorruptStoreError`` unless ``crc`` is the row's checksum."""
+    try:
+        ok = crc == row_crc(rid, coll, id_, document, meta)
+    except (TypeError, AttributeError, UnicodeEncodeError):  # a value of the wrong type
+        ok = False
+    if not ok:
+        raise CorruptStoreError(
+            f"catalog {path}: row {rid!r} failed its checksum; the catalog is damaged "
+            "(restore a backup, or run `vecstore verify` for the full list)"
+        )
+
+
+def check_blob(path: Path, what: str, key: bytes, blob, crc) -> None:
+    if not isinstance(blob, bytes) or crc != blob_crc(key, blob):
+        raise CorruptStoreError(
+            f"catalog {path}: {what} failed its checksum; the catalog is damaged "
+            "(restore a backup, or run `vecstore verify` for the full list)"
+        )
+
+
+def _v5_checksums(db: sqlite_utils.Database) -> None:
+    """Add the checksum columns and fill them in for the rows an older store holds."""
+    for table in ("rows", "pending", "embed_cache"):
+        db.execute(f"ALTER TABLE [{table}] ADD COLUMN [crc] INTEGER")
+    conn = db.conn
+    conn.executemany(
+        "UPDATE rows SET crc = ? WHERE rid = ?",
+        (
+            (row_crc(rid, coll, id_, doc, meta), rid)
+            for rid, coll, id_, doc, meta in conn.execute(
+                "SELECT rid, coll, id, document, meta FROM rows"
+            ).fetchall()
+        ),
+    )
+    conn.executemany(
+        "UPDATE pending SET crc = ? WHERE pseq = ?",
+        (
+            (blob_crc(rid_key(rid), vec), pseq)
+            for pseq, rid, vec in conn.execute("SELECT pseq, rid, vec FROM pending").fetchall()
+        ),
+    )
+    conn.executemany(
+        "UPDATE embed_cache SET crc = ? WHERE encoder = ? AND hash = ?",
+        (
+            (blob_crc(enc.encode() + b"\0" + h, vec), enc, h)
+            for enc, h, vec in conn.execute("SELECT encoder, hash, vec FROM embed_cache").fetchall()
+        ),
+    )

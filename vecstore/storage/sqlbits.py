@@ -1,0 +1,19 @@
+"""Small helpers shared by the catalog's SQL modules: statement chunking and placeholders.
+
+Imports the standard library only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+CHUNK = 900  # bound parameters per statement, well under SQLite's limit
+
+
+def _chunks(seq: Sequence, n: int = CHUNK) -> Iterator[Sequence]:
+    for i in range(0, len(seq), n):
+        yield seq[i : i + n]
+
+
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
