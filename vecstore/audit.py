@@ -143,7 +143,7 @@ def info(coll: Collection) -> CollectionInfo:
 def verify(db: Database) -> VerifyReport:
     """Check the whole store; never raises for what it finds, only reports it."""
     root = db._collection_dir  # the folder of each collection, by its catalog record
-    with db._reading() as cat:
+    with db._reading() as cat, cat.unchecked():
         problems = audit.store_problems(cat)
         records = cat.collections()
         strays = audit.unreferenced_files(cat, db.path / "collections")
@@ -156,7 +156,7 @@ def verify(db: Database) -> VerifyReport:
     totals = {"segments": 0, "rows": 0, "bytes": 0}
     for rec in records:
         for attempt in range(RETRIES):
-            with db._reading() as cat:
+            with db._reading() as cat, cat.unchecked():
                 version = cat.version(rec.id, rec.dir)
                 if version is None:
                     result = None  # deleted since the list was read

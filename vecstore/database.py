@@ -24,6 +24,7 @@ from .encoders.base import Encoder, resolve_encoder
 from .errors import (
     CollectionExists,
     CollectionNotFound,
+    CorruptStoreError,
     DimensionMismatch,
     DiskFullError,
     EncoderMismatch,
@@ -160,6 +161,14 @@ class Database:
                     busy_timeout=self.lock_timeout,
                 )
                 try:
+                    if self._catalog.is_empty() and any((self.path / COLLECTIONS).iterdir()):
+                        # An empty catalog beside collection data was emptied, not created:
+                        # migrating would start a new store and its cleanup delete the data.
+                        raise CorruptStoreError(
+                            f"catalog {catalog_path} is empty but {self.path / COLLECTIONS} "
+                            "holds collection files; refusing to open (restore the catalog "
+                            "from a backup)"
+                        )
                     self._catalog.migrate(analyze=text.counts)
                     self._catalog.check_schema()
                     self._remove_orphans()
@@ -192,7 +201,15 @@ class Database:
         publishing it.
         """
         keep = self._catalog.segment_files()
-        for entry in (self.path / COLLECTIONS).iterdir():
+        root = self.path / COLLECTIONS
+        if not all(
+            (root / d).is_dir() and all((root / d / f).exists() for f in fs)
+            for d, fs in keep.items()
+        ):
+            # The catalog names a file that is not there: it is damaged, or the files are.
+            # Delete nothing; reads of what is missing raise CorruptStoreError.
+            return
+        for entry in root.iterdir():
             if entry.name not in keep:
                 if entry.is_dir() and not entry.is_symlink():
                     shutil.rmtree(entry, ignore_errors=True)

@@ -38,8 +38,8 @@ def _downgrade_to_v2(path) -> None:
     conn = sqlite3.connect(path / "catalog.db")
     for table in (*V3_TABLES, "ivf_files"):  # v4's table too: a store as v2 left it
         conn.execute(f"DROP TABLE {table}")
-    for table in ("rows", "pending", "embed_cache"):  # and v5's checksums
-        conn.execute(f"ALTER TABLE {table} DROP COLUMN crc")
+    for table in ("rows", "pending", "embed_cache", "collections", "segments", "tombstones"):  # v5
+        conn.execute(f"ALTER TABLE {table} DROP COLUMN chk")
     conn.execute("PRAGMA user_version = 2")
     conn.commit()
     assert catalog._fingerprint(catalog._schema_of(conn)) == V2_SCHEMA_SHA256

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .arrays import ArrayFileInfo
+from .checksums import check_record, record_crc
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -47,13 +49,15 @@ class IndexFileRecord:
 
 class AnnFiles:
     conn: sqlite3.Connection
+    path: Path
 
     def index_files(self, coll: int) -> tuple[IndexFileRecord | None, dict[int, IndexFileRecord]]:
         """The collection's model file (or None) and its list files by segment id."""
         model, lists = None, {}
-        for seg, file, size, crc, nrows, err in self.conn.execute(
-            "SELECT seg, file, size, crc, nrows, err FROM ivf_files WHERE coll = ?", (coll,)
+        for seg, file, size, crc, nrows, err, chk in self.conn.execute(
+            "SELECT seg, file, size, crc, nrows, err, chk FROM ivf_files WHERE coll = ?", (coll,)
         ):
+            check_record(self, "ivf_files", (coll, seg, file, size, crc, nrows, err), chk)
             rec = IndexFileRecord(ArrayFileInfo(file, size, crc), nrows, err)
             if seg is None:
                 model = rec
@@ -63,9 +67,11 @@ class AnnFiles:
 
     def insert_index_file(self, coll: int, seg: int | None, rec: IndexFileRecord) -> None:
         info = rec.info
+        values = (coll, seg, info.file, info.size, info.crc, rec.nrows, rec.err)
         self.conn.execute(
-            "INSERT INTO ivf_files (coll, seg, file, size, crc, nrows, err) VALUES (?,?,?,?,?,?,?)",
-            (coll, seg, info.file, info.size, info.crc, rec.nrows, rec.err),
+            "INSERT INTO ivf_files (coll, seg, file, size, crc, nrows, err, chk) "
+            "VALUES (?,?,?,?,?,?,?,?)",
+            (*values, record_crc(*values)),
         )
 
     def drop_index(self, coll: int) -> list[str]:

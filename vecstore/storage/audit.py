@@ -20,7 +20,7 @@ from ..errors import CorruptStoreError, StoreIOError
 from . import records
 from .arrays import open_arrays
 from .catalog import Catalog, CollectionRecord
-from .checksums import blob_crc, rid_key, row_crc
+from .checksums import RECORD_COLUMNS, blob_crc, record_crc, rid_key, row_crc
 from .files import TMP_SUFFIX
 from .segments import open_segment
 
@@ -95,6 +95,24 @@ def store_problems(cat: Catalog) -> list[str]:
     ).fetchone()
     if n:
         out.append(f"catalog: {n} tombstones point past the end of their segment")
+    for table, columns in RECORD_COLUMNS.items():
+        bad = 0
+        for *values, chk in c.execute(f"SELECT {', '.join(columns)}, chk FROM [{table}]"):
+            try:
+                bad += chk != record_crc(*values)
+            except (TypeError, ValueError):
+                bad += 1
+        if bad:
+            out.append(f"catalog: {bad} {table} records fail their checksum")
+    (n,) = c.execute("SELECT COUNT(*) FROM embed_cache").fetchone()
+    bad = sum(
+        not isinstance(vec, bytes)
+        or not isinstance(h, bytes)
+        or chk != blob_crc(str(enc).encode() + b"\0" + h, vec)
+        for enc, h, vec, chk in c.execute("SELECT encoder, hash, vec, chk FROM embed_cache")
+    )
+    if bad:
+        out.append(f"catalog: {bad} of {n} cached embeddings fail their checksum")
     return out
 
 
@@ -247,7 +265,7 @@ def _rows(c: sqlite3.Connection, coll: int) -> np.ndarray:
 def _checksum_problems(c: sqlite3.Connection, coll: int, name: str) -> list[str]:
     """Rows and pending vectors whose checksum (checksums.py) does not match their content."""
     bad_rows, bad_vecs = [], []
-    cur = c.execute("SELECT rid, coll, id, document, meta, crc FROM rows WHERE coll = ?", (coll,))
+    cur = c.execute("SELECT rid, coll, id, document, meta, chk FROM rows WHERE coll = ?", (coll,))
     while part := cur.fetchmany(FETCH):
         for rid, coll_, id_, doc, meta, crc in part:
             try:
@@ -255,7 +273,7 @@ def _checksum_problems(c: sqlite3.Connection, coll: int, name: str) -> list[str]
                     bad_rows.append(rid)
             except (TypeError, AttributeError, UnicodeEncodeError):
                 bad_rows.append(rid)
-    for rid, vec, crc in c.execute("SELECT rid, vec, crc FROM pending WHERE coll = ?", (coll,)):
+    for rid, vec, crc in c.execute("SELECT rid, vec, chk FROM pending WHERE coll = ?", (coll,)):
         if not isinstance(vec, bytes) or crc != blob_crc(rid_key(rid), vec):
             bad_vecs.append(rid)
     out = []

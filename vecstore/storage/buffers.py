@@ -21,7 +21,7 @@ class Buffers:
 
     def insert_pending(self, coll: int, rids: Sequence[int], blobs: Iterable[bytes]) -> None:
         self.conn.executemany(
-            "INSERT INTO pending (coll, rid, vec, crc) VALUES (?, ?, ?, ?)",
+            "INSERT INTO pending (coll, rid, vec, chk) VALUES (?, ?, ?, ?)",
             ((coll, rid, b, blob_crc(rid_key(rid), b)) for rid, b in zip(rids, blobs)),
         )
 
@@ -39,11 +39,11 @@ class Buffers:
     def pending_vectors(self, pseqs: Sequence[int]) -> dict[int, bytes]:
         out = {}
         for part in _chunks(pseqs):
-            for pseq, rid, vec, crc in self.conn.execute(
-                f"SELECT pseq, rid, vec, crc FROM pending WHERE pseq IN ({_marks(len(part))})",
+            for pseq, rid, vec, chk in self.conn.execute(
+                f"SELECT pseq, rid, vec, chk FROM pending WHERE pseq IN ({_marks(len(part))})",
                 part,
             ):
-                check_blob(self.path, f"the pending vector of row {rid!r}", rid_key(rid), vec, crc)
+                check_blob(self, f"the pending vector of row {rid!r}", rid_key(rid), vec, chk)
                 out[pseq] = vec
         return out
 
@@ -55,18 +55,18 @@ class Buffers:
         """``hash -> vector bytes`` for the given text hashes the cache holds."""
         out: dict[bytes, bytes] = {}
         for part in _chunks(hashes):
-            for h, vec, crc in self.conn.execute(
-                f"SELECT hash, vec, crc FROM embed_cache WHERE encoder = ? "
+            for h, vec, chk in self.conn.execute(
+                f"SELECT hash, vec, chk FROM embed_cache WHERE encoder = ? "
                 f"AND hash IN ({_marks(len(part))})",
                 (encoder, *part),
             ):
                 key = encoder.encode() + b"\0" + (h if isinstance(h, bytes) else b"")
-                check_blob(self.path, "a cached embedding", key, vec, crc)
+                check_blob(self, "a cached embedding", key, vec, chk)
                 out[h] = vec
         return out
 
     def cache_embeddings(self, encoder: str, items: Iterable[tuple[bytes, bytes]]) -> None:
         self.conn.executemany(
-            "INSERT OR IGNORE INTO embed_cache (encoder, hash, vec, crc) VALUES (?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO embed_cache (encoder, hash, vec, chk) VALUES (?, ?, ?, ?)",
             ((encoder, h, v, blob_crc(encoder.encode() + b"\0" + h, v)) for h, v in items),
         )

@@ -27,7 +27,15 @@ from ..errors import CorruptStoreError, DiskFullError, LockTimeout, StoreIOError
 from . import records
 from .annfiles import AnnFiles, _v4_ann
 from .buffers import Buffers
-from .checksums import SQL_ROW_CRC, _v5_checksums, check_row, row_crc
+from .checksums import (
+    SQL_RECORD_CRC,
+    SQL_ROW_CRC,
+    _v5_checksums,
+    check_record,
+    check_row,
+    record_crc,
+    row_crc,
+)
 from .files import io_step
 from .filters import rid_query
 from .segments import SegmentInfo
@@ -136,7 +144,7 @@ def _schema_of(conn: sqlite3.Connection) -> set[tuple]:
 
 # sha256 of the schema the migrations build (tests/storage/test_catalog.py keeps it current).
 # Comparing against it lets an open skip importing sqlite-utils and rebuilding the schema.
-SCHEMA_SHA256 = "da537f5217df3a7c76b07aa3f93daab9967d976cea15bd495e5c5791429e9243"
+SCHEMA_SHA256 = "4806ba8688292377fe6256d4616311446329aa0515291ca73d2797304a7a3a07"
 
 
 def _fingerprint(schema: Iterable[tuple]) -> str:
@@ -213,6 +221,7 @@ class Catalog(TextIndex, AnnFiles, Buffers):
 
     def __init__(self, path: Path, *, read_only: bool, synchronous: str, busy_timeout: float):
         self.path = path
+        self.checking = True  # verify record checksums on read (off while auditing)
         self.read_only = read_only
         self.synchronous = synchronous
         self._db = None
@@ -248,6 +257,7 @@ class Catalog(TextIndex, AnnFiles, Buffers):
         c.execute("PRAGMA trusted_schema = OFF")
         c.execute("PRAGMA cell_size_check = ON")
         c.create_function(SQL_ROW_CRC, 5, row_crc, deterministic=True)
+        c.create_function(SQL_RECORD_CRC, -1, record_crc, deterministic=True)
         if not self.read_only:
             mode = c.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode.lower() != "wal":
@@ -353,6 +363,16 @@ class Catalog(TextIndex, AnnFiles, Buffers):
             io_step("committed")
 
     @contextmanager
+    def unchecked(self) -> Iterator[None]:
+        """Reads inside return records whatever their checksums: for ``verify``, which
+        reports each damaged record instead of stopping at the first."""
+        self.checking = False
+        try:
+            yield
+        finally:
+            self.checking = True
+
+    @contextmanager
     def fully_synced(self) -> Iterator[None]:
         """Commit with ``synchronous=FULL`` inside, whatever the store's durability: for
         transactions after which files are unlinked, which must never be undone by a power
@@ -375,13 +395,20 @@ class Catalog(TextIndex, AnnFiles, Buffers):
 
     # -- collections --------------------------------------------------------------------
 
+    def _checked_collections(self, where: str, params: tuple) -> list[CollectionRecord]:
+        out = []
+        for cid, name, dir, dim, metric, config, version, nrows, chk in self.conn.execute(
+            "SELECT id, name, dir, dim, metric, config, version, nrows, chk FROM collections "
+            f"WHERE {where} ORDER BY name",
+            params,
+        ):
+            check_record(self, "collections", (cid, name, dir, dim, metric, config, nrows), chk)
+            out.append(CollectionRecord(cid, name, dir, dim, metric, config, version))
+        return out
+
     def _collection(self, where: str, param: Any) -> CollectionRecord | None:
-        row = self.conn.execute(
-            "SELECT id, name, dir, dim, metric, config, version FROM collections "
-            f"WHERE {where} = ?",
-            (param,),
-        ).fetchone()
-        return CollectionRecord(*row) if row else None
+        found = self._checked_collections(f"{where} = ?", (param,))
+        return found[0] if found else None
 
     def collection_by_name(self, name: str) -> CollectionRecord | None:
         return self._collection("name", name)
@@ -390,10 +417,7 @@ class Catalog(TextIndex, AnnFiles, Buffers):
         return self._collection("id", coll)
 
     def collections(self) -> list[CollectionRecord]:
-        rows = self.conn.execute(
-            "SELECT id, name, dir, dim, metric, config, version FROM collections ORDER BY name"
-        ).fetchall()
-        return [CollectionRecord(*r) for r in rows]
+        return self._checked_collections("1", ())
 
     def insert_collection(self, name: str, dir: str, dim: int, metric: str, config: str) -> int:
         table = self.db["collections"]
@@ -409,7 +433,15 @@ class Catalog(TextIndex, AnnFiles, Buffers):
                 "created": time.time(),
             }
         )
+        self._collection_changed(table.last_pk)
         return table.last_pk
+
+    def _collection_changed(self, coll: int) -> None:
+        self.conn.execute(
+            f"UPDATE collections SET chk = {SQL_RECORD_CRC}(id, name, dir, dim, metric, config, "
+            "nrows) WHERE id = ?",
+            (coll,),
+        )
 
     def drop_collection(self, coll: int) -> list[str]:
         """Delete a collection's catalog rows; return the segment files it referenced."""
@@ -478,6 +510,7 @@ class Catalog(TextIndex, AnnFiles, Buffers):
         self.conn.execute(
             "UPDATE collections SET nrows = nrows + ? WHERE id = ?", (len(rids), coll)
         )
+        self._collection_changed(coll)
         if all(m is None for m in packed) and (positions is None or start is not None):
             # Without metadata blobs the rows travel as one JSON array, which SQLite unpacks
             # in C: about 3x faster than binding each row from Python.
@@ -487,7 +520,7 @@ class Catalog(TextIndex, AnnFiles, Buffers):
                 id_col, doc_col = "value ->> 0", "value ->> 1"
                 rows = json.dumps(list(zip(ids, documents)))
             self.conn.execute(
-                "INSERT INTO rows (rid, coll, id, seg, pos, document, crc) "
+                "INSERT INTO rows (rid, coll, id, seg, pos, document, chk) "
                 f"SELECT ? + key, ?, {id_col}, ?, ? + key, {doc_col}, "
                 f"{SQL_ROW_CRC}(? + key, ?, {id_col}, {doc_col}, NULL) FROM json_each(?)",
                 (rids.start, coll, seg, start, rids.start, coll, rows),
@@ -495,7 +528,7 @@ class Catalog(TextIndex, AnnFiles, Buffers):
             return
         pos: Iterable = (int(p) for p in positions) if positions is not None else [None] * len(rids)
         self.conn.executemany(
-            "INSERT INTO rows (rid, coll, id, seg, pos, document, meta, crc) "
+            "INSERT INTO rows (rid, coll, id, seg, pos, document, meta, chk) "
             "VALUES (?,?,?,?,?,?,?,?)",
             (
                 (rid, coll, id_, seg, p, doc, meta, row_crc(rid, coll, id_, doc, meta))
@@ -533,13 +566,14 @@ class Catalog(TextIndex, AnnFiles, Buffers):
                 f"DELETE FROM rows WHERE rid IN ({_marks(len(part))})", part
             ).rowcount
         self.conn.execute("UPDATE collections SET nrows = nrows - ? WHERE id = ?", (deleted, coll))
+        self._collection_changed(coll)
 
     def set_metadata(
         self, coll: int, rids: Sequence[int], metas: Sequence[dict], packed: Sequence[bytes | None]
     ) -> None:
         self._delete_entries(coll, rids)
         self.conn.executemany(
-            f"UPDATE rows SET meta = ?1, crc = {SQL_ROW_CRC}(rid, coll, id, document, ?1) "
+            f"UPDATE rows SET meta = ?1, chk = {SQL_ROW_CRC}(rid, coll, id, document, ?1) "
             "WHERE rid = ?2",
             zip(packed, rids),
         )
@@ -553,7 +587,10 @@ class Catalog(TextIndex, AnnFiles, Buffers):
                 waiting.append(rid)
             else:
                 sealed.append((seg, pos))
-        self.conn.executemany("INSERT INTO tombstones (seg, pos) VALUES (?, ?)", sealed)
+        self.conn.executemany(
+            "INSERT INTO tombstones (seg, pos, chk) VALUES (?, ?, ?)",
+            ((seg, int(pos), record_crc(seg, int(pos))) for seg, pos in sealed),
+        )
         for part in _chunks(waiting):
             self.conn.execute(f"DELETE FROM pending WHERE rid IN ({_marks(len(part))})", part)
 
@@ -577,7 +614,7 @@ class Catalog(TextIndex, AnnFiles, Buffers):
         """Replace documents and their keyword postings (``counts``: the analysed documents)."""
         self.unindex_documents(coll, rids)
         self.conn.executemany(
-            f"UPDATE rows SET document = ?1, crc = {SQL_ROW_CRC}(rid, coll, id, ?1, meta) "
+            f"UPDATE rows SET document = ?1, chk = {SQL_ROW_CRC}(rid, coll, id, ?1, meta) "
             "WHERE rid = ?2",
             zip(documents, rids),
         )
@@ -609,9 +646,13 @@ class Catalog(TextIndex, AnnFiles, Buffers):
 
     def count(self, coll: int, sql: str, params: list) -> int:
         if sql == "1":
-            return self.conn.execute(
-                "SELECT nrows FROM collections WHERE id = ?", (coll,)
-            ).fetchone()[0]
+            row = self.conn.execute(
+                "SELECT id, name, dir, dim, metric, config, nrows, chk FROM collections "
+                "WHERE id = ?",
+                (coll,),
+            ).fetchone()
+            check_record(self, "collections", row[:7], row[7])
+            return row[6]
         return self.conn.execute(
             f"SELECT COUNT(*) FROM rows r WHERE {_in_coll(sql)} AND {sql}", (coll, *params)
         ).fetchone()[0]
@@ -621,11 +662,11 @@ class Catalog(TextIndex, AnnFiles, Buffers):
         out = {}
         for part in _chunks(rids):
             for rid, coll, id_, doc, meta, crc in self.conn.execute(
-                "SELECT rid, coll, id, document, meta, crc FROM rows "
+                "SELECT rid, coll, id, document, meta, chk FROM rows "
                 f"WHERE rid IN ({_marks(len(part))})",
                 part,
             ):
-                check_row(self.path, rid, coll, id_, doc, meta, crc)
+                check_row(self, rid, coll, id_, doc, meta, crc)
                 out[rid] = (id_, doc, meta)
         return out
 
@@ -634,11 +675,11 @@ class Catalog(TextIndex, AnnFiles, Buffers):
         out = {}
         for part in _chunks(ids):
             for id_, rid, seg, pos, doc, meta, crc in self.conn.execute(
-                "SELECT id, rid, seg, pos, document, meta, crc FROM rows "
+                "SELECT id, rid, seg, pos, document, meta, chk FROM rows "
                 f"WHERE coll = ? AND id IN ({_marks(len(part))})",
                 (coll, *part),
             ):
-                check_row(self.path, rid, coll, id_, doc, meta, crc)
+                check_row(self, rid, coll, id_, doc, meta, crc)
                 out[id_] = (rid, seg, pos, doc, meta)
         return out
 
@@ -647,33 +688,39 @@ class Catalog(TextIndex, AnnFiles, Buffers):
     ) -> list[tuple]:
         """``(id, rid, seg, pos, document, meta)`` in insertion order, paginated."""
         rows = self.conn.execute(
-            "SELECT r.id, r.rid, r.seg, r.pos, r.document, r.meta, r.crc FROM rows r "
+            "SELECT r.id, r.rid, r.seg, r.pos, r.document, r.meta, r.chk FROM rows r "
             f"WHERE {_in_coll(sql)} AND {sql} ORDER BY r.rid LIMIT ? OFFSET ?",
             (coll, *params, -1 if limit is None else limit, offset),
         ).fetchall()
         for id_, rid, _, _, doc, meta, crc in rows:
-            check_row(self.path, rid, coll, id_, doc, meta, crc)
+            check_row(self, rid, coll, id_, doc, meta, crc)
         return [row[:6] for row in rows]
 
     # -- segments -----------------------------------------------------------------------
 
     def segments(self, coll: int) -> list[SegmentRecord]:
-        return [
-            SegmentRecord(sid, SegmentInfo(file, count, dim, size, crc))
-            for sid, file, count, dim, size, crc in self.conn.execute(
-                "SELECT id, file, count, dim, size, crc FROM segments WHERE coll = ? ORDER BY id",
-                (coll,),
-            )
-        ]
+        out = []
+        for sid, coll_, file, count, dim, size, crc, chk in self.conn.execute(
+            "SELECT id, coll, file, count, dim, size, crc, chk FROM segments "
+            "WHERE coll = ? ORDER BY id",
+            (coll,),
+        ):
+            check_record(self, "segments", (sid, coll_, file, count, dim, size, crc), chk)
+            out.append(SegmentRecord(sid, SegmentInfo(file, count, dim, size, crc)))
+        return out
 
     def next_segment_id(self) -> int:
         return self.conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM segments").fetchone()[0]
 
     def insert_segment(self, coll: int, info: SegmentInfo, seg: int) -> None:
         self.conn.execute(
-            "INSERT INTO segments (id, coll, file, count, dim, size, crc, created) "
-            "VALUES (?,?,?,?,?,?,?,?)",
-            (seg, coll, info.file, info.count, info.dim, info.size, info.crc, time.time()),
+            "INSERT INTO segments (id, coll, file, count, dim, size, crc, created, chk) "
+            "VALUES (?,?,?,?,?,?,?,?,?)",
+            (
+                *(record := (seg, coll, info.file, info.count, info.dim, info.size, info.crc)),
+                time.time(),
+                record_crc(*record),
+            ),
         )
 
     def drop_segments(self, seg_ids: Sequence[int]) -> list[str]:
@@ -694,13 +741,17 @@ class Catalog(TextIndex, AnnFiles, Buffers):
 
     def set_config(self, coll: int, config: str) -> None:
         self.conn.execute("UPDATE collections SET config = ? WHERE id = ?", (config, coll))
+        self._collection_changed(coll)
 
     def tombstones(self, coll: int) -> list[tuple[int, int]]:
-        return self.conn.execute(
-            "SELECT t.seg, t.pos FROM tombstones t JOIN segments s ON s.id = t.seg "
+        rows = self.conn.execute(
+            "SELECT t.seg, t.pos, t.chk FROM tombstones t JOIN segments s ON s.id = t.seg "
             "WHERE s.coll = ?",
             (coll,),
         ).fetchall()
+        for seg, pos, chk in rows:
+            check_record(self, "tombstones", (seg, pos), chk)
+        return [row[:2] for row in rows]
 
     def dead_counts(self, coll: int) -> dict[int, int]:
         return dict(
