@@ -8,15 +8,19 @@ consistent catalog snapshots; imports no kernels and must not import ``cli``.
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .errors import CorruptStoreError
 from .storage import audit
 
 if TYPE_CHECKING:
     from .collection import Collection
     from .database import Database
 
+# What a damaged catalog can raise part-way through a check: reported, never raised.
+DAMAGE = (CorruptStoreError, sqlite3.DatabaseError, ValueError, TypeError, KeyError, IndexError)
 RETRIES = 5  # fresh snapshots tried when a concurrent compaction removes a file being checked
 
 
@@ -144,9 +148,12 @@ def verify(db: Database) -> VerifyReport:
     """Check the whole store; never raises for what it finds, only reports it."""
     root = db._collection_dir  # the folder of each collection, by its catalog record
     with db._reading() as cat, cat.unchecked():
-        problems = audit.store_problems(cat)
-        records = cat.collections()
-        strays = audit.unreferenced_files(cat, db.path / "collections")
+        try:
+            problems = audit.store_problems(cat)
+            records = cat.collections()
+            strays = audit.unreferenced_files(cat, db.path / "collections")
+        except DAMAGE as exc:  # the catalog is too damaged to go through
+            return VerifyReport([f"catalog {cat.path}: the check stopped: {exc}"])
     warnings = [
         f"{p} is {'a temp file of a write in progress or ' if audit.is_temp(p) else ''}"
         "left over from an interrupted write; no catalog row names it (the next read-write "
@@ -161,7 +168,11 @@ def verify(db: Database) -> VerifyReport:
                 if version is None:
                     result = None  # deleted since the list was read
                     break
-                result = audit.check_collection(cat, rec, root(rec))
+                try:
+                    result = audit.check_collection(cat, rec, root(rec))
+                except DAMAGE as exc:
+                    result = audit.CollectionAudit()
+                    result.problems.append(f"collection {rec.name!r}: the check stopped: {exc}")
             if not result.missing_files or attempt == RETRIES - 1:
                 break
             with db._reading() as cat:

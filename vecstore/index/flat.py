@@ -78,13 +78,28 @@ class Snapshot:
     def vectors_of(
         self, located: Sequence[tuple[int, int | None, int | None]], dim: int
     ) -> np.ndarray:
-        """The stored vectors of ``(rid, seg, pos)`` rows, in that order."""
+        """The stored vectors of ``(rid, seg, pos)`` rows, in that order. Each location is
+        checked against the row ids its segment (or the pending buffer) stores, so a damaged
+        location in the catalog raises ``CorruptStoreError`` instead of giving another row's
+        vector."""
         out = np.empty((len(located), dim), dtype=np.float32)
         index = {p.seg: p for p in self.parts}
         pending = self.parts[-1] if self.parts and self.parts[-1].seg is None else None
         pending_pos = {int(r): i for i, r in enumerate(pending.rids)} if pending else {}
         for i, (rid, seg, pos) in enumerate(located):
-            out[i] = pending.vectors[pending_pos[rid]] if seg is None else index[seg].vectors[pos]
+            if seg is None:
+                j = pending_pos.get(rid)
+                part = pending
+            else:
+                part = index.get(seg)
+                j = pos if isinstance(pos, int) and part is not None else None
+            if j is None or not 0 <= j < len(part.rids) or part.rids[j] != rid:
+                raise CorruptStoreError(
+                    f"the catalog places row {rid!r} at segment {seg!r}, position {pos!r}, "
+                    "which stores another row or none; the catalog is damaged (run "
+                    "`vecstore verify`)"
+                )
+            out[i] = part.vectors[j]
         return out
 
 

@@ -168,7 +168,12 @@ def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
     # Plain DatabaseError is SQLite's SQLITE_CORRUPT / SQLITE_NOTADB family; its subclasses
     # (IntegrityError, OperationalError "locked"...) are not corruption unless they say so.
     msg = str(exc).lower()
-    return type(exc) is sqlite3.DatabaseError or "malformed" in msg or "not a database" in msg
+    return (
+        type(exc) is sqlite3.DatabaseError
+        or "malformed" in msg
+        or "not a database" in msg
+        or "could not decode" in msg  # text that is not UTF-8: a damaged record
+    )
 
 
 @contextmanager
@@ -187,6 +192,8 @@ def translate_errors(path: Path) -> Iterator[None]:
         if _is_corruption(exc):
             raise CorruptStoreError(f"catalog {path} is corrupt: {exc}") from exc
         raise
+    except UnicodeDecodeError as exc:  # SQLite's message quotes damaged schema text
+        raise CorruptStoreError(f"catalog {path} is corrupt: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -658,7 +665,8 @@ class Catalog(TextIndex, AnnFiles, Buffers):
         ).fetchone()[0]
 
     def records(self, rids: Sequence[int]) -> dict[int, tuple[str, str | None, bytes | None]]:
-        """``rid -> (id, document, meta)`` for the given rids."""
+        """``rid -> (id, document, meta)`` for the given rids, which must all exist (they come
+        from the snapshot's segments, pending rows or keyword postings)."""
         out = {}
         for part in _chunks(rids):
             for rid, coll, id_, doc, meta, crc in self.conn.execute(
@@ -668,6 +676,12 @@ class Catalog(TextIndex, AnnFiles, Buffers):
             ):
                 check_row(self, rid, coll, id_, doc, meta, crc)
                 out[rid] = (id_, doc, meta)
+        if len(out) != len(set(rids)):
+            lost = sorted(set(rids) - set(out))[:5]
+            raise CorruptStoreError(
+                f"catalog {self.path}: rows {lost} are named by stored vectors or postings but "
+                "missing from the catalog; it is damaged (run `vecstore verify`)"
+            )
         return out
 
     def rows_by_id(self, coll: int, ids: Sequence[str]) -> dict[str, tuple]:
@@ -779,15 +793,17 @@ class Catalog(TextIndex, AnnFiles, Buffers):
 
     def segment_files(self) -> dict[str, set[str]]:
         """Every referenced file, by collection directory: what cleanup must keep."""
-        keep: dict[str, set[str]] = {
-            d: set() for (d,) in self.conn.execute("SELECT dir FROM collections")
-        }
-        for d, f in self.conn.execute(
-            "SELECT c.dir, s.file FROM segments s JOIN collections c ON c.id = s.coll"
+        with translate_errors(self.path):
+            keep: dict[str, set[str]] = {
+                d: set() for (d,) in self.conn.execute("SELECT dir FROM collections")
+            }
+            for table in ("segments", "ivf_files"):
+                for d, f in self.conn.execute(
+                    f"SELECT c.dir, t.file FROM {table} t JOIN collections c ON c.id = t.coll"
+                ):
+                    keep[d].add(f)
+        if not all(
+            isinstance(d, str) and all(isinstance(f, str) for f in fs) for d, fs in keep.items()
         ):
-            keep[d].add(f)
-        for d, f in self.conn.execute(
-            "SELECT c.dir, i.file FROM ivf_files i JOIN collections c ON c.id = i.coll"
-        ):
-            keep[d].add(f)
+            raise CorruptStoreError(f"catalog {self.path}: a file name is not text; it is damaged")
         return keep
