@@ -752,3 +752,27 @@ def test_two_writers_two_readers_stay_consistent(tmp_path, long_run):
             assert doc == document(id_, meta["b"])
             np.testing.assert_array_equal(vec, vector(id_, meta["b"]))
     assert verified.ok, verified.problems
+
+
+def test_the_checks_catch_torn_batches_and_states_never_written(tmp_path):
+    """The readers' checks are not vacuous: a batch missing a row, or a state no prefix of
+    the stream leaves, is reported."""
+    path = tmp_path / "store"
+    create_store(path)
+    with vecstore.open(path) as db:
+        c = db.get_collection("flat")
+        for op in itertools.islice(operations(0), 30):
+            run_op(c, 0, op)
+        (tmp_path / "started-0").write_bytes(struct.pack("<q", 30))
+        checker = Checker(c, path, [Model(0), Model(1)], np.random.default_rng(0))
+        for _ in range(3):
+            checker.round()
+        assert checker.problems == [] and checker.last == [30, 0]
+        assert sum(checker.checked.values()) > 10
+        model = checker.models[0]
+        batch = next(b for b in sorted(set(model.rows.values())) if model.batches[b][0] > 1)
+        ids = [i for i, b in model.rows.items() if b == batch]
+        c.delete(ids[:1])
+        assert checker.snapshot() is None and "torn batch" in checker.problems[-1]
+        c.delete(ids[1:])  # the batch wholly gone, but by no op of the stream
+        assert checker.snapshot() is None and "after no op" in checker.problems[-1]
