@@ -90,7 +90,15 @@ class Collection(Writes, HybridSearch):
 
     @staticmethod
     def stored_spec(record: CollectionRecord) -> EncoderSpec | None:
-        data = json.loads(record.config).get("encoder")
+        try:
+            config = json.loads(record.config)
+        except (TypeError, ValueError):  # not text, or not JSON: a damaged or doctored catalog
+            config = None
+        if not isinstance(config, dict):
+            raise CorruptStoreError(
+                f"collection {record.name!r}: its stored configuration is not a JSON object"
+            )
+        data = config.get("encoder")
         return EncoderSpec.from_json(data) if data else None
 
     def _embed(self, texts: Sequence[str], kind: str) -> np.ndarray:
@@ -123,7 +131,9 @@ class Collection(Writes, HybridSearch):
         Parameters
         ----------
         ids : list of str
-            Unique, non-empty strings.
+            Unique, non-empty strings of at most 2,048 bytes; at most 1,000,000 of them
+            (``inputs.MAX_BATCH``) per call, as for every call taking ids: split larger
+            writes into several calls, or use ``add_batches``.
         vectors : array-like, float (n, dim)
             One finite vector per id (a single 1-D vector is accepted for one id).
         documents : list of str or None, optional
@@ -442,16 +452,25 @@ class Collection(Writes, HybridSearch):
     ) -> list[QueryResult]:
         """``query`` for each row of a 2-D ``(nq, dim)`` array, or each text of a list (for an
         embedding collection, or keywords in text mode); one ``QueryResult`` per query.
-        ``text`` is a list of keyword queries, one per query (hybrid mode)."""
+        ``text`` is a list of keyword queries, one per query (hybrid mode).
+
+        One call takes at most 100,000 queries (``inputs.MAX_QUERIES``) and 10,000,000
+        results (``nq * k``, ``inputs.MAX_RESULTS``); more raise ``InvalidInput``: split
+        them into several calls.
+        """
         ranking = Ranking.of(mode, fusion, rrf_k, weight)
         texts = keywords(queries, text, mode, many=True)
         ann = _ann(mode, nprobe, refine, exact)
+        k = inputs.top_k(k)
         if mode == "text":
+            inputs.query_batch(len(texts), k)
             return self._ranked(None, texts, k, where, where_document, ranking)
         if isinstance(queries, (list, tuple)) and queries and isinstance(queries[0], str):
+            inputs.query_batch(len(queries), k)
             xq = self._embed(queries, "query")
         else:
             xq = inputs.matrix(queries, self.dim, what="queries")
+            inputs.query_batch(len(xq), k)
         if mode == "hybrid":
             return self._ranked(xq, texts, k, where, where_document, ranking, ann)
         return self._search(xq, k, where, where_document, ann)

@@ -448,6 +448,8 @@ class Database:
         unless ``name`` is given; ``if_exists="upsert"`` writes into an existing one."""
         from .portable import import_collection
 
+        if name is not None:  # checked here: an empty name must not mean "as exported"
+            name = inputs.collection_name(name)
         return import_collection(self, source, name=name, format=format, if_exists=if_exists)
 
     def close(self) -> None:

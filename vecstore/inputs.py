@@ -22,6 +22,11 @@ MAX_K = 100_000
 MAX_ID_BYTES = 2_048
 MAX_KEY_CHARS = 256
 MAX_DOCUMENT_BYTES = 64 << 20
+# Per call, far above normal use: a bound on what one call makes the store hold in memory
+# and send to SQLite at once. More rows or queries go in several calls (add_batches does).
+MAX_BATCH = 1_000_000  # ids per add, upsert, update, delete or get
+MAX_QUERIES = 100_000  # queries per query_many
+MAX_RESULTS = 10_000_000  # queries x k per query_many: its (nq, k) heaps take 12 bytes a hit
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 
@@ -56,12 +61,32 @@ def top_k(k: Any) -> int:
     return int(k)
 
 
+def query_batch(nq: int, k: int) -> None:
+    """Refuse a query_many call of more than ``MAX_QUERIES`` queries or ``MAX_RESULTS``
+    results (``nq * k``)."""
+    if nq > MAX_QUERIES:
+        raise InvalidInput(
+            f"query_many takes at most {MAX_QUERIES} queries per call; got {nq}: split them "
+            "into several calls"
+        )
+    if nq * k > MAX_RESULTS:
+        raise InvalidInput(
+            f"query_many asks for {nq} queries x k={k} = {nq * k} results; the limit is "
+            f"{MAX_RESULTS} per call: split the queries into several calls, or lower k"
+        )
+
+
 def ids(values: Any, *, what: str = "ids") -> list[str]:
     if isinstance(values, str):
         values = [values]
     if not isinstance(values, Sequence) and not isinstance(values, np.ndarray):
         raise InvalidInput(f"{what} must be a list of strings; got {type(values).__name__}")
     out = list(values)
+    if len(out) > MAX_BATCH:
+        raise InvalidInput(
+            f"one call takes at most {MAX_BATCH} {what}; got {len(out)}: split them into "
+            "several calls (Collection.add_batches writes any number of rows in batches)"
+        )
     # Fast path for the common case; the loop below pins down the first bad id.
     fine = (
         all(type(v) is str for v in out)
