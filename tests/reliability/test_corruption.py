@@ -154,7 +154,7 @@ def run_batch(template: str, work: str, first: int, count: int) -> None:
                 outcome, detail = ("intact, flagged" if problems else "intact"), ""
             else:
                 outcome = "changed, flagged" if problems else "WRONG"
-                detail = "; ".join(problems)[:300] or _diff(expected, got)
+                detail = _diff(expected, got)[:200] + " | " + "; ".join(problems)[:300]
         print(json.dumps({"trial": trial, "outcome": outcome, "detail": detail}), flush=True)
         shutil.rmtree(store, ignore_errors=True)
 
@@ -217,9 +217,8 @@ def test_byte_flips_and_truncations_give_correct_data_or_a_clean_error(tmp_path,
     for m in results.values():
         outcomes[m["outcome"]] = outcomes.get(m["outcome"], 0) + 1
     bad = [m for m in results.values() if m["outcome"] in ("WRONG", "error")]
-    print(
-        f"\n{len(results)} trials: {json.dumps(outcomes, sort_keys=True)}; peak RSS {peak_mb:.0f} MB"
-    )
+    summary = json.dumps(outcomes, sort_keys=True)
+    print(f"\n{len(results)} trials: {summary}; peak RSS {peak_mb:.0f} MB")
     assert not failures, failures
     assert not bad, bad[:10]
     assert len(results) == trials

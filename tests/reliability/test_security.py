@@ -323,12 +323,6 @@ def test_a_planted_pickle_is_never_run(tmp_path, rich_template, target):
     except Exception as exc:  # refusing the planted data is right; running it never is
         error = exc
     assert not marker.exists()
-    if target == "pending vector" and isinstance(error, ValueError):
-        pytest.xfail(
-            "vecstore/index/flat.py:160 reads a pending vector with np.frombuffer before "
-            "checking its length: a blob that is not a multiple of 4 bytes raises a raw "
-            "ValueError, not CorruptStoreError"
-        )
     assert error is None or isinstance(error, vecstore.VecstoreError), repr(error)
 
 

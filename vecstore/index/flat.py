@@ -172,11 +172,12 @@ def load_snapshot(
         for pseq, _ in pending:
             row = cached.get(pseq)
             if row is None:
-                row = np.frombuffer(blobs[pseq], dtype="<f4")
-                if row.shape != (dim,):
+                blob = blobs[pseq]
+                if len(blob) != 4 * dim:
                     raise CorruptStoreError(
-                        f"pending vector {pseq} has {row.size} values, not {dim}"
+                        f"pending vector {pseq} has {len(blob)} bytes, not {4 * dim}"
                     )
+                row = np.frombuffer(blob, dtype="<f4")
             rows[pseq] = row
         vectors = np.stack([rows[pseq] for pseq, _ in pending])
         rids = np.fromiter((rid for _, rid in pending), dtype=np.int64, count=len(pending))

@@ -708,6 +708,14 @@ class Catalog(TextIndex, AnnFiles, Buffers):
         ).fetchall()
         for id_, rid, _, _, doc, meta, crc in rows:
             check_row(self, rid, coll, id_, doc, meta, crc)
+        if sql == "1" and self.checking:  # all rows: as many as the (checksummed) count says
+            expected = max(0, self.count(coll, "1", []) - offset)
+            if len(rows) != (expected if limit is None else min(limit, expected)):
+                raise CorruptStoreError(
+                    f"catalog {self.path}: the collection counts {expected + offset} rows but "
+                    f"its table gives {len(rows) + offset}; the catalog is damaged (run "
+                    "`vecstore verify`)"
+                )
         return [row[:6] for row in rows]
 
     # -- segments -----------------------------------------------------------------------
