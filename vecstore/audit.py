@@ -122,14 +122,14 @@ class CollectionInfo:
 
 
 def info(coll: Collection) -> CollectionInfo:
-    record = coll._record
+    with coll._db._reading() as cat:
+        coll._require(cat)
+        record = cat.collection_by_id(coll._record.id)  # the current config, not the cached
+        stats = audit.collection_stats(cat, record.id)
     config = json.loads(record.config)
     index = config.get("index") or "flat"
     if isinstance(index, dict):
         index = str(index.get("kind") or index.get("type") or "flat")
-    with coll._db._reading() as cat:
-        coll._require(cat)
-        stats = audit.collection_stats(cat, record.id)
     return CollectionInfo(
         name=coll.name,
         count=stats.rows,

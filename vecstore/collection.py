@@ -523,7 +523,9 @@ class Collection(Writes, HybridSearch):
         """
         spec = specs.check(spec, self.dim)
         with self._db._writing() as cat:
-            with cat.write():
+            # fully synced: files are unlinked after this commit, which a power loss must
+            # never undo while the unlinks survive it
+            with cat.fully_synced(), cat.write():
                 self._require(cat)
                 record = cat.collection_by_id(self._record.id)
                 config = json.loads(record.config)

@@ -198,7 +198,8 @@ class Writes:
             cat.insert_rows(coll, rids, ids, seg, positions, docs, metas, packed, counts)
         except sqlite3.IntegrityError:
             # The unique index on (collection, id) is the duplicate check for add().
-            dup = [i for i in ids if i in cat.locate(coll, ids)]
+            existing = cat.locate(coll, ids)  # once: a lookup per id made this quadratic
+            dup = [i for i in ids if i in existing]
             raise DuplicateIdError(
                 f"add: {len(dup)} ids already exist in {self.name!r}: {dup[:5]}; use upsert() "
                 "to replace them"
