@@ -155,7 +155,9 @@ class WriterLock:
                         "retry later or pass a larger lock_timeout to vecstore.open()"
                     ) from None
                 time.sleep(pause)
-                pause = min(pause * 2, 0.05)
+                # A short cap: the holder may re-take the lock soon after releasing it, and a
+                # waiter polling every 50 ms missed those gaps for seconds on end.
+                pause = min(pause * 2, 0.002)
         self._depth = 1
 
     def release(self) -> None:
