@@ -67,7 +67,6 @@ SCALE_SYSTEMS = (
     "vecstore-ivfpq",
     "faiss-flat",
     "faiss-ivfpq-refine",
-    "lancedb-ivfpq",
 )
 
 
