@@ -200,7 +200,7 @@ def scale_skip_reason(system: str, results: dict, n: int) -> str:
     if rate:
         parts.append(
             f"its ingest rate on WordNet (384-d) in this run, {rate:,.0f} vectors/s, "
-            f"extrapolates to {n / rate / 60:.0f} min for {n:,} rows"
+            f"extrapolates to {n / rate / 60:.1f} min for {n:,} rows"
         )
     curve = sysres.get("query", {}).get("curve") or []
     if sysres.get("kind") == "exact" and curve and n_ref:
