@@ -22,11 +22,18 @@ DOCS = ROOT / "docs"
 NOT_RUN = "# not run:"
 # Blocks that load the real all-MiniLM-L6-v2 model (or another real one) get the real_model mark.
 REAL_MODEL = re.compile(r"all-MiniLM-L6-v2|SentenceTransformerEncoder\(|TransformersEncoder\(")
-# Written on other branches at the same time as this test; links to them are expected before
-# they land. Once they exist, their links, anchors and code blocks are checked like the rest.
-PENDING_DOCS = {"docs/benchmarks.md", "docs/reliability.md"}
 # The pages docs/ must hold, and the README's Documentation section must link.
-PAGES = ["quickstart", "concepts", "api", "filters", "indexes", "cli", "format"]
+PAGES = [
+    "quickstart",
+    "concepts",
+    "api",
+    "filters",
+    "indexes",
+    "cli",
+    "format",
+    "benchmarks",
+    "reliability",
+]
 
 
 def doc_files() -> list[Path]:
@@ -140,8 +147,8 @@ def github_anchors(path: Path) -> set[str]:
 
 
 def test_links_between_docs_resolve():
-    """Every relative link of README.md and docs/*.md names a file that exists (or one of
-    PENDING_DOCS), and every #anchor a heading of its page."""
+    """Every relative link of README.md and docs/*.md names a file that exists, and every
+    #anchor a heading of its page."""
     problems = []
     for path in doc_files():
         text = re.sub(r"^```.*?^```", "", path.read_text(), flags=re.S | re.M)
@@ -152,8 +159,7 @@ def test_links_between_docs_resolve():
             dest = (path.parent / file).resolve() if file else path
             name = dest.relative_to(ROOT).as_posix() if dest.is_relative_to(ROOT) else str(dest)
             if not dest.exists():
-                if name not in PENDING_DOCS:
-                    problems.append(f"{path.name}: {target} (no {name})")
+                problems.append(f"{path.name}: {target} (no {name})")
             elif anchor and dest.suffix == ".md" and anchor not in github_anchors(dest):
                 problems.append(f"{path.name}: {target} (no heading #{anchor} in {name})")
     assert not problems, "broken links:\n" + "\n".join(problems)
@@ -164,9 +170,8 @@ def test_docs_hold_every_page_and_the_readme_links_them():
     section = readme.split("## Documentation", 1)[1]
     for page in PAGES:
         assert (DOCS / f"{page}.md").is_file(), page
-    for page in [*PAGES, "benchmarks", "reliability"]:
+    for page in PAGES:
         assert f"](docs/{page}.md)" in section, page
-    assert {f"docs/{p}.md" for p in ("benchmarks", "reliability")} == PENDING_DOCS
 
 
 def signature(name: str, fn) -> str:

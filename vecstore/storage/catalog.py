@@ -38,7 +38,7 @@ from .checksums import (
 )
 from .files import io_step
 from .filters import rid_query
-from .segments import SegmentInfo
+from .segtables import SegmentTables
 from .sqlbits import _chunks, _marks
 from .textindex import Counts, TextIndex, _v3
 
@@ -207,12 +207,6 @@ class CollectionRecord:
     version: int
 
 
-@dataclass(frozen=True)
-class SegmentRecord:
-    id: int
-    info: SegmentInfo
-
-
 def _in_coll(sql: str) -> str:
     """The collection term of a filtered statement over ``rows r``.
 
@@ -223,7 +217,7 @@ def _in_coll(sql: str) -> str:
     return "r.coll = ?" if sql == "1" else "+r.coll = ?"
 
 
-class Catalog(TextIndex, AnnFiles, Buffers):
+class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
     """One connection to a store's catalog. Not thread-safe: the Database serialises use."""
 
     def __init__(self, path: Path, *, read_only: bool, synchronous: str, busy_timeout: float):
@@ -718,86 +712,9 @@ class Catalog(TextIndex, AnnFiles, Buffers):
                 )
         return [row[:6] for row in rows]
 
-    # -- segments -----------------------------------------------------------------------
-
-    def segments(self, coll: int) -> list[SegmentRecord]:
-        out = []
-        for sid, coll_, file, count, dim, size, crc, chk in self.conn.execute(
-            "SELECT id, coll, file, count, dim, size, crc, chk FROM segments "
-            "WHERE coll = ? ORDER BY id",
-            (coll,),
-        ):
-            check_record(self, "segments", (sid, coll_, file, count, dim, size, crc), chk)
-            out.append(SegmentRecord(sid, SegmentInfo(file, count, dim, size, crc)))
-        return out
-
-    def next_segment_id(self) -> int:
-        return self.conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM segments").fetchone()[0]
-
-    def insert_segment(self, coll: int, info: SegmentInfo, seg: int) -> None:
-        self.conn.execute(
-            "INSERT INTO segments (id, coll, file, count, dim, size, crc, created, chk) "
-            "VALUES (?,?,?,?,?,?,?,?,?)",
-            (
-                *(record := (seg, coll, info.file, info.count, info.dim, info.size, info.crc)),
-                time.time(),
-                record_crc(*record),
-            ),
-        )
-
-    def drop_segments(self, seg_ids: Sequence[int]) -> list[str]:
-        """Unpublish segments (and their list files); return the index files to unlink."""
-        files = []
-        for part in _chunks(seg_ids):
-            marks = _marks(len(part))
-            files += [
-                f
-                for (f,) in self.conn.execute(
-                    f"SELECT file FROM ivf_files WHERE seg IN ({marks})", part
-                )
-            ]
-            self.conn.execute(f"DELETE FROM tombstones WHERE seg IN ({marks})", part)
-            self.conn.execute(f"DELETE FROM segments WHERE id IN ({marks})", part)
-            self.conn.execute(f"DELETE FROM ivf_files WHERE seg IN ({marks})", part)
-        return files
-
     def set_config(self, coll: int, config: str) -> None:
         self.conn.execute("UPDATE collections SET config = ? WHERE id = ?", (config, coll))
         self._collection_changed(coll)
-
-    def tombstones(self, coll: int) -> list[tuple[int, int]]:
-        rows = self.conn.execute(
-            "SELECT t.seg, t.pos, t.chk FROM tombstones t JOIN segments s ON s.id = t.seg "
-            "WHERE s.coll = ?",
-            (coll,),
-        ).fetchall()
-        for seg, pos, chk in rows:
-            check_record(self, "tombstones", (seg, pos), chk)
-        return [row[:2] for row in rows]
-
-    def dead_counts(self, coll: int) -> dict[int, int]:
-        return dict(
-            self.conn.execute(
-                "SELECT t.seg, COUNT(*) FROM tombstones t JOIN segments s ON s.id = t.seg "
-                "WHERE s.coll = ? GROUP BY t.seg",
-                (coll,),
-            ).fetchall()
-        )
-
-    def live_in_segments(self, coll: int, seg_ids: Sequence[int]) -> np.ndarray:
-        """int64 ``(n, 3)``: rid, seg, pos of the live rows in the given segments, sorted by
-        seg and pos. Fetched in slices, so a merge of millions of rows never holds them as
-        Python tuples (24 bytes a row, not about 150)."""
-        blocks = []
-        for part in _chunks(seg_ids):
-            cur = self.conn.execute(
-                f"SELECT rid, seg, pos FROM rows WHERE coll = ? AND seg IN ({_marks(len(part))})",
-                (coll, *part),
-            )
-            while rows := cur.fetchmany(65_536):
-                blocks.append(np.array(rows, dtype=np.int64))
-        out = np.concatenate(blocks) if blocks else np.zeros((0, 3), dtype=np.int64)
-        return out[np.lexsort((out[:, 2], out[:, 1]))]
 
     def segment_files(self) -> dict[str, set[str]]:
         """Every referenced file, by collection directory: what cleanup must keep."""
