@@ -12,6 +12,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import text
 from .errors import CorruptStoreError
 from .storage import audit
 
@@ -169,7 +170,7 @@ def verify(db: Database) -> VerifyReport:
                     result = None  # deleted since the list was read
                     break
                 try:
-                    result = audit.check_collection(cat, rec, root(rec))
+                    result = audit.check_collection(cat, rec, root(rec), text.counts)
                 except DAMAGE as exc:
                     result = audit.CollectionAudit()
                     result.problems.append(f"collection {rec.name!r}: the check stopped: {exc}")

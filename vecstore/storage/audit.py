@@ -10,7 +10,8 @@ read transaction. Imports numpy and the standard library; never numba.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from .catalog import Catalog, CollectionRecord
 from .checksums import RECORD_COLUMNS, blob_crc, record_crc, rid_key, row_crc
 from .files import TMP_SUFFIX
 from .segments import open_segment
+from .textindex import Counts
 
 FETCH = 65_536
 MAX_LISTED = 5  # example ids named in one problem line
@@ -135,8 +137,14 @@ def is_temp(path: Path) -> bool:
     return path.name.endswith(TMP_SUFFIX)
 
 
-def check_collection(cat: Catalog, rec: CollectionRecord, directory: Path) -> CollectionAudit:
-    """Check one collection against every invariant of the format (docs/format.md)."""
+def check_collection(
+    cat: Catalog,
+    rec: CollectionRecord,
+    directory: Path,
+    analyze: Callable[[str | None], Counts] | None = None,
+) -> CollectionAudit:
+    """Check one collection against every invariant of the format (docs/format.md);
+    ``analyze`` (vecstore.text.counts) also checks its keyword index."""
     audit = CollectionAudit()
     name = f"collection {rec.name!r}"
     problems = audit.problems
@@ -149,7 +157,6 @@ def check_collection(cat: Catalog, rec: CollectionRecord, directory: Path) -> Co
     (nrows,) = c.execute("SELECT nrows FROM collections WHERE id = ?", (coll,)).fetchone()
     if nrows != len(rows):
         problems.append(f"{name}: the catalog counts {nrows} rows but holds {len(rows)}")
-    problems += _checksum_problems(c, coll, name)
 
     tombs: dict[int, list[int]] = {}
     for seg, pos in cat.tombstones(coll):
@@ -204,7 +211,12 @@ def check_collection(cat: Catalog, rec: CollectionRecord, directory: Path) -> Co
             f"(rids {_few(sealed[stray, 0])})"
         )
     problems += _pending_problems(c, coll, rec.dim, rows, name)
+    # Catalog-only checks last: files are checked early in the snapshot, before a concurrent
+    # merge can remove one (verify retries on a fresh snapshot when that happens).
+    problems += _checksum_problems(c, coll, name)
     problems += _index_problems(c, coll, name)
+    if analyze is not None:
+        problems += _text_problems(c, coll, name, analyze)
     problems += _ann_problems(cat, coll, name, directory, audit)
     return audit
 
@@ -354,6 +366,77 @@ def _index_problems(c: sqlite3.Connection, coll: int, name: str) -> list[str]:
             f"({want[0]} entries expected, {got[0]} found); filters would return wrong rows"
         )
     return out
+
+
+def _text_problems(
+    c: sqlite3.Connection, coll: int, name: str, analyze: Callable[[str | None], Counts]
+) -> list[str]:
+    """The keyword index must be exactly what analysing the stored (checksummed) documents
+    gives: every posting with its tf and document length, every term's df, every indexed
+    document's length, and the collection's document and term totals. Streamed into
+    digests like the metadata index."""
+    df: Counter = Counter()
+    totals = [0, 0]  # documents, terms
+
+    def expected_postings() -> Iterator[tuple]:
+        cur = c.execute(
+            "SELECT rid, document FROM rows WHERE coll = ? AND document IS NOT NULL", (coll,)
+        )
+        while part := cur.fetchmany(FETCH):
+            for rid, doc in part:
+                counts = analyze(doc) if isinstance(doc, str) else {}
+                dl = sum(counts.values())
+                totals[0] += 1
+                totals[1] += dl
+                df.update(counts.keys())
+                yield (rid, "", dl, -1)  # the document's own entry
+                for term, tf in counts.items():
+                    yield (rid, term, tf, dl)
+
+    def stored_postings() -> Iterator[tuple]:
+        cur = c.execute(
+            "SELECT p.rid, t.term, p.tf, p.dl FROM text_postings p "
+            "JOIN text_terms t ON t.tid = p.tid WHERE t.coll = ?",
+            (coll,),
+        )
+        while part := cur.fetchmany(FETCH):
+            yield from part
+        yield from c.execute(
+            "SELECT d.rid, '', d.dl, -1 FROM text_docs d JOIN rows r ON r.rid = d.rid "
+            "WHERE r.coll = ?",
+            (coll,),
+        )
+
+    want, got = _hashes(expected_postings()), _hashes(stored_postings())
+    out = []
+    if want != got:
+        out.append(
+            f"{name}: the keyword index disagrees with the stored documents ({want[0]} "
+            f"postings expected, {got[0]} found); keyword queries would rank wrongly"
+        )
+    stored_df = c.execute(
+        "SELECT term, df FROM text_terms WHERE coll = ? AND df != 0", (coll,)
+    ).fetchall()
+    if _hashes(iter(stored_df)) != _hashes(iter(df.items())):
+        out.append(f"{name}: the keyword index's document frequencies are wrong")
+    stats = c.execute("SELECT ndocs, ntokens FROM text_stats WHERE coll = ?", (coll,)).fetchone()
+    if (tuple(stats) if stats else (0, 0)) != tuple(totals) and (stats or any(totals)):
+        out.append(
+            f"{name}: the keyword index counts {stats} documents and terms, "
+            f"the documents give {tuple(totals)}"
+        )
+    return out
+
+
+def _hashes(entries: Iterator[tuple]) -> tuple[int, int, int]:
+    """An order-independent digest of tuples of ints and strings: count, sum and xor."""
+    n = total = xor = 0
+    for entry in entries:
+        h = hash(entry) & _MASK
+        n += 1
+        total = (total + h) & _MASK
+        xor ^= h
+    return n, total, xor
 
 
 def _digest(entries: Iterator[tuple]) -> tuple[int, int, int]:

@@ -19,12 +19,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..errors import CorruptStoreError
+from .sqlbits import CHUNK, _marks
+
 if TYPE_CHECKING:
     import sqlite3
+    from pathlib import Path
 
     import sqlite_utils
-
-from .sqlbits import CHUNK, _marks
 
 BACKFILL_ROWS = 4096
 
@@ -58,6 +60,7 @@ class TextIndex:
     """The keyword-index methods of ``Catalog`` (a mixin over its connection)."""
 
     conn: sqlite3.Connection
+    path: Path
 
     # -- writes (inside the caller's write transaction) ---------------------------------
 
@@ -207,4 +210,9 @@ class TextIndex:
                 f"WHERE tid IN ({_marks(len(part))}) ORDER BY tid, rid",
                 part,
             ).fetchall()
-        return np.array(rows, dtype=np.int64).reshape(-1, 4)
+        try:
+            return np.array(rows, dtype=np.int64).reshape(-1, 4)
+        except (TypeError, ValueError, OverflowError):  # a value that is not an integer
+            raise CorruptStoreError(
+                f"catalog {self.path}: a keyword posting is damaged (run `vecstore verify`)"
+            ) from None
