@@ -21,7 +21,7 @@ from ..errors import CorruptStoreError, StoreIOError
 from . import records
 from .arrays import open_arrays
 from .catalog import Catalog, CollectionRecord
-from .checksums import RECORD_COLUMNS, blob_crc, record_crc, rid_key, row_crc
+from .checksums import RECORD_COLUMNS, blob_crc, cache_key, record_crc, rid_key, row_crc
 from .files import TMP_SUFFIX
 from .segments import open_segment
 from .textindex import Counts
@@ -110,7 +110,7 @@ def store_problems(cat: Catalog) -> list[str]:
     bad = sum(
         not isinstance(vec, bytes)
         or not isinstance(h, bytes)
-        or chk != blob_crc(str(enc).encode() + b"\0" + h, vec)
+        or chk != blob_crc(cache_key(enc, h), vec)
         for enc, h, vec, chk in c.execute("SELECT encoder, hash, vec, chk FROM embed_cache")
     )
     if bad:

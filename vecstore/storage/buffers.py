@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from .checksums import blob_crc, check_blob, rid_key
+from .checksums import blob_crc, cache_key, check_blob, rid_key
 from .sqlbits import _chunks, _marks
 
 
@@ -60,13 +60,12 @@ class Buffers:
                 f"AND hash IN ({_marks(len(part))})",
                 (encoder, *part),
             ):
-                key = encoder.encode() + b"\0" + (h if isinstance(h, bytes) else b"")
-                check_blob(self, "a cached embedding", key, vec, chk)
+                check_blob(self, "a cached embedding", cache_key(encoder, h), vec, chk)
                 out[h] = vec
         return out
 
     def cache_embeddings(self, encoder: str, items: Iterable[tuple[bytes, bytes]]) -> None:
         self.conn.executemany(
             "INSERT OR IGNORE INTO embed_cache (encoder, hash, vec, chk) VALUES (?, ?, ?, ?)",
-            ((encoder, h, v, blob_crc(encoder.encode() + b"\0" + h, v)) for h, v in items),
+            ((encoder, h, v, blob_crc(cache_key(encoder, h), v)) for h, v in items),
         )

@@ -78,7 +78,15 @@ def blob_crc(key: bytes, blob: bytes) -> int:
 
 
 def rid_key(rid: int) -> bytes:
+    """The key a pending vector's checksum covers."""
     return b"%d:" % rid
+
+
+def cache_key(encoder, text_hash) -> bytes:
+    """The key a cached embedding's checksum covers: the encoder, a NUL, the text hash
+    (a damaged record of the wrong type gives a key no checksum matches)."""
+    enc = encoder.encode() if isinstance(encoder, str) else b"\xff"
+    return enc + b"\0" + (text_hash if isinstance(text_hash, bytes) else b"\xff")
 
 
 def check_row(cat: Checked, rid, coll, id_, document, meta, crc) -> None:
@@ -141,7 +149,7 @@ def _v5_checksums(db: sqlite_utils.Database) -> None:
     conn.executemany(
         "UPDATE embed_cache SET chk = ? WHERE encoder = ? AND hash = ?",
         (
-            (blob_crc(enc.encode() + b"\0" + h, vec), enc, h)
+            (blob_crc(cache_key(enc, h), vec), enc, h)
             for enc, h, vec in conn.execute("SELECT encoder, hash, vec FROM embed_cache").fetchall()
         ),
     )
