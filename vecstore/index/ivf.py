@@ -37,10 +37,13 @@ class Model:
     train_rows: int
     train_err: float
     centroid_norms2: np.ndarray = None  # float32 (nlist,): |c|^2, set by __post_init__
+    codebooks_t: np.ndarray = None  # float32 (m, dsub, ksub), the look-up tables' layout
 
     def __post_init__(self) -> None:
         c = self.centroids
         object.__setattr__(self, "centroid_norms2", np.einsum("ij,ij->i", c, c))
+        cbt = np.ascontiguousarray(self.codebooks.transpose(0, 2, 1), dtype=np.float32)
+        object.__setattr__(self, "codebooks_t", cbt)
 
     @property
     def nlist(self) -> int:
@@ -232,12 +235,23 @@ def search(
     from ..kernels import exact, ivf
 
     nq = xq.shape[0]
-    code = ivf.METRICS[metric]
     nlist = model.nlist
     nprobe = min(nlist, nprobe or model.nprobe)
     refine = refine or model.refine
     pq = model.codebooks.size > 0
     kc = k * refine if pq else k
+    width = min(nlist, max(nprobe, 1))
+    masks = masks or [None] * len(parts)
+    bases, acc = [], 0
+    for p in [*parts, *exact_parts]:
+        bases.append(acc)
+        acc += len(p[0])
+    D, I = exact.new_heaps(nq, k)
+    seen = _search_exact_parts(exact_parts, bases[len(parts) :], xq, metric, D, I)
+    if nq == 1:
+        _search_one(parts, masks, bases, model, xq, metric, D, I, kc, width, seen, widen)
+        return exact.finish(D, I, xq, metric)
+    code = ivf.METRICS[metric]
     if metric == "cosine":
         n2 = np.einsum("ij,ij->i", xq, xq)
         qn = np.ascontiguousarray(xq / np.sqrt(np.where(n2 > 0, n2, 1))[:, None], np.float32)
@@ -248,115 +262,41 @@ def search(
     # Lists are probed in the order rows were assigned to them: nearest centroid in L2 (of the
     # unit vectors, for cosine); for dot, by inner product, the score itself.
     rank = QC if metric == "dot" else 2 * QC - model.centroid_norms2
-    width = min(nlist, max(nprobe, 1))
-    if nq == 1 and width < nlist:
-        top = np.argpartition(-rank[0], width - 1)[:width]
-        orders = top[np.argsort(-rank[0, top])][None, :]
-    elif width < nlist:
+    if width < nlist:
         top = np.argpartition(-rank, width - 1, axis=1)[:, :width]
         orders = np.take_along_axis(top, np.argsort(-np.take_along_axis(rank, top, 1), axis=1), 1)
     else:
         orders = np.argsort(-rank, axis=1)
     orders = np.ascontiguousarray(orders, dtype=np.int64)
-    D, I = exact.new_heaps(nq, k)
     CD, CI = exact.new_heaps(nq, kc) if pq else (D, I)
-    seen = np.zeros(nq, dtype=np.int64)
-    masks = masks or [None] * len(parts)
-    bases, acc = [], 0
-    for p in [*parts, *exact_parts]:
-        bases.append(acc)
-        acc += len(p[0])
     empty = np.zeros(0, dtype=bool)
-    tables = {}  # one look-up table per query, shared by every part
 
     def scan(sel, lo, hi, ords):
         for (xb, norms, offsets, codes), mask, base in zip(parts, masks, bases):
-            m = empty if mask is None else mask
-            if len(sel) == 1:
-                q = int(sel[0])
-                T = tables.get(q)
-                if T is None:
-                    T = tables[q] = ivf.table(qn[q], model.codebooks)
-                if (offsets[-1] * (hi - lo)) // nlist < SERIAL_SCAN_ROWS:
-                    seen[q] += ivf.scan_lists(
-                        qn[q],
-                        QC[q],
-                        code,
-                        ords[0],
-                        lo,
-                        hi,
-                        offsets,
-                        codes,
-                        T,
-                        xb,
-                        norms,
-                        mask,
-                        int(base),
-                        CD[q],
-                        CI[q],
-                    )
-                    continue
-                nch = max(1, min(ivf.numba_threads(), hi - lo))
-                PD, PI = exact.new_heaps(nch, kc)
-                pseen = np.zeros(nch, dtype=np.int64)
-                ivf._scan_one(
-                    qn[q],
-                    np.float32(1.0),
-                    QC[q],
-                    code,
-                    ords[0],
-                    lo,
-                    hi,
-                    offsets,
-                    codes,
-                    T,
-                    xb,
-                    norms,
-                    m,
-                    mask is not None,
-                    int(base),
-                    PD,
-                    PI,
-                    pseen,
-                )
-                seen[q] += pseen.sum()
-                ivf.merge_heaps(PD, PI, CD[q], CI[q])
-            else:
-                sD, sI, sseen = CD[sel], CI[sel], np.zeros(len(sel), dtype=np.int64)
-                ivf._scan_batch(
-                    qn[sel],
-                    qa[sel],
-                    QC[sel],
-                    code,
-                    ords,
-                    lo,
-                    hi,
-                    offsets,
-                    codes,
-                    model.codebooks,
-                    xb,
-                    norms,
-                    m,
-                    mask is not None,
-                    int(base),
-                    sD,
-                    sI,
-                    sseen,
-                )
-                CD[sel], CI[sel] = sD, sI
-                seen[sel] += sseen
+            sD, sI, sseen = CD[sel], CI[sel], np.zeros(len(sel), dtype=np.int64)
+            ivf._scan_batch(
+                qn[sel],
+                qa[sel],
+                QC[sel],
+                code,
+                ords,
+                lo,
+                hi,
+                offsets,
+                codes,
+                model.codebooks_t,
+                xb,
+                norms,
+                empty if mask is None else mask,
+                mask is not None,
+                int(base),
+                sD,
+                sI,
+                sseen,
+            )
+            CD[sel], CI[sel] = sD, sI
+            seen[sel] += sseen
 
-    for j, (xb, norms, rows, mask) in enumerate(exact_parts):
-        if len(xb) and (rows is None or len(rows)):
-            exact.search_into(
-                xq, xb, norms, metric, D, I, rows=rows, mask=mask, base=bases[len(parts) + j]
-            )
-            n_ok = (
-                len(rows)
-                if rows is not None
-                else (int(mask.sum()) if mask is not None else len(xb))
-            )
-            seen += n_ok
     if parts:
         scan(np.arange(nq), 0, width, orders)
         lo = width
@@ -364,9 +304,8 @@ def search(
             short = np.flatnonzero(seen < kc)
             if not len(short):
                 break
-            full = np.ascontiguousarray(np.argsort(-rank[short], axis=1), dtype=np.int64)
             hi = min(nlist, 2 * lo)
-            scan(short, lo, hi, full)
+            scan(short, lo, hi, _full_orders(rank[short], orders[short]))
             lo = hi
     if pq:
         for (xb, norms, _, _), base in zip(parts, bases):
@@ -375,3 +314,95 @@ def search(
             if inside.any():
                 ivf.rerank(qn, qa, code, xb, norms, cand, D, I, int(base))
     return exact.finish(D, I, xq, metric)
+
+
+def _full_orders(rank: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """Every list per query, best rank first, starting with exactly the lists ``first``
+    already probed (whatever the ties), so widening never probes a list twice."""
+    rest = np.argsort(-rank, axis=1, kind="stable")
+    picked = np.zeros(rank.shape, dtype=bool)
+    np.put_along_axis(picked, first, True, axis=1)
+    keep = ~np.take_along_axis(picked, rest, axis=1)
+    later = rest[keep].reshape(len(rank), rank.shape[1] - first.shape[1])
+    return np.ascontiguousarray(np.concatenate([first, later], axis=1), dtype=np.int64)
+
+
+def _search_exact_parts(exact_parts, bases, xq, metric, D, I) -> np.ndarray:
+    """Exact top-k of the parts without lists into D/I; the rows seen per query."""
+    from ..kernels import exact
+
+    seen = np.zeros(xq.shape[0], dtype=np.int64)
+    for (xb, norms, rows, mask), base in zip(exact_parts, bases):
+        if len(xb) and (rows is None or len(rows)):
+            exact.search_into(xq, xb, norms, metric, D, I, rows=rows, mask=mask, base=base)
+            if rows is not None:
+                seen += len(rows)
+            else:
+                seen += int(mask.sum()) if mask is not None else len(xb)
+    return seen
+
+
+def _search_one(parts, masks, bases, model, xq, metric, D, I, kc, width, seen, widen) -> None:
+    """``search`` for a single query, into heaps D/I (1, k): one kernel call prepares the
+    query (centroid products, the lists to probe, the look-up table), one per part scans,
+    one per part re-ranks, so the fixed cost per query stays a few microseconds of Python."""
+    from ..kernels import exact, ivf
+
+    code = ivf.METRICS[metric]
+    nlist = model.nlist
+    qn, qc, order, T = ivf.probe_one(
+        xq[0], metric, model.centroids, model.centroid_norms2, model.codebooks_t, width
+    )
+    pq = model.codebooks.size > 0
+    CD, CI = exact.new_heaps(1, kc) if pq else (D, I)
+    cd, ci = CD[0], CI[0]
+
+    def scan(lo, hi, ords) -> int:
+        n = 0
+        for (xb, norms, offsets, codes), mask, base in zip(parts, masks, bases):
+            if (offsets[-1] * (hi - lo)) // nlist < SERIAL_SCAN_ROWS:
+                n += ivf.scan_lists(
+                    qn, qc, code, ords, lo, hi, offsets, codes, T, xb, norms, mask, base, cd, ci
+                )
+                continue
+            nch = max(1, min(ivf.numba_threads(), hi - lo))
+            PD, PI = exact.new_heaps(nch, kc)
+            pseen = np.zeros(nch, dtype=np.int64)
+            ivf._scan_one(
+                qn,
+                np.float32(1.0),
+                qc,
+                code,
+                ords,
+                lo,
+                hi,
+                offsets,
+                codes,
+                T,
+                xb,
+                norms,
+                np.zeros(0, dtype=bool) if mask is None else mask,
+                mask is not None,
+                base,
+                PD,
+                PI,
+                pseen,
+            )
+            n += int(pseen.sum())
+            ivf.merge_heaps(PD, PI, cd, ci)
+        return n
+
+    if not parts:
+        return
+    total = int(seen[0]) + scan(0, width, order)
+    lo = width
+    if widen and lo < nlist and total < kc:
+        rank = qc if metric == "dot" else 2 * qc - model.centroid_norms2
+        full = _full_orders(rank[None, :], order[None, :])[0]
+        while lo < nlist and total < kc:
+            hi = min(nlist, 2 * lo)
+            total += scan(lo, hi, full)
+            lo = hi
+    if pq:
+        for (xb, norms, _, _), base in zip(parts, bases):
+            ivf.rerank_one(qn, code, xb, norms, ci, base, D[0], I[0])

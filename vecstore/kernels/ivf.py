@@ -228,21 +228,24 @@ def pq_encode(r, codebooks):
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def _lut(q, cb, T):
+def _lut(q, cbt, T):
     """T[j, s] = q_j . cb[j, s]: the inner product of the query's j-th sub-vector with every
-    centroid of sub-quantiser j (fastmath: short dot products, order-insensitive).
+    centroid of sub-quantiser j, from the transposed codebooks cbt (m, dsub, ksub) so the
+    inner loop runs across the ksub centroids (vectorised; 4x faster here than across the
+    few dimensions of a sub-vector). fastmath: short sums, order-insensitive.
 
     m x ksub float32: each code byte reads one 1 KiB row, and a row's 256 entries stay in L1
     while a list is scanned (48 KiB in all for m=48). Measured here, this beats a 24 KiB
     uint16 table (1.8x: widening the integers costs more than the smaller footprint saves)
     and a column-major code layout (1.3x)."""
-    m, ksub, dsub = cb.shape
+    m, dsub, ksub = cbt.shape
     for j in range(m):
         for s in range(ksub):
-            acc = np.float32(0.0)
-            for t in range(dsub):
-                acc += q[j * dsub + t] * cb[j, s, t]
-            T[j, s] = acc
+            T[j, s] = np.float32(0.0)
+        for t in range(dsub):
+            v = q[j * dsub + t]
+            for s in range(ksub):
+                T[j, s] += v * cbt[j, t, s]
 
 
 @njit(cache=True, nogil=True, fastmath=True)
@@ -302,6 +305,8 @@ def _scan_lists(
     """
     seen = 0
     pq = codes.shape[1] > 0
+    if pq and not has_mask:
+        return _scan_codes(metric, qc, order, lo, hi, offsets, codes, T, norms, base, D, I)
     for o in range(lo, hi):
         L = order[o]
         base_score = qc[L]
@@ -323,11 +328,52 @@ def _scan_lists(
 
 
 @njit(cache=True, nogil=True)
+def _offer(metric, ip, norms, i, base, D, I):
+    """Push the ADC estimate ``ip`` (q.x) of row i as its heap score."""
+    s = np.float32(2.0) * ip - norms[i] * norms[i] if metric == _L2 else ip
+    if s > D[0]:
+        _push(D, I, s, base + i)
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _scan_codes(metric, qc, order, lo, hi, offsets, codes, T, norms, base, D, I):
+    """``_scan_lists`` with PQ codes and no mask: four rows at a time, so four independent
+    sums of table entries are in flight (a single sum is bound by the add latency; measured
+    here 1.2-1.3x faster than one row at a time). fastmath: sums, order-insensitive."""
+    m = codes.shape[1]
+    seen = 0
+    for o in range(lo, hi):
+        L = order[o]
+        b = qc[L]
+        i, end = offsets[L], offsets[L + 1]
+        seen += end - i
+        while i + 4 <= end:
+            a0 = b
+            a1 = b
+            a2 = b
+            a3 = b
+            for j in range(m):
+                a0 += T[j, codes[i, j]]
+                a1 += T[j, codes[i + 1, j]]
+                a2 += T[j, codes[i + 2, j]]
+                a3 += T[j, codes[i + 3, j]]
+            _offer(metric, a0, norms, i, base, D, I)
+            _offer(metric, a1, norms, i + 1, base, D, I)
+            _offer(metric, a2, norms, i + 2, base, D, I)
+            _offer(metric, a3, norms, i + 3, base, D, I)
+            i += 4
+        while i < end:
+            _offer(metric, b + _adc(T, codes, i), norms, i, base, D, I)
+            i += 1
+    return seen
+
+
+@njit(cache=True, nogil=True)
 def _scan_query(
-    q, qa, qc, metric, order, lo, hi, offsets, codes, cb, xb, norms, mask, has_mask, base, D, I
+    q, qa, qc, metric, order, lo, hi, offsets, codes, cbt, xb, norms, mask, has_mask, base, D, I
 ):
     """``_scan_lists`` for one query, serially, building its look-up table first."""
-    T = _table(q, cb)
+    T = _table(q, cbt)
     return _scan_lists(
         q,
         qa,
@@ -350,11 +396,11 @@ def _scan_query(
 
 
 @njit(cache=True, nogil=True)
-def _table(q, cb):
-    m, ksub = cb.shape[0], cb.shape[1]
+def _table(q, cbt):
+    m, ksub = cbt.shape[0], cbt.shape[2]
     T = np.empty((m, ksub), dtype=np.float32)
     if m > 0:
-        _lut(q, cb, T)
+        _lut(q, cbt, T)
     return T
 
 
@@ -369,7 +415,7 @@ def _scan_batch(
     hi,
     offsets,
     codes,
-    cb,
+    cbt,
     xb,
     norms,
     mask,
@@ -391,7 +437,7 @@ def _scan_batch(
             hi,
             offsets,
             codes,
-            cb,
+            cbt,
             xb,
             norms,
             mask,
@@ -465,6 +511,24 @@ def _rerank_query(q, qa, metric, xb, norms, cand, D, I, base):
             _push(D, I, s, base + i)
 
 
+@njit(cache=True, nogil=True)
+def _rerank_labels(q, metric, xb, norms, labels, base, D, I):
+    """Exact heap scores of the candidates of ``labels`` that are rows of this segment
+    (labels base .. base + len(xb) - 1), pushed into D/I."""
+    for c in range(labels.shape[0]):
+        i = labels[c] - base
+        if 0 <= i < xb.shape[0]:
+            s = _exact_score(q, np.float32(1.0), metric, xb, norms, i)
+            if s > D[0]:
+                _push(D, I, s, labels[c])
+
+
+def rerank_one(q, metric, xb, norms, labels, base, D, I):
+    """Re-rank one query's candidate labels (int64, -1 for none) that fall in the segment
+    starting at label ``base``: their exact scores are pushed into heap D/I (k,)."""
+    _rerank_labels(q, metric, xb, norms, labels, base, D, I)
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def _rerank_batch(xq, qa, metric, xb, norms, cand, D, I, base):
     for qi in prange(xq.shape[0]):
@@ -519,9 +583,81 @@ def centroid_dots(xq, centroids):
     return out
 
 
-def table(q, codebooks):
-    """The ADC look-up table of one (space-transformed) query: float32 (m, ksub)."""
-    return _table(q, codebooks)
+@njit(cache=True, nogil=True, fastmath=True)
+def _probe_one(q, cosine, by_dot, C, cn2, cbt, qn, qc, order, T):
+    # fastmath: dot products, order-insensitive
+    d = q.shape[0]
+    inv = np.float32(1.0)
+    if cosine:
+        n2 = np.float32(0.0)
+        for t in range(d):
+            n2 += q[t] * q[t]
+        if n2 > 0:
+            inv = np.float32(1.0) / np.sqrt(n2)
+    for t in range(d):
+        qn[t] = q[t] * inv
+    width = order.shape[0]
+    H = np.full(width, -np.inf, dtype=np.float32)
+    L = np.full(width, -1, dtype=np.int64)
+    for j in range(C.shape[0]):
+        acc = np.float32(0.0)
+        for t in range(d):
+            acc += qn[t] * C[j, t]
+        qc[j] = acc
+        r = acc if by_dot else np.float32(2.0) * acc - cn2[j]
+        _push(H, L, r, j)
+    ranked = np.argsort(H)
+    for w in range(width):
+        order[w] = L[ranked[width - 1 - w]]
+    if L.min() < 0:  # a NaN rank was never pushed: probe the first unpicked lists instead
+        picked = np.zeros(C.shape[0], dtype=np.bool_)
+        for w in range(width):
+            if order[w] >= 0:
+                picked[order[w]] = True
+        j = 0
+        for w in range(width):
+            if order[w] < 0:
+                while picked[j]:
+                    j += 1
+                order[w] = j
+                picked[j] = True
+    if cbt.shape[0] > 0:
+        _lut(qn, cbt, T)
+
+
+def probe_one(q, metric, centroids, centroid_norms2, codebooks_t, width):
+    """Everything one query needs before its lists are scanned, in one call.
+
+    Returns the query in the index's space (unit-normalised for cosine), its inner products
+    with every centroid (nlist,), the ``width`` lists to probe, nearest first (by inner
+    product for dot, else by L2 to the centroid, as rows were assigned), and its ADC look-up
+    table (see ``table``; ``codebooks_t`` as there).
+    """
+    d = q.shape[0]
+    m, ksub = codebooks_t.shape[0], codebooks_t.shape[2]
+    qn = np.empty(d, dtype=np.float32)
+    qc = np.empty(centroids.shape[0], dtype=np.float32)
+    order = np.empty(width, dtype=np.int64)
+    T = np.empty((m, ksub), dtype=np.float32)
+    _probe_one(
+        q,
+        metric == "cosine",
+        metric == "dot",
+        centroids,
+        centroid_norms2,
+        codebooks_t,
+        qn,
+        qc,
+        order,
+        T,
+    )
+    return qn, qc, order, T
+
+
+def table(q, codebooks_t):
+    """The ADC look-up table of one (space-transformed) query: float32 (m, ksub), from the
+    codebooks transposed to (m, dsub, ksub) (``Model.codebooks_t``)."""
+    return _table(q, codebooks_t)
 
 
 def scan_lists(q, qc, metric, order, lo, hi, offsets, codes, T, xb, norms, mask, base, D, I):
