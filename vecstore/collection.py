@@ -588,7 +588,7 @@ class Collection(Writes, HybridSearch):
                 if filtered:
                     allowed = snap.allowed_rids(cat.filtered_rids(self._record.id, sql, params))
                 scores, rids, counts = self._vector_topk(cat, snap, xq, k, allowed, ann)
-                found = cat.records(np.unique(rids[rids >= 0]).tolist())
+                found = cat.records(list(set(rids[rids >= 0].tolist())))
             return [
                 self._result(scores[i, : counts[i]], rids[i, : counts[i]], found)
                 for i in range(len(xq))

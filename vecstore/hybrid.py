@@ -150,7 +150,7 @@ class HybridSearch:
                 else:
                     fused = [_text_only(s, r) for s, r in halves]
                 wanted = np.concatenate([f[1] for f in fused]) if fused else []
-                found = cat.records(np.unique(wanted).tolist())
+                found = cat.records(list(set(np.asarray(wanted, dtype=np.int64).tolist())))
             return [self._fused_result(f, found, ranking.mode) for f in fused]
         raise self._vanished()
 

@@ -8,6 +8,7 @@ shared per-query heaps. Uses kernels (imported lazily) and storage; never touche
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,12 @@ from ..storage.arrays import ArrayFile, ArrayFileInfo, open_arrays
 from ..storage.catalog import Catalog
 from ..storage.segments import Segment, open_segment
 from .ivf import Model
+
+#: A part whose rids span at most this many times its rows maps rids to rows by a dense
+#: array (4 bytes a rid), not a binary search (5x faster for a filter's thousand rids).
+DENSE_SPAN = 4
+#: Up to this many labels, ``labels_to_rids`` maps them one by one.
+_FEW_LABELS = 256
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,8 +57,8 @@ class Snapshot:
     model: Model | None = None
     # pending vectors by their never-reused pending sequence number, for incremental reloads
     pending_rows: dict[int, np.ndarray] = field(default_factory=dict)
-    # per segment id: (its rids array, those rids sorted, the sorting permutation), built on
-    # the first filtered query and carried over to later snapshots while the segment lives
+    # per segment id: (its rids array, then a look-up from rid to position, see _rid_lookup),
+    # built on the first filtered query and carried over to later snapshots while it lives
     rid_index: dict[int | None, tuple] = field(default_factory=dict)
     # rows re-ranked through segment maps since their pages were last released (key None)
     reranked: dict[None, int] = field(default_factory=dict)
@@ -62,14 +69,18 @@ class Snapshot:
         for part in self.parts:
             entry = self.rid_index.get(part.seg)
             if entry is None or entry[0] is not part.rids:
-                order = np.argsort(part.rids, kind="stable")
-                entry = self.rid_index[part.seg] = (part.rids, part.rids[order], order)
-            _, srt, order = entry
-            if not len(srt) or not len(rids):
+                entry = self.rid_index[part.seg] = (part.rids, *_rid_lookup(part.rids))
+            _, lo, dense, srt, order = entry
+            if not len(part.rids) or not len(rids):
                 out.append(np.zeros(0, dtype=np.int64))
                 continue
-            j = np.minimum(np.searchsorted(srt, rids), len(srt) - 1)
-            pos = order[j[srt[j] == rids]]
+            if dense is not None:
+                a, b = np.searchsorted(rids, (lo, lo + len(dense)))
+                pos = dense[rids[a:b] - lo]
+                pos = pos[pos >= 0].astype(np.int64)
+            else:
+                j = np.minimum(np.searchsorted(srt, rids), len(srt) - 1)
+                pos = order[j[srt[j] == rids]]
             if part.alive is not None:
                 pos = pos[part.alive[pos]]
             out.append(np.sort(pos))
@@ -241,16 +252,41 @@ def search(
     return D, labels_to_rids(I, [p.rids for p in parts]), counts
 
 
+def _rid_lookup(rids: np.ndarray) -> tuple:
+    """``(lo, dense, sorted, order)`` mapping a part's rids to positions: when its rids span
+    at most DENSE_SPAN times its rows (as a segment's rids, written together, do), ``dense``
+    is an int32 array with ``dense[rid - lo]`` the row's position or -1, one random read per
+    rid; else ``sorted``/``order`` are its rids sorted and the permutation, for a binary
+    search (the other two entries are None)."""
+    n = len(rids)
+    if n and n < 2**31:
+        lo, hi = int(rids.min()), int(rids.max())
+        if hi - lo < DENSE_SPAN * n:
+            dense = np.full(hi - lo + 1, -1, dtype=np.int32)
+            dense[rids - lo] = np.arange(n, dtype=np.int32)
+            return lo, dense, None, None
+    order = np.argsort(rids, kind="stable")
+    return 0, None, rids[order], order
+
+
 def labels_to_rids(I: np.ndarray, rids_of: Sequence[np.ndarray]) -> np.ndarray:
     """Catalog row ids of heap labels, a label being a position in the concatenation of the
     blocks whose row ids ``rids_of`` lists (-1 stays -1)."""
     bases = np.cumsum([0] + [len(r) for r in rids_of])
     rids = np.full(I.shape, -1, dtype=np.int64)
+    if I.size <= _FEW_LABELS:  # a single query's k: plain Python beats a dozen NumPy calls
+        starts = bases.tolist()
+        out = rids.reshape(-1)
+        for j, label in enumerate(I.reshape(-1).tolist()):
+            if label >= 0:
+                p = bisect.bisect_right(starts, label) - 1
+                out[j] = rids_of[p][label - starts[p]]
+        return rids
     valid = I >= 0
     labels = I[valid]
     which = np.searchsorted(bases, labels, side="right") - 1
     out = np.empty(labels.shape, dtype=np.int64)
-    for p in np.unique(which):
+    for p in np.flatnonzero(np.bincount(which, minlength=len(rids_of))):
         sel = which == p
         out[sel] = rids_of[p][labels[sel] - bases[p]]
     rids[valid] = out
