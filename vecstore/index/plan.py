@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..storage.pages import release_compiler_pages
 from . import flat, ivf
 
 #: A filter keeping at most this many rows is always scanned exactly.
@@ -43,6 +44,7 @@ def search(
     ``allowed`` is, per part, the sorted positions of rows a filter keeps (see
     ``Snapshot.allowed_rids``), or None for no filter.
     """
+    release_compiler_pages()  # LLVM pages the previous query's kernel loads left mapped
     parts = snap.parts
     model = snap.model
     indexed = [i for i, p in enumerate(parts) if p.offsets is not None]
