@@ -13,15 +13,19 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..storage.pages import release_compiler_pages
 from . import flat, ivf
 
 #: A filter keeping at most this many rows is always scanned exactly.
 EXACT_FILTER_ROWS = 2_000
 #: IVF-PQ re-ranking reads a few random rows per query; once this many bytes of segments
-#: may have been mapped in by it (64 KiB of fault-around a row), their pages are released,
-#: so the float32 vectors stay on disk (in the page cache) rather than resident.
+#: may have been mapped in by it, their pages (and their list files') are released, so the
+#: float32 vectors stay on disk (in the page cache) rather than resident.
 RERANK_RESIDENT_BYTES = 16 << 20
-_FAULT_AROUND = 64 << 10
+# What one random row read may map in: a fault maps the whole page-cache folio it lands in
+# (Linux 6.18), and folios of files written in large blocks reach 2 MiB (about 0.5 MiB per
+# random row measured on ext4), far beyond the 64 KiB of classic fault-around.
+_FAULT_AROUND = 2 << 20
 
 
 def search(
@@ -40,6 +44,7 @@ def search(
     ``allowed`` is, per part, the sorted positions of rows a filter keeps (see
     ``Snapshot.allowed_rids``), or None for no filter.
     """
+    release_compiler_pages()  # LLVM pages the previous query's kernel loads left mapped
     parts = snap.parts
     model = snap.model
     indexed = [i for i, p in enumerate(parts) if p.offsets is not None]
