@@ -64,8 +64,11 @@ def release_compiler_pages() -> None:
         binding = sys.modules.get("llvmlite.binding")
         if binding is None:
             return  # LLVM is not loaded, so none of its pages are resident
-        binding.ffi.register_lock_callback(_entered, _left)
         _state["hooked"] = True  # LLVM ran before (numba's import): release its pages now
+        try:
+            binding.ffi.register_lock_callback(_entered, _left)
+        except AttributeError:  # an llvmlite without the hook: release once, never again
+            _state["uses"] = _state["released"] = -1
     elif _state["uses"] == _state["released"]:
         return
     _state["released"] = _state["uses"]
