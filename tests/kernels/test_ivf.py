@@ -431,6 +431,44 @@ def test_widening_finds_sparse_masked_rows(kind, keep, rng, scan_path):
     assert allowed[to_rows(I, order)[I >= 0]].all()
 
 
+@pytest.mark.parametrize("kind", ["ivf", "ivfpq"])
+def test_widening_with_tied_centroids_probes_each_list_once(kind, rng, scan_path):
+    # Every centroid twice: each query ranks lists in tied pairs, so the lists first probed
+    # and the full order widening continues from may break the ties differently. A list
+    # probed twice would put its rows in the heaps twice (duplicate results).
+    d, k, n = 16, 10, 800
+    x, xq = data(n, d, seed=17)
+    model, part, order = cached_build(kind, "l2", d, n, 17)
+    twice = np.repeat(model.centroids, 2, axis=0)
+    tied = index_ivf.Model(
+        "t", model.kind, model.metric, twice, model.codebooks, 3, model.refine, 0, 0.0
+    )
+    xb, norms, offsets, codes = part
+    # List 2L + 1 holds list L's rows; every list 2L is empty.
+    split = np.zeros(2 * model.nlist + 1, dtype=np.int64)
+    split[1::2] = offsets[:-1]
+    split[2::2] = offsets[1:]
+    mask = np.zeros(n, bool)
+    mask[rng.choice(n, 30, replace=False)] = True
+    allowed = np.zeros(n, bool)
+    allowed[order[mask]] = True
+    parts = [(xb, norms, split, codes)]
+    D, I, counts = run(parts, tied, xq, "l2", k, scan_path, nprobe=3, masks=[mask])
+    np.testing.assert_array_equal(counts, k)
+    for row in I:
+        assert len(set(row.tolist())) == k
+    assert allowed[to_rows(I, order)[I >= 0]].all()
+
+
+def test_full_orders_continue_from_the_lists_probed():
+    # Ties broken the other way by the first selection: the full order still starts with
+    # exactly the lists probed, then every other list once, best rank first.
+    rank = np.array([[1.0, 1.0, 0.0, 0.0, 2.0], [0.0, 0.0, 0.0, 0.0, 0.0]], dtype=np.float32)
+    first = np.array([[4, 1], [3, 2]])
+    full = index_ivf._full_orders(rank, first)
+    np.testing.assert_array_equal(full, [[4, 1, 0, 2, 3], [3, 2, 0, 1, 4]])
+
+
 def test_k_larger_than_everything_pads(scan_path):
     x, xq = data(60, 8, seed=14)
     for spec in (IVF(nlist=4, nprobe=1), IVFPQ(nlist=4, m=2, nbits=4, nprobe=1)):
