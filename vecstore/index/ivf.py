@@ -38,12 +38,18 @@ class Model:
     train_err: float
     centroid_norms2: np.ndarray = None  # float32 (nlist,): |c|^2, set by __post_init__
     codebooks_t: np.ndarray = None  # float32 (m, dsub, ksub), the look-up tables' layout
+    # int8 (nlist, d) and float32 (nlist,): the centroids as single queries read them
+    centroids_i8: np.ndarray = None
+    centroid_scales: np.ndarray = None
 
     def __post_init__(self) -> None:
         c = self.centroids
         object.__setattr__(self, "centroid_norms2", np.einsum("ij,ij->i", c, c))
         cbt = np.ascontiguousarray(self.codebooks.transpose(0, 2, 1), dtype=np.float32)
         object.__setattr__(self, "codebooks_t", cbt)
+        rows, scales = _quantize_rows(c)
+        object.__setattr__(self, "centroids_i8", rows)
+        object.__setattr__(self, "centroid_scales", scales)
 
     @property
     def nlist(self) -> int:
@@ -64,6 +70,16 @@ class Model:
             int(meta["train_rows"]),
             float(meta["train_err"]),
         )
+
+
+def _quantize_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """int8 rows and a float32 scale per row (``x[i] ~ scale[i] * rows[i]``, each value
+    within half a step of ``max |x[i]| / 127``)."""
+    peak = np.abs(x).max(axis=1) if x.size else np.zeros(len(x), dtype=np.float32)
+    scale = (peak / np.float32(127.0)).astype(np.float32)
+    safe = np.where(scale > 0, scale, np.float32(1.0))
+    rows = np.clip(np.rint(x / safe[:, None]), -127, 127).astype(np.int8)
+    return np.ascontiguousarray(rows), scale
 
 
 def _space(x: np.ndarray, norms: np.ndarray, metric: str) -> np.ndarray:
@@ -351,7 +367,13 @@ def _search_one(parts, masks, bases, model, xq, metric, D, I, kc, width, seen, w
     code = ivf.METRICS[metric]
     nlist = model.nlist
     qn, qc, order, T = ivf.probe_one(
-        xq[0], metric, model.centroids, model.centroid_norms2, model.codebooks_t, width
+        xq[0],
+        metric,
+        model.centroids_i8,
+        model.centroid_scales,
+        model.centroid_norms2,
+        model.codebooks_t,
+        width,
     )
     pq = model.codebooks.size > 0
     CD, CI = exact.new_heaps(1, kc) if pq else (D, I)

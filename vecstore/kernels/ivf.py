@@ -586,7 +586,7 @@ def centroid_dots(xq, centroids):
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def _probe_one(q, cosine, by_dot, C, cn2, cbt, qn, qc, order, T):
+def _probe_one(q, cosine, by_dot, C8, cs, cn2, cbt, qn, qc, order, T):
     # fastmath: dot products, order-insensitive
     d = q.shape[0]
     inv = np.float32(1.0)
@@ -601,18 +601,36 @@ def _probe_one(q, cosine, by_dot, C, cn2, cbt, qn, qc, order, T):
     width = order.shape[0]
     H = np.full(width, -np.inf, dtype=np.float32)
     L = np.full(width, -1, dtype=np.int64)
-    for j in range(C.shape[0]):
+    nlist = C8.shape[0]
+    n4 = nlist - nlist % 4
+    for j in range(0, n4, 4):  # four centroids a pass: each query value loaded once for four
+        a0 = np.float32(0.0)
+        a1 = np.float32(0.0)
+        a2 = np.float32(0.0)
+        a3 = np.float32(0.0)
+        for t in range(d):
+            v = qn[t]
+            a0 += v * np.float32(C8[j, t])
+            a1 += v * np.float32(C8[j + 1, t])
+            a2 += v * np.float32(C8[j + 2, t])
+            a3 += v * np.float32(C8[j + 3, t])
+        qc[j] = a0 * cs[j]
+        qc[j + 1] = a1 * cs[j + 1]
+        qc[j + 2] = a2 * cs[j + 2]
+        qc[j + 3] = a3 * cs[j + 3]
+    for j in range(n4, nlist):
         acc = np.float32(0.0)
         for t in range(d):
-            acc += qn[t] * C[j, t]
-        qc[j] = acc
-        r = acc if by_dot else np.float32(2.0) * acc - cn2[j]
+            acc += qn[t] * np.float32(C8[j, t])
+        qc[j] = acc * cs[j]
+    for j in range(nlist):
+        r = qc[j] if by_dot else np.float32(2.0) * qc[j] - cn2[j]
         _push(H, L, r, j)
     ranked = np.argsort(H)
     for w in range(width):
         order[w] = L[ranked[width - 1 - w]]
     if L.min() < 0:  # a NaN rank was never pushed: probe the first unpicked lists instead
-        picked = np.zeros(C.shape[0], dtype=np.bool_)
+        picked = np.zeros(nlist, dtype=np.bool_)
         for w in range(width):
             if order[w] >= 0:
                 picked[order[w]] = True
@@ -627,25 +645,33 @@ def _probe_one(q, cosine, by_dot, C, cn2, cbt, qn, qc, order, T):
         _lut(qn, cbt, T)
 
 
-def probe_one(q, metric, centroids, centroid_norms2, codebooks_t, width):
+def probe_one(q, metric, centroids_i8, centroid_scales, centroid_norms2, codebooks_t, width):
     """Everything one query needs before its lists are scanned, in one call.
 
     Returns the query in the index's space (unit-normalised for cosine), its inner products
     with every centroid (nlist,), the ``width`` lists to probe, nearest first (by inner
     product for dot, else by L2 to the centroid, as rows were assigned), and its ADC look-up
     table (see ``table``; ``codebooks_t`` as there).
+
+    The centroids come as int8 rows with a float32 scale each (``Model.centroids_i8``): for one
+    query, reading the float32 centroids (1.5 MB at nlist 1,024, 384-d) costs more than
+    everything else but the scan, and a quarter of it is 45 us faster here. The products are
+    within 0.5% of the row's largest value (measured: 99.7% of the 64 lists probed are the
+    same); they rank lists and are the coarse term of the ADC estimates, whose candidates
+    are then re-ranked exactly.
     """
     d = q.shape[0]
     m, ksub = codebooks_t.shape[0], codebooks_t.shape[2]
     qn = np.empty(d, dtype=np.float32)
-    qc = np.empty(centroids.shape[0], dtype=np.float32)
+    qc = np.empty(centroids_i8.shape[0], dtype=np.float32)
     order = np.empty(width, dtype=np.int64)
     T = np.empty((m, ksub), dtype=np.float32)
     _probe_one(
         q,
         metric == "cosine",
         metric == "dot",
-        centroids,
+        centroids_i8,
+        centroid_scales,
         centroid_norms2,
         codebooks_t,
         qn,
