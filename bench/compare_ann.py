@@ -255,7 +255,8 @@ def main() -> None:
             line = f"{mode:6s} nprobe={nprobe:4d} "
             for name, (rate, labels) in got.items():
                 c[name].append({"nprobe": nprobe, "qps": rate, "recall": recall(labels, truth)})
-                line += f" {name.split('_')[0]} {rate:8.0f} q/s r={c[name][-1]['recall']:.3f}"
+                short = {"faiss_ivfpq_refine": "faiss", "faiss_fastscan_refine": "fastscan"}
+                line += f" {short.get(name, name)} {rate:8.0f} q/s r={c[name][-1]['recall']:.3f}"
             print(line, flush=True)
         for ef in EFS:
             rate, labels = interleaved({"h": hn(ef)}, xq, args.repeats, one_pass)["h"]
