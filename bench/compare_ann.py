@@ -19,7 +19,7 @@ noisy; ratios are higher-is-better for vecstore):
   at.95        QPS of each at the first setting reaching recall@10 >= 0.95, and the ratios
   api          Collection.query p50 latency on a 100k IVFPQ collection at its default
                (auto-tuned) nprobe, and its recall (in a fresh process, as the filtered
-               figures: one that ran faiss's searches answers about 1.5x slower here)
+               figures; see the note in main on what slows it)
   filtered     Collection.query with a where= keeping 1% of rows: results returned, and
                QPS vs an exact query over all rows (Collection.query(exact=True))
   scale        --scale rows (synthetic clustered, 384-d) in an IVFPQ collection: resident
@@ -295,8 +295,10 @@ def main() -> None:
     }
 
     # -- the public API ------------------------------------------------------------------
-    # In a fresh process: one that has run faiss's OpenMP searches answers single queries
-    # about 1.5x slower here (0.63 -> 1.0 ms p50), for reasons outside vecstore.
+    # In a fresh process, free of faiss's and hnswlib's indexes. Still, here a process that
+    # has made and freed a large array (the child's ground truth: 1,000 x 100k floats, or
+    # faiss's searches) answers single queries about 1.6x slower afterwards (0.63 -> 1.0 ms
+    # p50); the cause is not known yet.
     cmd = [sys.executable, __file__, "--api-child", "--data", args.data, "--n", str(args.n)]
     cmd += ["--nq", str(args.nq), "--repeats", str(args.repeats)]
     child = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()
