@@ -20,7 +20,7 @@ from . import flat, ivf
 EXACT_FILTER_ROWS = 2_000
 #: IVF-PQ re-ranking reads a few random rows per query. A collection whose segments hold at
 #: most this many bytes of vectors keeps what it maps (at most that much; releasing and
-#: faulting the pages back costs about 0.2 ms a query at 100k x 384, a fifth of it) ...
+#: faulting the pages back cost about 0.2 ms a query at 100k x 384, a fifth of its time) ...
 MAPPED_OK_BYTES = 256 << 20
 #: ... a larger one releases its segments' pages once this many bytes may have been mapped
 #: in by re-ranking, so the float32 vectors stay on disk (in the page cache), not resident.

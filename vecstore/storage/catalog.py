@@ -641,7 +641,7 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
                 f"{self.path}: a row id in the catalog is not an integer"
             ) from None
         if len(rids) > 1 and not (rids[1:] > rids[:-1]).all():
-            rids = np.sort(rids)  # rarely: the rows table, not the metadata index, was read
+            rids = np.sort(rids)  # a filter read from several index ranges (or element rows)
             rids = rids[np.concatenate(([True], rids[1:] != rids[:-1]))]
         return rids  # sorted and distinct; np.unique would cost 10x (it hashes)
 
