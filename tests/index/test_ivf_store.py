@@ -443,6 +443,29 @@ def test_retrain_after_growth(store, kind):
     assert len(models) == 1 and len(lists) >= 1  # the old model's files are gone
 
 
+def test_snapshots_share_the_model_until_it_is_retrained(store):
+    # A model derives arrays of its own when read (int8 centroids, transposed codebooks):
+    # a new snapshot after a write reuses it, and only a new model file makes a new one.
+    x = embeddings(4600, seed=7)
+    spec = small_spec("ivfpq", min_rows=1000)
+    c = store.create_collection("c", dim=DIM, metric="dot", index=spec)
+    c.add(ids(0, 1100), vectors=x[:1100])
+
+    def model():
+        c.query(x[0], k=3)
+        snap = store._snapshots[c._record.dir]
+        return snap.version, snap.model
+
+    version, first = model()
+    assert first is not None
+    c.add(ids(1100, 1200), vectors=x[1100:1200])
+    later, same = model()
+    assert later != version and same is first
+    c.add(ids(1200, 4400), vectors=x[1200:4400])  # 4x the rows trained on: retrains
+    assert c.index_info()["train_rows"] == 4400
+    assert model()[1] is not first
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_retrain_after_drift(store, kind):
     # Rows far from every centroid (not 4x growth) make the next write retrain.

@@ -134,7 +134,9 @@ def load_snapshot(
 
     records = catalog.segments(coll)
     model_rec, list_recs = catalog.index_files(coll)
-    model = load_model(catalog, coll, directory, segments, model_rec)
+    model = load_model(
+        catalog, coll, directory, segments, model_rec, previous.model if previous else None
+    )
     dead: dict[int, list[int]] = {}
     for seg, pos in catalog.tombstones(coll):
         dead.setdefault(seg, []).append(pos)
@@ -205,14 +207,27 @@ def load_snapshot(
 
 
 def load_model(
-    catalog: Catalog, coll: int, directory: Path, cache: dict, record: Any = False
+    catalog: Catalog,
+    coll: int,
+    directory: Path,
+    cache: dict,
+    record: Any = False,
+    previous: Model | None = None,
 ) -> Model | None:
-    """The collection's ANN model (None if it has none); ``cache`` as for ``load_snapshot``."""
+    """The collection's ANN model (None if it has none); ``cache`` as for ``load_snapshot``.
+    ``previous`` is returned when it was read from the same, still mapped, file: a model
+    derives arrays of its own (int8 centroids, ...), 2-9 ms of work at nlist 1,024-4,096."""
     if record is False:
         record = catalog.index_files(coll)[0]
     if record is None:
         return None
     mfile = _open_index(cache, directory, record.info)
+    if (
+        previous is not None
+        and previous.file == record.info.file
+        and previous.centroids is mfile.arrays["centroids"]
+    ):
+        return previous
     return Model.from_file(record.info.file, mfile.meta, mfile.arrays)
 
 
