@@ -651,7 +651,7 @@ def probe_one(q, metric, centroids_i8, centroid_scales, centroid_norms2, codeboo
     Returns the query in the index's space (unit-normalised for cosine), its inner products
     with every centroid (nlist,), the ``width`` lists to probe, nearest first (by inner
     product for dot, else by L2 to the centroid, as rows were assigned), and its ADC look-up
-    table (see ``table``; ``codebooks_t`` as there).
+    table (``_lut``; ``codebooks_t`` is ``Model.codebooks_t``, (m, dsub, ksub)).
 
     The centroids come as int8 rows with a float32 scale each (``Model.centroids_i8``): for one
     query, reading the float32 centroids (1.5 MB at nlist 1,024, 384-d) costs more than
@@ -680,12 +680,6 @@ def probe_one(q, metric, centroids_i8, centroid_scales, centroid_norms2, codeboo
         T,
     )
     return qn, qc, order, T
-
-
-def table(q, codebooks_t):
-    """The ADC look-up table of one (space-transformed) query: float32 (m, ksub), from the
-    codebooks transposed to (m, dsub, ksub) (``Model.codebooks_t``)."""
-    return _table(q, codebooks_t)
 
 
 def scan_lists(q, qc, metric, order, lo, hi, offsets, codes, T, xb, norms, mask, base, D, I):
