@@ -46,6 +46,9 @@ if TYPE_CHECKING:  # imported when first needed (migrations, new collections), n
     import sqlite_utils
 
 STORE_FORMAT = "vecstore"
+#: SQLite page cache per connection, KiB: at most this much memory for catalog pages (16 MiB
+#: holds a 100k-row catalog whole; SQLite's default is 2 MB).
+CACHE_KIB = 16 * 1024
 
 
 def _v1(db: sqlite_utils.Database) -> None:
@@ -257,6 +260,10 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
         c = self.conn
         c.execute("PRAGMA trusted_schema = OFF")
         c.execute("PRAGMA cell_size_check = ON")
+        # The rows a query returns sit on random pages of the rows table. With SQLite's
+        # default 2 MB page cache each query re-read them (5-10 preads, measured 60 us a query
+        # at 100k rows); a bounded larger cache keeps a working set resident instead.
+        c.execute(f"PRAGMA cache_size = -{CACHE_KIB:d}")
         c.create_function(SQL_ROW_CRC, 5, row_crc, deterministic=True)
         c.create_function(SQL_RECORD_CRC, -1, record_crc, deterministic=True)
         if not self.read_only:
