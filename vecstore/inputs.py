@@ -122,10 +122,11 @@ def matrix(values: Any, dim: int, *, n: int | None = None, what: str = "vectors"
         x = np.asarray(values)
     except (ValueError, TypeError) as exc:
         raise InvalidInput(f"{what} must be a 2-D array of numbers: {exc}") from None
-    if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
-        raise InvalidInput(f"{what} must be numeric; got dtype {x.dtype}")
-    if np.iscomplexobj(x):
+    kind = x.dtype.kind  # bool, int, unsigned, float (dtype.kind: cheaper than issubdtype)
+    if kind == "c":
         raise InvalidInput(f"{what} must be real numbers; got dtype {x.dtype}")
+    if kind not in "biuf":
+        raise InvalidInput(f"{what} must be numeric; got dtype {x.dtype}")
     if x.ndim == 1 and n == 1:
         x = x.reshape(1, -1)
     if x.ndim != 2:
@@ -134,8 +135,11 @@ def matrix(values: Any, dim: int, *, n: int | None = None, what: str = "vectors"
         raise DimensionMismatch(f"collection has dim {dim}; got {what} of shape {x.shape}")
     if n is not None and x.shape[0] != n:
         raise InvalidInput(f"got {n} ids but {x.shape[0]} {what}")
-    with np.errstate(over="ignore"):  # float64 values beyond float32 become inf: caught below
-        x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.dtype == np.float32:
+        x = np.ascontiguousarray(x)
+    else:
+        with np.errstate(over="ignore"):  # float64 values beyond float32 become inf: see below
+            x = np.ascontiguousarray(x, dtype=np.float32)
     if not np.isfinite(x).all():
         bad = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
         raise InvalidInput(

@@ -867,6 +867,7 @@ BAD_ARRAYS = [
     ("object", np.array([[1, 2, 3, {}]] * 2, dtype=object), "numeric"),
     ("strings", np.array([["1"] * 4] * 2), "numeric"),
     ("datetimes", np.array([["2020-01-01"] * 4] * 2, dtype="datetime64[D]"), "numeric"),
+    ("durations", np.ones((2, 4), dtype="timedelta64[s]"), "numeric"),
     ("ragged", [[1.0, 2.0, 3.0, 4.0], [1.0]], "2-D array of numbers"),
     ("3-D", np.ones((2, 4, 1)), "must be 2-D"),
     ("wrong dim", np.ones((2, 5)), "has dim 4"),

@@ -287,10 +287,12 @@ def _rid_lookup(rids: np.ndarray) -> tuple:
 def labels_to_rids(I: np.ndarray, rids_of: Sequence[np.ndarray]) -> np.ndarray:
     """Catalog row ids of heap labels, a label being a position in the concatenation of the
     blocks whose row ids ``rids_of`` lists (-1 stays -1)."""
-    bases = np.cumsum([0] + [len(r) for r in rids_of])
-    rids = np.full(I.shape, -1, dtype=np.int64)
+    starts = [0]
+    for r in rids_of:
+        starts.append(starts[-1] + len(r))
+    rids = np.empty(I.shape, dtype=np.int64)
+    rids.fill(-1)
     if I.size <= _FEW_LABELS:  # a single query's k: plain Python beats a dozen NumPy calls
-        starts = bases.tolist()
         out = rids.reshape(-1)
         for j, label in enumerate(I.reshape(-1).tolist()):
             if label >= 0:
@@ -299,6 +301,7 @@ def labels_to_rids(I: np.ndarray, rids_of: Sequence[np.ndarray]) -> np.ndarray:
         return rids
     valid = I >= 0
     labels = I[valid]
+    bases = np.array(starts, dtype=np.int64)
     which = np.searchsorted(bases, labels, side="right") - 1
     out = np.empty(labels.shape, dtype=np.int64)
     for p in np.flatnonzero(np.bincount(which, minlength=len(rids_of))):
