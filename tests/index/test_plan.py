@@ -45,3 +45,32 @@ def test_a_larger_one_releases_once_reranking_may_have_mapped_the_budget():
     assert released == [0, 1]  # every segment, once
     plan._bound_resident(snap, parts, 1)
     assert released == [0, 1]  # the count starts again
+
+
+def test_allowed_rids_gives_sorted_positions_whatever_the_row_order():
+    # A segment indexed by IVF stores its rows in list order, so its rids do not rise with
+    # the position; a flat segment's do. Both kinds, dense and sparse rid ranges, one with
+    # tombstones: each gives the sorted positions of the live rows among the rids asked for.
+    rng = np.random.default_rng(3)
+    rising = np.arange(100, 300, dtype=np.int64)
+    shuffled = rng.permutation(np.arange(1000, 1200, dtype=np.int64))
+    sparse = np.sort(rng.choice(10**9, 200, replace=False)).astype(np.int64)
+    alive = rng.random(200) < 0.8
+    parts = [
+        flat.Part(seg, np.zeros((200, 2), np.float32), np.ones(200, np.float32), rids, dead)
+        for seg, rids, dead in (
+            (1, rising, None),
+            (2, shuffled, alive),
+            (3, sparse, None),
+            (4, rng.permutation(sparse + 1), None),
+        )
+    ]
+    snap = flat.Snapshot(1, parts)
+    every = np.concatenate([p.rids for p in parts])
+    asked = np.sort(rng.choice(every, 300, replace=False))
+    for _ in range(2):  # the second call reads the cached look-ups
+        for part, pos in zip(parts, snap.allowed_rids(asked)):
+            want = np.flatnonzero(np.isin(part.rids, asked))
+            if part.alive is not None:
+                want = want[part.alive[want]]
+            assert pos.tolist() == want.tolist()

@@ -70,7 +70,7 @@ class Snapshot:
             entry = self.rid_index.get(part.seg)
             if entry is None or entry[0] is not part.rids:
                 entry = self.rid_index[part.seg] = (part.rids, *_rid_lookup(part.rids))
-            _, lo, dense, srt, order = entry
+            _, lo, dense, srt, order, rising = entry
             if not len(part.rids) or not len(rids):
                 out.append(np.zeros(0, dtype=np.int64))
                 continue
@@ -83,7 +83,7 @@ class Snapshot:
                 pos = order[j[srt[j] == rids]]
             if part.alive is not None:
                 pos = pos[part.alive[pos]]
-            out.append(np.sort(pos))
+            out.append(pos if rising else np.sort(pos))  # rids come sorted
         return out
 
     def vectors_of(
@@ -268,20 +268,22 @@ def search(
 
 
 def _rid_lookup(rids: np.ndarray) -> tuple:
-    """``(lo, dense, sorted, order)`` mapping a part's rids to positions: when its rids span
-    at most DENSE_SPAN times its rows (as a segment's rids, written together, do), ``dense``
-    is an int32 array with ``dense[rid - lo]`` the row's position or -1, one random read per
-    rid; else ``sorted``/``order`` are its rids sorted and the permutation, for a binary
-    search (the other two entries are None)."""
+    """``(lo, dense, sorted, order, rising)`` mapping a part's rids to positions: when its
+    rids span at most DENSE_SPAN times its rows (as a segment's rids, written together, do),
+    ``dense`` is an int32 array with ``dense[rid - lo]`` the row's position or -1, one random
+    read per rid; else ``sorted``/``order`` are its rids sorted and the permutation, for a
+    binary search (the other two entries are None). ``rising``: the rids increase with the
+    position, so positions looked up in rid order come out sorted."""
     n = len(rids)
+    rising = n < 2 or bool((rids[1:] > rids[:-1]).all())
     if n and n < 2**31:
         lo, hi = int(rids.min()), int(rids.max())
         if hi - lo < DENSE_SPAN * n:
             dense = np.full(hi - lo + 1, -1, dtype=np.int32)
             dense[rids - lo] = np.arange(n, dtype=np.int32)
-            return lo, dense, None, None
+            return lo, dense, None, None, rising
     order = np.argsort(rids, kind="stable")
-    return 0, None, rids[order], order
+    return 0, None, rids[order], order, rising
 
 
 def labels_to_rids(I: np.ndarray, rids_of: Sequence[np.ndarray]) -> np.ndarray:
