@@ -15,7 +15,7 @@ from tests.conftest import clustered
 from tests.kernels.test_exact import check_topk, oracle_scores
 from vecstore import IVF, IVFPQ
 from vecstore.index import ivf as index_ivf
-from vecstore.kernels import exact, ivf
+from vecstore.kernels import exact, fastscan, ivf
 
 METRICS = ("cosine", "dot", "l2")
 DIMS = (8, 64, 384)
@@ -256,13 +256,17 @@ def test_train_pq_codebooks(d, m):
 
 def use_path(path: str, monkeypatch) -> str:
     """Scan queries all at once (parallel over queries: "batch"), or one per call, on one
-    thread ("serial") or with each query's lists split across threads ("threads")."""
+    thread ("serial") or with each query's lists split across threads ("threads"); the
+    "scalar-" paths turn fast-scan off, so 4-bit codes take the scalar scan too."""
+    if path.startswith("scalar-"):
+        monkeypatch.setattr(fastscan, "available", lambda: False)
+        path = path[len("scalar-") :]
     if path == "threads":
         monkeypatch.setattr(index_ivf, "SERIAL_SCAN_ROWS", 0)
     return path
 
 
-@pytest.fixture(params=["batch", "serial", "threads"])
+@pytest.fixture(params=["batch", "serial", "threads", "scalar-batch", "scalar-serial"])
 def scan_path(request, monkeypatch):
     return use_path(request.param, monkeypatch)
 
@@ -295,14 +299,17 @@ def test_all_lists_and_full_refine_is_exact(kind, metric, d, k, path, monkeypatc
 
 
 def adc_tolerance(model, xq: np.ndarray, metric: str) -> np.ndarray:
-    """(nq, 1) bound on an ADC estimate's error from the uint16 look-up tables: m steps of
-    span / 65535 (the widest sub-quantizer's range of table entries), twice that for l2."""
+    """(nq, 1) bound on how far a selected candidate's ADC estimate may fall below the k-th
+    best: float32 tables, m steps of span / 65535 (span: the widest sub-quantizer's range of
+    table entries); the uint8 tables of fast-scan (4-bit codes on AVX2), m steps of span / 255
+    (each entry within half a step, on both sides of the comparison). Twice that for l2."""
     q = space(xq, metric)
     cb = model.codebooks.astype(np.float64)
-    m, _, dsub = cb.shape
+    m, ksub, dsub = cb.shape
     T = np.einsum("qjd,jsd->qjs", q.reshape(len(q), m, dsub), cb)
     span = (T.max(2) - T.min(2)).max(1, keepdims=True)
-    return (2 if metric == "l2" else 1) * m * span / 65535 + 1e-5 * (1 + np.abs(T).sum((1, 2)))[
+    levels = 255 if fastscan.usable(m, ksub) else 65535
+    return (2 if metric == "l2" else 1) * m * span / levels + 1e-5 * (1 + np.abs(T).sum((1, 2)))[
         :, None
     ]
 

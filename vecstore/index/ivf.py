@@ -10,6 +10,7 @@ and storage; never touches SQL.
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,6 +81,34 @@ def _quantize_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     safe = np.where(scale > 0, scale, np.float32(1.0))
     rows = np.clip(np.rint(x / safe[:, None]), -127, 127).astype(np.int8)
     return np.ascontiguousarray(rows), scale
+
+
+# id(codes) -> (weak reference to that codes array, its fast-scan layout)
+_LAYOUTS: dict[int, tuple[weakref.ref, tuple[np.ndarray, np.ndarray]]] = {}
+
+
+def _fast_layout(model: Model, offsets: np.ndarray, codes: np.ndarray):
+    """A segment's codes re-laid for fast-scan (``kernels.fastscan.layout``) when the model's
+    codes are 4-bit and this CPU can shuffle them, else None. Built on first use and kept
+    while the segment's codes array lives (one segment's blocks take half its codes' bytes,
+    plus padding to 32 rows a list)."""
+    from ..kernels import fastscan
+
+    m, ksub = model.codebooks.shape[:2]
+    if not fastscan.usable(m, ksub):
+        return None
+    key = id(codes)
+    hit = _LAYOUTS.get(key)
+    if hit is not None and hit[0]() is codes:
+        return hit[1]
+
+    def forget(ref, key=key):
+        if _LAYOUTS.get(key, (None,))[0] is ref:
+            del _LAYOUTS[key]
+
+    found = fastscan.layout(offsets, codes)
+    _LAYOUTS[key] = (weakref.ref(codes, forget), found)
+    return found
 
 
 def _space(x: np.ndarray, norms: np.ndarray, metric: str) -> np.ndarray:
@@ -248,7 +277,7 @@ def search(
     yields ``min(k, matches)`` hits), unless ``widen`` is False. Returns ``exact.finish``'s
     ``(D, I, counts)``.
     """
-    from ..kernels import exact, ivf
+    from ..kernels import exact, fastscan, ivf
 
     nq = xq.shape[0]
     nlist = model.nlist
@@ -268,28 +297,26 @@ def search(
         _search_one(parts, masks, bases, model, xq, metric, D, I, kc, width, seen, widen)
         return exact.finish(D, I, xq, metric)
     code = ivf.METRICS[metric]
-    if metric == "cosine":
-        n2 = np.einsum("ij,ij->i", xq, xq)
-        qn = np.ascontiguousarray(xq / np.sqrt(np.where(n2 > 0, n2, 1))[:, None], np.float32)
-    else:
-        qn = xq
-    qa = np.ones(nq, dtype=np.float32)
-    QC = ivf.centroid_dots(qn, model.centroids)
     # Lists are probed in the order rows were assigned to them: nearest centroid in L2 (of the
     # unit vectors, for cosine); for dot, by inner product, the score itself.
-    rank = QC if metric == "dot" else 2 * QC - model.centroid_norms2
-    if width < nlist:
-        top = np.argpartition(-rank, width - 1, axis=1)[:, :width]
-        orders = np.take_along_axis(top, np.argsort(-np.take_along_axis(rank, top, 1), axis=1), 1)
-    else:
-        orders = np.argsort(-rank, axis=1)
-    orders = np.ascontiguousarray(orders, dtype=np.int64)
+    qn, QC, orders = ivf.probe_batch(xq, metric, model.centroids, model.centroid_norms2, width)
+    qa = np.ones(nq, dtype=np.float32)
     CD, CI = exact.new_heaps(nq, kc) if pq else (D, I)
     empty = np.zeros(0, dtype=bool)
 
+    fast = [_fast_layout(model, p[2], p[3]) if pq else None for p in parts]
+
     def scan(sel, lo, hi, ords):
-        for (xb, norms, offsets, codes), mask, base in zip(parts, masks, bases):
+        for (xb, norms, offsets, codes), mask, base, blocks in zip(parts, masks, bases, fast):
             sD, sI, sseen = CD[sel], CI[sel], np.zeros(len(sel), dtype=np.int64)
+            if blocks is not None:
+                fastscan.scan_batch(
+                    qn[sel], QC[sel], code, ords, lo, hi, offsets, blocks, model.codebooks_t,
+                    norms, mask, int(base), sD, sI, sseen,
+                )  # fmt: skip
+                CD[sel], CI[sel] = sD, sI
+                seen[sel] += sseen
+                continue
             ivf._scan_batch(
                 qn[sel],
                 qa[sel],
@@ -321,7 +348,8 @@ def search(
             if not len(short):
                 break
             hi = min(nlist, 2 * lo)
-            scan(short, lo, hi, _full_orders(rank[short], orders[short]))
+            rank = QC[short] if metric == "dot" else 2 * QC[short] - model.centroid_norms2
+            scan(short, lo, hi, _full_orders(rank, orders[short]))
             lo = hi
     if pq:
         for (xb, norms, _, _), base in zip(parts, bases):
@@ -362,7 +390,7 @@ def _search_one(parts, masks, bases, model, xq, metric, D, I, kc, width, seen, w
     """``search`` for a single query, into heaps D/I (1, k): one kernel call prepares the
     query (centroid products, the lists to probe, the look-up table), one per part scans,
     one per part re-ranks, so the fixed cost per query stays a few microseconds of Python."""
-    from ..kernels import exact, ivf
+    from ..kernels import exact, fastscan, ivf
 
     code = ivf.METRICS[metric]
     nlist = model.nlist
@@ -378,10 +406,17 @@ def _search_one(parts, masks, bases, model, xq, metric, D, I, kc, width, seen, w
     pq = model.codebooks.size > 0
     CD, CI = exact.new_heaps(1, kc) if pq else (D, I)
     cd, ci = CD[0], CI[0]
+    fast = [_fast_layout(model, p[2], p[3]) if pq else None for p in parts]
+    tables = fastscan.quantize(T) if any(b is not None for b in fast) else None
 
     def scan(lo, hi, ords) -> int:
         n = 0
-        for (xb, norms, offsets, codes), mask, base in zip(parts, masks, bases):
+        for (xb, norms, offsets, codes), mask, base, blocks in zip(parts, masks, bases, fast):
+            if blocks is not None:
+                n += fastscan.scan(
+                    qc, code, ords, lo, hi, offsets, blocks, tables, norms, mask, base, cd, ci
+                )
+                continue
             if (offsets[-1] * (hi - lo)) // nlist < SERIAL_SCAN_ROWS:
                 n += ivf.scan_lists(
                     qn, qc, code, ords, lo, hi, offsets, codes, T, xb, norms, mask, base, cd, ci

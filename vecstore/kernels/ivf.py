@@ -565,29 +565,8 @@ def numba_threads():
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def _centroid_dots(xq, C, out):
-    # fastmath: dot products, order-insensitive
-    for qi in range(xq.shape[0]):
-        for j in range(C.shape[0]):
-            acc = np.float32(0.0)
-            for t in range(C.shape[1]):
-                acc += xq[qi, t] * C[j, t]
-            out[qi, j] = acc
-
-
-def centroid_dots(xq, centroids):
-    """xq (nq, d) . centroids (nlist, d)^T as float32 (nq, nlist). A few queries are done here
-    rather than by BLAS, whose thread pool would otherwise fight numba's for the cores."""
-    if xq.shape[0] > 16:
-        return np.ascontiguousarray(xq @ centroids.T, dtype=np.float32)
-    out = np.empty((xq.shape[0], centroids.shape[0]), dtype=np.float32)
-    _centroid_dots(np.ascontiguousarray(xq, dtype=np.float32), centroids, out)
-    return out
-
-
-@njit(cache=True, nogil=True, fastmath=True)
-def _probe_one(q, cosine, by_dot, C8, cs, cn2, cbt, qn, qc, order, T):
-    # fastmath: dot products, order-insensitive
+def _normalize(q, cosine, qn):
+    # fastmath: a sum of squares, order-insensitive
     d = q.shape[0]
     inv = np.float32(1.0)
     if cosine:
@@ -598,9 +577,41 @@ def _probe_one(q, cosine, by_dot, C8, cs, cn2, cbt, qn, qc, order, T):
             inv = np.float32(1.0) / np.sqrt(n2)
     for t in range(d):
         qn[t] = q[t] * inv
+
+
+@njit(cache=True, nogil=True)
+def _select(qc, by_dot, cn2, order):
+    """order[:] = the lists to probe, best rank first (inner product for dot, else L2 to the
+    centroid, as rows were assigned); NaN ranks give way to the first unpicked lists."""
     width = order.shape[0]
+    nlist = qc.shape[0]
     H = np.full(width, -np.inf, dtype=np.float32)
     L = np.full(width, -1, dtype=np.int64)
+    for j in range(nlist):
+        r = qc[j] if by_dot else np.float32(2.0) * qc[j] - cn2[j]
+        _push(H, L, r, j)
+    ranked = np.argsort(H)
+    for w in range(width):
+        order[w] = L[ranked[width - 1 - w]]
+    if L.min() < 0:  # a NaN rank was never pushed: probe the first unpicked lists instead
+        picked = np.zeros(nlist, dtype=np.bool_)
+        for w in range(width):
+            if order[w] >= 0:
+                picked[order[w]] = True
+        j = 0
+        for w in range(width):
+            if order[w] < 0:
+                while picked[j]:
+                    j += 1
+                order[w] = j
+                picked[j] = True
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _probe_one(q, cosine, by_dot, C8, cs, cn2, cbt, qn, qc, order, T):
+    # fastmath: dot products, order-insensitive
+    _normalize(q, cosine, qn)
+    d = q.shape[0]
     nlist = C8.shape[0]
     n4 = nlist - nlist % 4
     for j in range(0, n4, 4):  # four centroids a pass: each query value loaded once for four
@@ -623,24 +634,7 @@ def _probe_one(q, cosine, by_dot, C8, cs, cn2, cbt, qn, qc, order, T):
         for t in range(d):
             acc += qn[t] * np.float32(C8[j, t])
         qc[j] = acc * cs[j]
-    for j in range(nlist):
-        r = qc[j] if by_dot else np.float32(2.0) * qc[j] - cn2[j]
-        _push(H, L, r, j)
-    ranked = np.argsort(H)
-    for w in range(width):
-        order[w] = L[ranked[width - 1 - w]]
-    if L.min() < 0:  # a NaN rank was never pushed: probe the first unpicked lists instead
-        picked = np.zeros(nlist, dtype=np.bool_)
-        for w in range(width):
-            if order[w] >= 0:
-                picked[order[w]] = True
-        j = 0
-        for w in range(width):
-            if order[w] < 0:
-                while picked[j]:
-                    j += 1
-                order[w] = j
-                picked[j] = True
+    _select(qc, by_dot, cn2, order)
     if cbt.shape[0] > 0:
         _lut(qn, cbt, T)
 
@@ -680,6 +674,70 @@ def probe_one(q, metric, centroids_i8, centroid_scales, centroid_norms2, codeboo
         T,
     )
     return qn, qc, order, T
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _dots_group(QN, q0, q1, C, QC):
+    """QC[q0:q1] = QN[q0:q1] . C^T for up to four queries, each centroid row read once for
+    all of them (fastmath: dot products, order-insensitive)."""
+    d = QN.shape[1]
+    if q1 - q0 < 4:
+        for qi in range(q0, q1):
+            for j in range(C.shape[0]):
+                acc = np.float32(0.0)
+                for t in range(d):
+                    acc += QN[qi, t] * C[j, t]
+                QC[qi, j] = acc
+        return
+    for j in range(C.shape[0]):
+        a0 = np.float32(0.0)
+        a1 = np.float32(0.0)
+        a2 = np.float32(0.0)
+        a3 = np.float32(0.0)
+        for t in range(d):
+            c = C[j, t]
+            a0 += QN[q0, t] * c
+            a1 += QN[q0 + 1, t] * c
+            a2 += QN[q0 + 2, t] * c
+            a3 += QN[q0 + 3, t] * c
+        QC[q0, j] = a0
+        QC[q0 + 1, j] = a1
+        QC[q0 + 2, j] = a2
+        QC[q0 + 3, j] = a3
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _probe_batch(xq, cosine, by_dot, C, cn2, QN, QC, orders):
+    nq = xq.shape[0]
+    for g in prange((nq + 3) // 4):
+        q0 = 4 * g
+        q1 = min(nq, q0 + 4)
+        for qi in range(q0, q1):
+            _normalize(xq[qi], cosine, QN[qi])
+        _dots_group(QN, q0, q1, C, QC)
+        for qi in range(q0, q1):
+            _select(QC[qi], by_dot, cn2, orders[qi])
+
+
+def probe_batch(xq, metric, centroids, centroid_norms2, width):
+    """``probe_one`` for a batch of queries, in parallel, without the look-up tables and with
+    the float32 centroids (a thread's queries share them from its cache): the queries in the
+    index's space (nq, d), their centroid products (nq, nlist) and the ``width`` lists each
+    probes first (nq, width).
+
+    No BLAS here on purpose: after a multithreaded sgemm, OpenBLAS's idle threads spin for a
+    while, and numba's threads scanning the lists next got half the cores (measured: 1.4x
+    slower batches of 1,000 with 4-bit codes, 1.2x with 8-bit)."""
+    xq = np.ascontiguousarray(xq, dtype=np.float32)
+    nq, d = xq.shape
+    QN = np.empty((nq, d), dtype=np.float32)
+    QC = np.empty((nq, centroids.shape[0]), dtype=np.float32)
+    orders = np.empty((nq, width), dtype=np.int64)
+    if nq:
+        _probe_batch(
+            xq, metric == "cosine", metric == "dot", centroids, centroid_norms2, QN, QC, orders
+        )
+    return QN, QC, orders
 
 
 def scan_lists(q, qc, metric, order, lo, hi, offsets, codes, T, xb, norms, mask, base, D, I):
