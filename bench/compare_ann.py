@@ -12,10 +12,11 @@ systems take turns, one pass each per round, in the same run (the machine is sha
 noisy; ratios are higher-is-better for vecstore):
 
   train        IVF-PQ (nlist=1024, m=48, 8-bit) training + encoding all rows   vs faiss
-  curve.single recall@10 and single-query QPS over nprobe: vecstore IVF-PQ + refine x10,
-               faiss IVFPQ + IndexRefineFlat x10, hnswlib (M=16, over ef)
-  curve.batch  the same over the whole query batch; faiss fast-scan IVF-PQ + refine x10 (2m
-               4-bit codes: the same bytes per row as m 8-bit ones)
+  curve.single recall@10 and single-query QPS over nprobe: vecstore IVF-PQ + refine x10
+               (m 8-bit codes, the default; and 2m 4-bit ones, fast-scanned on AVX2),
+               faiss IVFPQ + IndexRefineFlat x10, faiss fast-scan IVF-PQ + refine x10 (2m
+               4-bit codes: the same bytes per row as m 8-bit ones), hnswlib (M=16, over ef)
+  curve.batch  the same over the whole query batch
   at.95        QPS of each at the first setting reaching recall@10 >= 0.95, and the ratios
   api          Collection.query p50 latency on a 100k IVFPQ collection at its default
                (auto-tuned) nprobe, and its recall (in a fresh process, as the filtered
@@ -51,7 +52,7 @@ import numpy as np  # noqa: E402
 
 import vecstore  # noqa: E402
 from vecstore.index import ivf, specs  # noqa: E402
-from vecstore.kernels import exact  # noqa: E402
+from vecstore.kernels import exact, fastscan  # noqa: E402
 from vecstore.storage.catalog import MIGRATIONS  # noqa: E402
 
 NPROBES = (4, 8, 12, 16, 24, 32, 48, 64, 96, 128)
@@ -138,13 +139,14 @@ def load(args) -> tuple[np.ndarray, np.ndarray]:
     return xb, xq
 
 
-def build_vecstore(xb: np.ndarray, nlist: int, m: int):
+def build_vecstore(xb: np.ndarray, nlist: int, m: int, nbits: int = 8):
     """Kernel-level IVF-PQ over xb (as the store builds it): model, one list-ordered part."""
     warm = xb[:3000]  # compile (or load) the kernels outside the timing
-    ivf.train(warm, "cosine", specs.IVFPQ(nlist=16, m=m, nprobe=4), len(warm))
+    ivf.train(warm, "cosine", specs.IVFPQ(nlist=16, m=m, nbits=nbits, nprobe=4), len(warm))
     t = time.perf_counter()
     sample = xb[np.random.default_rng(0).permutation(len(xb))[: specs.PQ_TRAIN_ROWS + 49_408]]
-    arrays, meta = ivf.train(sample, "cosine", specs.IVFPQ(nlist=nlist, m=m), len(xb))
+    spec = specs.IVFPQ(nlist=nlist, m=m, nbits=nbits)
+    arrays, meta = ivf.train(sample, "cosine", spec, len(xb))
     model = ivf.Model.from_file("m", meta, arrays)
     norms = exact.row_norms(xb)
     lists, codes, _ = ivf.encode(model, xb, norms)
@@ -241,9 +243,13 @@ def main() -> None:
     hnsw.add_items(xb, np.arange(n))
     res["train"]["hnswlib_s"] = time.perf_counter() - t
 
-    inverse = order  # part row i is xb row order[i]
+    # vecstore with 4-bit codes, 2m of them (the bytes of m 8-bit ones, as faiss's fast-scan):
+    # scanned 32 rows at a time with SIMD shuffles where the CPU has AVX2
+    t_fs, model4, part4, order4 = build_vecstore(xb, nlist, 2 * m, nbits=4)
+    res["train"]["vecstore_4bit_s"] = t_fs
+    res["machine"]["fastscan"] = fastscan.available()
 
-    def vs(nprobe):
+    def vs(nprobe, model=model, part=part, inverse=order):  # part row i is xb row order[i]
         def run(q):
             _, I, _ = ivf.search([part], model, q, "cosine", K, nprobe=nprobe, refine=REFINE)
             return np.where(I >= 0, inverse[np.maximum(I, 0)], -1)
@@ -268,18 +274,29 @@ def main() -> None:
 
     curves: dict = {}
     for mode, one_pass in (("single", pass_single), ("batch", pass_batch)):
-        c = curves[mode] = {"vecstore": [], "faiss_ivfpq_refine": [], "hnswlib": []}
-        if mode == "batch":
-            c["faiss_fastscan_refine"] = []
+        c = curves[mode] = {
+            "vecstore": [],
+            "vecstore_4bit": [],
+            "faiss_ivfpq_refine": [],
+            "faiss_fastscan_refine": [],
+            "hnswlib": [],
+        }
         for nprobe in NPROBES:
-            fns = {"vecstore": vs(nprobe), "faiss_ivfpq_refine": fa(refined, nprobe)}
-            if mode == "batch":
-                fns["faiss_fastscan_refine"] = fa(fs_refined, nprobe)
+            fns = {
+                "vecstore": vs(nprobe),
+                "vecstore_4bit": vs(nprobe, model4, part4, order4),
+                "faiss_ivfpq_refine": fa(refined, nprobe),
+                "faiss_fastscan_refine": fa(fs_refined, nprobe),
+            }
             got = interleaved(fns, xq, args.repeats, one_pass)
             line = f"{mode:6s} nprobe={nprobe:4d} "
             for name, (rate, labels) in got.items():
                 c[name].append({"nprobe": nprobe, "qps": rate, "recall": recall(labels, truth)})
-                short = {"faiss_ivfpq_refine": "faiss", "faiss_fastscan_refine": "fastscan"}
+                short = {
+                    "faiss_ivfpq_refine": "faiss",
+                    "faiss_fastscan_refine": "fastscan",
+                    "vecstore_4bit": "vs4",
+                }
                 line += f" {short.get(name, name)} {rate:8.0f} q/s r={c[name][-1]['recall']:.3f}"
             print(line, flush=True)
         for ef in EFS:
@@ -295,8 +312,8 @@ def main() -> None:
     }
     res["at_recall_0.95"] = best
 
-    def ratio(mode, other):
-        a, b = best[mode]["vecstore"], best[mode][other]
+    def ratio(mode, other, ours="vecstore"):
+        a, b = best[mode][ours], best[mode][other]
         return a["qps"] / b["qps"] if a and b else None
 
     res["ratios"] = {
@@ -304,6 +321,12 @@ def main() -> None:
         "single_vs_hnswlib": ratio("single", "hnswlib"),
         "batch_vs_faiss_fastscan_refine": ratio("batch", "faiss_fastscan_refine"),
         "batch_vs_faiss_ivfpq_refine": ratio("batch", "faiss_ivfpq_refine"),
+        "batch_4bit_vs_faiss_fastscan_refine": ratio(
+            "batch", "faiss_fastscan_refine", "vecstore_4bit"
+        ),
+        "single_4bit_vs_faiss_fastscan_refine": ratio(
+            "single", "faiss_fastscan_refine", "vecstore_4bit"
+        ),
     }
 
     # -- the public API ------------------------------------------------------------------
