@@ -74,3 +74,27 @@ def test_allowed_rids_gives_sorted_positions_whatever_the_row_order():
             if part.alive is not None:
                 want = want[part.alive[want]]
             assert pos.tolist() == want.tolist()
+
+
+def test_list_files_that_do_not_fit_their_model_are_refused():
+    # The scans index look-up tables by code values without bounds checks: a well-formed
+    # list file (valid checksum) with the wrong width, dtype or code range must be refused.
+    from vecstore.index import ivf
+
+    def model(m, ksub):
+        cb = np.zeros((m, ksub, 2), np.float32)
+        return ivf.Model("m", "ivfpq", "dot", np.zeros((4, 2 * m), np.float32), cb, 1, 1, 0, 0.0)
+
+    offsets = np.array([0, 3, 3, 5, 6], dtype=np.int64)
+    good = np.full((6, 8), 15, dtype=np.uint8)
+    assert flat.lists_fit(model(8, 16), offsets, good, 6)
+    assert flat.lists_fit(model(8, 256), offsets, good + 200, 6)
+    assert not flat.lists_fit(model(8, 16), offsets, good + 1, 6)  # code 16 with 16 centroids
+    assert not flat.lists_fit(model(6, 16), offsets, good, 6)  # 8 codes a row for m = 6
+    assert not flat.lists_fit(model(8, 16), offsets, good.astype(np.int32), 6)
+    assert not flat.lists_fit(model(8, 16), offsets, good, 7)
+    assert not flat.lists_fit(model(8, 16), offsets[::-1].copy(), good, 6)
+    ivf_model = ivf.Model(
+        "m", "ivf", "dot", np.zeros((4, 8), np.float32), np.zeros((0, 0, 0)), 1, 1, 0, 0.0
+    )
+    assert flat.lists_fit(ivf_model, offsets, np.zeros((6, 0), np.uint8), 6)

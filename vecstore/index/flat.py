@@ -155,13 +155,8 @@ def load_snapshot(
         if model is not None and lrec is not None:
             lists = _open_index(segments, directory, lrec.info)
             offsets, codes = lists.arrays["offsets"], lists.arrays["codes"]
-            if (
-                lists.meta.get("model") != model.file
-                or offsets.shape != (model.nlist + 1,)
-                or codes.shape[0] != rec.info.count
-                or offsets[0] != 0
-                or offsets[-1] != rec.info.count
-                or np.any(np.diff(offsets) < 0)
+            if lists.meta.get("model") != model.file or not lists_fit(
+                model, offsets, codes, rec.info.count
             ):
                 raise CorruptStoreError(
                     f"index file {lrec.info.file} does not match segment {rec.info.file}"
@@ -229,6 +224,24 @@ def load_model(
     ):
         return previous
     return Model.from_file(record.info.file, mfile.meta, mfile.arrays)
+
+
+def lists_fit(model: Model, offsets: np.ndarray, codes: np.ndarray, count: int) -> bool:
+    """Whether a segment's list file fits its ``count`` rows and the model: the scans index
+    tables by these values without bounds checks, so a file that does not fit (a checksum
+    cannot tell a well-formed but wrong file) must never reach them."""
+    m, ksub = model.codebooks.shape[:2]
+    return bool(
+        offsets.dtype == np.int64
+        and offsets.shape == (model.nlist + 1,)
+        and offsets[0] == 0
+        and offsets[-1] == count
+        and not np.any(np.diff(offsets) < 0)
+        and codes.dtype == np.uint8
+        and codes.ndim == 2
+        and codes.shape == (count, m)
+        and (ksub >= 256 or not codes.size or int(codes.max()) < ksub)
+    )
 
 
 def _open_index(cache: dict, directory: Path, info: ArrayFileInfo) -> ArrayFile:
