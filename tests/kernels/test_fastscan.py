@@ -132,3 +132,14 @@ def test_only_4bit_codes_of_an_even_count_are_fast_scanned(monkeypatch):
     assert not fastscan.usable(258, 16)  # 16-bit sums hold at most 256 x 255
     monkeypatch.setattr(fastscan, "available", lambda: False)
     assert not fastscan.usable(96, 16)
+
+
+def test_numba_compiling_for_another_cpu_keeps_the_scalar_scan(monkeypatch):
+    # With NUMBA_CPU_NAME set (say "generic", for portable caches) LLVM may not have AVX2,
+    # and an AVX2 intrinsic it cannot select would abort the process.
+    from numba.core import config
+
+    monkeypatch.setattr(config, "CPU_NAME", "generic")
+    assert not fastscan.available.__wrapped__()
+    monkeypatch.setattr(config, "CPU_NAME", "host")
+    assert fastscan.available.__wrapped__()

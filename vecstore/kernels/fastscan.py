@@ -44,6 +44,10 @@ def available() -> bool:
     """Whether this CPU runs the shuffle kernel (x86-64 with AVX2)."""
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return False
+    from numba.core import config
+
+    if (config.CPU_NAME or "host") != "host":  # compiling for another CPU (NUMBA_CPU_NAME)
+        return False
     from llvmlite import binding
 
     try:
