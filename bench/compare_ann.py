@@ -250,8 +250,12 @@ def main() -> None:
     res["machine"]["fastscan"] = fastscan.available()
 
     def vs(nprobe, model=model, part=part, inverse=order):  # part row i is xb row order[i]
+        layouts = [ivf.fast_layout(model, part[2], part[3])]  # kept with the segment
+
         def run(q):
-            _, I, _ = ivf.search([part], model, q, "cosine", K, nprobe=nprobe, refine=REFINE)
+            _, I, _ = ivf.search(
+                [part], model, q, "cosine", K, nprobe=nprobe, refine=REFINE, layouts=layouts
+            )
             return np.where(I >= 0, inverse[np.maximum(I, 0)], -1)
 
         return run

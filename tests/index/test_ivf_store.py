@@ -466,6 +466,41 @@ def test_snapshots_share_the_model_until_it_is_retrained(store):
     assert model()[1] is not first
 
 
+def test_snapshots_carry_over_what_they_derive_from_list_files(store, monkeypatch):
+    # Per segment, a snapshot checks its list file against the model (a pass over its codes)
+    # and lays 4-bit codes out for fast-scan: a new snapshot after a write reuses both for
+    # the segments it shares with the previous one, and does that work only for new files.
+    from vecstore.index import flat
+    from vecstore.kernels import fastscan
+
+    checked = []
+    fit = flat.lists_fit
+    monkeypatch.setattr(flat, "lists_fit", lambda *a: checked.append(a[2]) or fit(*a))
+    x = embeddings(1500, seed=8)
+    spec = small_spec("ivfpq", min_rows=1000, m=8, nbits=4)
+    c = store.create_collection("c", dim=DIM, metric="l2", index=spec)
+    c.add(ids(0, 1100), vectors=x[:1100])
+
+    def layouts():
+        c.query(x[0], k=3)
+        snap = store._snapshots[c._record.dir]
+        indexed = [p for p in snap.parts if p.codes is not None]
+        return {p.seg: snap.fast_layout(p) for p in indexed}, len(checked)
+
+    first, n_checked = layouts()
+    assert first and n_checked == len(first)
+    assert all((b is not None) == fastscan.available() for b in first.values())
+    c.add(ids(1100, 1150), vectors=x[1100:1150])  # pending rows only: same segments
+    again, n_again = layouts()
+    assert n_again == n_checked
+    assert all(again[seg] is first[seg] for seg in first)
+    c.add(ids(1150, 1500), vectors=x[1150:1500])  # seals a new segment under the model
+    later, n_later = layouts()
+    assert n_later == len(later) > len(first)  # each file checked once
+    assert all(later[seg] is first[seg] for seg in first)
+    assert "1400" in c.query(x[1400], k=5, nprobe=16, refine=20).ids
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_retrain_after_drift(store, kind):
     # Rows far from every centroid (not 4x growth) make the next write retrain.

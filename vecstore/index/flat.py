@@ -20,7 +20,7 @@ from ..errors import CorruptStoreError
 from ..storage.arrays import ArrayFile, ArrayFileInfo, open_arrays
 from ..storage.catalog import Catalog
 from ..storage.segments import Segment, open_segment
-from .ivf import Model
+from .ivf import Model, fast_layout
 
 #: A part whose rids span at most this many times its rows maps rids to rows by a dense
 #: array (4 bytes a rid), not a binary search (5x faster for a filter's thousand rids).
@@ -62,6 +62,17 @@ class Snapshot:
     rid_index: dict[int | None, tuple] = field(default_factory=dict)
     # rows re-ranked through segment maps since their pages were last released (key None)
     reranked: dict[None, int] = field(default_factory=dict)
+    # per segment id: (its codes array, their fast-scan layout or None), built on a segment's
+    # first ANN query and carried over to later snapshots as rid_index is
+    layouts: dict[int | None, tuple] = field(default_factory=dict)
+
+    def fast_layout(self, part: Part):
+        """``part``'s codes laid out for fast-scan (``ivf.fast_layout``), or None."""
+        entry = self.layouts.get(part.seg)
+        if entry is None or entry[0] is not part.codes:
+            blocks = fast_layout(self.model, part.offsets, part.codes)
+            entry = self.layouts[part.seg] = (part.codes, blocks)
+        return entry[1]
 
     def allowed_rids(self, rids: np.ndarray) -> list[np.ndarray]:
         """Per part, the sorted positions of the live rows among ``rids`` (sorted int64)."""
@@ -137,6 +148,10 @@ def load_snapshot(
     model = load_model(
         catalog, coll, directory, segments, model_rec, previous.model if previous else None
     )
+    # a list file seen by the previous snapshot, under the same model, was checked then
+    checked = {}
+    if previous is not None and previous.model is model:
+        checked = {p.seg: p.codes for p in previous.parts if p.codes is not None}
     dead: dict[int, list[int]] = {}
     for seg, pos in catalog.tombstones(coll):
         dead.setdefault(seg, []).append(pos)
@@ -155,8 +170,9 @@ def load_snapshot(
         if model is not None and lrec is not None:
             lists = _open_index(segments, directory, lrec.info)
             offsets, codes = lists.arrays["offsets"], lists.arrays["codes"]
-            if lists.meta.get("model") != model.file or not lists_fit(
-                model, offsets, codes, rec.info.count
+            if checked.get(rec.id) is not codes and (
+                lists.meta.get("model") != model.file
+                or not lists_fit(model, offsets, codes, rec.info.count)
             ):
                 raise CorruptStoreError(
                     f"index file {lrec.info.file} does not match segment {rec.info.file}"
@@ -190,7 +206,7 @@ def load_snapshot(
         vectors = np.stack([rows[pseq] for pseq, _ in pending])
         rids = np.fromiter((rid for _, rid in pending), dtype=np.int64, count=len(pending))
         parts.append(Part(None, vectors, row_norms(vectors), rids, None))
-    carried = {}
+    carried, layouts = {}, {}
     if previous is not None:
         alive_rids = {p.seg: p.rids for p in parts}
         carried = {
@@ -198,7 +214,13 @@ def load_snapshot(
             for seg, entry in previous.rid_index.items()
             if seg is not None and alive_rids.get(seg) is entry[0]
         }
-    return Snapshot(version, parts, model, rows, carried)
+        alive_codes = {p.seg: p.codes for p in parts}
+        layouts = {
+            seg: entry
+            for seg, entry in previous.layouts.items()
+            if alive_codes.get(seg) is entry[0]
+        }
+    return Snapshot(version, parts, model, rows, carried, layouts=layouts)
 
 
 def load_model(

@@ -10,7 +10,6 @@ and storage; never touches SQL.
 from __future__ import annotations
 
 import math
-import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,32 +82,17 @@ def _quantize_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(rows), scale
 
 
-# id(codes) -> (weak reference to that codes array, its fast-scan layout)
-_LAYOUTS: dict[int, tuple[weakref.ref, tuple[np.ndarray, np.ndarray]]] = {}
-
-
-def _fast_layout(model: Model, offsets: np.ndarray, codes: np.ndarray):
+def fast_layout(model: Model, offsets: np.ndarray, codes: np.ndarray):
     """A segment's codes re-laid for fast-scan (``kernels.fastscan.layout``) when the model's
-    codes are 4-bit and this CPU can shuffle them, else None. Built on first use and kept
-    while the segment's codes array lives (one segment's blocks take half its codes' bytes,
-    plus padding to 32 rows a list)."""
+    codes are 4-bit and this CPU can shuffle them, else None. The blocks take half the codes'
+    bytes, plus padding to 32 rows a list; callers keep them with the segment (see
+    ``flat.Snapshot.fast_layout``) and pass them to ``search``."""
     from ..kernels import fastscan
 
     m, ksub = model.codebooks.shape[:2]
-    if not fastscan.usable(m, ksub):
+    if codes is None or not fastscan.usable(m, ksub):
         return None
-    key = id(codes)
-    hit = _LAYOUTS.get(key)
-    if hit is not None and hit[0]() is codes:
-        return hit[1]
-
-    def forget(ref, key=key):
-        if _LAYOUTS.get(key, (None,))[0] is ref:
-            del _LAYOUTS[key]
-
-    found = fastscan.layout(offsets, codes)
-    _LAYOUTS[key] = (weakref.ref(codes, forget), found)
-    return found
+    return fastscan.layout(offsets, codes)
 
 
 def _space(x: np.ndarray, norms: np.ndarray, metric: str) -> np.ndarray:
@@ -265,6 +249,7 @@ def search(
     masks: list[np.ndarray | None] | None = None,
     exact_parts: list[tuple] = (),
     widen: bool = True,
+    layouts: list | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Approximate top-k over indexed parts, plus exact top-k over ``exact_parts``.
 
@@ -274,8 +259,9 @@ def search(
     the concatenation of indexed parts then exact parts. Lists are probed in order of the
     query's closeness to their centroid, ``nprobe`` of them, then more while fewer than
     ``k * refine`` searchable rows have been seen (so a filter that keeps few rows still
-    yields ``min(k, matches)`` hits), unless ``widen`` is False. Returns ``exact.finish``'s
-    ``(D, I, counts)``.
+    yields ``min(k, matches)`` hits), unless ``widen`` is False. ``layouts`` gives per
+    indexed part its ``fast_layout`` (built here, for this call only, when not given).
+    Returns ``exact.finish``'s ``(D, I, counts)``.
     """
     from ..kernels import exact, fastscan, ivf
 
@@ -293,8 +279,12 @@ def search(
         acc += len(p[0])
     D, I = exact.new_heaps(nq, k)
     seen = _search_exact_parts(exact_parts, bases[len(parts) :], xq, metric, D, I)
+    if not pq:
+        fast = [None] * len(parts)
+    else:
+        fast = layouts or [fast_layout(model, p[2], p[3]) for p in parts]
     if nq == 1:
-        _search_one(parts, masks, bases, model, xq, metric, D, I, kc, width, seen, widen)
+        _search_one(parts, masks, bases, fast, model, xq, metric, D, I, kc, width, seen, widen)
         return exact.finish(D, I, xq, metric)
     code = ivf.METRICS[metric]
     # Lists are probed in the order rows were assigned to them: nearest centroid in L2 (of the
@@ -303,8 +293,6 @@ def search(
     qa = np.ones(nq, dtype=np.float32)
     CD, CI = exact.new_heaps(nq, kc) if pq else (D, I)
     empty = np.zeros(0, dtype=bool)
-
-    fast = [_fast_layout(model, p[2], p[3]) if pq else None for p in parts]
 
     def scan(sel, lo, hi, ords):
         for (xb, norms, offsets, codes), mask, base, blocks in zip(parts, masks, bases, fast):
@@ -386,7 +374,7 @@ def _search_exact_parts(exact_parts, bases, xq, metric, D, I) -> np.ndarray:
     return seen
 
 
-def _search_one(parts, masks, bases, model, xq, metric, D, I, kc, width, seen, widen) -> None:
+def _search_one(parts, masks, bases, fast, model, xq, metric, D, I, kc, width, seen, widen):
     """``search`` for a single query, into heaps D/I (1, k): one kernel call prepares the
     query (centroid products, the lists to probe, the look-up table), one per part scans,
     one per part re-ranks, so the fixed cost per query stays a few microseconds of Python."""
@@ -406,7 +394,6 @@ def _search_one(parts, masks, bases, model, xq, metric, D, I, kc, width, seen, w
     pq = model.codebooks.size > 0
     CD, CI = exact.new_heaps(1, kc) if pq else (D, I)
     cd, ci = CD[0], CI[0]
-    fast = [_fast_layout(model, p[2], p[3]) if pq else None for p in parts]
     tables = fastscan.quantize(T) if any(b is not None for b in fast) else None
 
     def scan(lo, hi, ords) -> int:

@@ -79,6 +79,7 @@ def search(
         refine=refine,
         masks=masks,
         exact_parts=exact_parts,
+        layouts=[snap.fast_layout(parts[i]) for i in indexed],
     )
     if model.codebooks.size:
         _bound_resident(snap, [parts[i] for i in indexed], len(xq) * k * (refine or model.refine))
