@@ -93,6 +93,7 @@ def path(request, monkeypatch):
         monkeypatch.setattr(exact, "SMALL_BATCH_MAX", 10**9)
         serial = request.param == "scan-serial"
         monkeypatch.setattr(exact, "_PARALLEL_MIN_WORK", 2**62 if serial else 0)
+        monkeypatch.setattr(exact, "_PARALLEL_MIN_ROWS_WORK", 2**62 if serial else 0)
     return request.param
 
 

@@ -41,6 +41,10 @@ _MASK_GATHER_DENSITY = 0.5
 # region costs ~20 us to wake, and far more when the other core is busy.  Measured crossover
 # of serial and 2-thread scans: 2-4e5 elements.
 _PARALLEL_MIN_WORK = 1 << 18
+# ... and scans of scattered rows (a filter's) over fewer than this. Such rows are never in
+# cache and each thread keeps its own misses in flight: at 500 of 100k x 384 rows, two threads
+# took a filtered query from 0.91 to 0.72 ms.
+_PARALLEL_MIN_ROWS_WORK = 1 << 16
 
 # Columns per block in the batch heap update (see _push_block).
 _PUSH_BLOCK = 64
@@ -85,6 +89,28 @@ def _dot4(A, i, B, j):
         s2 += v * B[j + 2, t]
         s3 += v * B[j + 3, t]
     return s0, s1, s2, s3
+
+
+# fastmath: distance inner loop only.  A single query's scan of scattered rows (a filter's
+# thousand rows) waits on memory, not arithmetic: interleaving eight rows' loads keeps eight
+# cache misses in flight instead of one: 1.6x faster than one row at a time at 500 rows.
+@njit(cache=True, nogil=True, fastmath=True)
+def _dot_rows8(q, i, B, R, out):
+    """out[g] = q[i] . B[R[g]] for g in 0..7."""
+    r0, r1, r2, r3, r4, r5, r6, r7 = R[0], R[1], R[2], R[3], R[4], R[5], R[6], R[7]
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = np.float32(0.0)
+    for t in range(q.shape[1]):
+        v = q[i, t]
+        s0 += v * B[r0, t]
+        s1 += v * B[r1, t]
+        s2 += v * B[r2, t]
+        s3 += v * B[r3, t]
+        s4 += v * B[r4, t]
+        s5 += v * B[r5, t]
+        s6 += v * B[r6, t]
+        s7 += v * B[r7, t]
+    out[0], out[1], out[2], out[3] = s0, s1, s2, s3
+    out[4], out[5], out[6], out[7] = s4, s5, s6, s7
 
 
 @njit(cache=True, nogil=True)
@@ -167,6 +193,16 @@ def _any_above(S, W, C, a, top):
 
 
 @njit(cache=True, nogil=True)
+def _rising(a):
+    """Whether a 1-D array strictly increases (a compiled loop: NumPy's ``all`` of a comparison
+    costs 3-4 us a call, a tenth of a filtered query's scan)."""
+    for i in range(1, a.shape[0]):
+        if a[i] <= a[i - 1]:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
 def _row_norms_range(x, lo, hi, out):
     for i in range(lo, hi):
         out[i] = np.sqrt(_dot(x, i, x, i))
@@ -188,6 +224,9 @@ def _scan_range(xq, xb, norms, metric, qa, rows, has_rows, mask, has_mask, base,
     each row is read from DRAM once and reused from L1 for all nq queries.  D/I (nq, k) heaps.
     """
     nq = xq.shape[0]
+    if nq == 1 and has_rows:
+        _scan_rows_one(xq, xb, norms, metric, qa, rows, mask, has_mask, base, lo, hi, D, I)
+        return
     nq4 = nq - nq % 4
     for p in range(lo, hi):
         r = rows[p] if has_rows else p
@@ -203,6 +242,30 @@ def _scan_range(xq, xb, norms, metric, qa, rows, has_rows, mask, has_mask, base,
             _push(D, I, q0 + 3, (qa[q0 + 3] * w) * s3 - cc, label)
         for qi in range(nq4, nq):
             _push(D, I, qi, (qa[qi] * w) * _dot(xb, r, xq, qi) - cc, label)
+
+
+@njit(cache=True, nogil=True)
+def _scan_rows_one(xq, xb, norms, metric, qa, rows, mask, has_mask, base, lo, hi, D, I):
+    """`_scan_range` for one query over scattered ``rows``, eight at a time (`_dot_rows8`).
+    (Contiguous rows stream well one at a time: grouping them measured 8% slower there.)"""
+    R = np.empty(8, dtype=np.int64)
+    S = np.empty(8, dtype=np.float32)
+    g = 0
+    for p in range(lo, hi):
+        r = rows[p]
+        if has_mask and mask[r] == 0:
+            continue
+        R[g] = r
+        g += 1
+        if g == 8:
+            _dot_rows8(xq, 0, xb, R, S)
+            for j in range(8):
+                w, cc = _row_terms(metric, norms[R[j]])
+                _push(D, I, 0, (qa[0] * w) * S[j] - cc, base + R[j])
+            g = 0
+    for j in range(g):
+        w, cc = _row_terms(metric, norms[R[j]])
+        _push(D, I, 0, (qa[0] * w) * _dot(xb, R[j], xq, 0) - cc, base + R[j])
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -420,10 +483,11 @@ def new_heaps(nq, k):
     return D, I
 
 
-def _num_chunks(work):
-    """Parallel chunks for a scan over `work` vector elements: 1 (serial) when it is so small
-    that waking the thread pool would cost more than it saves, else one per numba thread."""
-    if work < _PARALLEL_MIN_WORK:
+def _num_chunks(work, scattered=False):
+    """Parallel chunks for a scan over `work` vector elements (of `scattered` rows): 1
+    (serial) when it is so small that waking the thread pool would cost more than it saves,
+    else one per numba thread."""
+    if work < (_PARALLEL_MIN_ROWS_WORK if scattered else _PARALLEL_MIN_WORK):
         return 1
     return max(1, numba.get_num_threads())
 
@@ -486,15 +550,14 @@ def search_into(xq, xb, norms, metric, D, I, *, rows=None, mask=None, base=0):
             raise TypeError(f"rows: expected an int64 array, got {got}")
         if rows.ndim != 1:
             raise ValueError(f"rows: expected a 1-D array, got shape {rows.shape}")
-        rows = np.ascontiguousarray(rows, dtype=np.int64)
+        rows = _writable(np.ascontiguousarray(rows, dtype=np.int64))
         # The kernels do not bounds-check: an index out of range here would read stray memory.
-        if rows.shape[0] > 1 and not bool(np.all(rows[1:] > rows[:-1])):
+        if not _rising(rows):
             raise ValueError("rows: expected sorted ascending unique indices, got unsorted ones")
         if rows.shape[0] > 0 and (rows[0] < 0 or rows[-1] >= nb):
             raise ValueError(
                 f"rows: expected indices in range [0, {nb}), got {rows[0]}..{rows[-1]}"
             )
-        rows = _writable(rows)
     else:
         rows = np.empty(0, dtype=np.int64)
 
@@ -519,7 +582,7 @@ def search_into(xq, xb, norms, metric, D, I, *, rows=None, mask=None, base=0):
 
     if nq <= SMALL_BATCH_MAX:
         n = rows.shape[0] if has_rows else nb
-        nchunks = _num_chunks(n * d * nq)
+        nchunks = _num_chunks(n * d * nq, has_rows)
         if nchunks == 1:
             _scan_range(xq, xb, norms, code, qa, rows, has_rows, mask, has_mask, base, 0, n, D, I)
             return
