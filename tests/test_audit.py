@@ -50,6 +50,37 @@ def test_flipped_segment_byte(tmp_path, data):
     assert files[0].name in line and "checksum" in line
 
 
+def test_list_files_that_do_not_fit_their_model(tmp_path, data, monkeypatch):
+    # A list file with a valid checksum can still be wrong for its model (codes past a 4-bit
+    # sub-quantizer's 16 centroids, a narrower code width): queries refuse it, and verify
+    # names it. (The damage is made as the file is read, so its checksum stays valid.)
+    from dataclasses import replace
+
+    from vecstore.storage import audit
+
+    with vecstore.open(tmp_path / "s", seal_rows=64) as db:
+        c = db.create_collection(
+            "c", dim=32, index=vecstore.IVFPQ(nlist=4, m=4, nbits=4, nprobe=4, min_rows=120)
+        )
+        c.add([str(i) for i in range(300)], vectors=data[:300])
+    with vecstore.open(tmp_path / "s", read_only=True) as db:
+        assert db.verify().ok
+    opened = audit.open_arrays
+    for damage in (lambda codes: codes | 0xF0, lambda codes: codes[:, :2].copy()):
+
+        def damaged(path, info, verify=True, damage=damage):
+            f = opened(path, info, verify=verify)
+            if "codes" not in f.arrays:
+                return f
+            return replace(f, arrays={**f.arrays, "codes": damage(f.arrays["codes"])})
+
+        monkeypatch.setattr(audit, "open_arrays", damaged)
+        with vecstore.open(tmp_path / "s", read_only=True) as db:
+            report = db.verify()
+        assert not report.ok and report.problems
+        assert all("does not fit its segment or model" in p for p in report.problems)
+
+
 def test_missing_segment_and_stray_files(tmp_path, data):
     files = build(tmp_path / "s", data)
     files[0].unlink()

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CorruptStoreError
+from ..storage import arrays
 from ..storage.arrays import ArrayFile, ArrayFileInfo, open_arrays
 from ..storage.catalog import Catalog
 from ..storage.segments import Segment, open_segment
@@ -249,21 +250,10 @@ def load_model(
 
 
 def lists_fit(model: Model, offsets: np.ndarray, codes: np.ndarray, count: int) -> bool:
-    """Whether a segment's list file fits its ``count`` rows and the model: the scans index
-    tables by these values without bounds checks, so a file that does not fit (a checksum
-    cannot tell a well-formed but wrong file) must never reach them."""
+    """Whether a segment's list arrays fit its ``count`` rows and ``model``
+    (``storage.arrays.lists_fit``)."""
     m, ksub = model.codebooks.shape[:2]
-    return bool(
-        offsets.dtype == np.int64
-        and offsets.shape == (model.nlist + 1,)
-        and offsets[0] == 0
-        and offsets[-1] == count
-        and not np.any(np.diff(offsets) < 0)
-        and codes.dtype == np.uint8
-        and codes.ndim == 2
-        and codes.shape == (count, m)
-        and (ksub >= 256 or not codes.size or int(codes.max()) < ksub)
-    )
+    return arrays.lists_fit(offsets, codes, count, model.nlist, m, ksub)
 
 
 def _open_index(cache: dict, directory: Path, info: ArrayFileInfo) -> ArrayFile:

@@ -17,6 +17,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -204,3 +205,22 @@ def open_arrays(path: Path, expected: ArrayFileInfo, *, verify: bool = True) -> 
         else:
             arrays[name] = np.frombuffer(mm, dtype=dtype, count=count, offset=offset).reshape(shape)
     return ArrayFile(expected, meta, arrays, mm)
+
+
+def lists_fit(offsets: Any, codes: Any, count: int, nlist: int, m: int, ksub: int) -> bool:
+    """Whether a segment's list arrays fit its ``count`` rows and a model of ``nlist`` lists
+    and ``m`` codes a row from ``ksub`` centroids each (m = 0 for IVF). The scans index tables
+    by these values without bounds checks, so arrays that do not fit (a checksum cannot tell a
+    well-formed but wrong file) must never reach them."""
+    return bool(
+        isinstance(offsets, np.ndarray)
+        and isinstance(codes, np.ndarray)
+        and offsets.dtype == np.int64
+        and offsets.shape == (nlist + 1,)
+        and offsets[0] == 0
+        and offsets[-1] == count
+        and not np.any(np.diff(offsets) < 0)
+        and codes.dtype == np.uint8
+        and codes.shape == (count, m)
+        and (ksub >= 256 or not codes.size or int(codes.max()) < ksub)
+    )

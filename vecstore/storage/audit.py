@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import CorruptStoreError, StoreIOError
 from . import records
-from .arrays import open_arrays
+from .arrays import lists_fit, open_arrays
 from .catalog import Catalog, CollectionRecord
 from .checksums import RECORD_COLUMNS, blob_crc, cache_key, record_crc, rid_key, row_crc
 from .files import TMP_SUFFIX
@@ -241,23 +241,30 @@ def _ann_problems(
             problems.append(f"{name}: {exc}")
     if lists and model is None:
         problems.append(f"{name}: {len(lists)} list files but no index model")
-    nlist = opened[None].arrays["centroids"].shape[0] if None in opened else None
+    shape = None  # (nlist, m, ksub) of the model
+    if None in opened:
+        mf = opened[None]
+        centroids, meta = mf.arrays.get("centroids"), mf.meta
+        m, ksub = meta.get("m"), meta.get("ksub")
+        if (
+            centroids is None
+            or centroids.ndim != 2
+            or not isinstance(m, int)
+            or not isinstance(ksub, int)
+            or (m and not 1 <= ksub <= 256)
+        ):
+            problems.append(f"{name}: index model {mf.info.file} is malformed")
+        else:
+            shape = (centroids.shape[0], m, ksub)
     for seg, f in opened.items():
         if seg is None:
             continue
-        offsets, codes = f.arrays.get("offsets"), f.arrays.get("codes")
         count = counts.get(seg)
         if count is None:
             problems.append(f"{name}: list file {f.info.file} belongs to no segment")
-        elif (
-            offsets is None
-            or codes is None
-            or (nlist is not None and len(offsets) != nlist + 1)
-            or offsets[0] != 0
-            or offsets[-1] != count
-            or np.any(np.diff(offsets) < 0)
-            or len(codes) != count
-            or (model is not None and f.meta.get("model") != model.info.file)
+        elif shape is not None and (
+            f.meta.get("model") != model.info.file
+            or not lists_fit(f.arrays.get("offsets"), f.arrays.get("codes"), count, *shape)
         ):
             problems.append(f"{name}: list file {f.info.file} does not fit its segment or model")
     return problems
