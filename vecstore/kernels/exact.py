@@ -95,12 +95,12 @@ def _dot4(A, i, B, j):
 # thousand rows) waits on memory, not arithmetic: interleaving eight rows' loads keeps eight
 # cache misses in flight instead of one: 1.6x faster than one row at a time at 500 rows.
 @njit(cache=True, nogil=True, fastmath=True)
-def _dot_rows8(q, i, B, R, out):
-    """out[g] = q[i] . B[R[g]] for g in 0..7."""
+def dot_rows8(q, B, R, out):
+    """out[g] = q . B[R[g]] for g in 0..7 (q a vector). Also re-ranks IVF-PQ candidates."""
     r0, r1, r2, r3, r4, r5, r6, r7 = R[0], R[1], R[2], R[3], R[4], R[5], R[6], R[7]
     s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = np.float32(0.0)
-    for t in range(q.shape[1]):
-        v = q[i, t]
+    for t in range(q.shape[0]):
+        v = q[t]
         s0 += v * B[r0, t]
         s1 += v * B[r1, t]
         s2 += v * B[r2, t]
@@ -246,7 +246,7 @@ def _scan_range(xq, xb, norms, metric, qa, rows, has_rows, mask, has_mask, base,
 
 @njit(cache=True, nogil=True)
 def _scan_rows_one(xq, xb, norms, metric, qa, rows, mask, has_mask, base, lo, hi, D, I):
-    """`_scan_range` for one query over scattered ``rows``, eight at a time (`_dot_rows8`).
+    """`_scan_range` for one query over scattered ``rows``, eight at a time (`dot_rows8`).
     (Contiguous rows stream well one at a time: grouping them measured 8% slower there.)"""
     R = np.empty(8, dtype=np.int64)
     S = np.empty(8, dtype=np.float32)
@@ -258,7 +258,7 @@ def _scan_rows_one(xq, xb, norms, metric, qa, rows, mask, has_mask, base, lo, hi
         R[g] = r
         g += 1
         if g == 8:
-            _dot_rows8(xq, 0, xb, R, S)
+            dot_rows8(xq[0], xb, R, S)
             for j in range(8):
                 w, cc = _row_terms(metric, norms[R[j]])
                 _push(D, I, 0, (qa[0] * w) * S[j] - cc, base + R[j])

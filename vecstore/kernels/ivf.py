@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .exact import dot_rows8
+
 _COSINE = 0
 _DOT = 1
 _L2 = 2
@@ -269,7 +271,12 @@ def _dotv(q, xb, i):
 @njit(cache=True, nogil=True)
 def _exact_score(q, qa, metric, xb, norms, i):
     """The exact heap score of row i of xb for query q (see the module docstring)."""
-    dot = _dotv(q, xb, i)
+    return _dot_score(_dotv(q, xb, i), qa, metric, norms, i)
+
+
+@njit(cache=True, nogil=True)
+def _dot_score(dot, qa, metric, norms, i):
+    """The heap score of row i from its inner product with the query."""
     if metric == _COSINE:
         return dot * qa / norms[i] if norms[i] > 0 else np.float32(0.0)
     if metric == _L2:
@@ -501,34 +508,42 @@ def _scan_one(
 
 
 @njit(cache=True, nogil=True)
-def _rerank_query(q, qa, metric, xb, norms, cand, D, I, base):
-    """Exact heap scores of one query's candidate rows of one segment (cand: positions in xb,
-    -1 for none), pushed into D/I."""
+def _rerank_query(q, qa, metric, xb, norms, cand, D, I, base, shift=0):
+    """Exact heap scores of one query's candidate rows of one segment, pushed into D/I with
+    label ``base + row``: row ``cand[c] - shift`` for each ``cand[c]`` that falls in xb
+    (``cand`` holds positions in xb and -1 for none, or labels with ``shift = base``).
+
+    Eight rows at a time (``exact.dot_rows8``): candidates are scattered rows of a large
+    array, and interleaving eight rows' loads keeps eight cache misses in flight."""
+    R = np.empty(8, dtype=np.int64)
+    S = np.empty(8, dtype=np.float32)
+    g = 0
     for c in range(cand.shape[0]):
-        i = cand[c]
-        if i < 0:
-            continue
-        s = _exact_score(q, qa, metric, xb, norms, i)
-        if s > D[0]:
-            _push(D, I, s, base + i)
+        i = cand[c] - shift
+        if 0 <= i < xb.shape[0]:
+            R[g] = i
+            g += 1
+            if g == 8:
+                dot_rows8(q, xb, R, S)
+                _push_rows(qa, metric, norms, R, S, g, base, D, I)
+                g = 0
+    for j in range(g):
+        S[j] = _dotv(q, xb, R[j])
+    _push_rows(qa, metric, norms, R, S, g, base, D, I)
 
 
 @njit(cache=True, nogil=True)
-def _rerank_labels(q, metric, xb, norms, labels, base, D, I):
-    """Exact heap scores of the candidates of ``labels`` that are rows of this segment
-    (labels base .. base + len(xb) - 1), pushed into D/I."""
-    for c in range(labels.shape[0]):
-        i = labels[c] - base
-        if 0 <= i < xb.shape[0]:
-            s = _exact_score(q, np.float32(1.0), metric, xb, norms, i)
-            if s > D[0]:
-                _push(D, I, s, labels[c])
+def _push_rows(qa, metric, norms, R, S, g, base, D, I):
+    for j in range(g):
+        s = _dot_score(S[j], qa, metric, norms, R[j])
+        if s > D[0]:
+            _push(D, I, s, base + R[j])
 
 
 def rerank_one(q, metric, xb, norms, labels, base, D, I):
     """Re-rank one query's candidate labels (int64, -1 for none) that fall in the segment
     starting at label ``base``: their exact scores are pushed into heap D/I (k,)."""
-    _rerank_labels(q, metric, xb, norms, labels, base, D, I)
+    _rerank_query(q, np.float32(1.0), metric, xb, norms, labels, D, I, base, base)
 
 
 @njit(cache=True, nogil=True, parallel=True)
