@@ -209,19 +209,19 @@ def load_snapshot(
         parts.append(Part(None, vectors, row_norms(vectors), rids, None))
     carried, layouts = {}, {}
     if previous is not None:
-        alive_rids = {p.seg: p.rids for p in parts}
-        carried = {
-            seg: entry
-            for seg, entry in previous.rid_index.items()
-            if seg is not None and alive_rids.get(seg) is entry[0]
-        }
-        alive_codes = {p.seg: p.codes for p in parts}
-        layouts = {
-            seg: entry
-            for seg, entry in previous.layouts.items()
-            if alive_codes.get(seg) is entry[0]
-        }
+        # what the previous snapshot derived from an array this one still holds
+        carried = _still_held(previous.rid_index, {p.seg: p.rids for p in parts})
+        layouts = _still_held(previous.layouts, {p.seg: p.codes for p in parts})
     return Snapshot(version, parts, model, rows, carried, layouts=layouts)
+
+
+def _still_held(derived: dict, arrays: dict) -> dict:
+    """The entries ``seg -> (array, ...)`` of ``derived`` whose array is ``arrays[seg]``."""
+    return {
+        seg: entry
+        for seg, entry in derived.items()
+        if seg is not None and arrays.get(seg) is entry[0]
+    }
 
 
 def load_model(
