@@ -195,16 +195,12 @@ def api_text() -> str:
     return re.sub(r"\s+", " ", (DOCS / "api.md").read_text()).replace("( ", "(")
 
 
-# Public by name but not API: a helper Database calls with a catalog record.
-NOT_API = {"stored_spec"}
-
-
 @pytest.mark.parametrize("cls", [vecstore.Database, vecstore.Collection], ids=lambda c: c.__name__)
 def test_api_doc_gives_every_method_with_its_exact_signature(cls):
     """Each public method of Database and Collection appears in docs/api.md with all of its
     parameters and defaults, in order; each public property is named."""
     text = api_text()
-    names = [n for n in dir(cls) if not n.startswith("_") and n not in NOT_API]
+    names = [n for n in dir(cls) if not n.startswith("_")]
     assert names
     for name in names:
         member = inspect.getattr_static(cls, name)

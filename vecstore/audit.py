@@ -7,22 +7,24 @@ consistent catalog snapshots; imports no kernels and must not import ``cli``.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import text
 from .errors import CorruptStoreError
+from .reader import SNAPSHOT_RETRIES
 from .storage import audit
+from .store import COLLECTIONS
 
 if TYPE_CHECKING:
-    from .collection import Collection
-    from .database import Database
+    from .config import CollectionConfig
+    from .reader import Reader
+    from .storage.catalog import Catalog
+    from .store import Store
 
 # What a damaged catalog can raise part-way through a check: reported, never raised.
 DAMAGE = (CorruptStoreError, sqlite3.DatabaseError, ValueError, TypeError, KeyError, IndexError)
-RETRIES = 5  # fresh snapshots tried when a concurrent compaction removes a file being checked
 
 
 @dataclass(frozen=True)
@@ -122,22 +124,21 @@ class CollectionInfo:
         }
 
 
-def info(coll: Collection) -> CollectionInfo:
-    with coll._db._reading() as cat:
-        coll._require(cat)
-        record = cat.collection_by_id(coll._record.id)  # the current config, not the cached
-        stats = audit.collection_stats(cat, record.id)
-    config = json.loads(record.config)
-    index = config.get("index") or "flat"
-    if isinstance(index, dict):
-        index = str(index.get("kind") or index.get("type") or "flat")
+def info(name: str, reader: Reader) -> CollectionInfo:
+    """Sizes and settings of the collection ``reader`` reads, from one snapshot."""
+
+    def read(cat: Catalog) -> tuple[CollectionConfig, audit.CollectionStats]:
+        # the current config, not the one the collection was opened with
+        return reader.config(cat), audit.collection_stats(cat, reader.record.id)
+
+    config, stats = reader.consistent(read)
     return CollectionInfo(
-        name=coll.name,
+        name=name,
         count=stats.rows,
-        dim=coll.dim,
-        metric=coll.metric,
-        encoder=config.get("encoder"),
-        index=str(index),
+        dim=config.dim,
+        metric=config.metric,
+        encoder=None if config.encoder is None else config.encoder.to_json(),
+        index=config.index.kind,
         segments=stats.segments,
         pending=stats.pending,
         deleted=stats.deleted,
@@ -145,14 +146,14 @@ def info(coll: Collection) -> CollectionInfo:
     )
 
 
-def verify(db: Database) -> VerifyReport:
+def verify(store: Store) -> VerifyReport:
     """Check the whole store; never raises for what it finds, only reports it."""
-    root = db._collection_dir  # the folder of each collection, by its catalog record
-    with db._reading() as cat, cat.unchecked():
+    root = store.collection_dir  # the folder of each collection, by its catalog record
+    with store.reading() as cat, cat.unchecked():
         try:
             problems = audit.store_problems(cat)
             records = cat.collections()
-            strays = audit.unreferenced_files(cat, db.path / "collections")
+            strays = audit.unreferenced_files(cat, store.path / COLLECTIONS)
         except DAMAGE as exc:  # the catalog is too damaged to go through
             return VerifyReport([f"catalog {cat.path}: the check stopped: {exc}"])
     warnings = [
@@ -163,8 +164,8 @@ def verify(db: Database) -> VerifyReport:
     ]
     totals = {"segments": 0, "rows": 0, "bytes": 0}
     for rec in records:
-        for attempt in range(RETRIES):
-            with db._reading() as cat, cat.unchecked():
+        for attempt in range(SNAPSHOT_RETRIES):
+            with store.reading() as cat, cat.unchecked():
                 version = cat.version(rec.id, rec.dir)
                 if version is None:
                     result = None  # deleted since the list was read
@@ -174,9 +175,9 @@ def verify(db: Database) -> VerifyReport:
                 except DAMAGE as exc:
                     result = audit.CollectionAudit()
                     result.problems.append(f"collection {rec.name!r}: the check stopped: {exc}")
-            if not result.missing_files or attempt == RETRIES - 1:
+            if not result.missing_files or attempt == SNAPSHOT_RETRIES - 1:
                 break
-            with db._reading() as cat:
+            with store.reading() as cat:
                 if cat.version(rec.id, rec.dir) == version:
                     break  # really missing, not removed by a compaction after our snapshot
         if result is None:

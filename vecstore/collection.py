@@ -1,64 +1,54 @@
-"""A collection: ids, vectors, documents and metadata, searchable by exact top-k.
+"""A collection: ids, vectors, documents and metadata, searchable by similarity.
 
-Writes follow the store's publish protocol: new segment files are written and fsynced first,
-then one catalog transaction publishes them together with the rows, so a write is either
-wholly visible or not at all, and is durable when the call returns. Small writes wait in the
-catalog's ``pending`` table and are sealed into segments as they accumulate; segments of a
-similar size are merged as they pile up. Reads run in one SQLite read transaction, against a
-snapshot of the catalog version they began with.
+``Collection`` is the public face of one collection. It checks a call's arguments and hands
+the work to its ``Reader`` (counts, gets and queries, each in one read transaction over a
+consistent snapshot) or its ``Writer`` (inserts, changes, deletes and compaction, each one
+durable transaction). Both share the store's engine (``store.Store``). Writes are wholly
+visible or not at all, and durable when the call returns (``writes.py`` says how).
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from . import inputs
-from .encoders.base import Encoder, EncoderSpec, encoder_from_spec
-from .errors import (
-    CollectionNotFound,
-    CorruptStoreError,
-    IdNotFound,
-    InvalidInput,
-)
-from .hybrid import HybridSearch, Ranking, keywords
-from .index import flat, plan, specs
+from .config import METRICS, CollectionConfig
+from .embedding import Embedder
+from .encoders.base import Encoder, EncoderSpec
+from .errors import InvalidInput
+from .hybrid import Ranking, keywords
+from .index import specs
+from .reader import AnnOptions, Reader
 from .results import GetResult, QueryResult
-from .storage import records
-from .storage.catalog import Catalog, CollectionRecord
-from .storage.files import remove_quietly
-from .storage.filters import compile_filters
-from .text import contains_terms
-from .text import counts as text_counts
-from .writes import Writes, _Publication
+from .storage.catalog import CollectionRecord
+from .store import Store
+from .writes import Writer
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from .audit import CollectionInfo
-    from .database import Database
     from .ingest import IngestResult
     from .portable import ExportInfo
 
-METRICS = ("cosine", "dot", "l2")
-SNAPSHOT_RETRIES = 5
-EMBED_BATCH = 256  # texts per encoder call (the encoder batches further inside)
+__all__ = ["METRICS", "Collection"]
 
 
-class Collection(Writes, HybridSearch):
+class Collection:
     """A named set of rows ``(id, vector, document, metadata)`` of one dimension and metric.
 
     Get one from ``Database.create_collection`` or ``Database.get_collection``.
     """
 
-    def __init__(self, db: Database, record: CollectionRecord):
-        self._db = db
+    def __init__(self, store: Store, record: CollectionRecord):
         self._record = record
-        self._spec = self.stored_spec(record)
+        self._config = CollectionConfig.of(record)
+        self._embedder = Embedder(store, record, self._config.encoder)
+        self._reader = Reader(store, record)
+        self._writer = Writer(store, record, self._reader, self._embedder)
+        self._store = store
 
     @property
     def name(self) -> str:
@@ -76,44 +66,17 @@ class Collection(Writes, HybridSearch):
     def encoder(self) -> Encoder | None:
         """The encoder of an embedding collection (rebuilt from its stored spec on first
         use), or None for a collection of plain vectors."""
-        enc = self._db._encoders.get(self._record.dir)
-        if enc is None and self._spec is not None:
-            enc = encoder_from_spec(self._spec)
-            if enc is None:
-                raise InvalidInput(
-                    f"collection {self.name!r} embeds with the {self._spec.kind} encoder "
-                    f"{self._spec.model!r}, which cannot be stored; pass it again: "
-                    f"db.get_collection({self.name!r}, encoder=...)"
-                )
-            enc = self._db._encoders.setdefault(self._record.dir, enc)
-        return enc
+        return self._embedder.encoder
 
-    @staticmethod
-    def stored_spec(record: CollectionRecord) -> EncoderSpec | None:
-        try:
-            config = json.loads(record.config)
-        except (TypeError, ValueError):  # not text, or not JSON: a damaged or doctored catalog
-            config = None
-        if not isinstance(config, dict):
-            raise CorruptStoreError(
-                f"collection {record.name!r}: its stored configuration is not a JSON object"
-            )
-        data = config.get("encoder")
-        return EncoderSpec.from_json(data) if data else None
-
-    def _embed(self, texts: Sequence[str], kind: str) -> np.ndarray:
-        enc = self.encoder
-        if enc is None:
-            raise InvalidInput(
-                f"collection {self.name!r} has no encoder: pass vectors, or create the "
-                "collection with encoder="
-            )
-        if any(not isinstance(t, str) for t in texts):
-            raise InvalidInput(f"texts to embed must be str; got {texts[:3]!r}...")
-        return inputs.matrix(enc.encode(list(texts), kind), self.dim, n=len(texts))
+    @property
+    def encoder_spec(self) -> EncoderSpec | None:
+        """What the catalog records about the collection's encoder (model, dim, prefixes,
+        revision), or None for a collection of plain vectors."""
+        return self._config.encoder
 
     def __repr__(self) -> str:
-        enc = f" encoder={self._spec.model!r}" if self._spec is not None else ""
+        spec = self._config.encoder
+        enc = f" encoder={spec.model!r}" if spec is not None else ""
         return f"<vecstore.Collection {self.name!r} dim={self.dim} metric={self.metric!r}{enc}>"
 
     # -- writes -------------------------------------------------------------------------
@@ -140,9 +103,7 @@ class Collection(Writes, HybridSearch):
         metadata : list of dict or None, optional
             Values are str, int, float, bool, None, or lists of those.
         """
-        rows = self._rows(ids, vectors, documents, metadata)
-        if rows[0]:
-            self._write(lambda cat, pub: self._insert(cat, pub, *rows, refuse_existing=True))
+        self._writer.insert(self._writer.rows(ids, vectors, documents, metadata), replace=False)
 
     def upsert(
         self,
@@ -153,9 +114,7 @@ class Collection(Writes, HybridSearch):
         metadata: Sequence[dict | None] | None = None,
     ) -> None:
         """Add rows, replacing whole any row whose id exists (vector, document and metadata)."""
-        rows = self._rows(ids, vectors, documents, metadata)
-        if rows[0]:
-            self._write(lambda cat, pub: self._insert(cat, pub, *rows, refuse_existing=False))
+        self._writer.insert(self._writer.rows(ids, vectors, documents, metadata), replace=True)
 
     def update(
         self,
@@ -170,30 +129,7 @@ class Collection(Writes, HybridSearch):
         Metadata is replaced whole, not merged. Raises ``IdNotFound`` (and changes nothing)
         if any id does not exist.
         """
-        ids = inputs.ids(ids)
-        n = len(ids)
-        if not n:
-            return
-        x = None if vectors is None else inputs.matrix(vectors, self.dim, n=n)
-        docs = None if documents is None else inputs.documents(documents, n)
-        counts = None if docs is None else [text_counts(d) for d in docs]
-        if x is None and docs is not None and self._spec is not None:
-            x = self._embed_documents(docs)
-        metas = None if metadata is None else inputs.metadata(metadata, n)
-        packed = None if metas is None else [records.pack(m) for m in metas]
-
-        def apply(cat: Catalog, pub: _Publication) -> None:
-            self._require(cat)
-            found = cat.locate(self._record.id, ids)
-            missing = [i for i in ids if i not in found]
-            if missing:
-                raise IdNotFound(
-                    f"update: {len(missing)} ids do not exist in {self.name!r}: {missing[:5]}"
-                )
-            located = [found[i] for i in ids]
-            self._change(cat, pub, located, x, docs, metas, packed, counts)
-
-        self._write(apply)
+        self._writer.update(self._writer.changes(ids, vectors, documents, metadata))
 
     def delete(self, ids: Sequence[str] | None = None, *, where: dict | None = None) -> int:
         """Delete rows by id, by filter, or both (rows matching both); return how many.
@@ -202,25 +138,7 @@ class Collection(Writes, HybridSearch):
         """
         if ids is None and where is None:
             raise InvalidInput("delete() needs ids, a where filter, or both")
-        ids = None if ids is None else inputs.ids(ids)
-        sql, params = compile_filters(self._record.id, where)
-
-        def apply(cat: Catalog, pub: _Publication) -> int:
-            self._require(cat)
-            if ids is not None:
-                located = list(cat.locate(self._record.id, ids).values())
-                if where is not None:
-                    keep = {r[0] for r in cat.filtered(self._record.id, sql, params)}
-                    located = [r for r in located if r[0] in keep]
-            else:
-                located = cat.filtered(self._record.id, sql, params)
-            if located:
-                cat.release_vectors(located)
-                cat.delete_rows(self._record.id, [r[0] for r in located])
-                cat.bump(self._record.id)
-            return len(located)
-
-        return self._write(apply)
+        return self._writer.delete(None if ids is None else inputs.ids(ids), where)
 
     def add_batches(
         self,
@@ -238,12 +156,11 @@ class Collection(Writes, HybridSearch):
         fails, the batches before it stay written (and re-running is cheap: embeddings are
         cached). Returns the number of rows written.
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise InvalidInput(f"batch_size must be a positive int; got {batch_size!r}")
+        batch_size = inputs.integer("batch_size", batch_size, minimum=1)
         write = self.upsert if replace else self.add
         total = len(rows) if hasattr(rows, "__len__") else None
         done = 0
-        with self._db._progress(total or 0, "writing") as advance:
+        with self._store.progress(total or 0, "writing") as advance:
             for batch in _batched(rows, batch_size):
                 for row in batch:
                     if not isinstance(row, Mapping) or "id" not in row:
@@ -267,18 +184,7 @@ class Collection(Writes, HybridSearch):
         Afterwards no deleted or replaced vector remains on disk. Readers are never blocked;
         they switch to the new segment on their next query.
         """
-        with self._db._writing() as cat:
-            with cat.read():
-                self._require(cat)
-            self._seal(cat, force=True)
-            with cat.read():
-                records = cat.segments(self._record.id)
-                dead = cat.dead_counts(self._record.id)
-            if len(records) > 1 or dead:
-                self._rewrite(cat, [r.id for r in records])
-            with cat.write():
-                cat.prune_terms(self._record.id)
-            cat.checkpoint()
+        self._writer.compact()
 
     def ingest(
         self,
@@ -302,6 +208,8 @@ class Collection(Writes, HybridSearch):
         keep = None if metadata_fields is None else tuple(metadata_fields)
         return ingest(
             self,
+            self._writer,
+            self._store,
             paths,
             chunking=Chunking(chunk_size, chunk_overlap, chunk_unit),
             fields=RecordFields(text_field, id_field, keep),
@@ -314,22 +222,19 @@ class Collection(Writes, HybridSearch):
         (``format="parquet"`` or a ``.parquet`` name), from one snapshot (docs/format.md)."""
         from .portable import export
 
-        return export(self, dest, format=format)
+        return export(self, self._reader, dest, format=format)
 
     def info(self) -> CollectionInfo:
         """Row count, dim, metric, encoder, index, segments and disk size."""
         from .audit import info
 
-        return info(self)
+        return info(self.name, self._reader)
 
     # -- reads --------------------------------------------------------------------------
 
     def count(self, where: dict | None = None) -> int:
         """Number of rows, or of rows matching ``where``."""
-        sql, params = compile_filters(self._record.id, where)
-        with self._db._reading() as cat:
-            self._require(cat)
-            return cat.count(self._record.id, sql, params)
+        return self._reader.count(where)
 
     def get(
         self,
@@ -346,40 +251,10 @@ class Collection(Writes, HybridSearch):
         Without ids, rows come in insertion order, ``offset`` and ``limit`` paginate, and
         ``where={}`` or no filter means every row.
         """
-        if limit is not None and (
-            isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
-        ):
-            raise InvalidInput(f"limit must be a non-negative int or None; got {limit!r}")
-        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-            raise InvalidInput(f"offset must be a non-negative int; got {offset!r}")
+        limit = inputs.integer("limit", limit, optional=True)
+        offset = inputs.integer("offset", offset)
         ids = None if ids is None else inputs.ids(ids)
-        sql, params = compile_filters(self._record.id, where, where_document, contains_terms)
-        for _ in range(SNAPSHOT_RETRIES):
-            with self._db._reading() as cat:
-                self._require(cat)
-                if ids is not None:
-                    found = cat.rows_by_id(self._record.id, ids)
-                    if where is not None or where_document is not None:
-                        keep = {r[0] for r in cat.filtered(self._record.id, sql, params)}
-                        found = {k: v for k, v in found.items() if v[0] in keep}
-                    rows = [(i, *found[i]) for i in ids if i in found]
-                    rows = rows[offset:] if limit is None else rows[offset : offset + limit]
-                else:
-                    rows = cat.rows_where(self._record.id, sql, params, limit, offset)
-                vectors = None
-                if include_vectors:
-                    try:
-                        snap = self._snapshot(cat)
-                    except FileNotFoundError:
-                        continue
-                    vectors = snap.vectors_of([r[1:4] for r in rows], self.dim)
-                return GetResult(
-                    ids=[r[0] for r in rows],
-                    documents=[r[4] for r in rows],
-                    metadata=[records.unpack(r[5]) for r in rows],
-                    vectors=vectors,
-                )
-        raise self._vanished()
+        return self._reader.get(ids, where, where_document, limit, offset, include_vectors)
 
     def peek(self, n: int = 10) -> GetResult:
         """The first ``n`` rows in insertion order."""
@@ -423,16 +298,14 @@ class Collection(Writes, HybridSearch):
         """
         ranking = Ranking.of(mode, fusion, rrf_k, weight)
         texts = keywords(q, text, mode, many=False)
-        ann = _ann(mode, nprobe, refine, exact)
+        ann = AnnOptions.of(mode, nprobe, refine, exact)
+        k = inputs.top_k(k)
         if mode == "text":
-            return self._ranked(None, texts, k, where, where_document, ranking)[0]
-        if isinstance(q, str):
-            xq = self._embed([q], "query")
-        else:
-            xq = inputs.query_vector(q, self.dim)
+            return self._reader.ranked(None, texts, k, where, where_document, ranking)[0]
+        xq = self._query_vectors([q]) if isinstance(q, str) else inputs.query_vector(q, self.dim)
         if mode == "hybrid":
-            return self._ranked(xq, texts, k, where, where_document, ranking, ann)[0]
-        return self._search(xq, k, where, where_document, ann)[0]
+            return self._reader.ranked(xq, texts, k, where, where_document, ranking, ann)[0]
+        return self._reader.search(xq, k, where, where_document, ann)[0]
 
     def query_many(
         self,
@@ -460,58 +333,36 @@ class Collection(Writes, HybridSearch):
         """
         ranking = Ranking.of(mode, fusion, rrf_k, weight)
         texts = keywords(queries, text, mode, many=True)
-        ann = _ann(mode, nprobe, refine, exact)
+        ann = AnnOptions.of(mode, nprobe, refine, exact)
         k = inputs.top_k(k)
         if mode == "text":
             inputs.query_batch(len(texts), k)
-            return self._ranked(None, texts, k, where, where_document, ranking)
+            return self._reader.ranked(None, texts, k, where, where_document, ranking)
         if isinstance(queries, (list, tuple)) and queries and isinstance(queries[0], str):
             inputs.query_batch(len(queries), k)
-            xq = self._embed(queries, "query")
+            xq = self._query_vectors(queries)
         else:
             xq = inputs.matrix(queries, self.dim, what="queries")
             inputs.query_batch(len(xq), k)
         if mode == "hybrid":
-            return self._ranked(xq, texts, k, where, where_document, ranking, ann)
-        return self._search(xq, k, where, where_document, ann)
+            return self._reader.ranked(xq, texts, k, where, where_document, ranking, ann)
+        return self._reader.search(xq, k, where, where_document, ann)
+
+    def _query_vectors(self, texts: Sequence[str]) -> np.ndarray:
+        return self._embedder.embed(texts, "query")
 
     # -- the ANN index ------------------------------------------------------------------
 
     @property
     def index(self) -> specs.Spec:
         """The collection's index spec (``Flat()``, ``IVF(...)`` or ``IVFPQ(...)``)."""
-        with self._db._reading() as cat:
-            self._require(cat)
-            return self._index_spec(cat)
+        return self._reader.index_spec()
 
     def index_info(self) -> dict:
         """The spec and, once trained, the model's resolved parameters: ``kind``,
         ``trained``, ``nlist``, ``nprobe``, ``m``, ``nbits``, ``refine``, ``train_rows`` and
         ``indexed_rows`` (rows in lists; the rest are searched exactly)."""
-        for _ in range(SNAPSHOT_RETRIES):
-            with self._db._reading() as cat:
-                self._require(cat)
-                spec = self._index_spec(cat)
-                try:
-                    model = self._model(cat)
-                except FileNotFoundError:
-                    continue  # a retrain replaced the model after this transaction began
-                _, lists = cat.index_files(self._record.id)
-            break
-        else:
-            raise self._vanished()
-        info = {"kind": spec.kind, "spec": spec.to_json(), "trained": model is not None}
-        if model is not None:
-            info.update(
-                nlist=model.nlist,
-                nprobe=model.nprobe,
-                m=model.codebooks.shape[0],
-                nbits=int(model.codebooks.shape[1]).bit_length() - 1 if model.codebooks.size else 0,
-                refine=model.refine,
-                train_rows=model.train_rows,
-                indexed_rows=sum(r.nrows for r in lists.values()),
-            )
-        return info
+        return self._reader.index_info()
 
     def create_index(self, spec: specs.Spec) -> None:
         """Replace the collection's index spec, dropping any trained index.
@@ -521,180 +372,10 @@ class Collection(Writes, HybridSearch):
         else when it grows to them. ``Flat()`` returns the collection to exact search.
         Readers are never blocked: they search the old index until this commits.
         """
-        spec = specs.check(spec, self.dim)
-        with self._db._writing() as cat:
-            # fully synced: files are unlinked after this commit, which a power loss must
-            # never undo while the unlinks survive it
-            with cat.fully_synced(), cat.write():
-                self._require(cat)
-                record = cat.collection_by_id(self._record.id)
-                config = json.loads(record.config)
-                config["index"] = spec.to_json()
-                cat.set_config(self._record.id, json.dumps(config))
-                old = cat.drop_index(self._record.id)
-                cat.bump(self._record.id)
-            directory = self._db._collection_dir(self._record)
-            cache = self._db._segments.get(self._record.dir, {})
-            for name in old:
-                cache.pop(name, None)
-                remove_quietly(directory / name)
-            self._index_upkeep(cat)
-
-    # -- internals: reading -------------------------------------------------------------
-
-    def _require(self, cat: Catalog) -> None:
-        if cat.version(self._record.id, self._record.dir) is None:
-            raise CollectionNotFound(f"collection {self.name!r} was deleted")
-
-    def _vanished(self) -> CorruptStoreError:
-        return CorruptStoreError(
-            f"collection {self.name!r}: a segment file named by the catalog is missing from "
-            f"{self._db._collection_dir(self._record)}"
-        )
-
-    def _snapshot(self, cat: Catalog) -> flat.Snapshot:
-        """The snapshot for the catalog version visible in the current read transaction."""
-        coll = self._record.id
-        version = cat.version(coll, self._record.dir)
-        if version is None:
-            raise CollectionNotFound(f"collection {self.name!r} was deleted")
-        snap = self._db._snapshots.get(self._record.dir)
-        if snap is None or snap.version != version:
-            snap = flat.load_snapshot(
-                cat,
-                coll,
-                self._db._collection_dir(self._record),
-                self.dim,
-                version,
-                snap,
-                self._db._segments.setdefault(self._record.dir, {}),
-            )
-            self._db._snapshots[self._record.dir] = snap
-        return snap
-
-    def _search(
-        self, xq: np.ndarray, k: int, where: Any, where_document: Any, ann: AnnOptions
-    ) -> list[QueryResult]:
-        k = inputs.top_k(k)
-        filtered = where is not None or where_document is not None
-        sql, params = compile_filters(self._record.id, where, where_document, contains_terms)
-        for _ in range(SNAPSHOT_RETRIES):
-            with self._db._reading() as cat:
-                try:
-                    snap = self._snapshot(cat)
-                except FileNotFoundError:
-                    continue  # a compaction replaced a segment after our snapshot began
-                allowed = None
-                if filtered:
-                    allowed = snap.allowed_rids(cat.filtered_rids(self._record.id, sql, params))
-                scores, rids, counts = self._vector_topk(cat, snap, xq, k, allowed, ann)
-                found = cat.records(list(set(rids[rids >= 0].tolist())))
-            return [
-                self._result(scores[i, : counts[i]], rids[i, : counts[i]], found)
-                for i in range(len(xq))
-            ]
-        raise self._vanished()
-
-    def _vector_topk(
-        self,
-        cat: Catalog,
-        snap: flat.Snapshot,
-        xq: np.ndarray,
-        k: int,
-        allowed: list[np.ndarray] | None,
-        ann: AnnOptions,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The vector half of every query: ``(scores, rids, counts)`` as ``flat.search``,
-        through the ANN index unless ``ann.exact``."""
-        if ann.nprobe is not None or ann.refine is not None:
-            self._check_overrides(self._index_spec(cat), ann.nprobe, ann.refine)
-        return plan.search(
-            snap, xq, self.metric, k, allowed, nprobe=ann.nprobe, refine=ann.refine, exact=ann.exact
-        )
-
-    def _check_overrides(self, spec: specs.Spec, nprobe: Any, refine: Any) -> None:
-        if nprobe is not None and isinstance(spec, specs.Flat):
-            raise InvalidInput(
-                f"collection {self.name!r} has a Flat index (exact search): nprobe does not "
-                "apply; use create_index(vecstore.IVF()) or vecstore.IVFPQ() for an ANN index"
-            )
-        if refine is not None and not isinstance(spec, specs.IVFPQ):
-            raise InvalidInput(
-                f"refine applies to IVFPQ indexes; collection {self.name!r} has {spec.kind}"
-            )
-
-    def _result(self, scores: np.ndarray, rids: np.ndarray, found: dict) -> QueryResult:
-        rows = [found[int(r)] for r in rids]
-        return QueryResult(
-            ids=[r[0] for r in rows],
-            scores=np.ascontiguousarray(scores, dtype=np.float32),
-            documents=[r[1] for r in rows],
-            metadata=[records.unpack(r[2]) for r in rows],
-            metric=self.metric,
-        )
-
-    # -- internals: writing -------------------------------------------------------------
-
-    def _embed_documents(self, docs: list[str | None]) -> np.ndarray:
-        """Embed documents through the store's embedding cache: a text this encoder has
-        embedded before (in any collection of the store) is not embedded again. Callable
-        encoders are not cached (their name does not identify what they compute)."""
-        missing = [i for i, d in enumerate(docs) if d is None]
-        if missing:
-            raise InvalidInput(
-                f"row {missing[0]} has no document to embed; pass a document for every row, "
-                "or vectors"
-            )
-        key = hashlib.sha256(json.dumps(self._spec.to_json(), sort_keys=True).encode()).hexdigest()
-        hashes = [hashlib.sha256(d.encode("utf-8", "surrogatepass")).digest()[:16] for d in docs]
-        x = np.empty((len(docs), self.dim), dtype=np.float32)
-        rows_of: dict[bytes, list[int]] = {}
-        for i, h in enumerate(hashes):
-            rows_of.setdefault(h, []).append(i)
-        # A callable's spec (its name) does not identify what it computes: never cache it.
-        cacheable = self._spec.kind != "callable"
-        if cacheable:
-            with self._db._reading() as cat:
-                for h, vec in cat.cached_embeddings(key, list(rows_of)).items():
-                    x[rows_of.pop(h)] = np.frombuffer(vec, dtype="<f4")
-        todo = list(rows_of)  # distinct texts not in the cache, each embedded once
-        with self._db._progress(len(todo), "embedding") as advance:
-            for start in range(0, len(todo), EMBED_BATCH):
-                batch = todo[start : start + EMBED_BATCH]
-                fresh = self._embed([docs[rows_of[h][0]] for h in batch], "document")
-                for h, vec in zip(batch, fresh):
-                    x[rows_of[h]] = vec
-                if cacheable and not self._db.read_only:
-                    with self._db._writing() as cat, cat.write():
-                        cat.cache_embeddings(key, ((h, v.tobytes()) for h, v in zip(batch, fresh)))
-                advance(len(batch))
-        return x
+        self._writer.set_index(specs.check(spec, self.dim))
 
 
 def _batched(items: Iterable, n: int) -> Iterator[list]:
     it = iter(items)
     while batch := list(itertools.islice(it, n)):
         yield batch
-
-
-@dataclass(frozen=True)
-class AnnOptions:
-    """Query-time ANN parameters: None keeps the index's own."""
-
-    nprobe: int | None = None
-    refine: int | None = None
-    exact: bool = False
-
-
-def _ann(mode: str, nprobe: Any, refine: Any, exact: Any) -> AnnOptions:
-    for name, value in (("nprobe", nprobe), ("refine", refine)):
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or value < 1
-        ):
-            raise InvalidInput(f"{name} must be a positive int; got {value!r}")
-    if not isinstance(exact, bool):
-        raise InvalidInput(f"exact must be True or False; got {exact!r}")
-    opts = AnnOptions(nprobe, refine, exact)
-    if mode == "text" and opts != AnnOptions():
-        raise InvalidInput("nprobe, refine and exact apply to vector and hybrid queries, not text")
-    return opts

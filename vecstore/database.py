@@ -2,57 +2,42 @@
 
 A store directory holds ``catalog.db`` (SQLite, WAL), a ``LOCK`` file that serialises writers
 across processes, and ``collections/<dir>/`` folders of immutable segment files. The Database
-owns the catalog connection, the writer lock and the cache of mapped segments; it hands out
-``Collection`` objects. Thread-safe: one re-entrant lock guards every operation.
+is the public face of the store's engine (``store.Store``, which owns the catalog connection,
+the writer lock and the caches): it checks arguments, manages collections and hands out
+``Collection`` objects over the same engine. Thread-safe.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import threading
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from . import inputs, text
-from .collection import METRICS, Collection
-from .encoders.base import Encoder, resolve_encoder
+from . import inputs
+from .collection import Collection
+from .config import METRICS, CollectionConfig
+from .encoders.base import resolve_encoder
 from .errors import (
     CollectionExists,
     CollectionNotFound,
-    CorruptStoreError,
     DimensionMismatch,
-    DiskFullError,
     EncoderMismatch,
     InvalidInput,
-    LockTimeout,
-    ReadOnlyError,
-    StoreClosed,
-    StoreIOError,
-    StoreNotFound,
 )
 from .index import specs
-from .index.bm25 import PostingCache
-from .index.flat import Snapshot
 from .index.specs import Flat, Spec
-from .storage.catalog import Catalog, CollectionRecord
-from .storage.files import WriterLock, fsync_dir
-from .storage.segments import Segment
+from .storage.catalog import CollectionRecord
+from .storage.files import fsync_dir
+from .store import COLLECTIONS, Store
 
 if TYPE_CHECKING:
     from .audit import VerifyReport
     from .portable import ExportInfo
     from .storage.backup import BackupInfo
 
-CATALOG = "catalog.db"
-LOCK = "LOCK"
-COLLECTIONS = "collections"
 DURABILITY = ("full", "normal")
-PROGRESS_MIN = 500  # items of work before a progress bar is worth showing
 
 
 def open(
@@ -119,167 +104,21 @@ class Database:
     ):
         if durability not in DURABILITY:
             raise InvalidInput(f"durability must be one of {DURABILITY}; got {durability!r}")
-        if isinstance(seal_rows, bool) or not isinstance(seal_rows, int) or seal_rows < 1:
-            raise InvalidInput(f"seal_rows must be a positive int; got {seal_rows!r}")
+        seal_rows = inputs.integer("seal_rows", seal_rows, minimum=1)
         self.path = Path(path)
         self.read_only = read_only
         self.lock_timeout = float(lock_timeout)
         self.seal_rows = seal_rows
         self.progress = bool(progress)
-        self._lock = threading.RLock()
-        # Caches keyed by the collection's directory name, unique for every collection ever
-        # created (catalog ids can be reused after a delete).
-        self._segments: dict[str, dict[str, Segment]] = {}
-        self._snapshots: dict[str, Snapshot] = {}
-        self._encoders: dict[str, Encoder] = {}
-        self._text_cache = PostingCache()
-        self._broken: str | None = None
-        self._writer: WriterLock | None = None
-        catalog_path = self.path / CATALOG
-        if read_only or not create:
-            if not catalog_path.is_file():
-                raise StoreNotFound(f"no vecstore store at {self.path} (no {CATALOG})")
-        if read_only:
-            self._catalog = Catalog(
-                catalog_path, read_only=True, synchronous=durability, busy_timeout=self.lock_timeout
-            )
-            try:
-                self._catalog.check_schema()
-            except BaseException:
-                self._catalog.close()
-                raise
-            return
-        self._prepare_directory(catalog_path)
-        self._writer = WriterLock(self.path / LOCK)
-        try:
-            self._writer.acquire(self.lock_timeout)
-            try:
-                self._catalog = Catalog(
-                    catalog_path,
-                    read_only=False,
-                    synchronous=durability,
-                    busy_timeout=self.lock_timeout,
-                )
-                try:
-                    if self._catalog.is_empty() and any((self.path / COLLECTIONS).iterdir()):
-                        # An empty catalog beside collection data was emptied, not created:
-                        # migrating would start a new store and its cleanup delete the data.
-                        raise CorruptStoreError(
-                            f"catalog {catalog_path} is empty but {self.path / COLLECTIONS} "
-                            "holds collection files; refusing to open (restore the catalog "
-                            "from a backup)"
-                        )
-                    self._catalog.migrate(analyze=text.counts)
-                    self._catalog.check_schema()
-                    self._remove_orphans()
-                except BaseException:
-                    self._catalog.close()
-                    raise
-            finally:
-                self._writer.release()
-        except BaseException:
-            self._writer.close()
-            raise
-
-    def _prepare_directory(self, catalog_path: Path) -> None:
-        if self.path.exists() and not self.path.is_dir():
-            raise StoreNotFound(f"{self.path} exists and is not a directory")
-        if self.path.is_dir() and not catalog_path.exists():
-            stray = [p.name for p in self.path.iterdir() if p.name not in (LOCK, COLLECTIONS)]
-            if stray:
-                raise StoreNotFound(
-                    f"{self.path} is a non-empty directory without a vecstore catalog "
-                    f"(found {sorted(stray)[:3]}); open an empty or new directory"
-                )
-        self.path.mkdir(parents=True, exist_ok=True)
-        (self.path / COLLECTIONS).mkdir(exist_ok=True)
-
-    def _remove_orphans(self) -> None:
-        """Delete files no catalog row names: temp files and leftovers of interrupted writes.
-
-        Runs under the writer lock, so no other process can be between writing a file and
-        publishing it.
-        """
-        keep = self._catalog.segment_files()
-        root = self.path / COLLECTIONS
-        if not all(
-            (root / d).is_dir() and all((root / d / f).exists() for f in fs)
-            for d, fs in keep.items()
-        ):
-            # The catalog names a file that is not there: it is damaged, or the files are.
-            # Delete nothing; reads of what is missing raise CorruptStoreError.
-            return
-        for entry in root.iterdir():
-            if entry.name not in keep:
-                if entry.is_dir() and not entry.is_symlink():
-                    shutil.rmtree(entry, ignore_errors=True)
-                else:
-                    entry.unlink(missing_ok=True)
-                continue
-            for f in entry.iterdir():
-                if f.name not in keep[entry.name]:
-                    f.unlink(missing_ok=True)
-
-    # -- plumbing used by Collection ----------------------------------------------------
-
-    @contextmanager
-    def _reading(self) -> Iterator[Catalog]:
-        with self._lock:
-            self._check_open()
-            with self._catalog.read():
-                yield self._catalog
-
-    @contextmanager
-    def _writing(self) -> Iterator[Catalog]:
-        """Hold the thread lock and the cross-process writer lock (not yet a transaction)."""
-        with self._lock:
-            self._check_open()
-            if self.read_only:
-                raise ReadOnlyError(f"store {self.path} was opened read-only")
-            if self._broken:
-                raise StoreIOError(
-                    f"store {self.path} refuses writes after an earlier I/O failure "
-                    f"({self._broken}); close and reopen it"
-                )
-            self._writer.acquire(self.lock_timeout)
-            try:
-                yield self._catalog
-            except DiskFullError:
-                raise  # nothing was published or committed: the handle stays usable
-            except StoreIOError as exc:
-                # After a failed write or fsync the kernel may have dropped dirty pages:
-                # nothing written through this handle can be trusted any more.
-                self._broken = str(exc)
-                raise
-            finally:
-                self._writer.release()
-
-    @contextmanager
-    def _progress(
-        self, total: int, what: str, *, unit: str = "text", minimum: int = PROGRESS_MIN
-    ) -> Iterator[Callable[[int], None]]:
-        """A tqdm progress bar with an ETA for long work (if tqdm is installed and ``progress``
-        is on); yields a function to call with the number of units done."""
-        bar = None
-        if self.progress and total >= minimum:
-            try:
-                from tqdm.auto import tqdm
-            except ImportError:
-                pass
-            else:
-                bar = tqdm(total=total, desc=what, unit=unit, unit_scale=unit == "B", leave=False)
-        try:
-            yield (bar.update if bar is not None else lambda n: None)
-        finally:
-            if bar is not None:
-                bar.close()
-
-    def _check_open(self) -> None:
-        if self._catalog is None:
-            raise StoreClosed(f"store {self.path} is closed")
-
-    def _collection_dir(self, record: CollectionRecord) -> Path:
-        return self.path / COLLECTIONS / record.dir
+        self._store = Store(
+            self.path,
+            read_only=read_only,
+            durability=durability,
+            lock_timeout=self.lock_timeout,
+            seal_rows=seal_rows,
+            progress=self.progress,
+            create=create,
+        )
 
     # -- public API ---------------------------------------------------------------------
 
@@ -328,21 +167,20 @@ class Database:
             raise InvalidInput("create_collection needs dim=, or an encoder= to take it from")
         dim = inputs.dimension(dim)
         index = specs.check(Flat() if index is None else index, dim)
-        with self._writing() as cat:
+        config = CollectionConfig(dim, metric, index, spec)
+        with self._store.writing() as cat:
             if cat.collection_by_name(name) is not None:
                 raise CollectionExists(f"collection {name!r} already exists")
             dirname = f"{name}-{uuid.uuid4().hex[:12]}"
             directory = self.path / COLLECTIONS / dirname
             directory.mkdir(parents=True)
             fsync_dir(directory.parent)
-            config = {"dim": dim, "metric": metric, "index": index.to_json()}
-            if spec is not None:
-                config["encoder"] = spec.to_json()
             with cat.write():
-                coll = cat.insert_collection(name, dirname, dim, metric, json.dumps(config))
+                coll = cat.insert_collection(name, dirname, dim, metric, config.to_json())
+            record = cat.collection_by_id(coll)
             if enc is not None:
-                self._encoders[dirname] = enc
-            return Collection(self, cat.collection_by_id(coll))
+                self._store.replace_encoder(record, enc)
+            return Collection(self._store, record)
 
     def get_collection(self, name: str, *, encoder: Any = None) -> Collection:
         """The collection called ``name``; raises ``CollectionNotFound``.
@@ -351,7 +189,7 @@ class Database:
         ``encoder`` to supply it yourself (required for a callable encoder, which cannot be
         stored); it must match the stored spec, else ``EncoderMismatch``.
         """
-        with self._reading() as cat:
+        with self._store.reading() as cat:
             record = cat.collection_by_name(name) if isinstance(name, str) else None
         if record is None:
             raise CollectionNotFound(
@@ -359,10 +197,10 @@ class Database:
             )
         if encoder is not None:
             self._attach_encoder(record, encoder)
-        return Collection(self, record)
+        return Collection(self._store, record)
 
     def _attach_encoder(self, record: CollectionRecord, encoder: Any) -> None:
-        stored = Collection.stored_spec(record)
+        stored = CollectionConfig.of(record).encoder
         enc = resolve_encoder(encoder)
         if stored is None:
             raise EncoderMismatch(
@@ -375,8 +213,7 @@ class Database:
                 f"collection {record.name!r} was embedded with {stored.kind} encoder "
                 f"{stored.model!r}; the encoder given differs ({'; '.join(diffs)})"
             )
-        with self._lock:
-            self._encoders[record.dir] = enc
+        self._store.replace_encoder(record, enc)
 
     def get_or_create_collection(
         self,
@@ -389,7 +226,7 @@ class Database:
     ) -> Collection:
         """The collection ``name`` if it exists (it must match ``dim``, ``metric`` and
         ``encoder`` where given; ``index`` applies only to a new one), else a new one."""
-        with self._lock:
+        with self._store.lock:
             try:
                 coll = self.get_collection(name, encoder=encoder)
             except CollectionNotFound:
@@ -405,36 +242,33 @@ class Database:
 
     def list_collections(self) -> list[str]:
         """Names of every collection, sorted."""
-        with self._reading() as cat:
+        with self._store.reading() as cat:
             return [r.name for r in cat.collections()]
 
     def delete_collection(self, name: str) -> None:
         """Delete a collection and its files; raises ``CollectionNotFound``."""
-        with self._writing() as cat:
+        with self._store.writing() as cat:
             record = cat.collection_by_name(name) if isinstance(name, str) else None
             if record is None:
                 raise CollectionNotFound(f"no collection {name!r} in {self.path}")
             with cat.fully_synced(), cat.write():
                 cat.drop_collection(record.id)
-            self._segments.pop(record.dir, None)
-            self._snapshots.pop(record.dir, None)
-            self._encoders.pop(record.dir, None)
-            self._text_cache.drop(record.dir)
-            shutil.rmtree(self._collection_dir(record), ignore_errors=True)
+            self._store.forget(record)
+            shutil.rmtree(self._store.collection_dir(record), ignore_errors=True)
 
     def verify(self) -> VerifyReport:
         """Check every segment checksum and catalog invariant; the report lists what is
         wrong (``report.ok``, ``report.problems``) instead of raising for it."""
         from .audit import verify
 
-        return verify(self)
+        return verify(self._store)
 
     def backup(self, dest: str | os.PathLike) -> BackupInfo:
         """Copy the store to the new folder ``dest``: a consistent snapshot, taken while
         writers in any process go on writing; segment checksums are verified on the way."""
         from .storage.backup import copy_store
 
-        return copy_store(self._reading, self.path, Path(dest))
+        return copy_store(self._store.reading, self.path, Path(dest))
 
     def import_collection(
         self,
@@ -454,31 +288,7 @@ class Database:
 
     def close(self) -> None:
         """Close the store. Further use raises ``StoreClosed``. Closing twice is harmless."""
-        with self._lock:
-            if self._catalog is None:
-                return
-            self._segments.clear()
-            self._snapshots.clear()
-            self._encoders.clear()
-            self._text_cache = PostingCache()
-            # Closing the last connection checkpoints the WAL; serialise that with writers in
-            # other processes (SQLite's WAL-reset bug needs two at once). If another writer
-            # keeps the lock past the timeout, close anyway.
-            locked = False
-            if self._writer is not None:
-                try:
-                    self._writer.acquire(self.lock_timeout)
-                    locked = True
-                except LockTimeout:
-                    pass
-            try:
-                self._catalog.close()
-            finally:
-                self._catalog = None
-                if self._writer is not None:
-                    if locked:
-                        self._writer.release()
-                    self._writer.close()
+        self._store.close()
 
     def __enter__(self) -> Database:
         return self
@@ -488,12 +298,12 @@ class Database:
 
     def __del__(self) -> None:
         try:
-            self.close()
+            self._store.close()
         except Exception:
             pass
 
     def __repr__(self) -> str:
         state = (
-            "closed" if self._catalog is None else ("read-only" if self.read_only else "read-write")
+            "closed" if self._store.closed else ("read-only" if self.read_only else "read-write")
         )
         return f"<vecstore.Database {str(self.path)!r} {state}>"

@@ -26,11 +26,13 @@ from typing import TYPE_CHECKING, Any
 from . import inputs
 from .chunking import Chunking, TokenCounter, approximate_tokens, split
 from .errors import InvalidInput, MissingDependency, ReadOnlyError
-from .storage.filters import compile_filters, kind_of
+from .storage.filters import kind_of
 
 if TYPE_CHECKING:
     from .collection import Collection
     from .encoders.base import EncoderSpec
+    from .store import Store
+    from .writes import Writer
 
 FORMATS = {".txt": "text", ".md": "text", ".jsonl": "jsonl", ".csv": "csv"}
 # Metadata ingest adds to every row. A record field of the same name is refused, not
@@ -171,6 +173,8 @@ def find_files(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[P
 
 def ingest(
     coll: Collection,
+    writer: Writer,
+    store: Store,
     paths: Any,
     *,
     chunking: Chunking,
@@ -178,11 +182,11 @@ def ingest(
     encoding: str = "utf-8",
     batch_size: int = 256,
 ) -> IngestResult:
-    """Ingest files into an embedding collection: ``Collection.ingest`` documents it."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InvalidInput(f"batch_size must be a positive int; got {batch_size!r}")
-    if coll._db.read_only:
-        raise ReadOnlyError(f"store {coll._db.path} was opened read-only")
+    """Ingest files into an embedding collection through its ``writer``:
+    ``Collection.ingest`` documents it."""
+    inputs.integer("batch_size", batch_size, minimum=1)
+    if store.read_only:
+        raise ReadOnlyError(f"store {store.path} was opened read-only")
     if coll.encoder is None:
         raise InvalidInput(
             f"ingest embeds documents, but collection {coll.name!r} has no encoder: create "
@@ -207,15 +211,13 @@ def ingest(
     pending_bytes = 0  # of files read but not yet written: the bar moves when they are
 
     sizes = [_size(f) for f in files]
-    with coll._db._progress(
-        sum(sizes), "ingesting", unit="B", minimum=PROGRESS_MIN_BYTES
-    ) as advance:
+    with store.progress(sum(sizes), "ingesting", unit="B", minimum=PROGRESS_MIN_BYTES) as advance:
 
         def flush() -> None:
             nonlocal pending_bytes
             if group:
                 counts["rows_written"] += len(group_ids)
-                counts["rows_deleted"] += _write_group(coll, group)
+                counts["rows_deleted"] += _write_group(writer, group)
                 group.clear()
                 group_ids.clear()
             advance(pending_bytes)
@@ -442,7 +444,7 @@ def _storable(value: Any) -> Any:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _write_group(coll: Collection, group: list[_Source]) -> int:
+def _write_group(writer: Writer, group: list[_Source]) -> int:
     """Write the rows of whole files and delete their stale rows in one transaction; return
     how many stale rows were deleted.
 
@@ -453,28 +455,14 @@ def _write_group(coll: Collection, group: list[_Source]) -> int:
     ids = [i for s in group for i in s.ids]
     docs = [d for s in group for d in s.documents]
     metas = [m for s in group for m in s.metadata]
-    rows = coll._rows(ids, None, docs, metas) if ids else None  # validates and embeds
+    rows = writer.rows(ids, None, docs, metas) if ids else None  # validates and embeds
     stale = {
         "$and": [
             {"source": {"$in": [s.path for s in group]}},
             {"source_hash": {"$nin": [s.fingerprint for s in group]}},
         ]
     }
-    coll_id = coll._record.id
-    sql, params = compile_filters(coll_id, stale)
-
-    def apply(cat, pub) -> int:
-        coll._require(cat)
-        if rows is not None:
-            coll._insert(cat, pub, *rows, refuse_existing=False)
-        old = cat.filtered(coll_id, sql, params)
-        if old:
-            cat.release_vectors(old)
-            cat.delete_rows(coll_id, [r[0] for r in old])
-            cat.bump(coll_id)
-        return len(old)
-
-    return coll._write(apply)
+    return writer.replace_where(rows, stale)
 
 
 def _lazy_token_counter(coll: Collection) -> TokenCounter:
@@ -492,7 +480,7 @@ def _lazy_token_counter(coll: Collection) -> TokenCounter:
 def _token_counter(coll: Collection) -> TokenCounter:
     """Token counts with the collection's own tokenizer where it has one (sentence-transformers
     and transformers models); otherwise words and punctuation marks."""
-    spec: EncoderSpec | None = coll.stored_spec(coll._record)
+    spec: EncoderSpec | None = coll.encoder_spec
     if spec is None or spec.kind not in ("sentence-transformers", "transformers"):
         return approximate_tokens
     try:

@@ -40,6 +40,44 @@ def _utf8(text: str) -> bool:
     return True
 
 
+def integer(
+    name: str, value: Any, *, minimum: int = 0, maximum: int | None = None, optional: bool = False
+) -> int | None:
+    """An int argument (a bool is not one) within ``[minimum, maximum]``; None passes when
+    ``optional``."""
+    if value is None and optional:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, np.integer))
+        or value < minimum
+        or (maximum is not None and value > maximum)
+    ):
+        bound = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
+        none = " or None" if optional else ""
+        raise InvalidInput(f"{name} must be an int {bound}{none}; got {value!r}")
+    return int(value)
+
+
+def number(name: str, value: Any, *, minimum: float, maximum: float | None = None) -> float:
+    """A real-number argument (int or float, not bool, not NaN) within the bounds."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.integer, np.floating))
+        or not value >= minimum
+        or (maximum is not None and not value <= maximum)
+    ):
+        bound = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
+        raise InvalidInput(f"{name} must be a number {bound}; got {value!r}")
+    return float(value)
+
+
+def flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{name} must be True or False; got {value!r}")
+    return value
+
+
 def collection_name(name: Any) -> str:
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or ".." in name:
         raise InvalidInput(

@@ -4,7 +4,8 @@ JSON Lines: a header object naming the collection's settings, then one object pe
 its id, vector (a list of numbers: float32 values written exactly, so an import is
 bit-identical), document and metadata. Parquet (through pyarrow, optional) holds the same
 columns with the header in the schema metadata. Reads and writes the user's export files,
-never the store's: rows go through the public Collection API. Must not import ``cli``.
+never the store's: an export reads one snapshot through the collection's reader, an import
+writes through the public Collection API. Must not import ``cli``.
 """
 
 from __future__ import annotations
@@ -23,27 +24,23 @@ from .encoders.base import EncoderSpec, encoder_from_spec
 from .errors import (
     CollectionExists,
     CollectionNotFound,
-    CorruptStoreError,
     DimensionMismatch,
     EncoderMismatch,
     InvalidInput,
     MissingDependency,
 )
 from .index import specs
-from .results import GetResult
-from .storage import records, scan
 
 if TYPE_CHECKING:
     from .collection import Collection
     from .database import Database
-    from .index.flat import Snapshot
+    from .reader import Reader
     from .storage.catalog import Catalog
 
 FORMAT = "vecstore-export"
 VERSION = 1
 FORMATS = ("jsonl", "parquet")
 PAGE = 4096  # rows read or written at a time
-SNAPSHOT_RETRIES = 5
 PARQUET_MAGIC = b"PAR1"
 
 
@@ -71,7 +68,7 @@ def format_of(path: str | os.PathLike | None, format: str | None) -> str:
 
 
 def header(coll: Collection) -> dict[str, Any]:
-    spec = coll.stored_spec(coll._record)
+    spec = coll.encoder_spec
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -85,18 +82,19 @@ def header(coll: Collection) -> dict[str, Any]:
 
 
 def export(
-    coll: Collection, dest: str | os.PathLike | IO[bytes], *, format: str | None
+    coll: Collection, reader: Reader, dest: str | os.PathLike | IO[bytes], *, format: str | None
 ) -> ExportInfo:
     """Write every row of ``coll`` to ``dest`` (a path, or a binary file object), from one
-    consistent snapshot. A path is written under a temp name and renamed when complete."""
+    consistent snapshot read through ``reader``. A path is written under a temp name and
+    renamed when complete."""
     path = None if hasattr(dest, "write") else Path(dest)
     fmt = format_of(path, format)
     if path is None:
-        return _export_to(coll, dest, fmt)
+        return _export_to(coll, reader, dest, fmt)
     tmp = path.with_name(f".{path.name}.partial")
     try:
         with open(tmp, "wb") as fh:
-            info = _export_to(coll, fh, fmt)
+            info = _export_to(coll, reader, fh, fmt)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -104,50 +102,29 @@ def export(
     return info
 
 
-def _export_to(coll: Collection, fh: IO[bytes], fmt: str) -> ExportInfo:
+def _export_to(coll: Collection, reader: Reader, fh: IO[bytes], fmt: str) -> ExportInfo:
     # One read transaction for the header and every page: the file is one snapshot, however
     # the collection changes meanwhile.
-    for _ in range(SNAPSHOT_RETRIES):
-        with coll._db._reading() as cat:
-            coll._require(cat)
-            try:
-                snap = coll._snapshot(cat)
-            except FileNotFoundError:
-                continue  # a compaction replaced a segment after this snapshot began
-            head = header(coll)
-            pages = _pages(coll, cat, snap)
-            if fmt == "jsonl":
-                fh.write(_line(head))
-                n = 0
-                for got in pages:
-                    for i in range(len(got)):
-                        row = {
-                            "id": got.ids[i],
-                            "vector": got.vectors[i].tolist(),
-                            "document": got.documents[i],
-                            "metadata": got.metadata[i],
-                        }
-                        fh.write(_line(row))
-                    n += len(got)
-            else:
-                n = _write_parquet(fh, head, pages)
-        return ExportInfo(coll.name, n, fmt)
-    raise CorruptStoreError(
-        f"collection {coll.name!r}: segment files kept vanishing under {SNAPSHOT_RETRIES} "
-        "snapshots; retry the export"
-    )
+    def read(cat: Catalog) -> int:
+        pages = reader.pages(cat, PAGE)  # may start over: before anything is written
+        head = header(coll)
+        if fmt != "jsonl":
+            return _write_parquet(fh, head, pages)
+        fh.write(_line(head))
+        n = 0
+        for got in pages:
+            for i in range(len(got)):
+                row = {
+                    "id": got.ids[i],
+                    "vector": got.vectors[i].tolist(),
+                    "document": got.documents[i],
+                    "metadata": got.metadata[i],
+                }
+                fh.write(_line(row))
+            n += len(got)
+        return n
 
-
-def _pages(coll: Collection, cat: Catalog, snap: Snapshot) -> Iterator[GetResult]:
-    after = 0
-    while rows := scan.rows_after(cat, coll._record.id, after, PAGE):
-        yield GetResult(
-            ids=[r[0] for r in rows],
-            documents=[r[4] for r in rows],
-            metadata=[records.unpack(r[5]) for r in rows],
-            vectors=snap.vectors_of([r[1:4] for r in rows], coll.dim),
-        )
-        after = rows[-1][1]
+    return ExportInfo(coll.name, reader.consistent(read), fmt)
 
 
 def _line(obj: Any) -> bytes:
@@ -384,7 +361,7 @@ def _target(db: Database, head: dict, name: str, if_exists: str, where: str) -> 
             f"{where} holds dim={head['dim']}, metric={head['metric']!r}; collection {name!r} "
             f"has dim={coll.dim}, metric={coll.metric!r}"
         )
-    stored = coll.stored_spec(coll._record)
+    stored = coll.encoder_spec
     if (stored is None) != (spec is None) or (stored is not None and stored.differences(spec)):
         raise EncoderMismatch(
             f"{where} was embedded with {spec.model if spec else 'no encoder'!r}; collection "

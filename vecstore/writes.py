@@ -1,13 +1,17 @@
 """How a collection's writes reach disk: rows in one catalog transaction, vectors in new
 segment files published by it, then sealing and merging of segments.
 
-A mixin of ``Collection``; it composes storage and kernels and must not import
-``collection`` or ``database``.
+Every write is one transaction under the store's writer lock: new segment files are written
+and fsynced first, then the transaction registers them with the rows and commits, so a write
+is wholly visible or not at all, and durable when it returns. Small writes wait in the
+catalog's ``pending`` table and are sealed into segments as they accumulate; segments of a
+similar size are merged as they pile up. What the ANN index needs (when to train, on which
+sample, how rows enter its lists) is decided in ``index.upkeep``; this module runs the
+transactions and publishes the files. Must not import ``collection`` or ``database``.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import sqlite3
 import threading
@@ -17,53 +21,181 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from . import inputs, text
-from .errors import DiskFullError, DuplicateIdError, InvalidInput, StoreIOError, VecstoreError
+from .embedding import Embedder
+from .errors import (
+    DiskFullError,
+    DuplicateIdError,
+    IdNotFound,
+    InvalidInput,
+    StoreIOError,
+    VecstoreError,
+)
+from .index import ivf, specs, upkeep
+from .reader import Reader
 from .storage import records
 from .storage.annfiles import IndexFileRecord
 from .storage.arrays import SUFFIX as INDEX_SUFFIX
 from .storage.arrays import write_arrays
-from .storage.catalog import Catalog
+from .storage.catalog import Catalog, CollectionRecord
 from .storage.files import remove_quietly
+from .storage.filters import compile_filters
+from .storage.records import Location, RowBatch
 from .storage.segments import SUFFIX, write_segment
-
-if TYPE_CHECKING:
-    from .database import Database
-    from .storage.catalog import CollectionRecord
+from .store import SnapshotRace, Store
 
 MERGE_FACTOR = 4  # segments of one size tier merged together; bounds the segment count by log
 WRITE_BLOCK_ROWS = 4096  # rows gathered at a time when a merge streams a new segment
-RETRAIN_GROWTH = 4  # retrain an ANN index when the rows have grown this much since training
-RETRAIN_DRIFT = 1.5  # ... or when new rows sit this much farther from their centroids
 
 
-class Writes:
-    """The write internals of ``Collection``."""
+class Writer:
+    """The write side of one collection: each public method is one durable transaction."""
 
-    _db: Database
-    _record: CollectionRecord
+    def __init__(self, store: Store, record: CollectionRecord, reader: Reader, embedder: Embedder):
+        self._store = store
+        self._record = record
+        self._reader = reader
+        self._embedder = embedder
 
-    def _rows(self, ids: Any, vectors: Any, documents: Any, metadata: Any) -> tuple:
+    # -- batches ------------------------------------------------------------------------
+
+    def rows(self, ids: Any, vectors: Any, documents: Any, metadata: Any) -> RowBatch:
+        """Whole rows from a user's arguments, validated, with documents embedded where the
+        collection embeds and no vectors are given."""
         ids = inputs.ids(ids)
         n = len(ids)
         docs = inputs.documents(documents, n)
+        embeds = self._embedder.spec is not None
         if not n:
-            x = np.zeros((0, self.dim), np.float32)
+            x = np.zeros((0, self._record.dim), np.float32)
         elif vectors is not None:
-            x = inputs.matrix(vectors, self.dim, n=n)
-        elif self._spec is not None and documents is not None:
-            x = self._embed_documents(docs)
-        elif self._spec is not None:
-            raise InvalidInput(f"collection {self.name!r} needs documents to embed, or vectors")
+            x = inputs.matrix(vectors, self._record.dim, n=n)
+        elif embeds and documents is not None:
+            x = self._embedder.documents(docs)
+        elif embeds:
+            raise InvalidInput(
+                f"collection {self._record.name!r} needs documents to embed, or vectors"
+            )
         else:
-            raise InvalidInput(f"collection {self.name!r} needs vectors for every row")
+            raise InvalidInput(f"collection {self._record.name!r} needs vectors for every row")
         metas = inputs.metadata(metadata, n)
-        packed = [records.pack(m) for m in metas]
-        return ids, x, docs, metas, packed, [text.counts(d) for d in docs]
+        return RowBatch(
+            ids, x, docs, metas, [records.pack(m) for m in metas], [text.counts(d) for d in docs]
+        )
+
+    def changes(self, ids: Any, vectors: Any, documents: Any, metadata: Any) -> RowBatch:
+        """The fields an update replaces (None: left as they are), validated."""
+        ids = inputs.ids(ids)
+        n = len(ids)
+        x = None if vectors is None else inputs.matrix(vectors, self._record.dim, n=n)
+        docs = None if documents is None else inputs.documents(documents, n)
+        if x is None and docs is not None and self._embedder.spec is not None and n:
+            x = self._embedder.documents(docs)
+        metas = None if metadata is None else inputs.metadata(metadata, n)
+        return RowBatch(
+            ids,
+            x,
+            docs,
+            metas,
+            None if metas is None else [records.pack(m) for m in metas],
+            None if docs is None else [text.counts(d) for d in docs],
+        )
+
+    # -- the public writes --------------------------------------------------------------
+
+    def insert(self, rows: RowBatch, *, replace: bool) -> None:
+        """Add ``rows``; an existing id raises ``DuplicateIdError`` unless ``replace``."""
+        if len(rows):
+            self._write(lambda cat, pub: self._insert(cat, pub, rows, replace=replace))
+
+    def update(self, rows: RowBatch) -> None:
+        """Replace the fields ``rows`` gives of existing rows; ``IdNotFound`` if one is
+        missing (and nothing changes)."""
+        if not len(rows):
+            return
+
+        def apply(cat: Catalog, pub: _Publication) -> None:
+            self._reader.require(cat)
+            found = cat.locate(self._record.id, rows.ids)
+            missing = [i for i in rows.ids if i not in found]
+            if missing:
+                raise IdNotFound(
+                    f"update: {len(missing)} ids do not exist in {self._record.name!r}: "
+                    f"{missing[:5]}"
+                )
+            self._change(cat, pub, [found[i] for i in rows.ids], rows)
+
+        self._write(apply)
+
+    def delete(self, ids: list[str] | None, where: dict | None) -> int:
+        """Delete rows by id, by filter, or both (rows matching both); return how many."""
+        coll = self._record.id
+        sql, params = compile_filters(coll, where)
+
+        def apply(cat: Catalog, pub: _Publication) -> int:
+            self._reader.require(cat)
+            if ids is not None:
+                located = list(cat.locate(coll, ids).values())
+                if where is not None:
+                    keep = {loc.rid for loc in cat.filtered(coll, sql, params)}
+                    located = [loc for loc in located if loc.rid in keep]
+            else:
+                located = cat.filtered(coll, sql, params)
+            self._remove(cat, located)
+            return len(located)
+
+        return self._write(apply)
+
+    def replace_where(self, rows: RowBatch | None, stale: dict) -> int:
+        """Upsert ``rows`` and delete the rows matching ``stale`` that remain, in one
+        transaction (ingest replaces a changed file's rows so: a kill leaves its old rows or
+        its new ones, never a mix and never neither). Returns how many were deleted."""
+        coll = self._record.id
+        sql, params = compile_filters(coll, stale)
+
+        def apply(cat: Catalog, pub: _Publication) -> int:
+            self._reader.require(cat)
+            if rows is not None and len(rows):
+                self._insert(cat, pub, rows, replace=True)
+            old = cat.filtered(coll, sql, params)
+            self._remove(cat, old)
+            return len(old)
+
+        return self._write(apply)
+
+    def compact(self) -> None:
+        """Seal pending vectors and rewrite every segment into one, dropping deleted vectors."""
+        with self._store.writing() as cat:
+            with cat.read():
+                self._reader.require(cat)
+            self._seal(cat, force=True)
+            with cat.read():
+                segments = cat.segments(self._record.id)
+                dead = cat.dead_counts(self._record.id)
+            if len(segments) > 1 or dead:
+                self._rewrite(cat, [r.id for r in segments])
+            with cat.write():
+                cat.prune_terms(self._record.id)
+            cat.checkpoint()
+
+    def set_index(self, spec: specs.Spec) -> None:
+        """Replace the index spec, dropping any trained index, then train if due."""
+        with self._store.writing() as cat:
+            # fully synced: files are unlinked after this commit, which a power loss must
+            # never undo while the unlinks survive it
+            with cat.fully_synced(), cat.write():
+                config = self._reader.config(cat)
+                cat.set_config(self._record.id, config.with_index(spec).to_json())
+                old = cat.drop_index(self._record.id)
+                cat.bump(self._record.id)
+            self._store.remove_files(self._record, old)
+            self._index_upkeep(cat)
+
+    # -- transactions -------------------------------------------------------------------
 
     @contextmanager
     def _publishing(self, cat: Catalog) -> Iterator[_Publication]:
@@ -74,7 +206,7 @@ class Writes:
         commit, they are removed, unless an I/O error makes the outcome uncertain: then the
         next open's cleanup decides, by what the catalog names.
         """
-        pub = _Publication(cat, self._record.id, self._db._collection_dir(self._record))
+        pub = _Publication(cat, self._record.id, self._store.collection_dir(self._record))
         try:
             with cat.write():
                 yield pub
@@ -94,7 +226,7 @@ class Writes:
 
     def _write(self, apply: Callable[[Catalog, _Publication], Any]) -> Any:
         """Run ``apply`` in one write transaction, then seal and merge if due."""
-        with self._db._writing() as cat:
+        with self._store.writing() as cat:
             with self._publishing(cat) as pub:
                 result = apply(cat, pub)
             self._maintain(cat)
@@ -109,14 +241,70 @@ class Writes:
             self._merge(cat)
             self._index_upkeep(cat)
         except (VecstoreError, ValueError, MemoryError) as exc:
-            if isinstance(exc, StoreIOError) and not isinstance(exc, DiskFullError):
-                self._db._broken = str(exc)
+            if isinstance(exc, StoreIOError):
+                self._store.mark_broken(exc)
             warnings.warn(
-                f"collection {self.name!r}: the write succeeded, but tidying segments after "
-                f"it failed: {exc}",
+                f"collection {self._record.name!r}: the write succeeded, but tidying segments "
+                f"after it failed: {exc}",
                 RuntimeWarning,
-                stacklevel=4,
+                stacklevel=5,
             )
+
+    # -- rows ---------------------------------------------------------------------------
+
+    def _insert(self, cat: Catalog, pub: _Publication, rows: RowBatch, *, replace: bool) -> None:
+        self._reader.require(cat)
+        coll = self._record.id
+        if replace:
+            found = cat.locate(coll, rows.ids)
+            if found:
+                old = [j for j, i in enumerate(rows.ids) if i in found]
+                self._change(cat, pub, [found[rows.ids[j]] for j in old], rows.take(old))
+                new = [j for j, i in enumerate(rows.ids) if i not in found]
+                if not new:
+                    return
+                rows = rows.take(new)
+        start = cat.next_rid()
+        rids = range(start, start + len(rows))
+        seg, positions = self._place(cat, pub, rids, rows.vectors)
+        try:
+            cat.insert_rows(coll, rids, rows, seg, positions)
+        except sqlite3.IntegrityError:
+            # The unique index on (collection, id) is the duplicate check for add().
+            existing = cat.locate(coll, rows.ids)  # once: a lookup per id made this quadratic
+            dup = [i for i in rows.ids if i in existing]
+            raise DuplicateIdError(
+                f"add: {len(dup)} ids already exist in {self._record.name!r}: {dup[:5]}; use "
+                "upsert() to replace them"
+            ) from None
+        cat.bump(coll)
+
+    def _change(
+        self, cat: Catalog, pub: _Publication, located: list[Location], rows: RowBatch
+    ) -> None:
+        """Replace the fields ``rows`` gives (None: leave as is) of the located rows."""
+        rids = [loc.rid for loc in located]
+        if rows.vectors is not None:
+            cat.release_vectors(located)
+            seg, positions = self._place(cat, pub, rids, rows.vectors)
+            cat.set_location(rids, seg, positions)
+        if rows.documents is not None:
+            cat.set_documents(self._record.id, rids, rows.documents, rows.counts)
+        if rows.metadata is not None:
+            cat.set_metadata(self._record.id, rids, rows.metadata, rows.packed)
+        cat.bump(self._record.id)
+
+    def _remove(self, cat: Catalog, located: list[Location]) -> None:
+        if located:
+            cat.release_vectors(located)
+            cat.delete_rows(self._record.id, [loc.rid for loc in located])
+            cat.bump(self._record.id)
+
+    # -- segments -----------------------------------------------------------------------
+
+    def _seal_rows(self) -> int:
+        # Cap pending bytes per collection at about 8 MiB whatever the dimension.
+        return max(1, min(self._store.seal_rows, (8 << 20) // (4 * self._record.dim)))
 
     def _place(
         self, cat: Catalog, pub: _Publication, rids: Sequence[int], x: np.ndarray
@@ -133,18 +321,17 @@ class Writes:
     ) -> tuple[int, Sequence[int]]:
         """Write rows into a new segment: in list order, with their list file, when the
         collection has an ANN model (so new rows are indexed at once)."""
-        from .index import ivf
         from .kernels.exact import row_norms
 
         norms = row_norms(x)
         try:
-            model = self._model(cat)
-        except FileNotFoundError:  # nothing unlinks files while this writer holds the lock
-            raise self._vanished() from None
+            model = self._store.model(cat, self._record)
+        except SnapshotRace:  # nothing unlinks files while this writer holds the lock
+            raise self._reader.vanished() from None
         if model is None:
             return pub.segment([x], norms, rids, background=background), range(len(rids))
-        lists, codes, err = ivf.encode(model, x, norms)
-        order, offsets = ivf.list_order(lists, model.nlist)
+        listed = upkeep.list_new_rows(model, x, norms)
+        order = listed.order
         positions = np.empty(len(order), dtype=np.int64)
         positions[order] = np.arange(len(order))
         seg = pub.segment(
@@ -152,83 +339,12 @@ class Writes:
             norms[order],
             rids[order],
             background=background,
-            lists=(model.file, offsets, codes[order], err),
+            lists=(model.file, listed.offsets, listed.codes[order], listed.err),
         )
         return seg, positions
 
-    def _insert(
-        self,
-        cat: Catalog,
-        pub: _Publication,
-        ids,
-        x,
-        docs,
-        metas,
-        packed,
-        counts,
-        *,
-        refuse_existing: bool,
-    ) -> None:
-        self._require(cat)
-        coll = self._record.id
-        if not refuse_existing:
-            found = cat.locate(coll, ids)
-            if found:
-                old = [j for j, i in enumerate(ids) if i in found]
-                self._change(
-                    cat,
-                    pub,
-                    [found[ids[j]] for j in old],
-                    x[old],
-                    [docs[j] for j in old],
-                    [metas[j] for j in old],
-                    [packed[j] for j in old],
-                    [counts[j] for j in old],
-                )
-                new = [j for j, i in enumerate(ids) if i not in found]
-                if not new:
-                    return
-                ids, x = [ids[j] for j in new], x[new]
-                docs, metas = [docs[j] for j in new], [metas[j] for j in new]
-                packed, counts = [packed[j] for j in new], [counts[j] for j in new]
-        start = cat.next_rid()
-        rids = range(start, start + len(ids))
-        seg, positions = self._place(cat, pub, rids, x)
-        try:
-            cat.insert_rows(coll, rids, ids, seg, positions, docs, metas, packed, counts)
-        except sqlite3.IntegrityError:
-            # The unique index on (collection, id) is the duplicate check for add().
-            existing = cat.locate(coll, ids)  # once: a lookup per id made this quadratic
-            dup = [i for i in ids if i in existing]
-            raise DuplicateIdError(
-                f"add: {len(dup)} ids already exist in {self.name!r}: {dup[:5]}; use upsert() "
-                "to replace them"
-            ) from None
-        cat.bump(coll)
-
-    def _change(
-        self, cat: Catalog, pub: _Publication, located: list, x, docs, metas, packed, counts
-    ) -> None:
-        """Replace fields of existing rows ``(rid, seg, pos)``; None means leave as is.
-        ``counts`` are the analysed ``docs`` (their keyword postings)."""
-        rids = [r[0] for r in located]
-        if x is not None:
-            cat.release_vectors(located)
-            seg, positions = self._place(cat, pub, rids, x)
-            cat.set_location(rids, seg, positions)
-        if docs is not None:
-            cat.set_documents(self._record.id, rids, docs, counts)
-        if metas is not None:
-            cat.set_metadata(self._record.id, rids, metas, packed)
-        cat.bump(self._record.id)
-
-    def _seal_rows(self) -> int:
-        # Cap pending bytes per collection at about 8 MiB whatever the dimension.
-        return max(1, min(self._db.seal_rows, (8 << 20) // (4 * self.dim)))
-
     def _seal(self, cat: Catalog, *, force: bool) -> None:
         """Move pending vectors into a new segment once enough have accumulated."""
-
         coll = self._record.id
         with cat.read():
             count = cat.pending_count(coll)
@@ -238,7 +354,7 @@ class Writes:
             pending = cat.pending(coll)
             blobs = cat.pending_vectors([p for p, _ in pending])
             x = np.frombuffer(b"".join(blobs[p] for p, _ in pending), dtype="<f4")
-            x = x.reshape(len(pending), self.dim)
+            x = x.reshape(len(pending), self._record.dim)
             rids = [r for _, r in pending]
             seg, positions = self._new_segment(cat, pub, np.asarray(rids, dtype=np.int64), x)
             cat.set_location(rids, seg, positions)
@@ -251,10 +367,10 @@ class Writes:
         base = self._seal_rows()
         for _ in range(64):
             with cat.read():
-                records = cat.segments(self._record.id)
+                segments = cat.segments(self._record.id)
                 dead = cat.dead_counts(self._record.id)
             tiers: dict[int, list[int]] = {}
-            for rec in records:
+            for rec in segments:
                 live = rec.info.count - dead.get(rec.id, 0)
                 if live * 2 < rec.info.count:
                     tiers.setdefault(-1, []).append(rec.id)
@@ -279,12 +395,9 @@ class Writes:
         record of a newly trained model) replaces the current one: then ``seg_ids`` must be
         every segment, and all rows are encoded afresh.
         """
-        from .index import ivf
-
         coll = self._record.id
-        directory = self._db._collection_dir(self._record)
         with cat.fully_synced(), self._publishing(cat) as pub:
-            snap = self._snapshot(cat)
+            snap = self._reader.snapshot(cat)
             parts = {p.seg: p for p in snap.parts}
             old_files = [r.info.file for r in cat.segments(coll) if r.id in set(seg_ids)]
             if model is not None:
@@ -303,132 +416,55 @@ class Writes:
                     norms[sel] = parts[int(s)].norms[pos[sel]]
                 lists = None
                 if current is not None:
-                    order, offsets, codes, err = self._list_rows(
-                        current,
-                        parts,
-                        segs,
-                        pos,
-                        norms,
-                        None if model else cat.index_files(coll)[1],
-                    )
+                    reuse = None if model else cat.index_files(coll)[1]
+                    listed = upkeep.list_stored_rows(current, parts, segs, pos, norms, reuse)
+                    order = listed.order
                     rids, segs, pos, norms = rids[order], segs[order], pos[order], norms[order]
-                    lists = (current.file, offsets, codes[order], err)
-
-                def blocks() -> Iterator[np.ndarray]:
-                    for i in range(0, len(rids), WRITE_BLOCK_ROWS):
-                        s_, p_ = segs[i : i + WRITE_BLOCK_ROWS], pos[i : i + WRITE_BLOCK_ROWS]
-                        out = np.empty((len(p_), self.dim), dtype=np.float32)
-                        for s in np.unique(s_):
-                            sel = s_ == s
-                            out[sel] = parts[int(s)].vectors[p_[sel]]
-                        yield out
-
-                seg = pub.segment(blocks(), norms, rids, lists=lists)
+                    lists = (current.file, listed.offsets, listed.codes[order], listed.err)
+                blocks = _gather(parts, segs, pos, self._record.dim)
+                seg = pub.segment(blocks, norms, rids, lists=lists)
                 cat.set_location(rids, seg, range(len(rids)))
             old_files += cat.drop_segments(seg_ids)
             cat.bump(coll)
-        cache = self._db._segments.get(self._record.dir, {})
-        for name in old_files:
-            cache.pop(name, None)
-            remove_quietly(directory / name)
+        self._store.remove_files(self._record, old_files)
 
-    def _list_rows(self, model, parts, segs, pos, norms, reuse: dict | None):
-        """List order, CSR offsets, codes (in input order) and summed residual of the rows
-        ``(segs, pos)``: taken from their segments' list files (``reuse``: records by
-        segment) when those were written under ``model``, else encoded from the vectors, a
-        block at a time."""
-        from .index import ivf
-
-        n = len(segs)
-        lists = np.empty(n, dtype=np.int64)
-        codes = np.empty((n, model.codebooks.shape[0]), dtype=np.uint8)
-        err = 0.0
-        for s in np.unique(segs):
-            sel = np.flatnonzero(segs == s)
-            part = parts[int(s)]
-            rec = (reuse or {}).get(int(s))
-            if rec is not None and part.offsets is not None:
-                p = pos[sel]
-                lists[sel] = np.searchsorted(part.offsets, p, side="right") - 1
-                codes[sel] = part.codes[p]
-                err += rec.err * len(sel) / max(rec.nrows, 1)
-                continue
-            for i in range(0, len(sel), 65_536):
-                chunk = sel[i : i + 65_536]
-                x = np.ascontiguousarray(part.vectors[pos[chunk]])
-                lists[chunk], codes[chunk], e = ivf.encode(model, x, norms[chunk])
-                err += e
-        order, offsets = ivf.list_order(lists, model.nlist)
-        return order, offsets, codes, err
-
-    def _index_spec(self, cat: Catalog):
-        from .index import specs
-
-        record = cat.collection_by_id(self._record.id)
-        return specs.from_json(json.loads(record.config).get("index")) if record else None
+    # -- the ANN index ------------------------------------------------------------------
 
     def _index_upkeep(self, cat: Catalog) -> None:
-        """Train the ANN index once the collection reaches its spec's ``min_rows``, and
-        retrain it when the rows have grown ``RETRAIN_GROWTH``-fold since training or their
-        coarse residuals have drifted ``RETRAIN_DRIFT``-fold above the training sample's."""
-        from .index import specs
-
+        """Train the ANN index when ``index.upkeep`` says it is due."""
         with cat.read():
-            spec = self._index_spec(cat)
-            threshold = specs.min_rows(spec) if spec is not None else None
-            if threshold is None:
+            spec = self._reader.config(cat).index
+            if isinstance(spec, specs.Flat):
                 return
             nrows = cat.count(self._record.id, "1", [])
             model, lists = cat.index_files(self._record.id)
-        if nrows < threshold:
-            return
-        if model is not None:
-            grown = nrows >= RETRAIN_GROWTH * model.nrows
-            indexed = sum(r.nrows for r in lists.values())
-            mean_err = sum(r.err for r in lists.values()) / max(indexed, 1)
-            drifted = indexed >= model.nrows // 2 and mean_err > RETRAIN_DRIFT * model.err
-            if not (grown or drifted):
-                return
-        self._train(cat, spec, nrows)
+        if upkeep.training_due(spec, nrows, model, lists):
+            self._train(cat, spec, nrows)
 
-    def _train(self, cat: Catalog, spec, nrows: int) -> None:
+    def _train(self, cat: Catalog, spec: specs.Spec, nrows: int) -> None:
         """Train a model on a uniform sample of the live rows, then rewrite every segment
         under it in one transaction. Holds the writer lock, not a catalog transaction, while
         training: readers go on searching the old index (or exactly) meanwhile."""
-        from .index import ivf, specs
-
         self._seal(cat, force=True)
         with cat.read():
-            snap = self._snapshot(cat)
+            snap = self._reader.snapshot(cat)
             seg_ids = [r.id for r in cat.segments(self._record.id)]
             live = cat.live_in_segments(self._record.id, seg_ids)
-        nlist = spec.nlist or specs.default_nlist(nrows)
-        want = nlist * specs.TRAIN_POINTS_PER_LIST + ivf.TUNE_QUERIES
-        if isinstance(spec, specs.IVFPQ):
-            want = max(want, specs.PQ_TRAIN_ROWS + ivf.TUNE_QUERIES)
-        rng = np.random.default_rng(len(live))
-        pick = rng.permutation(len(live))[: min(want, len(live))]
-        parts = {p.seg: p for p in snap.parts}
-        chosen = live[np.sort(pick)]
+        sample = upkeep.training_sample(spec, nrows, {p.seg: p for p in snap.parts}, live)
         del live
-        sample = np.empty((len(chosen), self.dim), dtype=np.float32)
-        for s in np.unique(chosen[:, 1]):
-            sel = chosen[:, 1] == s
-            sample[sel] = parts[int(s)].vectors[chosen[sel, 2]]
-        sample = sample[rng.permutation(len(sample))]  # train() holds out its last rows
-        arrays, meta = ivf.train(sample, self.metric, spec, nrows)
+        arrays, meta = ivf.train(sample, self._record.metric, spec, nrows)
         self._rewrite(cat, seg_ids, model=(arrays, meta))
 
-    def _model(self, cat: Catalog):
-        """The collection's ANN model, or None (read inside the current transaction)."""
-        from .index import flat
 
-        return flat.load_model(
-            cat,
-            self._record.id,
-            self._db._collection_dir(self._record),
-            self._db._segments.setdefault(self._record.dir, {}),
-        )
+def _gather(parts: dict, segs: np.ndarray, pos: np.ndarray, dim: int) -> Iterator[np.ndarray]:
+    """The vectors of rows ``(segs, pos)``, ``WRITE_BLOCK_ROWS`` at a time."""
+    for i in range(0, len(segs), WRITE_BLOCK_ROWS):
+        s_, p_ = segs[i : i + WRITE_BLOCK_ROWS], pos[i : i + WRITE_BLOCK_ROWS]
+        out = np.empty((len(p_), dim), dtype=np.float32)
+        for s in np.unique(s_):
+            sel = s_ == s
+            out[sel] = parts[int(s)].vectors[p_[sel]]
+        yield out
 
 
 class _Publication:

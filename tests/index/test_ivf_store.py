@@ -447,7 +447,20 @@ def test_retrain_after_growth(store, kind):
     assert len(models) == 1 and len(lists) >= 1  # the old model's files are gone
 
 
-def test_snapshots_share_the_model_until_it_is_retrained(store):
+@pytest.fixture
+def searched(monkeypatch) -> list:
+    """The snapshots queries are planned over, in order (seen where the planner gets them)."""
+    from vecstore.index import plan
+
+    seen = []
+    search = plan.search
+    monkeypatch.setattr(
+        plan, "search", lambda snap, *a, **kw: seen.append(snap) or search(snap, *a, **kw)
+    )
+    return seen
+
+
+def test_snapshots_share_the_model_until_it_is_retrained(store, searched):
     # A model derives arrays of its own when read (int8 centroids, transposed codebooks):
     # a new snapshot after a write reuses it, and only a new model file makes a new one.
     x = embeddings(4600, seed=7)
@@ -457,7 +470,7 @@ def test_snapshots_share_the_model_until_it_is_retrained(store):
 
     def model():
         c.query(x[0], k=3)
-        snap = store._snapshots[c._record.dir]
+        snap = searched[-1]
         return snap.version, snap.model
 
     version, first = model()
@@ -470,7 +483,7 @@ def test_snapshots_share_the_model_until_it_is_retrained(store):
     assert model()[1] is not first
 
 
-def test_snapshots_carry_over_what_they_derive_from_list_files(store, monkeypatch):
+def test_snapshots_carry_over_what_they_derive_from_list_files(store, monkeypatch, searched):
     # Per segment, a snapshot checks its list file against the model (a pass over its codes)
     # and lays 4-bit codes out for fast-scan: a new snapshot after a write reuses both for
     # the segments it shares with the previous one, and does that work only for new files.
@@ -487,7 +500,7 @@ def test_snapshots_carry_over_what_they_derive_from_list_files(store, monkeypatc
 
     def layouts():
         c.query(x[0], k=3)
-        snap = store._snapshots[c._record.dir]
+        snap = searched[-1]
         indexed = [p for p in snap.parts if p.codes is not None]
         return {p.seg: snap.fast_layout(p) for p in indexed}, len(checked)
 

@@ -28,22 +28,22 @@ def parts_of(total_bytes: int, count: int = 2) -> tuple[list[flat.Part], list[in
 
 def test_a_collection_up_to_the_mapped_bound_keeps_its_pages():
     parts, released = parts_of(plan.MAPPED_OK_BYTES)
-    snap = flat.Snapshot(1, parts)
+    pages = plan.ResidentPages()
     for _ in range(50):
-        plan._bound_resident(snap, parts, 100)
+        pages.charge(parts, 100)
     assert released == []
 
 
 def test_a_larger_one_releases_once_reranking_may_have_mapped_the_budget():
     parts, released = parts_of(2 * plan.MAPPED_OK_BYTES)
-    snap = flat.Snapshot(1, parts)
-    per_release = plan.RERANK_RESIDENT_BYTES // plan._FAULT_AROUND + 1  # rows
+    pages = plan.ResidentPages()
+    per_release = plan.RERANK_RESIDENT_BYTES // plan.FAULT_AROUND + 1  # rows
     for _ in range(per_release - 1):
-        plan._bound_resident(snap, parts, 1)
+        pages.charge(parts, 1)
     assert released == []
-    plan._bound_resident(snap, parts, 1)
+    pages.charge(parts, 1)
     assert released == [0, 1]  # every segment, once
-    plan._bound_resident(snap, parts, 1)
+    pages.charge(parts, 1)
     assert released == [0, 1]  # the count starts again
 
 

@@ -674,140 +674,143 @@ def meta(n: int) -> dict:
 # (name, a call at the limit or None where that is too slow to show, a call past it,
 # the words of the message naming the limit). Calls take the collection and its database.
 LIMITS = [
-    ("k", lambda c: c.query(Q, k=K), lambda c: c.query(Q, k=K + 1), f"from 1 to {K}"),
+    ("k", lambda c, db: c.query(Q, k=K), lambda c, db: c.query(Q, k=K + 1), f"from 1 to {K}"),
     (
         "k of query_many",
-        lambda c: c.query_many([Q], k=K),
-        lambda c: c.query_many([Q], k=K + 1),
+        lambda c, db: c.query_many([Q], k=K),
+        lambda c, db: c.query_many([Q], k=K + 1),
         f"from 1 to {K}",
     ),
     (
         "k of a text query",
-        lambda c: c.query("one", mode="text", k=K),
-        lambda c: c.query("one", mode="text", k=K + 1),
+        lambda c, db: c.query("one", mode="text", k=K),
+        lambda c, db: c.query("one", mode="text", k=K + 1),
         f"from 1 to {K}",
     ),
     (
         "dim",
-        lambda c: c._db.create_collection("wide", dim=DIM),
-        lambda c: c._db.create_collection("wide", dim=DIM + 1),
+        lambda c, db: db.create_collection("wide", dim=DIM),
+        lambda c, db: db.create_collection("wide", dim=DIM + 1),
         f"from 1 to {DIM}",
     ),
     (
         "ids per add",
         None,
-        lambda c: c.add([str(i) for i in range(BATCH + 1)], vectors=np.zeros((1, 4))),
+        lambda c, db: c.add([str(i) for i in range(BATCH + 1)], vectors=np.zeros((1, 4))),
         f"at most {BATCH} ids",
     ),
     (
         "ids per upsert",
         None,
-        lambda c: c.upsert([str(i) for i in range(BATCH + 1)], vectors=np.zeros((1, 4))),
+        lambda c, db: c.upsert([str(i) for i in range(BATCH + 1)], vectors=np.zeros((1, 4))),
         f"at most {BATCH} ids",
     ),
     (
         "ids per update",
         None,
-        lambda c: c.update([str(i) for i in range(BATCH + 1)], metadata=[{}]),
+        lambda c, db: c.update([str(i) for i in range(BATCH + 1)], metadata=[{}]),
         f"at most {BATCH} ids",
     ),
     (
         "ids per delete",
         None,
-        lambda c: c.delete([str(i) for i in range(BATCH + 1)]),
+        lambda c, db: c.delete([str(i) for i in range(BATCH + 1)]),
         f"at most {BATCH} ids",
     ),
     (
         "ids per get",
-        lambda c: c.get([str(i) for i in range(BATCH)]),
-        lambda c: c.get([str(i) for i in range(BATCH + 1)]),
+        lambda c, db: c.get([str(i) for i in range(BATCH)]),
+        lambda c, db: c.get([str(i) for i in range(BATCH + 1)]),
         f"at most {BATCH} ids",
     ),
     (
         "queries per query_many",
         None,
-        lambda c: c.query_many(np.ones((QUERIES + 1, 4)), k=1),
+        lambda c, db: c.query_many(np.ones((QUERIES + 1, 4)), k=1),
         f"at most {QUERIES} queries",
     ),
     (
         "results per query_many",
-        lambda c: c.query_many(np.ones((RESULTS // K, 4)), k=K),
-        lambda c: c.query_many(np.ones((RESULTS // K + 1, 4)), k=K),
+        lambda c, db: c.query_many(np.ones((RESULTS // K, 4)), k=K),
+        lambda c, db: c.query_many(np.ones((RESULTS // K + 1, 4)), k=K),
         f"the limit is {RESULTS}",
     ),
     (
         "keyword queries per query_many",
         None,
-        lambda c: c.query_many(["one"] * (QUERIES + 1), mode="text", k=1),
+        lambda c, db: c.query_many(["one"] * (QUERIES + 1), mode="text", k=1),
         f"at most {QUERIES} queries",
     ),
     (
         "id bytes",
-        lambda c: c.add(["x" * ID], vectors=[Q]),
-        lambda c: c.add(["x" * (ID + 1)], vectors=[Q]),
+        lambda c, db: c.add(["x" * ID], vectors=[Q]),
+        lambda c, db: c.add(["x" * (ID + 1)], vectors=[Q]),
         f"at most {ID} bytes",
     ),
     (
         "id bytes, multibyte",
-        lambda c: c.add(["é" * (ID // 2)], vectors=[Q]),
-        lambda c: c.add(["é" * (ID // 2 + 1)], vectors=[Q]),
+        lambda c, db: c.add(["é" * (ID // 2)], vectors=[Q]),
+        lambda c, db: c.add(["é" * (ID // 2 + 1)], vectors=[Q]),
         f"at most {ID} bytes",
     ),
     (
         "metadata key",
-        lambda c: c.add(["m"], vectors=[Q], metadata=[{"k" * KEY: 1}]),
-        lambda c: c.add(["m"], vectors=[Q], metadata=[{"k" * (KEY + 1): 1}]),
+        lambda c, db: c.add(["m"], vectors=[Q], metadata=[{"k" * KEY: 1}]),
+        lambda c, db: c.add(["m"], vectors=[Q], metadata=[{"k" * (KEY + 1): 1}]),
         f"at most {KEY} characters",
     ),
     (
         "metadata bytes",
-        lambda c: c.add(["m"], vectors=[Q], metadata=[meta(MAX_META_BYTES)]),
-        lambda c: c.add(["m"], vectors=[Q], metadata=[meta(MAX_META_BYTES + 1)]),
+        lambda c, db: c.add(["m"], vectors=[Q], metadata=[meta(MAX_META_BYTES)]),
+        lambda c, db: c.add(["m"], vectors=[Q], metadata=[meta(MAX_META_BYTES + 1)]),
         f"the limit is {MAX_META_BYTES}",
     ),
     (
         "metadata nesting",
-        lambda c: c.add(["m"], vectors=[Q], metadata=[{"a": [1, "x", None]}]),
-        lambda c: c.add(["m"], vectors=[Q], metadata=[{"a": [[1]]}]),
+        lambda c, db: c.add(["m"], vectors=[Q], metadata=[{"a": [1, "x", None]}]),
+        lambda c, db: c.add(["m"], vectors=[Q], metadata=[{"a": [[1]]}]),
         "or a list of those",
     ),
     (
         "document bytes",
         None,
-        lambda c: c.add(["d"], vectors=[Q], documents=["x" * (inputs.MAX_DOCUMENT_BYTES + 1)]),
+        lambda c, db: c.add(["d"], vectors=[Q], documents=["x" * (inputs.MAX_DOCUMENT_BYTES + 1)]),
         f"larger than {inputs.MAX_DOCUMENT_BYTES >> 20} MiB",
     ),
     (
         "filter depth",
-        lambda c: c.count(nested(filters.MAX_DEPTH)),
-        lambda c: c.count(nested(filters.MAX_DEPTH + 1)),
+        lambda c, db: c.count(nested(filters.MAX_DEPTH)),
+        lambda c, db: c.count(nested(filters.MAX_DEPTH + 1)),
         f"deeper than {filters.MAX_DEPTH} levels",
     ),
     (
         "$in values",
-        lambda c: c.count({"k": {"$in": list(range(filters.MAX_IN_VALUES))}}),
-        lambda c: c.count({"k": {"$in": list(range(filters.MAX_IN_VALUES + 1))}}),
+        lambda c, db: c.count({"k": {"$in": list(range(filters.MAX_IN_VALUES))}}),
+        lambda c, db: c.count({"k": {"$in": list(range(filters.MAX_IN_VALUES + 1))}}),
         f"at most {filters.MAX_IN_VALUES} values",
     ),
     (
         "filter size",
         # compiled only: running 6,000 subqueries takes seconds
-        lambda c: compile_filters(1, {"$or": [{"k": i} for i in range(filters.MAX_PARAMS // 5)]}),
-        lambda c: c.count({"$or": [{"k": i} for i in range(filters.MAX_PARAMS // 5 + 1)]}),
+        lambda c, db: compile_filters(1, {"$or": [{"k": i} for i in range(filters.MAX_PARAMS // 5)]}),
+        lambda c, db: c.count({"$or": [{"k": i} for i in range(filters.MAX_PARAMS // 5 + 1)]}),
         f"the limit is {filters.MAX_PARAMS}",
     ),
 ]
 
 
 @pytest.mark.parametrize("name, at_limit, past_limit, words", LIMITS, ids=[x[0] for x in LIMITS])
-def test_limits(coll, name, at_limit, past_limit, words):
-    before = state(coll)
-    with pytest.raises(vecstore.InvalidInput) as info:
-        past_limit(coll)
-    assert words in str(info.value), str(info.value)[:300]
-    assert state(coll) == before
-    if at_limit is not None:
-        at_limit(coll)
+def test_limits(tmp_path, name, at_limit, past_limit, words):
+    with vecstore.open(tmp_path / "store", durability="normal") as db:
+        coll = db.create_collection("c", dim=4)
+        coll.add(["a", "b", "c"], vectors=np.eye(4)[:3], documents=["one", "two", "three"])
+        before = state(coll)
+        with pytest.raises(vecstore.InvalidInput) as info:
+            past_limit(coll, db)
+        assert words in str(info.value), str(info.value)[:300]
+        assert state(coll) == before
+        if at_limit is not None:
+            at_limit(coll, db)
 
 
 def test_metadata_helper_packs_to_the_size_asked():

@@ -16,6 +16,11 @@ def test_connections_use_a_bounded_larger_page_cache(tmp_path):
     # on every query. A writer's and a read-only connection both get the larger bound.
     with vecstore.open(tmp_path, progress=False) as db:
         db.create_collection("c", dim=2)
-        with vecstore.open(tmp_path, read_only=True, progress=False) as ro:
-            for conn in (db._catalog.conn, ro._catalog.conn):
-                assert conn.execute("PRAGMA cache_size").fetchone()[0] == -catalog.CACHE_KIB
+    for read_only in (False, True):
+        cat = catalog.Catalog(
+            tmp_path / "catalog.db", read_only=read_only, synchronous="full", busy_timeout=1.0
+        )
+        try:
+            assert cat.conn.execute("PRAGMA cache_size").fetchone()[0] == -catalog.CACHE_KIB
+        finally:
+            cat.close()

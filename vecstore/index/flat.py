@@ -61,8 +61,6 @@ class Snapshot:
     # per segment id: (its rids array, then a look-up from rid to position, see _rid_lookup),
     # built on the first filtered query and carried over to later snapshots while it lives
     rid_index: dict[int | None, tuple] = field(default_factory=dict)
-    # rows re-ranked through segment maps since their pages were last released (key None)
-    reranked: dict[None, int] = field(default_factory=dict)
     # per segment id: (its codes array, their fast-scan layout or None), built on a segment's
     # first ANN query and carried over to later snapshots as rid_index is
     layouts: dict[int | None, tuple] = field(default_factory=dict)

@@ -28,7 +28,7 @@ RERANK_RESIDENT_BYTES = 16 << 20
 # What one random row read may map in: a fault maps the whole page-cache folio it lands in
 # (Linux 6.18), and folios of files written in large blocks reach 2 MiB (about 0.5 MiB per
 # random row measured on ext4), far beyond the 64 KiB of classic fault-around.
-_FAULT_AROUND = 2 << 20
+FAULT_AROUND = 2 << 20
 
 
 def search(
@@ -41,11 +41,13 @@ def search(
     nprobe: int | None = None,
     refine: int | None = None,
     exact: bool = False,
+    pages: ResidentPages | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Top-k over a snapshot: ``(scores, rids, counts)`` as ``flat.search`` returns them.
 
     ``allowed`` is, per part, the sorted positions of rows a filter keeps (see
-    ``Snapshot.allowed_rids``), or None for no filter.
+    ``Snapshot.allowed_rids``), or None for no filter. ``pages`` bounds what IVF-PQ
+    re-ranking keeps mapped of the collection (None: no bound).
     """
     release_compiler_pages()  # LLVM pages the previous query's kernel loads left mapped
     parts = snap.parts
@@ -81,21 +83,31 @@ def search(
         exact_parts=exact_parts,
         layouts=[snap.fast_layout(parts[i]) for i in indexed],
     )
-    if model.codebooks.size:
-        _bound_resident(snap, [parts[i] for i in indexed], len(xq) * k * (refine or model.refine))
+    if model.codebooks.size and pages is not None:
+        pages.charge([parts[i] for i in indexed], len(xq) * k * (refine or model.refine))
     return D, flat.labels_to_rids(I, [parts[i].rids for i in indexed + others]), counts
 
 
-def _bound_resident(snap: flat.Snapshot, parts: list[flat.Part], rows: int) -> None:
-    big = [p for p in parts if p.release is not None]
-    if sum(p.vectors.nbytes for p in big) <= MAPPED_OK_BYTES:
-        return
-    seen = snap.reranked.get(None, 0) + rows
-    if seen * _FAULT_AROUND > RERANK_RESIDENT_BYTES:
-        for part in big:
-            part.release()
-        seen = 0
-    snap.reranked[None] = seen
+class ResidentPages:
+    """How much of a collection's mapped segments IVF-PQ re-ranking may have faulted into
+    memory since their pages were last released. One per collection, shared by its
+    snapshots: the segments' mappings outlive any one snapshot."""
+
+    def __init__(self) -> None:
+        self.rows = 0  # re-ranked through the maps since the last release
+
+    def charge(self, parts: Sequence[flat.Part], rows: int) -> None:
+        """Count ``rows`` re-ranked from ``parts``; release every segment's pages once that
+        may have mapped ``RERANK_RESIDENT_BYTES`` in a collection larger than
+        ``MAPPED_OK_BYTES``."""
+        big = [p for p in parts if p.release is not None]
+        if sum(p.vectors.nbytes for p in big) <= MAPPED_OK_BYTES:
+            return
+        self.rows += rows
+        if self.rows * FAULT_AROUND > RERANK_RESIDENT_BYTES:
+            for part in big:
+                part.release()
+            self.rows = 0
 
 
 def _exact_is_cheaper(snap, allowed, k: int, nprobe: int | None, refine: int | None) -> bool:

@@ -38,6 +38,7 @@ from .checksums import (
 )
 from .files import io_step
 from .filters import rid_query
+from .records import Location, Record, RowBatch, StoredRow
 from .segtables import SegmentTables
 from .sqlbits import _chunks, _marks
 from .textindex import Counts, TextIndex, _v3
@@ -482,17 +483,15 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
 
     # -- rows ---------------------------------------------------------------------------
 
-    def locate(
-        self, coll: int, ids: Sequence[str]
-    ) -> dict[str, tuple[int, int | None, int | None]]:
-        """Map the given ids that exist to ``(rid, seg, pos)``."""
+    def locate(self, coll: int, ids: Sequence[str]) -> dict[str, Location]:
+        """Map the given ids that exist to where their vectors are."""
         # One statement whatever the count: the ids travel as one JSON array parameter.
         rows = self.conn.execute(
             "SELECT id, rid, seg, pos FROM rows "
             "WHERE coll = ? AND id IN (SELECT value FROM json_each(?))",
             (coll, json.dumps(list(ids))),
         )
-        return {id_: (rid, seg, pos) for id_, rid, seg, pos in rows}
+        return {id_: Location(rid, seg, pos) for id_, rid, seg, pos in rows}
 
     def next_rid(self) -> int:
         return self.conn.execute("SELECT COALESCE(MAX(rid), 0) + 1 FROM rows").fetchone()[0]
@@ -501,19 +500,14 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
         self,
         coll: int,
         rids: range,
-        ids: Sequence[str],
+        rows: RowBatch,
         seg: int | None,
         positions: Sequence[int] | None,
-        documents: Sequence[str | None],
-        metas: Sequence[dict],
-        packed: Sequence[bytes | None],
-        counts: Sequence[Counts],
     ) -> None:
-        """Insert rows with consecutive ``rids`` at ``positions`` of segment ``seg`` (None
-        while pending), their filter entries and their documents' keyword postings.
-        ``packed`` holds ``records.pack`` of each of ``metas``; ``counts`` the analysed
-        documents."""
-        self.index_documents(coll, rids, counts)
+        """Insert ``rows`` with consecutive ``rids`` at ``positions`` of segment ``seg`` (None
+        while pending), their filter entries and their documents' keyword postings."""
+        ids, documents, packed = rows.ids, rows.documents, rows.packed
+        self.index_documents(coll, rids, rows.counts)
         start = positions.start if isinstance(positions, range) else None
         self.conn.execute(
             "UPDATE collections SET nrows = nrows + ? WHERE id = ?", (len(rids), coll)
@@ -523,12 +517,12 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
             # Without metadata blobs the rows travel as one JSON array, which SQLite unpacks
             # in C: about 3x faster than binding each row from Python.
             crcs = [row_crc(r, coll, i, d, None) for r, i, d in zip(rids, ids, documents)]
-            rows = json.dumps(list(zip(ids, documents, crcs)))
+            table = json.dumps(list(zip(ids, documents, crcs)))
             self.conn.execute(
                 "INSERT INTO rows (rid, coll, id, seg, pos, document, chk) "
                 "SELECT ? + key, ?, value ->> 0, ?, ? + key, value ->> 1, value ->> 2 "
                 "FROM json_each(?)",
-                (rids.start, coll, seg, start, rows),
+                (rids.start, coll, seg, start, table),
             )
             return
         pos: Iterable = (int(p) for p in positions) if positions is not None else [None] * len(rids)
@@ -540,7 +534,7 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
                 for rid, id_, p, doc, meta in zip(rids, ids, pos, documents, packed)
             ),
         )
-        self._insert_entries(coll, records.all_entries(zip(rids, metas)))
+        self._insert_entries(coll, records.all_entries(zip(rids, rows.metadata)))
 
     def _insert_entries(self, coll: int, entries: list[tuple]) -> None:
         self.conn.executemany(
@@ -584,8 +578,8 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
         )
         self._insert_entries(coll, records.all_entries(zip(rids, metas)))
 
-    def release_vectors(self, located: Iterable[tuple[int, int | None, int | None]]) -> None:
-        """Retire the stored vectors of ``(rid, seg, pos)`` rows: tombstones or pending rows."""
+    def release_vectors(self, located: Iterable[Location]) -> None:
+        """Retire the stored vectors of located rows: tombstones or pending rows."""
         sealed, waiting = [], []
         for rid, seg, pos in located:
             if seg is None:
@@ -627,14 +621,13 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
 
     # -- reads for search and get -------------------------------------------------------
 
-    def filtered(
-        self, coll: int, sql: str, params: list
-    ) -> list[tuple[int, int | None, int | None]]:
-        """``(rid, seg, pos)`` of every row of ``coll`` satisfying a compiled filter."""
-        return self.conn.execute(
+    def filtered(self, coll: int, sql: str, params: list) -> list[Location]:
+        """Where the vectors of ``coll``'s rows satisfying a compiled filter are."""
+        rows = self.conn.execute(
             f"SELECT r.rid, r.seg, r.pos FROM rows r WHERE {_in_coll(sql)} AND {sql}",
             (coll, *params),
-        ).fetchall()
+        )
+        return [Location(*row) for row in rows]
 
     def filtered_rids(self, coll: int, sql: str, params: list) -> np.ndarray:
         """The sorted, distinct rids of ``coll``'s rows satisfying a compiled filter."""
@@ -665,8 +658,8 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
             f"SELECT COUNT(*) FROM rows r WHERE {_in_coll(sql)} AND {sql}", (coll, *params)
         ).fetchone()[0]
 
-    def records(self, rids: Sequence[int]) -> dict[int, tuple[str, str | None, bytes | None]]:
-        """``rid -> (id, document, meta)`` for the given rids, which must all exist (they come
+    def records(self, rids: Sequence[int]) -> dict[int, Record]:
+        """``rid -> Record(id, document, meta)`` for the given rids, which must all exist (they come
         from the snapshot's segments, pending rows or keyword postings)."""
         out = {}
         for part in _chunks(rids):
@@ -676,7 +669,7 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
                 part,
             ):
                 check_row(self, rid, coll, id_, doc, meta, crc)
-                out[rid] = (id_, doc, meta)
+                out[rid] = Record(id_, doc, meta)
         if len(out) != len(set(rids)):
             lost = sorted(set(rids) - set(out))[:5]
             raise CorruptStoreError(
@@ -685,8 +678,8 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
             )
         return out
 
-    def rows_by_id(self, coll: int, ids: Sequence[str]) -> dict[str, tuple]:
-        """``id -> (rid, seg, pos, document, meta)`` for the ids that exist."""
+    def rows_by_id(self, coll: int, ids: Sequence[str]) -> dict[str, StoredRow]:
+        """The rows of the ids that exist, by id."""
         out = {}
         for part in _chunks(ids):
             for id_, rid, seg, pos, doc, meta, crc in self.conn.execute(
@@ -695,13 +688,13 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
                 (coll, *part),
             ):
                 check_row(self, rid, coll, id_, doc, meta, crc)
-                out[id_] = (rid, seg, pos, doc, meta)
+                out[id_] = StoredRow(id_, rid, seg, pos, doc, meta)
         return out
 
     def rows_where(
         self, coll: int, sql: str, params: list, limit: int | None, offset: int
-    ) -> list[tuple]:
-        """``(id, rid, seg, pos, document, meta)`` in insertion order, paginated."""
+    ) -> list[StoredRow]:
+        """Rows in insertion order, paginated."""
         rows = self.conn.execute(
             "SELECT r.id, r.rid, r.seg, r.pos, r.document, r.meta, r.chk FROM rows r "
             f"WHERE {_in_coll(sql)} AND {sql} ORDER BY r.rid LIMIT ? OFFSET ?",
@@ -717,7 +710,7 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
                     f"its table gives {len(rows) + offset}; the catalog is damaged (run "
                     "`vecstore verify`)"
                 )
-        return [row[:6] for row in rows]
+        return [StoredRow(*row[:6]) for row in rows]
 
     def set_config(self, coll: int, config: str) -> None:
         self.conn.execute("UPDATE collections SET config = ? WHERE id = ?", (config, coll))

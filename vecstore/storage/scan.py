@@ -9,14 +9,16 @@ snapshot. Imports only the standard library and the catalog.
 from __future__ import annotations
 
 from .catalog import Catalog
+from .records import StoredRow
 
 
-def rows_after(cat: Catalog, coll: int, after: int, limit: int) -> list[tuple]:
-    """``(id, rid, seg, pos, document, meta)`` of up to ``limit`` rows of ``coll`` whose rid
-    is above ``after``, in rid (insertion) order."""
+def rows_after(cat: Catalog, coll: int, after: int, limit: int) -> list[StoredRow]:
+    """Up to ``limit`` rows of ``coll`` whose rid is above ``after``, in rid (insertion)
+    order."""
     # The unary + keeps SQLite off the (coll, id) index, which would need a sort by rid.
-    return cat.conn.execute(
+    rows = cat.conn.execute(
         "SELECT id, rid, seg, pos, document, meta FROM rows "
         "WHERE +coll = ? AND rid > ? ORDER BY rid LIMIT ?",
         (coll, after, limit),
-    ).fetchall()
+    )
+    return [StoredRow(*row) for row in rows]

@@ -1,0 +1,63 @@
+"""A collection's configuration: dim, metric, index spec and encoder spec, parsed once.
+
+The catalog keeps it as a JSON object in ``collections.config``; this module is the only
+place that reads or writes that JSON. A configuration that does not parse is damage
+(``CorruptStoreError``), not user error. Imports the index specs and the encoder spec only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .encoders.base import EncoderSpec
+from .errors import CorruptStoreError, InvalidInput
+from .index import specs
+from .storage.catalog import CollectionRecord
+
+METRICS = ("cosine", "dot", "l2")
+
+
+@dataclass(frozen=True)
+class CollectionConfig:
+    """What a collection is: ``dim``-dimensional vectors compared by ``metric``, searched
+    through ``index``, and embedded by the encoder ``encoder`` describes (None: the user
+    gives vectors)."""
+
+    dim: int
+    metric: str
+    index: specs.Spec
+    encoder: EncoderSpec | None = None
+
+    def to_json(self) -> str:
+        data: dict[str, Any] = {"dim": self.dim, "metric": self.metric}
+        data["index"] = self.index.to_json()
+        if self.encoder is not None:
+            data["encoder"] = self.encoder.to_json()
+        return json.dumps(data)
+
+    def with_index(self, index: specs.Spec) -> CollectionConfig:
+        return dataclasses.replace(self, index=index)
+
+    @classmethod
+    def of(cls, record: CollectionRecord) -> CollectionConfig:
+        """The configuration a catalog record stores."""
+        try:
+            data = json.loads(record.config)
+        except (TypeError, ValueError):  # not text, or not JSON: a damaged or doctored catalog
+            data = None
+        if not isinstance(data, dict):
+            raise CorruptStoreError(
+                f"collection {record.name!r}: its stored configuration is not a JSON object"
+            )
+        try:
+            index = specs.from_json(data.get("index"))
+            encoder = data.get("encoder")
+            encoder = EncoderSpec.from_json(encoder) if encoder else None
+        except (InvalidInput, TypeError, AttributeError) as exc:
+            raise CorruptStoreError(
+                f"collection {record.name!r}: its stored configuration is invalid ({exc})"
+            ) from None
+        return cls(record.dim, record.metric, index, encoder)

@@ -1,0 +1,92 @@
+"""Turning a collection's texts into vectors: its encoder, the store's embedding cache, and
+batches with a progress bar.
+
+A text an encoder has embedded before, in any collection of the store, is read back from the
+catalog's cache instead of embedded again. Must not import ``collection`` or ``database``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+
+import numpy as np
+
+from . import inputs
+from .encoders.base import Encoder, EncoderSpec, encoder_from_spec
+from .errors import InvalidInput
+from .storage.catalog import CollectionRecord
+from .store import Store
+
+EMBED_BATCH = 256  # texts per encoder call (the encoder batches further inside)
+
+
+class Embedder:
+    """The encoder side of one collection: ``spec`` is its stored encoder spec, or None for a
+    collection of plain vectors (then every method but ``encoder`` refuses)."""
+
+    def __init__(self, store: Store, record: CollectionRecord, spec: EncoderSpec | None):
+        self._store = store
+        self._record = record
+        self.spec = spec
+
+    @property
+    def encoder(self) -> Encoder | None:
+        """The encoder (rebuilt from its stored spec on first use), or None."""
+        enc = self._store.encoder(self._record)
+        if enc is None and self.spec is not None:
+            enc = encoder_from_spec(self.spec)
+            if enc is None:
+                raise InvalidInput(
+                    f"collection {self._record.name!r} embeds with the {self.spec.kind} "
+                    f"encoder {self.spec.model!r}, which cannot be stored; pass it again: "
+                    f"db.get_collection({self._record.name!r}, encoder=...)"
+                )
+            enc = self._store.set_encoder(self._record, enc)
+        return enc
+
+    def embed(self, texts: Sequence[str], kind: str) -> np.ndarray:
+        """Embed ``texts`` as ``kind`` ("query" or "document") without the cache."""
+        enc = self.encoder
+        if enc is None:
+            raise InvalidInput(
+                f"collection {self._record.name!r} has no encoder: pass vectors, or create "
+                "the collection with encoder="
+            )
+        if any(not isinstance(t, str) for t in texts):
+            raise InvalidInput(f"texts to embed must be str; got {texts[:3]!r}...")
+        return inputs.matrix(enc.encode(list(texts), kind), self._record.dim, n=len(texts))
+
+    def documents(self, docs: Sequence[str | None]) -> np.ndarray:
+        """Embed documents through the store's embedding cache. Callable encoders are not
+        cached: their name does not identify what they compute."""
+        missing = [i for i, d in enumerate(docs) if d is None]
+        if missing:
+            raise InvalidInput(
+                f"row {missing[0]} has no document to embed; pass a document for every row, "
+                "or vectors"
+            )
+        key = hashlib.sha256(json.dumps(self.spec.to_json(), sort_keys=True).encode()).hexdigest()
+        hashes = [hashlib.sha256(d.encode("utf-8", "surrogatepass")).digest()[:16] for d in docs]
+        x = np.empty((len(docs), self._record.dim), dtype=np.float32)
+        rows_of: dict[bytes, list[int]] = {}
+        for i, h in enumerate(hashes):
+            rows_of.setdefault(h, []).append(i)
+        cacheable = self.spec.kind != "callable"
+        if cacheable:
+            with self._store.reading() as cat:
+                for h, vec in cat.cached_embeddings(key, list(rows_of)).items():
+                    x[rows_of.pop(h)] = np.frombuffer(vec, dtype="<f4")
+        todo = list(rows_of)  # distinct texts not in the cache, each embedded once
+        with self._store.progress(len(todo), "embedding") as advance:
+            for start in range(0, len(todo), EMBED_BATCH):
+                batch = todo[start : start + EMBED_BATCH]
+                fresh = self.embed([docs[rows_of[h][0]] for h in batch], "document")
+                for h, vec in zip(batch, fresh):
+                    x[rows_of[h]] = vec
+                if cacheable and not self._store.read_only:
+                    with self._store.writing() as cat, cat.write():
+                        cat.cache_embeddings(key, ((h, v.tobytes()) for h, v in zip(batch, fresh)))
+                advance(len(batch))
+        return x

@@ -1,0 +1,345 @@
+"""The engine under the public objects: one open store directory and its shared state.
+
+A ``Store`` owns what every collection of a store shares: the catalog connection and its read
+and write transactions, the cross-process writer lock, the thread lock, the failure flag that
+refuses writes after an I/O error, the collection directories, the cache of mapped segment
+files and the snapshots built over them, the encoders, the keyword-postings cache and the
+progress bars. ``Database`` creates one; ``Collection``, its reader and writer, ingest,
+export and audit hold it. Must not import ``database`` or ``collection``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from . import text
+from .encoders.base import Encoder
+from .errors import (
+    CollectionNotFound,
+    CorruptStoreError,
+    DiskFullError,
+    LockTimeout,
+    ReadOnlyError,
+    StoreClosed,
+    StoreIOError,
+    StoreNotFound,
+)
+from .index import flat
+from .index.bm25 import PostingCache
+from .index.plan import ResidentPages
+from .storage.catalog import Catalog, CollectionRecord
+from .storage.files import WriterLock, remove_quietly
+from .storage.segments import Segment
+
+CATALOG = "catalog.db"
+LOCK = "LOCK"
+COLLECTIONS = "collections"
+PROGRESS_MIN = 500  # items of work before a progress bar is worth showing
+
+
+class SnapshotRace(Exception):
+    """A file a snapshot needs was unlinked by a commit after the read transaction began
+    (a compaction or retrain): retry in a fresh transaction. Never escapes the package."""
+
+
+class Store:
+    """One open store directory. Thread-safe: one re-entrant lock guards every operation.
+
+    Parameters are those of ``vecstore.open``, already validated.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        read_only: bool,
+        durability: str,
+        lock_timeout: float,
+        seal_rows: int,
+        progress: bool,
+        create: bool,
+    ):
+        self.path = path
+        self.read_only = read_only
+        self.lock_timeout = lock_timeout
+        self.seal_rows = seal_rows
+        self.show_progress = progress
+        self.lock = threading.RLock()
+        # Caches keyed by the collection's directory name, unique for every collection ever
+        # created (catalog ids can be reused after a delete).
+        self._files: dict[str, dict[str, Segment]] = {}
+        self._snapshots: dict[str, flat.Snapshot] = {}
+        self._pages: dict[str, ResidentPages] = {}
+        self._encoders: dict[str, Encoder] = {}
+        self.text_cache = PostingCache()
+        self._broken: str | None = None
+        self._writer: WriterLock | None = None
+        self._catalog: Catalog | None = None
+        catalog_path = path / CATALOG
+        if read_only or not create:
+            if not catalog_path.is_file():
+                raise StoreNotFound(f"no vecstore store at {path} (no {CATALOG})")
+        if read_only:
+            self._catalog = Catalog(
+                catalog_path, read_only=True, synchronous=durability, busy_timeout=lock_timeout
+            )
+            try:
+                self._catalog.check_schema()
+            except BaseException:
+                self._catalog.close()
+                self._catalog = None
+                raise
+            return
+        self._prepare_directory(catalog_path)
+        self._writer = WriterLock(path / LOCK)
+        try:
+            self._writer.acquire(lock_timeout)
+            try:
+                self._open_for_writing(catalog_path, durability)
+            finally:
+                self._writer.release()
+        except BaseException:
+            self._writer.close()
+            raise
+
+    def _open_for_writing(self, catalog_path: Path, durability: str) -> None:
+        cat = Catalog(
+            catalog_path, read_only=False, synchronous=durability, busy_timeout=self.lock_timeout
+        )
+        try:
+            if cat.is_empty() and any((self.path / COLLECTIONS).iterdir()):
+                # An empty catalog beside collection data was emptied, not created:
+                # migrating would start a new store and its cleanup delete the data.
+                raise CorruptStoreError(
+                    f"catalog {catalog_path} is empty but {self.path / COLLECTIONS} "
+                    "holds collection files; refusing to open (restore the catalog "
+                    "from a backup)"
+                )
+            cat.migrate(analyze=text.counts)
+            cat.check_schema()
+            self._remove_orphans(cat)
+        except BaseException:
+            cat.close()
+            raise
+        self._catalog = cat
+
+    def _prepare_directory(self, catalog_path: Path) -> None:
+        if self.path.exists() and not self.path.is_dir():
+            raise StoreNotFound(f"{self.path} exists and is not a directory")
+        if self.path.is_dir() and not catalog_path.exists():
+            stray = [p.name for p in self.path.iterdir() if p.name not in (LOCK, COLLECTIONS)]
+            if stray:
+                raise StoreNotFound(
+                    f"{self.path} is a non-empty directory without a vecstore catalog "
+                    f"(found {sorted(stray)[:3]}); open an empty or new directory"
+                )
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / COLLECTIONS).mkdir(exist_ok=True)
+
+    def _remove_orphans(self, cat: Catalog) -> None:
+        """Delete files no catalog row names: temp files and leftovers of interrupted writes.
+
+        Runs under the writer lock, so no other process can be between writing a file and
+        publishing it.
+        """
+        keep = cat.segment_files()
+        root = self.path / COLLECTIONS
+        if not all(
+            (root / d).is_dir() and all((root / d / f).exists() for f in fs)
+            for d, fs in keep.items()
+        ):
+            # The catalog names a file that is not there: it is damaged, or the files are.
+            # Delete nothing; reads of what is missing raise CorruptStoreError.
+            return
+        for entry in root.iterdir():
+            if entry.name not in keep:
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+                continue
+            for f in entry.iterdir():
+                if f.name not in keep[entry.name]:
+                    f.unlink(missing_ok=True)
+
+    # -- transactions -------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._catalog is None
+
+    def check_open(self) -> None:
+        if self._catalog is None:
+            raise StoreClosed(f"store {self.path} is closed")
+
+    @contextmanager
+    def reading(self) -> Iterator[Catalog]:
+        """The catalog inside one read transaction (a consistent snapshot)."""
+        with self.lock:
+            self.check_open()
+            with self._catalog.read():
+                yield self._catalog
+
+    @contextmanager
+    def writing(self) -> Iterator[Catalog]:
+        """Hold the thread lock and the cross-process writer lock (not yet a transaction)."""
+        with self.lock:
+            self.check_open()
+            if self.read_only:
+                raise ReadOnlyError(f"store {self.path} was opened read-only")
+            if self._broken:
+                raise StoreIOError(
+                    f"store {self.path} refuses writes after an earlier I/O failure "
+                    f"({self._broken}); close and reopen it"
+                )
+            self._writer.acquire(self.lock_timeout)
+            try:
+                yield self._catalog
+            except DiskFullError:
+                raise  # nothing was published or committed: the handle stays usable
+            except StoreIOError as exc:
+                self.mark_broken(exc)
+                raise
+            finally:
+                self._writer.release()
+
+    def mark_broken(self, exc: StoreIOError) -> None:
+        """Refuse every later write: after a failed write or fsync the kernel may have
+        dropped dirty pages, so nothing written through this handle can be trusted."""
+        if not isinstance(exc, DiskFullError):
+            self._broken = str(exc)
+
+    # -- collection files ---------------------------------------------------------------
+
+    def collection_dir(self, record: CollectionRecord) -> Path:
+        return self.path / COLLECTIONS / record.dir
+
+    def file_cache(self, record: CollectionRecord) -> dict[str, Segment]:
+        """The collection's mapped segment and index files, by file name."""
+        return self._files.setdefault(record.dir, {})
+
+    def remove_files(self, record: CollectionRecord, names: Iterable[str]) -> None:
+        """Forget and unlink files a commit has just unpublished. Readers that mapped them
+        keep their view; the next snapshot no longer names them."""
+        cache = self._files.get(record.dir, {})
+        directory = self.collection_dir(record)
+        for name in names:
+            cache.pop(name, None)
+            remove_quietly(directory / name)
+
+    def snapshot(self, cat: Catalog, record: CollectionRecord) -> flat.Snapshot:
+        """The snapshot of the catalog version visible in the current read transaction.
+
+        Raises ``CollectionNotFound`` if the collection was deleted, ``SnapshotRace`` if a
+        file it names vanished meanwhile (retry in a fresh transaction).
+        """
+        version = cat.version(record.id, record.dir)
+        if version is None:
+            raise CollectionNotFound(f"collection {record.name!r} was deleted")
+        snap = self._snapshots.get(record.dir)
+        if snap is None or snap.version != version:
+            try:
+                snap = flat.load_snapshot(
+                    cat,
+                    record.id,
+                    self.collection_dir(record),
+                    record.dim,
+                    version,
+                    snap,
+                    self.file_cache(record),
+                )
+            except FileNotFoundError as exc:
+                raise SnapshotRace(str(exc)) from exc
+            self._snapshots[record.dir] = snap
+        return snap
+
+    def model(self, cat: Catalog, record: CollectionRecord):
+        """The collection's ANN model, or None (read inside the current transaction)."""
+        try:
+            return flat.load_model(
+                cat, record.id, self.collection_dir(record), self.file_cache(record)
+            )
+        except FileNotFoundError as exc:
+            raise SnapshotRace(str(exc)) from exc
+
+    def resident_pages(self, record: CollectionRecord) -> ResidentPages:
+        """What re-ranking has faulted in of the collection's mapped segments."""
+        return self._pages.setdefault(record.dir, ResidentPages())
+
+    def forget(self, record: CollectionRecord) -> None:
+        """Drop everything cached for a deleted collection."""
+        self._files.pop(record.dir, None)
+        self._snapshots.pop(record.dir, None)
+        self._pages.pop(record.dir, None)
+        self._encoders.pop(record.dir, None)
+        self.text_cache.drop(record.dir)
+
+    # -- encoders and progress ----------------------------------------------------------
+
+    def encoder(self, record: CollectionRecord) -> Encoder | None:
+        """The encoder in use for a collection, if one was attached or built."""
+        return self._encoders.get(record.dir)
+
+    def set_encoder(self, record: CollectionRecord, encoder: Encoder) -> Encoder:
+        """Attach ``encoder`` unless another thread attached one first; return the one kept."""
+        with self.lock:
+            return self._encoders.setdefault(record.dir, encoder)
+
+    def replace_encoder(self, record: CollectionRecord, encoder: Encoder) -> None:
+        with self.lock:
+            self._encoders[record.dir] = encoder
+
+    @contextmanager
+    def progress(
+        self, total: int, what: str, *, unit: str = "text", minimum: int = PROGRESS_MIN
+    ) -> Iterator[Callable[[int], None]]:
+        """A tqdm progress bar with an ETA for long work (if tqdm is installed and progress is
+        on); yields a function to call with the number of units done."""
+        bar = None
+        if self.show_progress and total >= minimum:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                pass
+            else:
+                bar = tqdm(total=total, desc=what, unit=unit, unit_scale=unit == "B", leave=False)
+        try:
+            yield (bar.update if bar is not None else lambda n: None)
+        finally:
+            if bar is not None:
+                bar.close()
+
+    # -- closing ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the store. Further use raises ``StoreClosed``. Closing twice is harmless."""
+        with self.lock:
+            if self._catalog is None:
+                return
+            self._files.clear()
+            self._snapshots.clear()
+            self._pages.clear()
+            self._encoders.clear()
+            self.text_cache = PostingCache()
+            # Closing the last connection checkpoints the WAL; serialise that with writers in
+            # other processes (SQLite's WAL-reset bug needs two at once). If another writer
+            # keeps the lock past the timeout, close anyway.
+            locked = False
+            if self._writer is not None:
+                try:
+                    self._writer.acquire(self.lock_timeout)
+                    locked = True
+                except LockTimeout:
+                    pass
+            try:
+                self._catalog.close()
+            finally:
+                self._catalog = None
+                if self._writer is not None:
+                    if locked:
+                        self._writer.release()
+                    self._writer.close()
