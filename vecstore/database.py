@@ -10,8 +10,6 @@ the writer lock and the caches): it checks arguments, manages collections and ha
 from __future__ import annotations
 
 import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -20,7 +18,6 @@ from .collection import Collection
 from .config import METRICS, CollectionConfig
 from .encoders.base import resolve_encoder
 from .errors import (
-    CollectionExists,
     CollectionNotFound,
     DimensionMismatch,
     EncoderMismatch,
@@ -29,8 +26,7 @@ from .errors import (
 from .index import specs
 from .index.specs import Flat, Spec
 from .storage.catalog import CollectionRecord
-from .storage.files import fsync_dir
-from .store import COLLECTIONS, Store
+from .store import STAGING_PREFIX, Store
 
 if TYPE_CHECKING:
     from .audit import VerifyReport
@@ -167,20 +163,10 @@ class Database:
             raise InvalidInput("create_collection needs dim=, or an encoder= to take it from")
         dim = inputs.dimension(dim)
         index = specs.check(Flat() if index is None else index, dim)
-        config = CollectionConfig(dim, metric, index, spec)
-        with self._store.writing() as cat:
-            if cat.collection_by_name(name) is not None:
-                raise CollectionExists(f"collection {name!r} already exists")
-            dirname = f"{name}-{uuid.uuid4().hex[:12]}"
-            directory = self.path / COLLECTIONS / dirname
-            directory.mkdir(parents=True)
-            fsync_dir(directory.parent)
-            with cat.write():
-                coll = cat.insert_collection(name, dirname, dim, metric, config.to_json())
-            record = cat.collection_by_id(coll)
-            if enc is not None:
-                self._store.replace_encoder(record, enc)
-            return Collection(self._store, record)
+        record = self._store.create_collection(
+            name, CollectionConfig(dim, metric, index, spec), enc
+        )
+        return Collection(self._store, record)
 
     def get_collection(self, name: str, *, encoder: Any = None) -> Collection:
         """The collection called ``name``; raises ``CollectionNotFound``.
@@ -189,8 +175,7 @@ class Database:
         ``encoder`` to supply it yourself (required for a callable encoder, which cannot be
         stored); it must match the stored spec, else ``EncoderMismatch``.
         """
-        with self._store.reading() as cat:
-            record = cat.collection_by_name(name) if isinstance(name, str) else None
+        record = self._record(name)
         if record is None:
             raise CollectionNotFound(
                 f"no collection {name!r} in {self.path}; existing: {self.list_collections()}"
@@ -243,18 +228,21 @@ class Database:
     def list_collections(self) -> list[str]:
         """Names of every collection, sorted."""
         with self._store.reading() as cat:
-            return [r.name for r in cat.collections()]
+            return [r.name for r in cat.collections() if not r.name.startswith(STAGING_PREFIX)]
+
+    def _record(self, name: Any) -> CollectionRecord | None:
+        """The catalog record of the collection a user names (never a staged import's)."""
+        if not isinstance(name, str) or name.startswith(STAGING_PREFIX):
+            return None
+        with self._store.reading() as cat:
+            return cat.collection_by_name(name)
 
     def delete_collection(self, name: str) -> None:
         """Delete a collection and its files; raises ``CollectionNotFound``."""
-        with self._store.writing() as cat:
-            record = cat.collection_by_name(name) if isinstance(name, str) else None
-            if record is None:
-                raise CollectionNotFound(f"no collection {name!r} in {self.path}")
-            with cat.fully_synced(), cat.write():
-                cat.drop_collection(record.id)
-            self._store.forget(record)
-            shutil.rmtree(self._store.collection_dir(record), ignore_errors=True)
+        record = self._record(name)
+        if record is None:
+            raise CollectionNotFound(f"no collection {name!r} in {self.path}")
+        self._store.drop_collection(record)
 
     def verify(self) -> VerifyReport:
         """Check every segment checksum and catalog invariant; the report lists what is
@@ -284,7 +272,9 @@ class Database:
 
         if name is not None:  # checked here: an empty name must not mean "as exported"
             name = inputs.collection_name(name)
-        return import_collection(self, source, name=name, format=format, if_exists=if_exists)
+        return import_collection(
+            self, self._store, source, name=name, format=format, if_exists=if_exists
+        )
 
     def close(self) -> None:
         """Close the store. Further use raises ``StoreClosed``. Closing twice is harmless."""

@@ -10,37 +10,46 @@ writes through the public Collection API. Must not import ``cli``.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import itertools
 import json
 import os
-from collections.abc import Iterator, Mapping
+import shutil
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import inputs
+from .collection import Collection
+from .config import METRICS, CollectionConfig
 from .encoders.base import EncoderSpec, encoder_from_spec
 from .errors import (
     CollectionExists,
-    CollectionNotFound,
     DimensionMismatch,
+    DuplicateIdError,
     EncoderMismatch,
     InvalidInput,
     MissingDependency,
 )
 from .index import specs
+from .storage import records
 
 if TYPE_CHECKING:
-    from .collection import Collection
     from .database import Database
     from .reader import Reader
     from .storage.catalog import Catalog
+    from .store import Store
 
 FORMAT = "vecstore-export"
 VERSION = 1
 FORMATS = ("jsonl", "parquet")
 PAGE = 4096  # rows read or written at a time
+BATCH = 4 * PAGE  # rows checked, and written, per transaction by an import
 PARQUET_MAGIC = b"PAR1"
 
 
@@ -176,34 +185,100 @@ def _write_parquet(fh: IO[bytes], head: dict, pages: Iterator[Any]) -> int:
 
 def import_collection(
     db: Database,
+    store: Store,
     source: str | os.PathLike | IO[bytes],
     *,
     name: str | None,
     format: str | None,
     if_exists: str,
 ) -> ExportInfo:
-    """Create a collection from an export file (``Database.import_collection`` documents it)."""
+    """Create a collection from an export file (``Database.import_collection`` documents it).
+
+    All or nothing: every row is checked (a failure names its line) before anything is
+    written, and a new collection is written under a staged name and published in one
+    commit at the end; a killed import leaves nothing (the next read-write open drops the
+    staged collection). An upsert into an existing collection writes batch by batch after
+    the check; a killed one may have written some batches, and re-running it completes it.
+    """
     if if_exists not in ("error", "upsert"):
         raise InvalidInput(f"if_exists must be 'error' or 'upsert'; got {if_exists!r}")
     path = None if hasattr(source, "read") else Path(source)
     where = str(path) if path is not None else "<input>"
     if path is not None and not path.is_file():
         raise InvalidInput(f"{path}: no such export file")
-    fh = open(path, "rb") if path is not None else source
-    try:
+    with contextlib.ExitStack() as stack:
+        if path is not None:
+            fh = stack.enter_context(open(path, "rb"))
+        elif source.seekable():
+            fh = source
+        else:  # a stream is read twice: spool it to a temp file first
+            fh = stack.enter_context(tempfile.TemporaryFile())
+            shutil.copyfileobj(source, fh)
+            fh.seek(0)
+        start = fh.tell()
         fmt = format or _sniff(fh, path)
         if fmt not in FORMATS:
             raise InvalidInput(f"format must be one of {FORMATS}; got {fmt!r}")
-        if fmt == "jsonl":
-            head, rows = _read_jsonl(fh, where)
-        else:
-            head, rows = _read_parquet(fh, where)
-        coll = _target(db, head, name or head["collection"], if_exists, where)
-        n = coll.add_batches(rows, batch_size=PAGE * 4, replace=if_exists == "upsert")
-        return ExportInfo(coll.name, n, fmt)
-    finally:
-        if path is not None:
-            fh.close()
+
+        def read() -> tuple[dict, Iterator[tuple[str, dict]]]:
+            fh.seek(start)
+            return _read_jsonl(fh, where) if fmt == "jsonl" else _read_parquet(fh, where)
+
+        head, rows = read()
+        name = name or head["collection"]
+        coll = _existing(db, head, name, if_exists, where)
+        _check_rows(rows, head["dim"])
+        rows = (row for _, row in read()[1])
+        if coll is not None:
+            n = coll.add_batches(rows, batch_size=BATCH, replace=True)
+            return ExportInfo(coll.name, n, fmt)
+        config, encoder = _settings(head, where)
+        record = store.create_staged(config, encoder)
+        try:
+            n = Collection(store, record).add_batches(rows, batch_size=BATCH, replace=False)
+            store.publish(record, name)
+        except BaseException:
+            store.drop_collection(record)
+            raise
+        return ExportInfo(name, n, fmt)
+
+
+def _check_rows(rows: Iterator[tuple[str, dict]], dim: int) -> None:
+    """Check every row as a write would, ``BATCH`` at a time; the first bad row's line is
+    found by checking that batch row by row."""
+    seen: dict[str, str] = {}
+    for batch in _batched(rows, BATCH):
+        for where, row in batch:
+            if row["id"] in seen:
+                raise DuplicateIdError(
+                    f"{where}: id {row['id']!r} was already given at {seen[row['id']]}"
+                )
+            seen[row["id"]] = where
+        try:
+            _check_batch([row for _, row in batch], dim)
+        except InvalidInput:
+            for where, row in batch:
+                try:
+                    _check_batch([row], dim)
+                except InvalidInput as exc:
+                    raise type(exc)(f"{where}: {exc}") from None
+            raise
+
+
+def _check_batch(rows: list[dict], dim: int) -> None:
+    n = len(rows)
+    inputs.ids([r["id"] for r in rows])
+    vectors = [r["vector"] for r in rows if r["vector"] is not None]
+    if vectors:
+        inputs.matrix(np.stack(vectors), dim, n=len(vectors))
+    inputs.documents([r["document"] for r in rows], n)
+    for meta in inputs.metadata([r["metadata"] for r in rows], n):
+        records.pack(meta)
+
+
+def _batched(items: Iterator, n: int) -> Iterator[list]:
+    while batch := list(itertools.islice(items, n)):
+        yield batch
 
 
 def _sniff(fh: IO[bytes], path: Path | None) -> str:
@@ -234,7 +309,7 @@ def _check_header(head: Any, where: str) -> dict:
     return head
 
 
-def _read_jsonl(fh: IO[bytes], where: str) -> tuple[dict, Iterator[Mapping]]:
+def _read_jsonl(fh: IO[bytes], where: str) -> tuple[dict, Iterator[tuple[str, dict]]]:
     # Binary lines, decoded one at a time: no text wrapper that would close the caller's file.
     first = fh.readline()
     try:
@@ -244,15 +319,16 @@ def _read_jsonl(fh: IO[bytes], where: str) -> tuple[dict, Iterator[Mapping]]:
     head = _check_header(parsed, f"{where}:1")
     dim = head["dim"]
 
-    def rows() -> Iterator[Mapping]:
+    def rows() -> Iterator[tuple[str, dict]]:
         for n, raw in enumerate(fh, start=2):
             if not raw.strip():
                 continue
+            line = f"{where}:{n}"
             try:
                 row = _loads(raw)
             except ValueError as exc:
-                raise InvalidInput(f"{where}:{n}: not valid JSON ({_reason(exc)})") from None
-            yield _row(row, dim, f"{where}:{n}")
+                raise InvalidInput(f"{line}: not valid JSON ({_reason(exc)})") from None
+            yield line, _row(row, dim, line)
 
     return head, rows()
 
@@ -288,7 +364,7 @@ def _row(row: Any, dim: int, where: str) -> dict:
     return {"id": row["id"], "vector": vector, "document": doc, "metadata": meta}
 
 
-def _read_parquet(fh: IO[bytes], where: str) -> tuple[dict, Iterator[Mapping]]:
+def _read_parquet(fh: IO[bytes], where: str) -> tuple[dict, Iterator[tuple[str, dict]]]:
     pa, pq = _pyarrow()
     if not fh.seekable():
         fh = io.BytesIO(fh.read())
@@ -306,7 +382,7 @@ def _read_parquet(fh: IO[bytes], where: str) -> tuple[dict, Iterator[Mapping]]:
     if not {"id", "vector"} <= names:
         raise InvalidInput(f"{where}: Parquet columns must include 'id' and 'vector'")
 
-    def rows() -> Iterator[Mapping]:
+    def rows() -> Iterator[tuple[str, dict]]:
         n = 0
         for batch in pf.iter_batches(batch_size=PAGE):
             ids = batch.column("id").to_pylist()
@@ -324,38 +400,26 @@ def _read_parquet(fh: IO[bytes], where: str) -> tuple[dict, Iterator[Mapping]]:
             for i, id_ in enumerate(ids):
                 n += 1
                 meta = json.loads(metas[i]) if metas[i] else None
-                yield _row(
-                    {"id": id_, "vector": x[i], "document": docs[i], "metadata": meta},
-                    dim,
-                    f"{where}: row {n}",
-                )
+                line = f"{where}: row {n}"
+                row = {"id": id_, "vector": x[i], "document": docs[i], "metadata": meta}
+                yield line, _row(row, dim, line)
 
     return head, rows()
 
 
-def _target(db: Database, head: dict, name: str, if_exists: str, where: str) -> Collection:
-    try:
-        spec = EncoderSpec.from_json(head["encoder"]) if head.get("encoder") else None
-    except TypeError as exc:
-        raise InvalidInput(f"{where}: the header's encoder spec is incomplete ({exc})") from None
-    try:
-        coll = db.get_collection(name)
-    except CollectionNotFound:
-        encoder = None if spec is None else _StoredEncoder(spec)
-        try:  # optional: files from before index specs have none (exact search)
-            index = (
-                specs.from_json(head.get("index")) if isinstance(head.get("index"), dict) else None
-            )
-        except TypeError as exc:
-            raise InvalidInput(f"{where}: the header's index spec is invalid ({exc})") from None
-        return db.create_collection(
-            name, dim=head["dim"], metric=head["metric"], encoder=encoder, index=index
-        )
+def _existing(db: Database, head: dict, name: str, if_exists: str, where: str):
+    """The collection an upsert import writes into, or None when a new one is made (``if_exists``
+    "error" refuses an existing one); checked before any row is read."""
+    if name not in db.list_collections():
+        inputs.collection_name(name)
+        return None
     if if_exists == "error":
         raise CollectionExists(
             f"collection {name!r} already exists; import under another name, or pass "
             "if_exists='upsert' (--upsert) to write the rows into it"
         )
+    coll = db.get_collection(name)
+    spec = _settings(head, where)[0].encoder
     if coll.dim != head["dim"] or coll.metric != head["metric"]:
         raise DimensionMismatch(
             f"{where} holds dim={head['dim']}, metric={head['metric']!r}; collection {name!r} "
@@ -368,6 +432,26 @@ def _target(db: Database, head: dict, name: str, if_exists: str, where: str) -> 
             f"{name!r} with {stored.model if stored else 'no encoder'!r}"
         )
     return coll
+
+
+def _settings(head: dict, where: str) -> tuple[CollectionConfig, _StoredEncoder | None]:
+    """The configuration of a collection made from ``head``, and a stand-in for its encoder."""
+    try:
+        spec = EncoderSpec.from_json(head["encoder"]) if head.get("encoder") else None
+    except (TypeError, InvalidInput) as exc:
+        raise InvalidInput(f"{where}: the header's encoder spec is invalid ({exc})") from None
+    try:  # optional: files from before index specs have none (exact search)
+        index = specs.from_json(head.get("index")) if isinstance(head.get("index"), dict) else None
+    except (TypeError, InvalidInput) as exc:
+        raise InvalidInput(f"{where}: the header's index spec is invalid ({exc})") from None
+    dim = inputs.dimension(head["dim"])
+    if head["metric"] not in METRICS:
+        raise InvalidInput(f"{where}: metric must be one of {METRICS}; got {head['metric']!r}")
+    if spec is not None and spec.dim != dim:
+        raise DimensionMismatch(f"{where}: the encoder makes {spec.dim}-d vectors; dim is {dim}")
+    index = specs.check(specs.Flat() if index is None else index, dim)
+    encoder = None if spec is None else _StoredEncoder(spec)
+    return CollectionConfig(dim, head["metric"], index, spec), encoder
 
 
 class _StoredEncoder:

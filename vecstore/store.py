@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import shutil
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from . import text
+from .config import CollectionConfig
 from .encoders.base import Encoder
 from .errors import (
+    CollectionExists,
     CollectionNotFound,
     CorruptStoreError,
     DiskFullError,
@@ -32,13 +35,15 @@ from .index import flat
 from .index.bm25 import PostingCache
 from .index.plan import ResidentPages
 from .storage.catalog import Catalog, CollectionRecord
-from .storage.files import WriterLock, remove_quietly
+from .storage.files import WriterLock, fsync_dir, remove_quietly
 from .storage.segments import Segment
 
 CATALOG = "catalog.db"
 LOCK = "LOCK"
 COLLECTIONS = "collections"
 PROGRESS_MIN = 500  # items of work before a progress bar is worth showing
+#: Names of collections being imported; a user's collection name cannot start with ".".
+STAGING_PREFIX = ".staged-"
 
 
 class SnapshotRace(Exception):
@@ -121,6 +126,7 @@ class Store:
                 )
             cat.migrate(analyze=text.counts)
             cat.check_schema()
+            self._drop_staged(cat)
             self._remove_orphans(cat)
         except BaseException:
             cat.close()
@@ -212,6 +218,59 @@ class Store:
         dropped dirty pages, so nothing written through this handle can be trusted."""
         if not isinstance(exc, DiskFullError):
             self._broken = str(exc)
+
+    # -- collections --------------------------------------------------------------------
+
+    def create_collection(
+        self, name: str, config: CollectionConfig, encoder: Encoder | None = None
+    ) -> CollectionRecord:
+        """Create a collection (the caller checked ``name``); ``CollectionExists`` if taken."""
+        with self.writing() as cat:
+            if cat.collection_by_name(name) is not None:
+                raise CollectionExists(f"collection {name!r} already exists")
+            dirname = f"{name.lstrip('.')}-{uuid.uuid4().hex[:12]}"
+            directory = self.path / COLLECTIONS / dirname
+            directory.mkdir(parents=True)
+            fsync_dir(directory.parent)
+            with cat.write():
+                coll = cat.insert_collection(
+                    name, dirname, config.dim, config.metric, config.to_json()
+                )
+            record = cat.collection_by_id(coll)
+        if encoder is not None:
+            self.replace_encoder(record, encoder)
+        return record
+
+    def create_staged(self, config: CollectionConfig, encoder: Encoder | None) -> CollectionRecord:
+        """A collection under a name no user can give (``STAGING_PREFIX``), hidden from
+        listings and dropped by the next read-write open unless ``publish`` renames it: a
+        whole import becomes visible in one commit, or never."""
+        return self.create_collection(f"{STAGING_PREFIX}{uuid.uuid4().hex}", config, encoder)
+
+    def publish(self, record: CollectionRecord, name: str) -> CollectionRecord:
+        """Give a staged collection its real name, in one transaction."""
+        with self.writing() as cat:
+            if cat.collection_by_name(name) is not None:
+                raise CollectionExists(f"collection {name!r} already exists")
+            with cat.write():
+                cat.rename_collection(record.id, name)
+            return cat.collection_by_id(record.id)
+
+    def drop_collection(self, record: CollectionRecord) -> None:
+        """Delete a collection's rows in one commit, then its folder."""
+        with self.writing() as cat:
+            with cat.fully_synced(), cat.write():
+                cat.drop_collection(record.id)
+            self.forget(record)
+            shutil.rmtree(self.collection_dir(record), ignore_errors=True)
+
+    def _drop_staged(self, cat: Catalog) -> None:
+        """Drop the staged collections of imports that never published (a killed process)."""
+        for record in cat.collections():
+            if record.name.startswith(STAGING_PREFIX):
+                with cat.fully_synced(), cat.write():
+                    cat.drop_collection(record.id)
+                shutil.rmtree(self.collection_dir(record), ignore_errors=True)
 
     # -- collection files ---------------------------------------------------------------
 

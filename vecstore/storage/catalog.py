@@ -452,6 +452,10 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
             (coll,),
         )
 
+    def rename_collection(self, coll: int, name: str) -> None:
+        self.conn.execute("UPDATE collections SET name = ? WHERE id = ?", (name, coll))
+        self._collection_changed(coll)
+
     def drop_collection(self, coll: int) -> list[str]:
         """Delete a collection's catalog rows; return the segment files it referenced."""
         files = [
