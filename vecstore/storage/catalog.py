@@ -37,7 +37,7 @@ from .checksums import (
     row_crc,
 )
 from .files import io_step
-from .filters import rid_query
+from .filters import INT64_MAX, rid_query
 from .records import Location, Record, RowBatch, StoredRow
 from .segtables import SegmentTables
 from .sqlbits import _chunks, _marks
@@ -47,6 +47,7 @@ if TYPE_CHECKING:  # imported when first needed (migrations, new collections), n
     import sqlite_utils
 
 STORE_FORMAT = "vecstore"
+COLLECTIONS = "collections"  # the folder beside the catalog that holds collection files
 #: SQLite page cache per connection, KiB: at most this much memory for catalog pages (16 MiB
 #: holds a 100k-row catalog whole; SQLite's default is 2 MB).
 CACHE_KIB = 16 * 1024
@@ -282,6 +283,8 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
         """Refuse a catalog whose schema is not exactly vecstore's (extra triggers, views...)."""
         with translate_errors(self.path):
             version = self.user_version()
+            if version == 0:
+                raise CorruptStoreError(self._unversioned())
             if version != len(MIGRATIONS):
                 raise CorruptStoreError(
                     f"catalog {self.path} has schema version {version}; this vecstore "
@@ -301,6 +304,19 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
             if fmt != (STORE_FORMAT,):
                 raise CorruptStoreError(f"catalog {self.path} is not a vecstore catalog")
 
+    def _unversioned(self) -> str:
+        """Why a catalog without a schema version is refused, worded as a read-write open
+        (``Database``, ``migrate``) would refuse it, or say how it would accept it."""
+        if not self.is_empty():
+            return f"{self.path} is a SQLite database but not a vecstore catalog"
+        data = self.path.parent / COLLECTIONS
+        if data.is_dir() and any(data.iterdir()):
+            return (
+                f"catalog {self.path} is empty but {data} holds collection files; refusing to "
+                "open (restore the catalog from a backup)"
+            )
+        return f"catalog {self.path} is empty: open the store read-write once to create it"
+
     def is_empty(self) -> bool:
         return (
             self.user_version() == 0
@@ -316,9 +332,7 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
         with translate_errors(self.path):
             start = self.user_version()
             if start == 0 and not self.is_empty():
-                raise CorruptStoreError(
-                    f"{self.path} is a SQLite database but not a vecstore catalog"
-                )
+                raise CorruptStoreError(self._unversioned())
             for version in range(start, len(MIGRATIONS)):
                 with self.write():
                     MIGRATIONS[version](self.db)
@@ -517,9 +531,15 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
             "UPDATE collections SET nrows = nrows + ? WHERE id = ?", (len(rids), coll)
         )
         self._collection_changed(coll)
-        if all(m is None for m in packed) and (positions is None or start is not None):
+        if (
+            all(m is None for m in packed)
+            and (positions is None or start is not None)
+            and not any("\x00" in d for d in documents if d is not None)
+        ):
             # Without metadata blobs the rows travel as one JSON array, which SQLite unpacks
-            # in C: about 3x faster than binding each row from Python.
+            # in C: about 3x faster than binding each row from Python. SQLite's JSON cuts a
+            # text at an escaped NUL, so documents holding one take the path below (ids
+            # hold none: inputs.ids refuses them).
             crcs = [row_crc(r, coll, i, d, None) for r, i, d in zip(rids, ids, documents)]
             table = json.dumps(list(zip(ids, documents, crcs)))
             self.conn.execute(
@@ -698,11 +718,17 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
     def rows_where(
         self, coll: int, sql: str, params: list, limit: int | None, offset: int
     ) -> list[StoredRow]:
-        """Rows in insertion order, paginated."""
+        """Rows in insertion order, paginated. ``limit`` and ``offset`` may be any
+        non-negative ints: past 2**63 - 1 (SQLite's largest) they mean the same as that."""
         rows = self.conn.execute(
             "SELECT r.id, r.rid, r.seg, r.pos, r.document, r.meta, r.chk FROM rows r "
             f"WHERE {_in_coll(sql)} AND {sql} ORDER BY r.rid LIMIT ? OFFSET ?",
-            (coll, *params, -1 if limit is None else limit, offset),
+            (
+                coll,
+                *params,
+                -1 if limit is None else min(limit, INT64_MAX),
+                min(offset, INT64_MAX),
+            ),
         ).fetchall()
         for id_, rid, _, _, doc, meta, crc in rows:
             check_row(self, rid, coll, id_, doc, meta, crc)
