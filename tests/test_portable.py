@@ -11,6 +11,7 @@ import pytest
 
 import vecstore
 from tests.conftest import hashing_encoder, typed
+from vecstore.inputs import MAX_COMPONENT
 
 METADATA = [
     {"b": True, "i": 1, "f": 1.0, "neg0": -0.0, "big": 2**62, "s": "é\u4e2d", "l": [1, "x", None]},
@@ -22,7 +23,8 @@ METADATA = [
 def filled(db, name="c", n=300):
     rng = np.random.default_rng(7)
     x = rng.standard_normal((n, 8)).astype(np.float32)
-    x[0] = [0.0, -0.0, 1e-45, -1e-38, 3.4e38, -3.4e38, 1 / 3, np.float32(0.1)]  # edge values
+    big = MAX_COMPONENT  # the largest magnitude a vector component may have
+    x[0] = [0.0, -0.0, 1e-45, -1e-38, big, -big, 1 / 3, np.float32(0.1)]  # edge values
     c = db.create_collection(name, dim=8, metric="l2")
     c.add(
         [f"id-{i}" for i in range(n)],

@@ -8,6 +8,7 @@ arrived. Imports numpy and the storage layer's value kinds.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -28,6 +29,13 @@ MAX_BATCH = 1_000_000  # ids per add, upsert, update, delete or get
 MAX_QUERIES = 100_000  # queries per query_many
 MAX_RESULTS = 10_000_000  # queries x k per query_many: its (nq, k) heaps take 12 bytes a hit
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+# Vector components, stored and queried. Scores are float32: over MAX_DIM dimensions a
+# squared L2 distance of components up to 1e16 is at most 4 * 65,536 * 1e32 = 2.6e37, under
+# float32's 3.4e38, and so is every dot product and squared norm on the way. A vector that
+# is not all zeros needs one component of at least 1e-15: its squared norm, >= 1e-30, is
+# then a normal float32, so cosine (which divides by the norms) never sees one underflow to 0.
+MAX_COMPONENT = 1e16
+MIN_COMPONENT = 1e-15
 
 
 def _utf8(text: str) -> bool:
@@ -173,17 +181,78 @@ def matrix(values: Any, dim: int, *, n: int | None = None, what: str = "vectors"
         raise DimensionMismatch(f"collection has dim {dim}; got {what} of shape {x.shape}")
     if n is not None and x.shape[0] != n:
         raise InvalidInput(f"got {n} ids but {x.shape[0]} {what}")
+    given = x
     if x.dtype == np.float32:
         x = np.ascontiguousarray(x)
     else:
-        with np.errstate(over="ignore"):  # float64 values beyond float32 become inf: see below
+        with np.errstate(over="ignore", under="ignore"):  # out-of-range values: see below
             x = np.ascontiguousarray(x, dtype=np.float32)
-    if not np.isfinite(x).all():
-        bad = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
+    _check_magnitudes(x, given, what)
+    return x
+
+
+# The limits as float32 (what is compared: a float 1e16 given is stored as float32(1e16)).
+_MAX32, _MIN32 = float(np.float32(MAX_COMPONENT)), float(np.float32(MIN_COMPONENT))
+_ABS_BUFFER = 1 << 20  # bytes of |x| per step of _largest: small enough to stay in cache
+
+
+def _largest(x: np.ndarray) -> np.ndarray:
+    """The largest magnitude in each row of ``x`` (NaN for a row holding one), float32 (n,).
+    |x| goes through a small buffer, so ``x`` is read from memory once."""
+    n, d = x.shape
+    out = np.empty(n, dtype=np.float32)
+    step = max(1, min(n, _ABS_BUFFER // (4 * d)))
+    buf = np.empty((step, d), dtype=np.float32)
+    for start in range(0, n, step):
+        part = buf[: min(step, n - start)]
+        np.abs(x[start : start + step], out=part)
+        part.max(axis=1, out=out[start : start + len(part)])
+    return out
+
+
+def _check_magnitudes(x: np.ndarray, given: np.ndarray, what: str) -> None:
+    """Refuse NaN, inf, components beyond ``MAX_COMPONENT`` and non-zero rows without a
+    component of ``MIN_COMPONENT`` in ``x``, the float32 form of ``given``, in one pass
+    over ``x``."""
+    if not x.size:
+        return
+    if x.shape[0] == 1:  # a query: as cheap as np.isfinite(x).all()
+        size = float(np.abs(x).max())  # NaN if the row holds one
+        if _MIN32 <= size <= _MAX32:
+            return
+        big = np.array([size], dtype=np.float32)
+    else:
+        big = _largest(x)
+    ok = (big <= _MAX32) & ((big >= _MIN32) | (big == 0))  # False for NaN
+    if ok.all():
+        if given.dtype.kind != "f" or given.dtype == np.float32 or (big > 0).all():
+            return
+        # A row of wider floats that all rounded to 0 in float32 was tiny, not zero.
+        zero = np.flatnonzero(big == 0)
+        rows = given[zero]
+        if not rows.any():
+            return
+        bad, size = int(zero[np.flatnonzero(rows.any(axis=1))[0]]), 0.0
+    else:
+        bad = int(np.flatnonzero(~ok)[0])
+        size = float(big[bad])
+    if not np.isfinite(size):
         raise InvalidInput(
             f"{what} must be finite: row {bad} holds NaN or inf (or overflows float32)"
         )
-    return x
+    if size > MAX_COMPONENT:
+        raise InvalidInput(
+            f"{what}: row {bad} has a component of magnitude {size:.3g}; components may be at "
+            f"most {MAX_COMPONENT:g} in magnitude, so that no score over {MAX_DIM} dimensions "
+            "overflows float32: scale the vectors down (a common scale changes no cosine "
+            "score and no ranking)"
+        )
+    raise InvalidInput(
+        f"{what}: row {bad} is not all zeros, but its largest component has magnitude "
+        f"{size:.3g}; a non-zero vector needs a component of at least {MIN_COMPONENT:g} in "
+        "magnitude, or float32 squares of it underflow and its scores are wrong: scale the "
+        "vectors up (a common scale changes no cosine score and no ranking), or pass zeros"
+    )
 
 
 def query_vector(q: Any, dim: int) -> np.ndarray:
@@ -218,14 +287,24 @@ def documents(values: Any, n: int) -> list[str | None]:
     return values
 
 
+def storable(value: Any) -> bool:
+    """Whether ``value`` is a scalar metadata can hold: str, int of 64 bits, finite float,
+    bool or None."""
+    return kind_of(value) is not None and not (isinstance(value, float) and math.isinf(value))
+
+
 def _check_value(key: str, value: Any) -> None:
     if isinstance(value, str) and not _utf8(value):
         raise InvalidInput(f"metadata {key!r}: strings must be valid Unicode (no lone surrogates)")
-    if kind_of(value) is None:
+    if not storable(value):
         if isinstance(value, int):
             raise InvalidInput(f"metadata {key!r}: ints must fit in 64 bits; got {value}")
         if isinstance(value, float):
-            raise InvalidInput(f"metadata {key!r}: NaN is not allowed")
+            # JSON (exports, `vecstore get --json`) has no NaN or infinity.
+            raise InvalidInput(
+                f"metadata {key!r}: floats must be finite; got {value}: store a string "
+                "(such as 'inf') or None instead"
+            )
         raise InvalidInput(
             f"metadata {key!r}: values must be str, int, float, bool, None or a list of those; "
             f"got {type(value).__name__}"

@@ -130,7 +130,9 @@ def train(
     centroids = ivf.kmeans(coarse, nlist, niter=10, seed=seed)
     lists = ivf.assign(xs, centroids)
     resid = xs - centroids[lists]
-    err = float(np.mean(np.einsum("ij,ij->i", resid, resid))) if len(xs) else 0.0
+    # Summed in float64: one row's float32 square cannot overflow (inputs.MAX_COMPONENT), but
+    # a float32 sum of many can, and an infinite error would make every write retrain.
+    err = float(np.einsum("ij,ij->i", resid, resid).mean(dtype=np.float64)) if len(xs) else 0.0
     pq = isinstance(spec, specs.IVFPQ)
     if pq:
         d = x.shape[1]
@@ -221,7 +223,7 @@ def encode(model: Model, x: np.ndarray, norms: np.ndarray) -> tuple[np.ndarray, 
     xs = np.ascontiguousarray(_space(x, norms, model.metric), dtype=np.float32)
     lists = ivf.assign(xs, model.centroids)
     resid = xs - model.centroids[lists]
-    err = float(np.einsum("ij,ij->", resid, resid))
+    err = float(np.einsum("ij,ij->i", resid, resid).sum(dtype=np.float64))  # see train()
     if model.codebooks.size:
         codes = ivf.pq_encode(resid, model.codebooks)
     else:
