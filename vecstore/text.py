@@ -128,12 +128,70 @@ def query_terms(text: str) -> list[str]:
     return list(dict.fromkeys(terms(text)))
 
 
+@lru_cache(maxsize=1)
+def composing() -> tuple[frozenset[str], frozenset[str]]:
+    """``(first, second)``: the characters that begin and that end a canonical composition
+    (``e`` + U+0301 -> ``é``; Hangul L + V -> LV and LV + T -> LVT). Read once from the
+    Unicode data, on first use (0.2 s)."""
+    first, second = set(), set()
+    for cp in range(0x110000):
+        dec = unicodedata.decomposition(chr(cp))
+        if dec and not dec.startswith("<") and dec.count(" ") == 1:
+            a, b = (chr(int(h, 16)) for h in dec.split())
+            if unicodedata.normalize("NFC", a + b) == chr(cp):  # not a composition exclusion
+                first.add(a)
+                second.add(b)
+    first.update(map(chr, range(0x1100, 0x1113)))  # Hangul L jamo
+    first.update(map(chr, range(0xAC00, 0xD7A4, 28)))  # Hangul LV syllables
+    second.update(map(chr, range(0x1161, 0x1176)))  # Hangul V jamo
+    second.update(map(chr, range(0x11A8, 0x11C3)))  # Hangul T jamo
+    return frozenset(first), frozenset(second)
+
+
+def _starts_clean(ch: str) -> bool:
+    """Whether normalising never joins ``ch`` to what precedes it: its decomposition starts
+    with a starter that ends no composition."""
+    if ch.isascii():
+        return True  # no ASCII character ends a composition (tests/test_text.py checks)
+    head = unicodedata.normalize("NFKD", ch)[0]
+    return unicodedata.combining(head) == 0 and head not in composing()[1]
+
+
+def _ends_clean(ch: str) -> bool:
+    """Whether normalising never joins ``ch`` to what follows it: its decomposition ends
+    with a starter that is in no composition (one that ends a composition may join what
+    precedes it into a character that begins one: Hangul L + V, then + T)."""
+    if ch.isascii():
+        return not (ch.isalpha() or ch in "<=>")  # a superset of those that begin one
+    tail = unicodedata.normalize("NFKD", ch)[-1]
+    first, second = composing()
+    return unicodedata.combining(tail) == 0 and tail not in first and tail not in second
+
+
 def contains_terms(substring: str) -> list[str]:
-    """Terms every document containing ``substring`` must have: the words of the
-    substring that do not touch its ends (an end may be part of a longer word in the
-    document), and the CJK bigrams inside it. Used to prefilter ``$contains`` candidates
-    through the keyword index; the substring test itself still runs on every candidate."""
-    norm = _normalize(substring)
+    """Terms every document containing ``substring`` must have. Used to prefilter
+    ``$contains`` candidates through the keyword index; the substring test itself still runs
+    on every candidate, so the terms may be too few but never one too many.
+
+    A document normalises (NFKC) its copy of the substring differently where the substring's
+    ends meet the text around it: ``か`` followed by U+3099 becomes ``が``, Hangul jamo join
+    into syllables. So the terms come from the core between the first character that joins
+    nothing before it and the last that joins nothing after it (or the last character that
+    joins nothing before it, which then starts the cut-off tail): the words of the core that
+    do not touch its ends (an end may be part of a longer word in the document), and the CJK
+    bigrams inside it.
+    """
+    n = len(substring)
+    i = 0
+    while i < n and not _starts_clean(substring[i]):
+        i += 1
+    j = n
+    if j > i and not _ends_clean(substring[-1]):
+        j = n - 1
+        while j > i and not _starts_clean(substring[j]):
+            j -= 1
+    core = substring[i:j]
+    norm = _normalize(core)
     out: list[str] = []
     for tok, cjk, start, end in _words(norm):
         if cjk:
