@@ -44,7 +44,9 @@ def _json(text: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({exc.msg}): {text!r}") from None
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc.msg}): {text[:80]!r}") from None
+    except RecursionError:
+        raise argparse.ArgumentTypeError(f"JSON nests too deeply: {text[:40]!r}...") from None
 
 
 def _index(text: str) -> Any:
@@ -471,13 +473,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (VecstoreError, OSError) as exc:
         _fail(str(exc) or type(exc).__name__)
         return EXIT_DATA
+    except RecursionError:  # an input nested deeper than Python can parse or walk
+        _fail("an input nests too deeply (JSON or filters nested thousands of levels)")
+        return EXIT_DATA if command in READS_FILES else EXIT_USAGE
     except KeyboardInterrupt:
         _fail("interrupted")
         return 130
 
 
 def _fail(message: str) -> None:
-    text = " ".join(message.split())
+    text = commands.printable(" ".join(message.split()))
     if not text.startswith("vecstore"):
         text = f"vecstore: error: {text}"
     print(text, file=sys.stderr)

@@ -14,6 +14,7 @@ import re
 import shutil
 import sys
 import time
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -71,11 +72,23 @@ def _collection(db: vecstore.Database, args: argparse.Namespace, *, embeds: bool
 
 def _say(args: argparse.Namespace, message: str) -> None:
     if not args.quiet:
-        print(message)
+        print(printable(message))
 
 
 def _emit(data: Any) -> None:
-    print(json.dumps(data, ensure_ascii=False, indent=None))
+    """Print ``data`` as JSON: exact, with what is not printable as ``\\u`` escapes."""
+    text = json.dumps(data, ensure_ascii=False, indent=None)
+    if not text.isprintable():  # such characters occur only inside JSON strings
+        text = "".join(ch if _shown(ch) else _json_escape(ch) for ch in text)
+    print(text)
+
+
+def _json_escape(ch: str) -> str:
+    cp = ord(ch)
+    if cp < 0x10000:
+        return f"\\u{cp:04x}"
+    cp -= 0x10000  # a UTF-16 surrogate pair, as JSON writes characters beyond the BMP
+    return f"\\u{0xD800 + (cp >> 10):04x}\\u{0xDC00 + (cp & 0x3FF):04x}"
 
 
 def _size(n: float) -> str:
@@ -91,9 +104,26 @@ def _n(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
+def _shown(ch: str) -> bool:
+    """Whether a character may reach the terminal as it is: what Python prints, spaces,
+    and the joiners that emoji and several scripts need; not controls (escape sequences),
+    bidirectional overrides, other format characters or unassigned code points."""
+    return ch.isprintable() or ch in "\u200c\u200d" or unicodedata.category(ch) == "Zs"
+
+
+def printable(text: str) -> str:
+    """``text`` with every character not ``_shown`` written as a Python escape (``\\x1b``,
+    ``\\u202e``), so stored text can neither drive the terminal nor disguise what surrounds
+    it. (A backslash stays as it is.)"""
+    if text.isprintable():
+        return text
+    return "".join(ch if _shown(ch) else repr(ch)[1:-1] for ch in text)
+
+
 def _one_line(value: Any) -> str:
+    """A table cell: whitespace runs become one space, and the rest is ``printable``."""
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    return " ".join(text.split())
+    return printable(" ".join(text.split()))
 
 
 def _table(headers: list[str], rows: list[list[str]], *, wide: int | None = None) -> None:
@@ -163,6 +193,10 @@ def _query_input(args: argparse.Namespace) -> Any:
             value = json.loads(text)
         except json.JSONDecodeError:
             return text
+        except RecursionError:
+            raise UsageError(
+                "QUERY nests too deeply: a vector is a flat JSON array of numbers"
+            ) from None
         if isinstance(value, list) and all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
         ):
@@ -303,7 +337,7 @@ def collections_info(args: argparse.Namespace) -> int:
     data["encoder"] = "-" if info.encoder is None else _one_line(info.encoder)
     width = max(map(len, data))
     for key, value in data.items():
-        print(f"{key.ljust(width)}  {value}")
+        print(printable(f"{key.ljust(width)}  {value}"))
     return EXIT_OK
 
 
@@ -330,7 +364,7 @@ def verify(args: argparse.Namespace) -> int:
         _emit(report.to_dict())
     else:
         for line in report.problems:
-            print(f"vecstore verify: {line}", file=sys.stderr)
+            print(printable(f"vecstore verify: {line}"), file=sys.stderr)
         for line in report.warnings:
             _say(args, f"warning: {line}")
         state = "ok" if report.ok else f"{_n(len(report.problems), 'problem')} found"
@@ -385,7 +419,10 @@ def backup(args: argparse.Namespace) -> int:
         with vecstore.open(args.dest, read_only=True) as copy:
             report = copy.verify()
         for line in report.problems:
-            print(f"vecstore backup: the copy fails verification: {line}", file=sys.stderr)
+            print(
+                printable(f"vecstore backup: the copy fails verification: {line}"),
+                file=sys.stderr,
+            )
         if not report.ok:
             return EXIT_DATA
         _say(

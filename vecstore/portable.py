@@ -38,6 +38,7 @@ from .errors import (
 )
 from .index import specs
 from .storage import records
+from .storage.backup import enclosing_store
 
 if TYPE_CHECKING:
     from .database import Database
@@ -97,6 +98,11 @@ def export(
     consistent snapshot read through ``reader``. A path is written under a temp name and
     renamed when complete."""
     path = None if hasattr(dest, "write") else Path(dest)
+    if path is not None and (store := enclosing_store(path)) is not None:
+        raise InvalidInput(
+            f"export target {path} is inside the store {store}, whose files it could "
+            "overwrite: write the export outside any store folder"
+        )
     fmt = format_of(path, format)
     if path is None:
         return _export_to(coll, reader, dest, fmt)
@@ -314,7 +320,7 @@ def _read_jsonl(fh: IO[bytes], where: str) -> tuple[dict, Iterator[tuple[str, di
     first = fh.readline()
     try:
         parsed = _loads(first) if first.strip() else None
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise InvalidInput(f"{where}:1: not valid JSON ({_reason(exc)})") from None
     head = _check_header(parsed, f"{where}:1")
     dim = head["dim"]
@@ -326,7 +332,7 @@ def _read_jsonl(fh: IO[bytes], where: str) -> tuple[dict, Iterator[tuple[str, di
             line = f"{where}:{n}"
             try:
                 row = _loads(raw)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 raise InvalidInput(f"{line}: not valid JSON ({_reason(exc)})") from None
             yield line, _row(row, dim, line)
 
@@ -337,7 +343,9 @@ def _loads(raw: bytes) -> Any:
     return json.loads(raw.decode("utf-8"))
 
 
-def _reason(exc: ValueError) -> str:
+def _reason(exc: ValueError | RecursionError) -> str:
+    if isinstance(exc, RecursionError):
+        return "it nests too deeply"
     return exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
 
 
@@ -352,8 +360,8 @@ def _row(row: Any, dim: int, where: str) -> dict:
             got = len(vector) if isinstance(vector, list) else type(vector).__name__
             raise DimensionMismatch(f'{where}: "vector" must be a list of {dim} numbers; got {got}')
         try:
-            vector = np.asarray(vector, dtype=np.float64).astype(np.float32)
-        except (TypeError, ValueError):
+            vector = np.asarray(vector, dtype=np.float64)
+        except (TypeError, ValueError, OverflowError):  # OverflowError: an int past float64
             raise InvalidInput(f'{where}: "vector" must hold numbers only') from None
     meta = row.get("metadata")
     if meta is not None and not isinstance(meta, dict):
@@ -399,8 +407,13 @@ def _read_parquet(fh: IO[bytes], where: str) -> tuple[dict, Iterator[tuple[str, 
             )
             for i, id_ in enumerate(ids):
                 n += 1
-                meta = json.loads(metas[i]) if metas[i] else None
                 line = f"{where}: row {n}"
+                try:
+                    meta = json.loads(metas[i]) if metas[i] else None
+                except (ValueError, RecursionError) as exc:
+                    raise InvalidInput(
+                        f"{line}: metadata is not valid JSON ({_reason(exc)})"
+                    ) from None
                 row = {"id": id_, "vector": x[i], "document": docs[i], "metadata": meta}
                 yield line, _row(row, dim, line)
 

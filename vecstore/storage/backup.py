@@ -62,6 +62,16 @@ class _File:
     header: int = HEADER_SIZE  # bytes before the checksummed payload
 
 
+def enclosing_store(path: Path) -> Path | None:
+    """The store folder that ``path`` is or lies inside (a folder holding a catalog beside
+    a collections folder), or None. Files written there could replace store files."""
+    path = Path(path).resolve()
+    for folder in (path, *path.parents):
+        if (folder / CATALOG).is_file() and (folder / COLLECTIONS).is_dir():
+            return folder
+    return None
+
+
 def copy_store(
     reading: Callable[[], AbstractContextManager[Catalog]], root: Path, dest: Path
 ) -> BackupInfo:
