@@ -314,7 +314,10 @@ def _rows_of(
                 }
             )
         return source
-    records = _jsonl(path, text) if kind == "jsonl" else _csv(path, text)
+    if kind == "jsonl":
+        records = _jsonl(path, text)
+    else:  # the id and the document stay as written: "007" is not the number 7
+        records = _csv(path, text, verbatim=(fields.text, fields.id))
     first_line: dict[str, int] = {}
     for line, record in records:
         doc, id_, meta = _record(path, line, record, fields)
@@ -345,6 +348,8 @@ def _jsonl(path: Path, text: str) -> Iterator[tuple[int, dict]]:
             record = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise InvalidInput(f"{path}:{line}: not valid JSON ({exc.msg})") from None
+        except RecursionError:
+            raise InvalidInput(f"{path}:{line}: not valid JSON (it nests too deeply)") from None
         if not isinstance(record, dict):
             raise InvalidInput(
                 f"{path}:{line}: expected a JSON object per line; got {type(record).__name__}"
@@ -352,7 +357,7 @@ def _jsonl(path: Path, text: str) -> Iterator[tuple[int, dict]]:
         yield line, record
 
 
-def _csv(path: Path, text: str) -> Iterator[tuple[int, dict]]:
+def _csv(path: Path, text: str, verbatim: Sequence[str | None]) -> Iterator[tuple[int, dict]]:
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader, None)
@@ -367,7 +372,7 @@ def _csv(path: Path, text: str) -> Iterator[tuple[int, dict]]:
                     raise InvalidInput(
                         f"{path}:{line}: {len(row)} fields; the header has {len(header)}"
                     )
-                yield line, {k: _csv_value(v) for k, v in zip(header, row)}
+                yield line, {k: v if k in verbatim else _csv_value(v) for k, v in zip(header, row)}
             line = reader.line_num + 1
     except csv.Error as exc:
         raise InvalidInput(f"{path}:{reader.line_num}: malformed CSV ({exc})") from None
@@ -435,11 +440,12 @@ def _record(
 
 def _storable(value: Any) -> Any:
     """A metadata value as stored: scalars and flat lists of scalars as they are; nested
-    objects, and numbers metadata cannot hold (NaN, ints beyond 64 bits), as JSON text."""
+    objects, and numbers metadata cannot hold (NaN, infinities, ints beyond 64 bits), as
+    JSON text."""
     if isinstance(value, list) and all(not isinstance(v, (list, dict)) for v in value):
-        if all(kind_of(v) is not None for v in value):
+        if all(inputs.storable(v) for v in value):
             return value
-    elif not isinstance(value, (list, dict)) and kind_of(value) is not None:
+    elif not isinstance(value, (list, dict)) and inputs.storable(value):
         return value
     return json.dumps(value, ensure_ascii=False)
 
