@@ -156,7 +156,8 @@ class Collection:
         fails, the batches before it stay written (and re-running is cheap: embeddings are
         cached). Returns the number of rows written.
         """
-        batch_size = inputs.integer("batch_size", batch_size, minimum=1)
+        # A batch is one upsert, which takes at most MAX_BATCH ids.
+        batch_size = inputs.integer("batch_size", batch_size, minimum=1, maximum=inputs.MAX_BATCH)
         write = self.upsert if replace else self.add
         total = len(rows) if hasattr(rows, "__len__") else None
         done = 0

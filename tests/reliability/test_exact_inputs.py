@@ -30,7 +30,7 @@ import vecstore
 from tests.conftest import hashing_encoder, typed
 from vecstore import cli, text
 from vecstore.encoders import CallableEncoder
-from vecstore.inputs import MAX_COMPONENT, MAX_DIM, MIN_COMPONENT
+from vecstore.inputs import MAX_BATCH, MAX_COMPONENT, MAX_DIM, MIN_COMPONENT
 
 ENCODER = "tests.conftest:hashing_encoder"
 # Characters that SQLite, JSON, terminals or Unicode handle specially.
@@ -348,6 +348,17 @@ def test_get_takes_limit_and_offset_of_any_size(tmp_path, capsys):
     s = str(tmp_path / "s")
     assert cli.main(["get", s, "c", "--limit", str(10**30), "--offset", "1", "--json"]) == 0
     assert [r["id"] for r in json.loads(capsys.readouterr().out)] == ["b"]
+
+
+def test_add_batches_refuses_a_batch_size_past_the_per_call_limit(tmp_path):
+    with vecstore.open(tmp_path / "s") as db:
+        c = db.create_collection("c", dim=2)
+        rows = [{"id": "a", "vector": [1, 0]}]
+        for big in (MAX_BATCH + 1, 2**63, 2**70):  # 2**70 raised a raw ValueError (islice)
+            with pytest.raises(vecstore.InvalidInput, match="batch_size must be an int"):
+                c.add_batches(rows, batch_size=big)
+        assert c.count() == 0
+        assert c.add_batches(rows, batch_size=MAX_BATCH) == 1
 
 
 # ---------------------------------------------------------------------------------------------
