@@ -40,7 +40,8 @@ from .index.bm25 import PostingCache
 from .index.flat import Snapshot
 from .index.specs import Flat, Spec
 from .storage.catalog import Catalog, CollectionRecord
-from .storage.files import WriterLock, fsync_dir
+from .storage.files import WriterLock, make_dir
+from .storage.paths import collection_dir, remove_orphans
 from .storage.segments import Segment
 
 if TYPE_CHECKING:
@@ -137,7 +138,7 @@ class Database:
         self._writer: WriterLock | None = None
         catalog_path = self.path / CATALOG
         if read_only or not create:
-            if not catalog_path.is_file():
+            if not os.path.lexists(catalog_path):  # not a file: Catalog names what it is
                 raise StoreNotFound(f"no vecstore store at {self.path} (no {CATALOG})")
         if read_only:
             self._catalog = Catalog(
@@ -191,8 +192,8 @@ class Database:
                     f"{self.path} is a non-empty directory without a vecstore catalog "
                     f"(found {sorted(stray)[:3]}); open an empty or new directory"
                 )
-        self.path.mkdir(parents=True, exist_ok=True)
-        (self.path / COLLECTIONS).mkdir(exist_ok=True)
+        make_dir(self.path, exist_ok=True)
+        make_dir(self.path / COLLECTIONS, exist_ok=True)
 
     def _remove_orphans(self) -> None:
         """Delete files no catalog row names: temp files and leftovers of interrupted writes.
@@ -200,25 +201,7 @@ class Database:
         Runs under the writer lock, so no other process can be between writing a file and
         publishing it.
         """
-        keep = self._catalog.segment_files()
-        root = self.path / COLLECTIONS
-        if not all(
-            (root / d).is_dir() and all((root / d / f).exists() for f in fs)
-            for d, fs in keep.items()
-        ):
-            # The catalog names a file that is not there: it is damaged, or the files are.
-            # Delete nothing; reads of what is missing raise CorruptStoreError.
-            return
-        for entry in root.iterdir():
-            if entry.name not in keep:
-                if entry.is_dir() and not entry.is_symlink():
-                    shutil.rmtree(entry, ignore_errors=True)
-                else:
-                    entry.unlink(missing_ok=True)
-                continue
-            for f in entry.iterdir():
-                if f.name not in keep[entry.name]:
-                    f.unlink(missing_ok=True)
+        remove_orphans(self.path, self._catalog.segment_files())
 
     # -- plumbing used by Collection ----------------------------------------------------
 
@@ -279,7 +262,7 @@ class Database:
             raise StoreClosed(f"store {self.path} is closed")
 
     def _collection_dir(self, record: CollectionRecord) -> Path:
-        return self.path / COLLECTIONS / record.dir
+        return collection_dir(self.path, record.dir)  # checked: inside the store
 
     # -- public API ---------------------------------------------------------------------
 
@@ -333,8 +316,7 @@ class Database:
                 raise CollectionExists(f"collection {name!r} already exists")
             dirname = f"{name}-{uuid.uuid4().hex[:12]}"
             directory = self.path / COLLECTIONS / dirname
-            directory.mkdir(parents=True)
-            fsync_dir(directory.parent)
+            make_dir(directory)
             config = {"dim": dim, "metric": metric, "index": index.to_json()}
             if spec is not None:
                 config["encoder"] = spec.to_json()
@@ -414,13 +396,14 @@ class Database:
             record = cat.collection_by_name(name) if isinstance(name, str) else None
             if record is None:
                 raise CollectionNotFound(f"no collection {name!r} in {self.path}")
+            directory = self._collection_dir(record)  # refused before anything is dropped
             with cat.fully_synced(), cat.write():
                 cat.drop_collection(record.id)
             self._segments.pop(record.dir, None)
             self._snapshots.pop(record.dir, None)
             self._encoders.pop(record.dir, None)
             self._text_cache.drop(record.dir)
-            shutil.rmtree(self._collection_dir(record), ignore_errors=True)
+            shutil.rmtree(directory, ignore_errors=True)
 
     def verify(self) -> VerifyReport:
         """Check every segment checksum and catalog invariant; the report lists what is
