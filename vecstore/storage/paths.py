@@ -74,7 +74,20 @@ def collection_dir(root: Path, name: str) -> Path:
     """The folder of the collection whose catalog record names folder ``name``, checked:
     a plain name, reached without leaving the store folder ``root``."""
     plain_name(name, "a collection folder", root / "catalog.db")
-    return inside(root, root / COLLECTIONS / name, "collection folder")
+    base = root / COLLECTIONS
+    path = base / name
+    if not _is_link(base) and not _is_link(path):
+        return path  # plain names, no link: inside (two lstat calls, not a realpath)
+    return inside(root, path, "collection folder")
+
+
+def _is_link(path: Path) -> bool:
+    try:
+        return stat.S_ISLNK(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # let realpath decide
 
 
 def _kind(mode: int) -> str:
