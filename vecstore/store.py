@@ -10,6 +10,7 @@ export and audit hold it. Must not import ``database`` or ``collection``.
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 import uuid
@@ -35,7 +36,8 @@ from .index import flat
 from .index.bm25 import PostingCache
 from .index.plan import ResidentPages
 from .storage.catalog import Catalog, CollectionRecord
-from .storage.files import WriterLock, fsync_dir, remove_quietly
+from .storage.files import WriterLock, make_dir, remove_quietly
+from .storage.paths import collection_dir, remove_orphans
 from .storage.segments import Segment
 
 CATALOG = "catalog.db"
@@ -86,7 +88,7 @@ class Store:
         self._catalog: Catalog | None = None
         catalog_path = path / CATALOG
         if read_only or not create:
-            if not catalog_path.is_file():
+            if not os.path.lexists(catalog_path):  # not a file: Catalog names what it is
                 raise StoreNotFound(f"no vecstore store at {path} (no {CATALOG})")
         if read_only:
             self._catalog = Catalog(
@@ -143,8 +145,8 @@ class Store:
                     f"{self.path} is a non-empty directory without a vecstore catalog "
                     f"(found {sorted(stray)[:3]}); open an empty or new directory"
                 )
-        self.path.mkdir(parents=True, exist_ok=True)
-        (self.path / COLLECTIONS).mkdir(exist_ok=True)
+        make_dir(self.path, exist_ok=True)
+        make_dir(self.path / COLLECTIONS, exist_ok=True)
 
     def _remove_orphans(self, cat: Catalog) -> None:
         """Delete files no catalog row names: temp files and leftovers of interrupted writes.
@@ -152,25 +154,7 @@ class Store:
         Runs under the writer lock, so no other process can be between writing a file and
         publishing it.
         """
-        keep = cat.segment_files()
-        root = self.path / COLLECTIONS
-        if not all(
-            (root / d).is_dir() and all((root / d / f).exists() for f in fs)
-            for d, fs in keep.items()
-        ):
-            # The catalog names a file that is not there: it is damaged, or the files are.
-            # Delete nothing; reads of what is missing raise CorruptStoreError.
-            return
-        for entry in root.iterdir():
-            if entry.name not in keep:
-                if entry.is_dir() and not entry.is_symlink():
-                    shutil.rmtree(entry, ignore_errors=True)
-                else:
-                    entry.unlink(missing_ok=True)
-                continue
-            for f in entry.iterdir():
-                if f.name not in keep[entry.name]:
-                    f.unlink(missing_ok=True)
+        remove_orphans(self.path, cat.segment_files())
 
     # -- transactions -------------------------------------------------------------------
 
@@ -229,9 +213,7 @@ class Store:
             if cat.collection_by_name(name) is not None:
                 raise CollectionExists(f"collection {name!r} already exists")
             dirname = f"{name.lstrip('.')}-{uuid.uuid4().hex[:12]}"
-            directory = self.path / COLLECTIONS / dirname
-            directory.mkdir(parents=True)
-            fsync_dir(directory.parent)
+            make_dir(self.path / COLLECTIONS / dirname)
             with cat.write():
                 coll = cat.insert_collection(
                     name, dirname, config.dim, config.metric, config.to_json()
@@ -259,23 +241,25 @@ class Store:
     def drop_collection(self, record: CollectionRecord) -> None:
         """Delete a collection's rows in one commit, then its folder."""
         with self.writing() as cat:
+            directory = self.collection_dir(record)  # refused before anything is dropped
             with cat.fully_synced(), cat.write():
                 cat.drop_collection(record.id)
             self.forget(record)
-            shutil.rmtree(self.collection_dir(record), ignore_errors=True)
+            shutil.rmtree(directory, ignore_errors=True)
 
     def _drop_staged(self, cat: Catalog) -> None:
         """Drop the staged collections of imports that never published (a killed process)."""
         for record in cat.collections():
             if record.name.startswith(STAGING_PREFIX):
+                directory = self.collection_dir(record)  # refused before anything is dropped
                 with cat.fully_synced(), cat.write():
                     cat.drop_collection(record.id)
-                shutil.rmtree(self.collection_dir(record), ignore_errors=True)
+                shutil.rmtree(directory, ignore_errors=True)
 
     # -- collection files ---------------------------------------------------------------
 
     def collection_dir(self, record: CollectionRecord) -> Path:
-        return self.path / COLLECTIONS / record.dir
+        return collection_dir(self.path, record.dir)  # checked: inside the store
 
     def file_cache(self, record: CollectionRecord) -> dict[str, Segment]:
         """The collection's mapped segment and index files, by file name."""

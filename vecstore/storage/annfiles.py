@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import paths
 from .arrays import ArrayFileInfo
 from .checksums import check_record, record_crc
 
@@ -50,6 +51,7 @@ class IndexFileRecord:
 class AnnFiles:
     conn: sqlite3.Connection
     path: Path
+    checking: bool
 
     def index_files(self, coll: int) -> tuple[IndexFileRecord | None, dict[int, IndexFileRecord]]:
         """The collection's model file (or None) and its list files by segment id."""
@@ -58,6 +60,8 @@ class AnnFiles:
             "SELECT seg, file, size, crc, nrows, err, chk FROM ivf_files WHERE coll = ?", (coll,)
         ):
             check_record(self, "ivf_files", (coll, seg, file, size, crc, nrows, err), chk)
+            if self.checking:
+                paths.plain_name(file, "an index file", self.path)
             rec = IndexFileRecord(ArrayFileInfo(file, size, crc), nrows, err)
             if seg is None:
                 model = rec
@@ -80,4 +84,4 @@ class AnnFiles:
             f for (f,) in self.conn.execute("SELECT file FROM ivf_files WHERE coll = ?", (coll,))
         ]
         self.conn.execute("DELETE FROM ivf_files WHERE coll = ?", (coll,))
-        return files
+        return [paths.plain_name(f, "an index file", self.path) for f in files]

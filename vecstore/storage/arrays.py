@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import mmap
 import os
 import struct
 import zlib
@@ -21,8 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CorruptStoreError, StoreIOError
+from ..errors import CorruptStoreError
 from .files import write_durable
+from .mapping import FileMap
+from .paths import open_regular
 from .segments import pread_crc32
 
 MAGIC = b"VECSTIDX"
@@ -59,7 +60,7 @@ class ArrayFile:
     info: ArrayFileInfo
     meta: dict
     arrays: dict[str, np.ndarray]
-    _map: mmap.mmap | None
+    _map: FileMap | None
 
 
 def _align(n: int) -> int:
@@ -176,14 +177,10 @@ def open_arrays(path: Path, expected: ArrayFileInfo, *, verify: bool = True) -> 
 
     With ``verify`` the payload checksum is checked too (read with ``pread``, so the pages
     checked are not charged to this process's resident memory). Raises
-    ``FileNotFoundError`` if the file is gone (a concurrent retrain removed it).
+    ``FileNotFoundError`` if the file is gone (a concurrent retrain removed it), and
+    ``CorruptStoreError`` if it is not a regular file. The map holds no file descriptor.
     """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise StoreIOError(f"cannot read index file {path}: {exc.strerror}") from exc
+    fd = open_regular(path, "index file")
     try:
         size = os.fstat(fd).st_size
         head = os.pread(fd, HEADER_SIZE, 0)
@@ -194,7 +191,7 @@ def open_arrays(path: Path, expected: ArrayFileInfo, *, verify: bool = True) -> 
             raise _corrupt(path, f"(size, crc) {(size, crc)} disagree with the catalog")
         if verify and pread_crc32(fd, HEADER_SIZE, size) != crc:
             raise _corrupt(path, "payload checksum mismatch")
-        mm = mmap.mmap(fd, size, access=mmap.ACCESS_READ) if size > HEADER_SIZE else None
+        mm = FileMap(fd, size) if size > HEADER_SIZE else None
     finally:
         os.close(fd)
     arrays = {}
@@ -203,7 +200,8 @@ def open_arrays(path: Path, expected: ArrayFileInfo, *, verify: bool = True) -> 
         if count == 0 or mm is None:
             arrays[name] = np.zeros(shape, dtype=dtype)
         else:
-            arrays[name] = np.frombuffer(mm, dtype=dtype, count=count, offset=offset).reshape(shape)
+            arrays[name] = np.frombuffer(mm.view, dtype=dtype, count=count, offset=offset)
+            arrays[name] = arrays[name].reshape(shape)
     return ArrayFile(expected, meta, arrays, mm)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CorruptStoreError, StoreIOError
-from . import records
+from . import paths, records
 from .arrays import lists_fit, open_arrays
 from .catalog import Catalog, CollectionRecord
 from .checksums import RECORD_COLUMNS, blob_crc, cache_key, record_crc, rid_key, row_crc
@@ -115,6 +115,42 @@ def store_problems(cat: Catalog) -> list[str]:
     )
     if bad:
         out.append(f"catalog: {bad} of {n} cached embeddings fail their checksum")
+    return out + path_problems(cat)
+
+
+def path_problems(cat: Catalog) -> list[str]:
+    """File names in the catalog that are not plain names, and store files beside it that
+    are not what they must be: a store folder may have been crafted to reach outside it."""
+    out = []
+    for what, sql in (
+        ("folder", "SELECT name, dir FROM collections"),
+        (
+            "segment file",
+            "SELECT c.name, s.file FROM segments s JOIN collections c ON c.id = s.coll",
+        ),
+        (
+            "index file",
+            "SELECT c.name, i.file FROM ivf_files i JOIN collections c ON c.id = i.coll",
+        ),
+    ):
+        for coll, name in cat.conn.execute(sql):
+            problem = paths.name_problem(name)
+            if problem is not None:
+                out.append(
+                    f"catalog: collection {coll!r} names {what} {name!r}, which {problem}; "
+                    "a store names only files inside it (this store may have been crafted)"
+                )
+    root = cat.path.parent
+    side = [cat.path.with_name(cat.path.name + s) for s in paths.SQLITE_SIDE_FILES]
+    for path, what in [*((p, "catalog file") for p in side), (root / "LOCK", "the writer lock")]:
+        try:
+            paths.check_regular(path, what)
+        except (CorruptStoreError, StoreIOError) as exc:
+            out.append(str(exc))
+    base = root / paths.COLLECTIONS
+    real = paths.outside(root, base)
+    if real is not None:
+        out.append(f"the collections folder {base} leads outside the store (to {real})")
     return out
 
 
@@ -123,12 +159,12 @@ def unreferenced_files(cat: Catalog, root: Path) -> list[Path]:
     writes, which the next read-write open removes; temp files of a write in progress)."""
     keep = cat.segment_files()
     out = []
-    if not root.is_dir():
-        return out
+    if not root.is_dir() or paths.outside(root.parent, root) is not None:
+        return out  # path_problems reports a collections folder leading elsewhere
     for entry in sorted(root.iterdir()):
         if entry.name not in keep:
             out.append(entry)
-        elif entry.is_dir():
+        elif entry.is_dir() and not entry.is_symlink():  # check_collection reports a link
             out += [f for f in sorted(entry.iterdir()) if f.name not in keep[entry.name]]
     return out
 
@@ -167,6 +203,10 @@ def check_collection(
         info = srec.info
         known.add(srec.id)
         audit.segments += 1
+        problem = paths.name_problem(info.file)
+        if problem is not None:
+            problems.append(f"{name}: its segment file {info.file!r} {problem}; refused")
+            continue
         path = directory / info.file
         if info.dim != rec.dim:
             problems.append(f"{name}: segment {info.file} has dim {info.dim}, not {rec.dim}")
@@ -231,6 +271,10 @@ def _ann_problems(
     counts = {s.id: s.info.count for s in cat.segments(coll)}
     opened = {}
     for seg, rec in [(None, model)] * (model is not None) + list(lists.items()):
+        problem = paths.name_problem(rec.info.file)
+        if problem is not None:
+            problems.append(f"{name}: its index file {rec.info.file!r} {problem}; refused")
+            continue
         audit.bytes += rec.info.size
         try:
             opened[seg] = open_arrays(directory / rec.info.file, rec.info, verify=True)

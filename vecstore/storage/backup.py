@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CorruptStoreError, InvalidInput, StoreIOError
+from . import paths
 from .arrays import HEADER_SIZE as INDEX_HEADER_SIZE
 from .catalog import Catalog, translate_errors
 from .files import TMP_SUFFIX, fsync_dir, write_durable
@@ -128,7 +129,10 @@ def _snapshot(
     compaction that committed after this snapshot began."""
     for _ in range(RETRIES):
         with reading() as cat:
-            dirs = [d for (d,) in cat.conn.execute("SELECT dir FROM collections ORDER BY dir")]
+            dirs = [
+                paths.plain_name(d, "a collection folder", cat.path)
+                for (d,) in cat.conn.execute("SELECT dir FROM collections ORDER BY dir")
+            ]
             listed = cat.conn.execute(
                 f"SELECT c.dir, s.file, s.size, s.crc, {HEADER_SIZE} FROM segments s "
                 "JOIN collections c ON c.id = s.coll "
@@ -138,17 +142,18 @@ def _snapshot(
             files: list[_File] = []
             try:
                 for d, name, size, crc, header in listed:
-                    path = root / COLLECTIONS / d / name
-                    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                    paths.plain_name(name, "a segment or index file", cat.path)
+                    path = paths.collection_dir(root, d) / name
+                    fd = paths.open_regular(path, "store file")
                     files.append(_File(d, name, size, crc, fd, header))
             except FileNotFoundError:
                 for f in files:
                     os.close(f.fd)
                 continue
-            except OSError as exc:
+            except (CorruptStoreError, StoreIOError):
                 for f in files:
                     os.close(f.fd)
-                raise StoreIOError(f"cannot read a segment file of {root}: {exc}") from exc
+                raise
             try:
                 with translate_errors(cat.path):
                     target = sqlite3.connect(tmp, isolation_level=None)

@@ -13,7 +13,6 @@ import itertools
 import json
 import sqlite3
 import time
-import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import CorruptStoreError, DiskFullError, LockTimeout, StoreIOError
-from . import records
+from . import catalogfile, paths, records
 from .annfiles import AnnFiles, _v4_ann
 from .buffers import Buffers
 from .checksums import (
@@ -192,6 +191,11 @@ def translate_errors(path: Path) -> Iterator[None]:
             raise DiskFullError(f"catalog {path}: the disk is full ({exc})") from exc
         if "disk i/o error" in msg:
             raise StoreIOError(f"catalog {path}: {exc}") from exc
+        if "readonly database" in msg or "unable to open database" in msg:
+            raise StoreIOError(
+                f"catalog {path}: {exc}; check that this process may write the catalog and "
+                "its folder, or open the store with read_only=True"
+            ) from exc
         if "database is locked" in msg or "database is busy" in msg:
             raise LockTimeout(f"catalog {path} stayed locked past the timeout: {exc}") from exc
         if _is_corruption(exc):
@@ -231,15 +235,11 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
         self.read_only = read_only
         self.synchronous = synchronous
         self._db = None
-        mode = "ro" if read_only else "rwc"
-        uri = f"file:{urllib.parse.quote(str(path))}?mode={mode}"
+        # set if the catalog was opened immutable, from read-only media (catalogfile.py)
+        self._frozen: catalogfile.Signature | None = None
         with translate_errors(path):
-            self.conn = sqlite3.connect(
-                uri,
-                uri=True,
-                isolation_level=None,
-                check_same_thread=False,
-                timeout=busy_timeout,
+            self.conn, self._frozen = catalogfile.connect(
+                path, read_only=read_only, busy_timeout=busy_timeout
             )
             try:
                 self._setup(synchronous)
@@ -355,6 +355,8 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
         if self.conn.in_transaction:
             yield
             return
+        if self._frozen is not None:
+            catalogfile.check_unchanged(self.path, self._frozen)
         with translate_errors(self.path):
             self.conn.execute("BEGIN")
             try:
@@ -426,6 +428,8 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
             params,
         ):
             check_record(self, "collections", (cid, name, dir, dim, metric, config, nrows), chk)
+            if self.checking:
+                paths.plain_name(dir, f"the folder of collection {name!r}", self.path)
             out.append(CollectionRecord(cid, name, dir, dim, metric, config, version))
         return out
 
@@ -486,7 +490,7 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
         for table in ("segments", "rows", "pending", "mindex", "ivf_files"):
             c.execute(f"DELETE FROM {table} WHERE coll = ?", (coll,))
         c.execute("DELETE FROM collections WHERE id = ?", (coll,))
-        return files
+        return [paths.plain_name(f, "a file", self.path) for f in files]
 
     def version(self, coll: int, dir: str) -> int | None:
         """The collection's write version; None if it no longer exists. ``dir`` (unique per

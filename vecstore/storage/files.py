@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from ..errors import DiskFullError, LockTimeout, StoreIOError
+from .paths import open_regular
 
 TMP_SUFFIX = ".tmp"
 FAULT_ENV = "VECSTORE_FAULT"
@@ -117,6 +118,23 @@ def write_durable(
     return total
 
 
+def make_dir(path: Path, *, exist_ok: bool = False) -> None:
+    """Create the folder ``path`` (and missing parents) durably: its parent is fsynced.
+    Raises ``DiskFullError`` or ``StoreIOError`` naming the folder if the system refuses."""
+    try:
+        if exist_ok and path.is_dir():
+            return
+        path.mkdir(parents=True, exist_ok=exist_ok)
+        fsync_dir(path.parent)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFullError(f"could not create folder {path}: the disk is full") from exc
+        raise StoreIOError(
+            f"could not create folder {path}: {exc.strerror or exc}; check that this process "
+            "may write its parent folder"
+        ) from exc
+
+
 def remove_quietly(path: Path) -> None:
     io_step("unlink", can_fail=False)  # best effort already: open() removes what remains
     try:
@@ -135,7 +153,13 @@ class WriterLock:
 
     def __init__(self, path: Path):
         self.path = path
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self._fd = open_regular(
+            path,
+            "the writer lock",
+            write=True,
+            hint="; open the store with read_only=True to read it, or let this process write "
+            "the file",
+        )
         self._depth = 0
 
     def acquire(self, timeout: float) -> None:

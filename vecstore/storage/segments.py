@@ -20,8 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CorruptStoreError, StoreIOError
+from ..errors import CorruptStoreError
 from .files import write_durable
+from .mapping import FileMap
+from .paths import open_regular
 
 MAGIC = b"VECSTSEG"
 FORMAT_VERSION = 1
@@ -147,7 +149,7 @@ class Segment:
     vectors: np.ndarray  # float32 (count, dim), read-only
     norms: np.ndarray  # float32 (count,)
     rids: np.ndarray  # int64 (count,)
-    _map: mmap.mmap | None
+    _map: FileMap | None
 
     def release_pages(self) -> None:
         """Unmap the file's pages from this process (they stay in the page cache, and fault
@@ -230,14 +232,11 @@ def open_segment(path: Path, expected: SegmentInfo, *, verify: bool = True) -> S
     Every size the header declares is checked against the real file size, and both against
     the catalog, before anything is mapped. With ``verify`` the payload checksum is checked
     too (crc32, about 3 GB/s), so flipped bytes surface as ``CorruptStoreError``.
-    Raises ``FileNotFoundError`` if the file is gone (a concurrent compaction removed it).
+    Raises ``FileNotFoundError`` if the file is gone (a concurrent compaction removed it),
+    and ``CorruptStoreError`` if it is not a regular file (never blocking on a FIFO). The
+    map holds no file descriptor.
     """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise StoreIOError(f"cannot read segment file {path}: {exc.strerror}") from exc
+    fd = open_regular(path, "segment file")
     try:
         size = os.fstat(fd).st_size
         head = os.pread(fd, HEADER_SIZE, 0)
@@ -268,13 +267,14 @@ def open_segment(path: Path, expected: SegmentInfo, *, verify: bool = True) -> S
             raise _corrupt(path, f"(count, dim, size, crc) {got} disagree with the catalog {want}")
         if verify and count and pread_crc32(fd, HEADER_SIZE, size) != crc:
             raise _corrupt(path, "payload checksum mismatch")
-        mm = mmap.mmap(fd, size, access=mmap.ACCESS_READ) if count else None
+        mm = FileMap(fd, size) if count else None
     finally:
         os.close(fd)
     if mm is None:
         empty = np.zeros(0, dtype=np.float32)
         return Segment(expected, empty.reshape(0, dim), empty, np.zeros(0, np.int64), None)
-    vectors = np.frombuffer(mm, dtype="<f4", count=count * dim, offset=vo).reshape(count, dim)
-    norms = np.frombuffer(mm, dtype="<f4", count=count, offset=no)
-    rids = np.frombuffer(mm, dtype="<i8", count=count, offset=ro)
+    vectors = np.frombuffer(mm.view, dtype="<f4", count=count * dim, offset=vo)
+    vectors = vectors.reshape(count, dim)
+    norms = np.frombuffer(mm.view, dtype="<f4", count=count, offset=no)
+    rids = np.frombuffer(mm.view, dtype="<i8", count=count, offset=ro)
     return Segment(expected, vectors, norms, rids, mm)

@@ -2,7 +2,8 @@
 
 ``segments`` names every published segment file with its size and checksum; ``tombstones``
 the deleted or replaced vectors still inside one. Records are checked against their ``chk``
-(checksums.py) when read. Only SQL; imports no numba.
+(checksums.py), and file names are checked to be plain names (paths.py), when read. Only
+SQL; imports no numba.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import paths
 from .checksums import check_record, record_crc
 from .segments import SegmentInfo
 from .sqlbits import _chunks, _marks
@@ -39,6 +41,8 @@ class SegmentTables:
             (coll,),
         ):
             check_record(self, "segments", (sid, coll_, file, count, dim, size, crc), chk)
+            if self.checking:
+                paths.plain_name(file, "a segment file", self.path)
             out.append(SegmentRecord(sid, SegmentInfo(file, count, dim, size, crc)))
         return out
 
@@ -70,7 +74,7 @@ class SegmentTables:
             self.conn.execute(f"DELETE FROM tombstones WHERE seg IN ({marks})", part)
             self.conn.execute(f"DELETE FROM segments WHERE id IN ({marks})", part)
             self.conn.execute(f"DELETE FROM ivf_files WHERE seg IN ({marks})", part)
-        return files
+        return [paths.plain_name(f, "an index file", self.path) for f in files]
 
     def tombstones(self, coll: int) -> list[tuple[int, int]]:
         rows = self.conn.execute(
