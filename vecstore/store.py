@@ -249,7 +249,7 @@ class Store:
 
     def _drop_staged(self, cat: Catalog) -> None:
         """Drop the staged collections of imports that never published (a killed process)."""
-        for record in cat.collections():
+        for record in cat.collections_named(STAGING_PREFIX):
             if record.name.startswith(STAGING_PREFIX):
                 directory = self.collection_dir(record)  # refused before anything is dropped
                 with cat.fully_synced(), cat.write():

@@ -446,6 +446,10 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
     def collections(self) -> list[CollectionRecord]:
         return self._checked_collections("1", ())
 
+    def collections_named(self, prefix: str) -> list[CollectionRecord]:
+        """The collections whose names start with ``prefix``."""
+        return self._checked_collections("substr(name, 1, ?) = ?", (len(prefix), prefix))
+
     def insert_collection(self, name: str, dir: str, dim: int, metric: str, config: str) -> int:
         table = self.db["collections"]
         table.insert(
