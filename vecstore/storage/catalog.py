@@ -25,22 +25,22 @@ import numpy as np
 
 from ..errors import CorruptStoreError, DiskFullError, LockTimeout, StoreIOError
 from . import records
-from .annfiles import AnnFiles, _v4_ann
+from .annfiles import AnnFiles, migrate_v4_ann
 from .buffers import Buffers
 from .checksums import (
     SQL_RECORD_CRC,
     SQL_ROW_CRC,
-    _v5_checksums,
     check_record,
     check_row,
+    migrate_v5_checksums,
     record_crc,
     row_crc,
 )
 from .files import io_step
 from .filters import rid_query
 from .segtables import SegmentTables
-from .sqlbits import _chunks, _marks
-from .textindex import Counts, TextIndex, _v3
+from .sqlbits import chunked, placeholders
+from .textindex import Counts, TextIndex, migrate_v3_text
 
 if TYPE_CHECKING:  # imported when first needed (migrations, new collections), not on open
     import sqlite_utils
@@ -51,7 +51,7 @@ STORE_FORMAT = "vecstore"
 CACHE_KIB = 16 * 1024
 
 
-def _v1(db: sqlite_utils.Database) -> None:
+def _migrate_v1(db: sqlite_utils.Database) -> None:
     db["store_info"].create({"key": str, "value": str}, pk="key")
     # nrows is kept equal to the collection's row count by insert_rows and delete_rows, so
     # count() is O(1) instead of a walk over a million index entries.
@@ -121,7 +121,7 @@ def _v1(db: sqlite_utils.Database) -> None:
     db["mindex"].create_index(["coll", "key", "elem", "kind", "value", "rid"])
 
 
-def _v2(db: sqlite_utils.Database) -> None:
+def _migrate_v2_embed_cache(db: sqlite_utils.Database) -> None:
     # The embedding cache: (encoder key, text hash) -> float32 vector bytes, so the same text
     # is never embedded twice by the same encoder, whatever collection it lands in.
     db["embed_cache"].create(
@@ -133,7 +133,13 @@ def _v2(db: sqlite_utils.Database) -> None:
 
 # v3: the keyword index (textindex.py); migrating an older store also indexes its documents.
 # v4: the ANN index files (annfiles.py). v5: row checksums (checksums.py).
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4_ann, _v5_checksums]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _migrate_v1,
+    _migrate_v2_embed_cache,
+    migrate_v3_text,
+    migrate_v4_ann,
+    migrate_v5_checksums,
+]
 
 
 def _schema_of(conn: sqlite3.Connection) -> set[tuple]:
@@ -550,10 +556,10 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
 
     def _delete_entries(self, coll: int, rids: Sequence[int]) -> None:
         stored = []
-        for part in _chunks(rids):
+        for part in chunked(rids):
             stored += self.conn.execute(
                 "SELECT rid, meta FROM rows "
-                f"WHERE rid IN ({_marks(len(part))}) AND meta IS NOT NULL",
+                f"WHERE rid IN ({placeholders(len(part))}) AND meta IS NOT NULL",
                 part,
             ).fetchall()
         self.conn.executemany(
@@ -566,9 +572,9 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
         self._delete_entries(coll, rids)
         self.unindex_documents(coll, rids)
         deleted = 0
-        for part in _chunks(rids):
+        for part in chunked(rids):
             deleted += self.conn.execute(
-                f"DELETE FROM rows WHERE rid IN ({_marks(len(part))})", part
+                f"DELETE FROM rows WHERE rid IN ({placeholders(len(part))})", part
             ).rowcount
         self.conn.execute("UPDATE collections SET nrows = nrows - ? WHERE id = ?", (deleted, coll))
         self._collection_changed(coll)
@@ -596,8 +602,8 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
             "INSERT INTO tombstones (seg, pos, chk) VALUES (?, ?, ?)",
             ((seg, int(pos), record_crc(seg, int(pos))) for seg, pos in sealed),
         )
-        for part in _chunks(waiting):
-            self.conn.execute(f"DELETE FROM pending WHERE rid IN ({_marks(len(part))})", part)
+        for part in chunked(waiting):
+            self.conn.execute(f"DELETE FROM pending WHERE rid IN ({placeholders(len(part))})", part)
 
     def set_location(
         self, rids: Sequence[int], seg: int | None, positions: Sequence[int] | None
@@ -669,10 +675,10 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
         """``rid -> (id, document, meta)`` for the given rids, which must all exist (they come
         from the snapshot's segments, pending rows or keyword postings)."""
         out = {}
-        for part in _chunks(rids):
+        for part in chunked(rids):
             for rid, coll, id_, doc, meta, crc in self.conn.execute(
                 "SELECT rid, coll, id, document, meta, chk FROM rows "
-                f"WHERE rid IN ({_marks(len(part))})",
+                f"WHERE rid IN ({placeholders(len(part))})",
                 part,
             ):
                 check_row(self, rid, coll, id_, doc, meta, crc)
@@ -688,10 +694,10 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
     def rows_by_id(self, coll: int, ids: Sequence[str]) -> dict[str, tuple]:
         """``id -> (rid, seg, pos, document, meta)`` for the ids that exist."""
         out = {}
-        for part in _chunks(ids):
+        for part in chunked(ids):
             for id_, rid, seg, pos, doc, meta, crc in self.conn.execute(
                 "SELECT id, rid, seg, pos, document, meta, chk FROM rows "
-                f"WHERE coll = ? AND id IN ({_marks(len(part))})",
+                f"WHERE coll = ? AND id IN ({placeholders(len(part))})",
                 (coll, *part),
             ):
                 check_row(self, rid, coll, id_, doc, meta, crc)
