@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import text
 from .errors import CorruptStoreError
-from .storage import audit
+from .storage import integrity as audit
 
 if TYPE_CHECKING:
     from .collection import Collection
