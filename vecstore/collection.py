@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import inputs
-from .encoders.base import Encoder, EncoderSpec, encoder_from_spec
+from .encoders.base import Encoder, EncoderSpec
+from .encoders.factory import encoder_from_spec
 from .errors import (
     CollectionNotFound,
     CorruptStoreError,

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from . import inputs, text
 from .collection import METRICS, Collection
-from .encoders.base import Encoder, resolve_encoder
+from .encoders.base import Encoder
+from .encoders.factory import resolve_encoder
 from .errors import (
     CollectionExists,
     CollectionNotFound,

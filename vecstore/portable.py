@@ -19,7 +19,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
-from .encoders.base import EncoderSpec, encoder_from_spec
+from .encoders.base import EncoderSpec
+from .encoders.factory import encoder_from_spec
 from .errors import (
     CollectionExists,
     CollectionNotFound,
