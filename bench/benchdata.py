@@ -39,7 +39,7 @@ def wordnet_embeddings(n_base: int = 100_000, n_queries: int = 1_000):
     import numpy as np
 
     from vecstore.corpora import wordnet_passages
-    from vecstore.encoders.base import resolve_encoder
+    from vecstore.encoders.factory import resolve_encoder
 
     passages = wordnet_passages()
     order = np.random.default_rng(7).permutation(len(passages))

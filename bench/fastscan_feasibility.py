@@ -5,7 +5,7 @@
 Over random codes of the same bytes per row (48), one list holding every row, a heap of 100
 candidates (k=10 x refine 10), it times:
 
-  scalar8   ``kernels.ivf._scan_codes``: 48 8-bit codes a row, float32 table (48 x 256)
+  scalar8   ``kernels.adc.scan_lists``: 48 8-bit codes a row, float32 table (48 x 256)
   fastscan4 ``kernels.fastscan``: 96 4-bit codes a row in blocks of 32 rows, uint8 tables
             (96 x 16) looked up with pshufb and summed in 16 bits
 
@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from vecstore.kernels import exact, fastscan, ivf  # noqa: E402
+from vecstore.kernels import adc, exact, fastscan  # noqa: E402
 
 HEAP = 100
 
@@ -50,11 +50,12 @@ def main() -> None:
     T4 = rng.standard_normal((96, 16)).astype(np.float32)
     blocks = fastscan.layout(offsets, codes4)
     tables = fastscan.quantize(T4)
-    dot = ivf.METRICS["dot"]
+    dot = adc.DOT
+    q, xb = np.zeros(48, np.float32), np.zeros((0, 48), np.float32)  # unread with PQ codes
 
     def scalar8():
         D, I = exact.new_heaps(1, HEAP)
-        ivf._scan_codes(dot, qc, order, 0, 1, offsets, codes8, T8, norms, 0, D[0], I[0])
+        adc.scan_lists(q, qc, dot, order, 0, 1, offsets, codes8, T8, xb, norms, None, 0, D[0], I[0])
 
     def fastscan4():
         D, I = exact.new_heaps(1, HEAP)

@@ -56,7 +56,7 @@ def test_list_files_that_do_not_fit_their_model(tmp_path, data, monkeypatch):
     # names it. (The damage is made as the file is read, so its checksum stays valid.)
     from dataclasses import replace
 
-    from vecstore.storage import audit
+    from vecstore.storage import integrity
 
     with vecstore.open(tmp_path / "s", seal_rows=64) as db:
         c = db.create_collection(
@@ -65,7 +65,7 @@ def test_list_files_that_do_not_fit_their_model(tmp_path, data, monkeypatch):
         c.add([str(i) for i in range(300)], vectors=data[:300])
     with vecstore.open(tmp_path / "s", read_only=True) as db:
         assert db.verify().ok
-    opened = audit.open_arrays
+    opened = integrity.open_arrays
     for damage in (lambda codes: codes | 0xF0, lambda codes: codes[:, :2].copy()):
 
         def damaged(path, info, verify=True, damage=damage):
@@ -74,7 +74,7 @@ def test_list_files_that_do_not_fit_their_model(tmp_path, data, monkeypatch):
                 return f
             return replace(f, arrays={**f.arrays, "codes": damage(f.arrays["codes"])})
 
-        monkeypatch.setattr(audit, "open_arrays", damaged)
+        monkeypatch.setattr(integrity, "open_arrays", damaged)
         with vecstore.open(tmp_path / "s", read_only=True) as db:
             report = db.verify()
         assert not report.ok and report.problems

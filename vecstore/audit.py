@@ -1,7 +1,7 @@
 """Reports about a store: ``Database.verify()`` (every checksum and catalog invariant) and
 ``Collection.info()`` (sizes and settings).
 
-Composes the storage layer's checks (``storage/audit.py``, where the SQL lives) over
+Composes the storage layer's checks (``storage/integrity.py``, where the SQL lives) over
 consistent catalog snapshots; imports no kernels and must not import ``cli``.
 """
 
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from . import text
 from .errors import CorruptStoreError
 from .reader import SNAPSHOT_RETRIES
-from .storage import audit
+from .storage import integrity
 from .store import COLLECTIONS
 
 if TYPE_CHECKING:
@@ -127,9 +127,9 @@ class CollectionInfo:
 def info(name: str, reader: Reader) -> CollectionInfo:
     """Sizes and settings of the collection ``reader`` reads, from one snapshot."""
 
-    def read(cat: Catalog) -> tuple[CollectionConfig, audit.CollectionStats]:
+    def read(cat: Catalog) -> tuple[CollectionConfig, integrity.CollectionStats]:
         # the current config, not the one the collection was opened with
-        return reader.config(cat), audit.collection_stats(cat, reader.record.id)
+        return reader.config(cat), integrity.collection_stats(cat, reader.record.id)
 
     config, stats = reader.consistent(read)
     return CollectionInfo(
@@ -151,13 +151,13 @@ def verify(store: Store) -> VerifyReport:
     root = store.collection_dir  # the folder of each collection, by its catalog record
     with store.reading() as cat, cat.unchecked():
         try:
-            problems = audit.store_problems(cat)
+            problems = integrity.store_problems(cat)
             records = cat.collections()
-            strays = audit.unreferenced_files(cat, store.path / COLLECTIONS)
+            strays = integrity.unreferenced_files(cat, store.path / COLLECTIONS)
         except DAMAGE as exc:  # the catalog is too damaged to go through
             return VerifyReport([f"catalog {cat.path}: the check stopped: {exc}"])
     warnings = [
-        f"{p} is {'a temp file of a write in progress or ' if audit.is_temp(p) else ''}"
+        f"{p} is {'a temp file of a write in progress or ' if integrity.is_temp(p) else ''}"
         "left over from an interrupted write; no catalog row names it (the next read-write "
         "open removes it)"
         for p in strays
@@ -171,9 +171,9 @@ def verify(store: Store) -> VerifyReport:
                     result = None  # deleted since the list was read
                     break
                 try:
-                    result = audit.check_collection(cat, rec, root(rec), text.counts)
+                    result = integrity.check_collection(cat, rec, root(rec), text.counts)
                 except DAMAGE as exc:
-                    result = audit.CollectionAudit()
+                    result = integrity.CollectionAudit()
                     result.problems.append(f"collection {rec.name!r}: the check stopped: {exc}")
             if not result.missing_files or attempt == SNAPSHOT_RETRIES - 1:
                 break

@@ -33,6 +33,10 @@ READS_FILES = ("ingest", "import")
 
 
 class _Parser(argparse.ArgumentParser):
+    # name -> parser of its subcommands (aliases included), kept from ``add_subparsers()`` as
+    # the parser is built: argparse offers no public walk over subcommands (docs/cli.md)
+    commands: dict[str, _Parser] | None = None
+
     def error(self, message: str) -> None:  # one line and exit code 1, not argparse's 2
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
 
@@ -151,6 +155,7 @@ def build_parser(*, width: int | None = None) -> _Parser:
     )
     parser.add_argument("--markdown", nargs="?", const="-", help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    parser.commands = sub.choices
 
     def command(name: str, run: Callable, help: str, parents: Sequence = ()) -> _Parser:
         p = sub.add_parser(
@@ -292,6 +297,7 @@ def build_parser(*, width: int | None = None) -> _Parser:
         formatter_class=fmt,
     )
     csub = p.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser, required=True)
+    p.commands = csub.choices
 
     def action(name: str, run: Callable, help: str, parents: Sequence = ()) -> _Parser:
         q = csub.add_parser(
@@ -414,12 +420,10 @@ def _filters(p: argparse.ArgumentParser) -> None:
 # -- docs and entry point --------------------------------------------------------------------
 
 
-def _parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+def _parsers(parser: _Parser) -> list[_Parser]:
     out = [parser]
-    for act in parser._actions:  # argparse offers no public walk over subcommands
-        if isinstance(act, argparse._SubParsersAction):
-            for sub in dict.fromkeys(act.choices.values()):
-                out += _parsers(sub)
+    for sub in dict.fromkeys((parser.commands or {}).values()):
+        out += _parsers(sub)
     return out
 
 

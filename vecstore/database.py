@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from . import inputs
 from .collection import Collection
 from .config import METRICS, CollectionConfig
-from .encoders.base import resolve_encoder
+from .encoders.factory import resolve_encoder
 from .errors import (
     CollectionNotFound,
     DimensionMismatch,

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import inputs
-from .encoders.base import Encoder, EncoderSpec, encoder_from_spec
+from .encoders.base import Encoder, EncoderSpec
+from .encoders.factory import encoder_from_spec
 from .errors import InvalidInput
 from .storage.catalog import CollectionRecord
 from .store import Store

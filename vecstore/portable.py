@@ -27,7 +27,8 @@ import numpy as np
 from . import inputs
 from .collection import Collection
 from .config import METRICS, CollectionConfig
-from .encoders.base import EncoderSpec, encoder_from_spec
+from .encoders.base import EncoderSpec
+from .encoders.factory import encoder_from_spec
 from .errors import (
     CollectionExists,
     DimensionMismatch,

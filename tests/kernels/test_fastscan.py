@@ -1,7 +1,7 @@
 """Fast-scan ADC for 4-bit codes (kernels/fastscan.py) against plain NumPy oracles.
 
 The index-level behaviour (recall, filters, widening, both scan paths) is covered by
-tests/kernels/test_ivf.py, whose 4-bit specs run through fast-scan and, on its "scalar-"
+tests/kernels/test_adc.py, whose 4-bit specs run through fast-scan and, on its "scalar-"
 paths, through the scalar scan.
 """
 
@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vecstore.kernels import exact, fastscan, ivf
+from vecstore.kernels import adc, exact, fastscan
 
 pytestmark = pytest.mark.skipif(not fastscan.available(), reason="needs x86-64 with AVX2")
 
-DOT, L2 = ivf.METRICS["dot"], ivf.METRICS["l2"]
+DOT, L2 = adc.DOT, adc.L2
 
 
 def lists(rng, nlist=9, m=6, most=70):
@@ -112,7 +112,7 @@ def test_a_small_heap_keeps_the_best_estimates_and_batches_agree(metric):
     assert (seen == n).all()
     for qi in range(6):
         T = np.empty((m, 16), np.float32)
-        ivf._lut(xq[qi], cbt, T)
+        adc.lut(xq[qi], cbt, T)
         want = estimates(T, codes, offsets, QC[qi], metric, norms)
         kth = np.sort(want)[-k]
         assert len(set(I[qi].tolist())) == k

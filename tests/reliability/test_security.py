@@ -792,7 +792,9 @@ LIMITS = [
     (
         "filter size",
         # compiled only: running 6,000 subqueries takes seconds
-        lambda c, db: compile_filters(1, {"$or": [{"k": i} for i in range(filters.MAX_PARAMS // 5)]}),
+        lambda c, db: compile_filters(
+            1, {"$or": [{"k": i} for i in range(filters.MAX_PARAMS // 5)]}
+        ),
         lambda c, db: c.count({"$or": [{"k": i} for i in range(filters.MAX_PARAMS // 5 + 1)]}),
         f"the limit is {filters.MAX_PARAMS}",
     ),

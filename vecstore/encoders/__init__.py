@@ -4,8 +4,9 @@ Standalone: these modules import nothing from vecstore but ``errors``, and impor
 libraries (torch, sentence-transformers, transformers) only when an encoder is first used.
 """
 
-from .base import Encoder, EncoderSpec, encoder_from_spec, resolve_encoder
+from .base import Encoder, EncoderSpec
 from .callable import CallableEncoder
+from .factory import encoder_from_spec, resolve_encoder
 from .http import HTTPEncoder
 from .sentence_transformers import SentenceTransformerEncoder
 from .transformers import TransformersEncoder

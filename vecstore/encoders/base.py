@@ -2,7 +2,8 @@
 
 A collection that embeds stores its encoder's ``EncoderSpec`` in the catalog (as JSON), so
 reopening it rebuilds the same encoder, and a different encoder is refused rather than
-silently mixing vectors from two models.
+silently mixing vectors from two models. Imports no concrete encoder (they import this
+module; factory.py picks among them).
 """
 
 from __future__ import annotations
@@ -93,47 +94,6 @@ class EncoderSpec:
             if a != b:
                 out.append(f"{f.name}: {a!r} != {b!r}")
         return out
-
-
-def resolve_encoder(encoder: Any) -> Encoder:
-    """An Encoder from what a user passed: an Encoder, a model name or path, or a callable."""
-    if isinstance(encoder, str):
-        from .sentence_transformers import SentenceTransformerEncoder
-
-        return SentenceTransformerEncoder(encoder)
-    if isinstance(encoder, Encoder):
-        return encoder
-    if callable(encoder):
-        from .callable import CallableEncoder
-
-        return CallableEncoder(encoder)
-    raise InvalidInput(
-        "encoder must be a model name or path, an Encoder, or a callable texts -> vectors; "
-        f"got {type(encoder).__name__}"
-    )
-
-
-def encoder_from_spec(spec: EncoderSpec) -> Encoder | None:
-    """Rebuild a stored encoder; None for kinds that cannot be rebuilt (callables)."""
-    if spec.kind == "sentence-transformers":
-        from .sentence_transformers import SentenceTransformerEncoder
-
-        return SentenceTransformerEncoder(
-            spec.model,
-            normalize=spec.normalize,
-            query_prefix=spec.query_prefix,
-            document_prefix=spec.document_prefix,
-            expected=spec,
-        )
-    if spec.kind == "http":
-        from .http import HTTPEncoder
-
-        return HTTPEncoder.from_spec(spec)
-    if spec.kind == "transformers":
-        from .transformers import TransformersEncoder
-
-        return TransformersEncoder.from_spec(spec)
-    return None
 
 
 def as_matrix(x: Any, n: int, dim: int | None, who: str) -> np.ndarray:

@@ -113,7 +113,7 @@ def train(
     the default nprobe: the smallest whose recall@10 against exact search over the rest
     reaches ``specs.TARGET_RECALL``. Returns the arrays and record of the model's file.
     """
-    from ..kernels import exact, ivf
+    from ..kernels import exact, quantize
 
     norms = exact.row_norms(x)
     xs = np.ascontiguousarray(_space(x, norms, metric), dtype=np.float32)
@@ -127,8 +127,8 @@ def train(
             rng.choice(len(xs), min(len(xs), nlist * specs.TRAIN_POINTS_PER_LIST), replace=False)
         )
     ]
-    centroids = ivf.kmeans(coarse, nlist, niter=10, seed=seed)
-    lists = ivf.assign(xs, centroids)
+    centroids = quantize.kmeans(coarse, nlist, niter=10, seed=seed)
+    lists = quantize.assign(xs, centroids)
     resid = xs - centroids[lists]
     # Summed in float64: one row's float32 square cannot overflow (inputs.MAX_COMPONENT), but
     # a float32 sum of many can, and an infinite error would make every write retrain.
@@ -141,8 +141,8 @@ def train(
         sample = resid[: specs.PQ_TRAIN_ROWS] if len(resid) >= ksub else resid
         if len(sample) < ksub:
             raise ValueError(f"IVFPQ with nbits={spec.nbits} needs at least {ksub} rows")
-        codebooks = ivf.train_pq(sample, m, ksub, seed=seed)
-        codes = ivf.pq_encode(resid, codebooks)
+        codebooks = quantize.train_pq(sample, m, ksub, seed=seed)
+        codes = quantize.pq_encode(resid, codebooks)
         refine = spec.refine or specs.DEFAULT_REFINE
     else:
         m, ksub = 0, 0
@@ -218,14 +218,14 @@ def _tune_nprobe(xs, norms, lists, codes, centroids, codebooks, queries, metric,
 
 def encode(model: Model, x: np.ndarray, norms: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """Lists, PQ codes and summed squared coarse residual of rows ``x`` under ``model``."""
-    from ..kernels import ivf
+    from ..kernels import quantize
 
     xs = np.ascontiguousarray(_space(x, norms, model.metric), dtype=np.float32)
-    lists = ivf.assign(xs, model.centroids)
+    lists = quantize.assign(xs, model.centroids)
     resid = xs - model.centroids[lists]
     err = float(np.einsum("ij,ij->i", resid, resid).sum(dtype=np.float64))  # see train()
     if model.codebooks.size:
-        codes = ivf.pq_encode(resid, model.codebooks)
+        codes = quantize.pq_encode(resid, model.codebooks)
     else:
         codes = np.zeros((len(x), 0), dtype=np.uint8)
     return lists, codes, err
@@ -265,7 +265,7 @@ def search(
     indexed part its ``fast_layout`` (built here, for this call only, when not given).
     Returns ``exact.finish``'s ``(D, I, counts)``.
     """
-    from ..kernels import exact, fastscan, ivf
+    from ..kernels import adc, exact, fastscan
 
     nq = xq.shape[0]
     nlist = model.nlist
@@ -288,13 +288,12 @@ def search(
     if nq == 1:
         _search_one(parts, masks, bases, fast, model, xq, metric, D, I, kc, width, seen, widen)
         return exact.finish(D, I, xq, metric)
-    code = ivf.METRICS[metric]
+    code = adc.METRICS[metric]
     # Lists are probed in the order rows were assigned to them: nearest centroid in L2 (of the
     # unit vectors, for cosine); for dot, by inner product, the score itself.
-    qn, QC, orders = ivf.probe_batch(xq, metric, model.centroids, model.centroid_norms2, width)
+    qn, QC, orders = adc.probe_batch(xq, metric, model.centroids, model.centroid_norms2, width)
     qa = np.ones(nq, dtype=np.float32)
     CD, CI = exact.new_heaps(nq, kc) if pq else (D, I)
-    empty = np.zeros(0, dtype=bool)
 
     def scan(sel, lo, hi, ords):
         for (xb, norms, offsets, codes), mask, base, blocks in zip(parts, masks, bases, fast):
@@ -307,26 +306,10 @@ def search(
                 CD[sel], CI[sel] = sD, sI
                 seen[sel] += sseen
                 continue
-            ivf._scan_batch(
-                qn[sel],
-                qa[sel],
-                QC[sel],
-                code,
-                ords,
-                lo,
-                hi,
-                offsets,
-                codes,
-                model.codebooks_t,
-                xb,
-                norms,
-                empty if mask is None else mask,
-                mask is not None,
-                int(base),
-                sD,
-                sI,
-                sseen,
-            )
+            adc.scan_lists_batch(
+                qn[sel], QC[sel], code, ords, lo, hi, offsets, codes, model.codebooks_t, xb,
+                norms, mask, int(base), sD, sI, sseen,
+            )  # fmt: skip
             CD[sel], CI[sel] = sD, sI
             seen[sel] += sseen
 
@@ -346,7 +329,7 @@ def search(
             inside = (CI >= base) & (CI < base + len(xb))
             cand = np.where(inside, CI - base, -1)
             if inside.any():
-                ivf.rerank(qn, qa, code, xb, norms, cand, D, I, int(base))
+                adc.rerank(qn, qa, code, xb, norms, cand, D, I, int(base))
     return exact.finish(D, I, xq, metric)
 
 
@@ -380,11 +363,11 @@ def _search_one(parts, masks, bases, fast, model, xq, metric, D, I, kc, width, s
     """``search`` for a single query, into heaps D/I (1, k): one kernel call prepares the
     query (centroid products, the lists to probe, the look-up table), one per part scans,
     one per part re-ranks, so the fixed cost per query stays a few microseconds of Python."""
-    from ..kernels import exact, fastscan, ivf
+    from ..kernels import adc, exact, fastscan
 
-    code = ivf.METRICS[metric]
+    code = adc.METRICS[metric]
     nlist = model.nlist
-    qn, qc, order, T = ivf.probe_one(
+    qn, qc, order, T = adc.probe_one(
         xq[0],
         metric,
         model.centroids_i8,
@@ -407,35 +390,13 @@ def _search_one(parts, masks, bases, fast, model, xq, metric, D, I, kc, width, s
                 )
                 continue
             if (offsets[-1] * (hi - lo)) // nlist < SERIAL_SCAN_ROWS:
-                n += ivf.scan_lists(
+                n += adc.scan_lists(
                     qn, qc, code, ords, lo, hi, offsets, codes, T, xb, norms, mask, base, cd, ci
                 )
                 continue
-            nch = max(1, min(ivf.numba_threads(), hi - lo))
-            PD, PI = exact.new_heaps(nch, kc)
-            pseen = np.zeros(nch, dtype=np.int64)
-            ivf._scan_one(
-                qn,
-                np.float32(1.0),
-                qc,
-                code,
-                ords,
-                lo,
-                hi,
-                offsets,
-                codes,
-                T,
-                xb,
-                norms,
-                np.zeros(0, dtype=bool) if mask is None else mask,
-                mask is not None,
-                base,
-                PD,
-                PI,
-                pseen,
+            n += adc.scan_lists_threaded(
+                qn, qc, code, ords, lo, hi, offsets, codes, T, xb, norms, mask, base, cd, ci
             )
-            n += int(pseen.sum())
-            ivf.merge_heaps(PD, PI, cd, ci)
         return n
 
     if not parts:
@@ -451,4 +412,4 @@ def _search_one(parts, masks, bases, fast, model, xq, metric, D, I, kc, width, s
             lo = hi
     if pq:
         for (xb, norms, _, _), base in zip(parts, bases):
-            ivf.rerank_one(qn, code, xb, norms, ci, base, D[0], I[0])
+            adc.rerank_one(qn, code, xb, norms, ci, base, D[0], I[0])

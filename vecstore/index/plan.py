@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..storage.pages import release_compiler_pages
 from . import flat, ivf
+from .pages import release_compiler_pages
 
 #: A filter keeping at most this many rows is always scanned exactly.
 EXACT_FILTER_ROWS = 2_000

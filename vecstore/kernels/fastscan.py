@@ -11,7 +11,7 @@ exactly, as with 8-bit codes.
 
 Numba has no shuffle operation, so ``_block_sums`` is an ``@intrinsic`` emitting LLVM's
 ``llvm.x86.avx2.pshuf.b``: usable only on x86-64 CPUs with AVX2 (``available()``); other
-machines keep the scalar scan of ``ivf.py``. Measured with ``bench/fastscan_feasibility.py``:
+machines keep the scalar scan of ``adc.py``. Measured with ``bench/fastscan_feasibility.py``:
 3-4x faster per row than that scan at the same bytes per row.
 
 numpy + numba (+ llvmlite, which numba brings) only; compiled lazily on first use, cached.
@@ -28,7 +28,10 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .ivf import _L2, _lut, _offer
+from .adc import L2, lut, offer
+
+# The kernels modules whose jitted helpers this one calls, and their hashes: see exact.py.
+JIT_SOURCES = {"adc": "b4ec8ea9c198", "exact": "f41f649f7e2b", "heap": "e0cd3a2ed0e7"}
 
 BLOCK = 32  # rows per block: one 256-bit register of codes, a byte per row
 KSUB = 16  # centroids per sub-quantizer (4-bit codes)
@@ -192,7 +195,7 @@ def _scan(qc, metric, order, lo, hi, offsets, bstart, blocks, luts, bias, step, 
             n = min(BLOCK, end - row)
             if not has_mask:
                 seen += n
-            if metric != _L2 and b0 + np.float32(top) * step <= D[0]:
+            if metric != L2 and b0 + np.float32(top) * step <= D[0]:
                 if has_mask:
                     for r in range(n):
                         seen += mask[row + r]
@@ -203,12 +206,12 @@ def _scan(qc, metric, order, lo, hi, offsets, bstart, blocks, luts, bias, step, 
                     if not mask[i]:
                         continue
                     seen += 1
-                _offer(metric, b0 + np.float32(sums[r]) * step, norms, i, base, D, I)
+                offer(metric, b0 + np.float32(sums[r]) * step, norms, i, base, D, I)
     return seen
 
 
 def scan(qc, metric, order, lo, hi, offsets, fast, tables, norms, mask, base, D, I) -> int:
-    """``ivf.scan_lists`` for one query over fast-scan blocks ``fast`` (``layout``) with the
+    """``adc.scan_lists`` for one query over fast-scan blocks ``fast`` (``layout``) with the
     quantized tables ``tables`` (``quantize``); returns the rows seen that pass ``mask``."""
     bstart, blocks = fast
     luts, bias, step = tables
@@ -225,7 +228,7 @@ def _scan_batch(xq, QC, metric, orders, lo, hi, offsets, bstart, blocks, cbt, no
     m, ksub = cbt.shape[0], cbt.shape[2]
     for qi in prange(xq.shape[0]):
         T = np.empty((m, ksub), dtype=np.float32)
-        _lut(xq[qi], cbt, T)
+        lut(xq[qi], cbt, T)
         luts = np.empty(m * ksub, dtype=np.uint8)
         bias, step = _quantize(T, luts)
         seen[qi] += _scan(QC[qi], metric, orders[qi], lo, hi, offsets, bstart, blocks, luts,

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     import sqlite_utils
 
 
-def _v4_ann(db: sqlite_utils.Database) -> None:
+def migrate_v4_ann(db: sqlite_utils.Database) -> None:
+    """Schema v4: the table of ANN index files."""
     # ANN index files: one model file per indexed collection (seg NULL) and one list file per
     # vector segment written under that model. nrows/err feed the retraining decision: err
     # is the summed squared coarse-quantization residual (for the model: the mean on its

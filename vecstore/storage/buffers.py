@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from .checksums import blob_crc, cache_key, check_blob, rid_key
-from .sqlbits import _chunks, _marks
+from .sqlbits import chunked, placeholders
 
 
 class Buffers:
@@ -38,9 +38,10 @@ class Buffers:
 
     def pending_vectors(self, pseqs: Sequence[int]) -> dict[int, bytes]:
         out = {}
-        for part in _chunks(pseqs):
+        for part in chunked(pseqs):
             for pseq, rid, vec, chk in self.conn.execute(
-                f"SELECT pseq, rid, vec, chk FROM pending WHERE pseq IN ({_marks(len(part))})",
+                "SELECT pseq, rid, vec, chk FROM pending "
+                f"WHERE pseq IN ({placeholders(len(part))})",
                 part,
             ):
                 check_blob(self, f"the pending vector of row {rid!r}", rid_key(rid), vec, chk)
@@ -48,16 +49,18 @@ class Buffers:
         return out
 
     def clear_pending(self, pseqs: Sequence[int]) -> None:
-        for part in _chunks(pseqs):
-            self.conn.execute(f"DELETE FROM pending WHERE pseq IN ({_marks(len(part))})", part)
+        for part in chunked(pseqs):
+            self.conn.execute(
+                f"DELETE FROM pending WHERE pseq IN ({placeholders(len(part))})", part
+            )
 
     def cached_embeddings(self, encoder: str, hashes: Sequence[bytes]) -> dict[bytes, bytes]:
         """``hash -> vector bytes`` for the given text hashes the cache holds."""
         out: dict[bytes, bytes] = {}
-        for part in _chunks(hashes):
+        for part in chunked(hashes):
             for h, vec, chk in self.conn.execute(
                 f"SELECT hash, vec, chk FROM embed_cache WHERE encoder = ? "
-                f"AND hash IN ({_marks(len(part))})",
+                f"AND hash IN ({placeholders(len(part))})",
                 (encoder, *part),
             ):
                 check_blob(self, "a cached embedding", cache_key(encoder, h), vec, chk)

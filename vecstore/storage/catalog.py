@@ -24,14 +24,14 @@ import numpy as np
 
 from ..errors import CorruptStoreError, DiskFullError, LockTimeout, StoreIOError
 from . import catalogfile, paths, records
-from .annfiles import AnnFiles, _v4_ann
+from .annfiles import AnnFiles, migrate_v4_ann
 from .buffers import Buffers
 from .checksums import (
     SQL_RECORD_CRC,
     SQL_ROW_CRC,
-    _v5_checksums,
     check_record,
     check_row,
+    migrate_v5_checksums,
     record_crc,
     row_crc,
 )
@@ -39,8 +39,8 @@ from .files import io_step
 from .filters import INT64_MAX, rid_query
 from .records import Location, Record, RowBatch, StoredRow
 from .segtables import SegmentTables
-from .sqlbits import _chunks, _marks
-from .textindex import Counts, TextIndex, _v3
+from .sqlbits import chunked, placeholders
+from .textindex import Counts, TextIndex, migrate_v3_text
 
 if TYPE_CHECKING:  # imported when first needed (migrations, new collections), not on open
     import sqlite_utils
@@ -52,7 +52,7 @@ COLLECTIONS = "collections"  # the folder beside the catalog that holds collecti
 CACHE_KIB = 16 * 1024
 
 
-def _v1(db: sqlite_utils.Database) -> None:
+def _migrate_v1(db: sqlite_utils.Database) -> None:
     db["store_info"].create({"key": str, "value": str}, pk="key")
     # nrows is kept equal to the collection's row count by insert_rows and delete_rows, so
     # count() is O(1) instead of a walk over a million index entries.
@@ -122,7 +122,7 @@ def _v1(db: sqlite_utils.Database) -> None:
     db["mindex"].create_index(["coll", "key", "elem", "kind", "value", "rid"])
 
 
-def _v2(db: sqlite_utils.Database) -> None:
+def _migrate_v2_embed_cache(db: sqlite_utils.Database) -> None:
     # The embedding cache: (encoder key, text hash) -> float32 vector bytes, so the same text
     # is never embedded twice by the same encoder, whatever collection it lands in.
     db["embed_cache"].create(
@@ -134,7 +134,13 @@ def _v2(db: sqlite_utils.Database) -> None:
 
 # v3: the keyword index (textindex.py); migrating an older store also indexes its documents.
 # v4: the ANN index files (annfiles.py). v5: row checksums (checksums.py).
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4_ann, _v5_checksums]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _migrate_v1,
+    _migrate_v2_embed_cache,
+    migrate_v3_text,
+    migrate_v4_ann,
+    migrate_v5_checksums,
+]
 
 
 def _schema_of(conn: sqlite3.Connection) -> set[tuple]:
@@ -576,10 +582,10 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
 
     def _delete_entries(self, coll: int, rids: Sequence[int]) -> None:
         stored = []
-        for part in _chunks(rids):
+        for part in chunked(rids):
             stored += self.conn.execute(
                 "SELECT rid, meta FROM rows "
-                f"WHERE rid IN ({_marks(len(part))}) AND meta IS NOT NULL",
+                f"WHERE rid IN ({placeholders(len(part))}) AND meta IS NOT NULL",
                 part,
             ).fetchall()
         self.conn.executemany(
@@ -592,9 +598,9 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
         self._delete_entries(coll, rids)
         self.unindex_documents(coll, rids)
         deleted = 0
-        for part in _chunks(rids):
+        for part in chunked(rids):
             deleted += self.conn.execute(
-                f"DELETE FROM rows WHERE rid IN ({_marks(len(part))})", part
+                f"DELETE FROM rows WHERE rid IN ({placeholders(len(part))})", part
             ).rowcount
         self.conn.execute("UPDATE collections SET nrows = nrows - ? WHERE id = ?", (deleted, coll))
         self._collection_changed(coll)
@@ -622,8 +628,8 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
             "INSERT INTO tombstones (seg, pos, chk) VALUES (?, ?, ?)",
             ((seg, int(pos), record_crc(seg, int(pos))) for seg, pos in sealed),
         )
-        for part in _chunks(waiting):
-            self.conn.execute(f"DELETE FROM pending WHERE rid IN ({_marks(len(part))})", part)
+        for part in chunked(waiting):
+            self.conn.execute(f"DELETE FROM pending WHERE rid IN ({placeholders(len(part))})", part)
 
     def set_location(
         self, rids: Sequence[int], seg: int | None, positions: Sequence[int] | None
@@ -694,10 +700,10 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
         """``rid -> Record(id, document, meta)`` for the given rids, which must all exist (they come
         from the snapshot's segments, pending rows or keyword postings)."""
         out = {}
-        for part in _chunks(rids):
+        for part in chunked(rids):
             for rid, coll, id_, doc, meta, crc in self.conn.execute(
                 "SELECT rid, coll, id, document, meta, chk FROM rows "
-                f"WHERE rid IN ({_marks(len(part))})",
+                f"WHERE rid IN ({placeholders(len(part))})",
                 part,
             ):
                 check_row(self, rid, coll, id_, doc, meta, crc)
@@ -713,10 +719,10 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
     def rows_by_id(self, coll: int, ids: Sequence[str]) -> dict[str, StoredRow]:
         """The rows of the ids that exist, by id."""
         out = {}
-        for part in _chunks(ids):
+        for part in chunked(ids):
             for id_, rid, seg, pos, doc, meta, crc in self.conn.execute(
                 "SELECT id, rid, seg, pos, document, meta, chk FROM rows "
-                f"WHERE coll = ? AND id IN ({_marks(len(part))})",
+                f"WHERE coll = ? AND id IN ({placeholders(len(part))})",
                 (coll, *part),
             ):
                 check_row(self, rid, coll, id_, doc, meta, crc)

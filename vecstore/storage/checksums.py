@@ -114,7 +114,7 @@ def check_blob(cat: Checked, what: str, key: bytes, blob, crc) -> None:
         )
 
 
-def _v5_checksums(db: sqlite_utils.Database) -> None:
+def migrate_v5_checksums(db: sqlite_utils.Database) -> None:
     """Add the checksum columns and fill them in for the rows an older store holds."""
     for table in ("rows", "pending", "embed_cache", *RECORD_COLUMNS):
         db.execute(f"ALTER TABLE [{table}] ADD COLUMN [chk] INTEGER")

@@ -19,7 +19,7 @@ import numpy as np
 from . import paths
 from .checksums import check_record, record_crc
 from .segments import SegmentInfo
-from .sqlbits import _chunks, _marks
+from .sqlbits import chunked, placeholders
 
 
 @dataclass(frozen=True)
@@ -63,8 +63,8 @@ class SegmentTables:
     def drop_segments(self, seg_ids: Sequence[int]) -> list[str]:
         """Unpublish segments (and their list files); return the index files to unlink."""
         files = []
-        for part in _chunks(seg_ids):
-            marks = _marks(len(part))
+        for part in chunked(seg_ids):
+            marks = placeholders(len(part))
             files += [
                 f
                 for (f,) in self.conn.execute(
@@ -100,9 +100,10 @@ class SegmentTables:
         seg and pos. Fetched in slices, so a merge of millions of rows never holds them as
         Python tuples (24 bytes a row, not about 150)."""
         blocks = []
-        for part in _chunks(seg_ids):
+        for part in chunked(seg_ids):
             cur = self.conn.execute(
-                f"SELECT rid, seg, pos FROM rows WHERE coll = ? AND seg IN ({_marks(len(part))})",
+                "SELECT rid, seg, pos FROM rows "
+                f"WHERE coll = ? AND seg IN ({placeholders(len(part))})",
                 (coll, *part),
             )
             while rows := cur.fetchmany(65_536):

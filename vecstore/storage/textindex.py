@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import CorruptStoreError
-from .sqlbits import CHUNK, _marks
+from .sqlbits import CHUNK, placeholders
 
 if TYPE_CHECKING:
     import sqlite3
@@ -33,7 +33,8 @@ BACKFILL_ROWS = 4096
 Counts = dict[str, int] | None  # a document's term -> frequency, None without a document
 
 
-def _v3(db: sqlite_utils.Database) -> None:
+def migrate_v3_text(db: sqlite_utils.Database) -> None:
+    """Schema v3: the keyword index's tables."""
     # AUTOINCREMENT: a term id is never reused, so readers may cache postings by (tid, ver);
     # ver changes whenever the term's postings do.
     db.execute(
@@ -107,7 +108,8 @@ class TextIndex:
         for i in range(0, len(rids), CHUNK):
             part = [int(r) for r in rids[i : i + CHUNK]]
             found += self.conn.execute(
-                f"SELECT rid, dl, tids FROM text_docs WHERE rid IN ({_marks(len(part))})", part
+                f"SELECT rid, dl, tids FROM text_docs WHERE rid IN ({placeholders(len(part))})",
+                part,
             ).fetchall()
         if not found:
             return
@@ -122,7 +124,9 @@ class TextIndex:
         done = [r for r, _, _ in found]
         for i in range(0, len(done), CHUNK):
             part = done[i : i + CHUNK]
-            self.conn.execute(f"DELETE FROM text_docs WHERE rid IN ({_marks(len(part))})", part)
+            self.conn.execute(
+                f"DELETE FROM text_docs WHERE rid IN ({placeholders(len(part))})", part
+            )
         self.conn.execute(
             "UPDATE text_stats SET ndocs = ndocs - ?, ntokens = ntokens - ? WHERE coll = ?",
             (len(found), sum(dl for _, dl, _ in found), coll),
@@ -207,7 +211,7 @@ class TextIndex:
             part = list(tids[i : i + CHUNK])
             rows += self.conn.execute(
                 "SELECT tid, rid, tf, dl FROM text_postings "
-                f"WHERE tid IN ({_marks(len(part))}) ORDER BY tid, rid",
+                f"WHERE tid IN ({placeholders(len(part))}) ORDER BY tid, rid",
                 part,
             ).fetchall()
         try:

@@ -1,5 +1,5 @@
-"""IVF and PQ kernels against NumPy oracles: k-means, list assignment, PQ encoding, and the
-list scans of ``vecstore.index.ivf.search`` (IVF exact scores, IVF-PQ ADC plus re-ranking)."""
+"""ADC search kernels against NumPy oracles, through ``vecstore.index.ivf.search``: probing,
+list scans (IVF exact scores, IVF-PQ ADC estimates) and re-ranking."""
 
 # D and I (scores, labels) are the faiss names the house style asks for.
 # ruff: noqa: E741
@@ -13,9 +13,10 @@ import pytest
 
 from tests.conftest import clustered
 from tests.kernels.test_exact import check_topk, oracle_scores
+from tests.kernels.test_quantize import sq_dists
 from vecstore import IVF, IVFPQ
 from vecstore.index import ivf as index_ivf
-from vecstore.kernels import exact, fastscan, ivf
+from vecstore.kernels import adc, exact, fastscan
 
 METRICS = ("cosine", "dot", "l2")
 DIMS = (8, 64, 384)
@@ -28,34 +29,6 @@ SPECS = {
 # ---------------------------------------------------------------------------------------------
 # oracles
 # ---------------------------------------------------------------------------------------------
-
-
-def sq_dists(x: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """(n, k) float64 squared L2 distances."""
-    x = x.astype(np.float64)
-    c = c.astype(np.float64)
-    return np.maximum((x * x).sum(1)[:, None] + (c * c).sum(1)[None, :] - 2 * x @ c.T, 0.0)
-
-
-def inertia(x: np.ndarray, c: np.ndarray) -> float:
-    return float(sq_dists(x, c).min(1).sum())
-
-
-def assert_nearest(x: np.ndarray, c: np.ndarray, labels: np.ndarray) -> None:
-    """``labels`` picks a nearest centroid of every row: the oracle's argmin, or (ties aside,
-    which float32 rounding may break either way) one at the same distance."""
-    D = sq_dists(x, c)
-    best = D.min(1)
-    got = D[np.arange(len(x)), labels]
-    scale = 1e-5 * (
-        1.0 + (x.astype(np.float64) ** 2).sum(1) + (c.astype(np.float64) ** 2).sum(1).max()
-    )
-    assert (got - best <= scale).all(), (
-        f"not the nearest centroid, worst excess {np.max(got - best)}"
-    )
-    margin = np.sort(D, 1)[:, 1] - best if c.shape[0] > 1 else np.full(len(x), np.inf)
-    clear = margin > scale
-    np.testing.assert_array_equal(labels[clear], D.argmin(1)[clear])
 
 
 def build(x: np.ndarray, metric: str, spec, *, seed: int = 0):
@@ -127,126 +100,6 @@ def data(
         x[n - zeros :] = 0.0
         xq[0] = 0.0
     return x, xq
-
-
-# ---------------------------------------------------------------------------------------------
-# assign
-# ---------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("d", DIMS)
-@pytest.mark.parametrize("n,k", [(1, 1), (50, 7), (5000, 33)])
-def test_assign_is_the_nearest_centroid(d, n, k, rng):
-    # 5000 rows span more than one of assign's BLAS tiles (4096 rows).
-    x = rng.standard_normal((n, d), dtype=np.float32)
-    c = rng.standard_normal((k, d), dtype=np.float32)
-    labels = ivf.assign(x, c)
-    assert labels.dtype == np.int64 and labels.shape == (n,)
-    assert ((labels >= 0) & (labels < k)).all()
-    assert_nearest(x, c, labels)
-
-
-def test_assign_zero_rows_and_zero_vectors(rng):
-    c = rng.standard_normal((6, 8), dtype=np.float32)
-    assert ivf.assign(np.zeros((0, 8), np.float32), c).shape == (0,)
-    z = np.zeros((3, 8), np.float32)
-    np.testing.assert_array_equal(ivf.assign(z, c), np.argmin((c.astype(np.float64) ** 2).sum(1)))
-
-
-def test_assign_rejects_mismatched_dims(rng):
-    with pytest.raises(ValueError):
-        ivf.assign(rng.standard_normal((4, 8), dtype=np.float32), np.ones((3, 16), np.float32))
-
-
-# ---------------------------------------------------------------------------------------------
-# kmeans
-# ---------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("d", [8, 64])  # both sides of kmeans' small-dimension kernel (d <= 32)
-def test_kmeans_deterministic_for_a_seed(d):
-    x = clustered(3000, d, clusters=16, seed=1)
-    a = ivf.kmeans(x, 24, niter=5, seed=7)
-    b = ivf.kmeans(x, 24, niter=5, seed=7)
-    assert a.dtype == np.float32 and a.shape == (24, d)
-    np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(a, ivf.kmeans(x, 24, niter=5, seed=8))
-
-
-@pytest.mark.parametrize("d", [8, 64])
-@pytest.mark.parametrize("k", [16, 64])
-def test_kmeans_no_empty_clusters_on_clustered_data(d, k):
-    x = clustered(4000, d, clusters=16, seed=2)
-    c = ivf.kmeans(x, k, niter=10, seed=0)
-    assert np.isfinite(c).all()
-    counts = np.bincount(ivf.assign(x, c), minlength=k)
-    assert counts.min() > 0, f"empty clusters: {np.flatnonzero(counts == 0)}"
-
-
-@pytest.mark.parametrize("d", [8, 64])
-def test_kmeans_inertia_falls_from_the_initialisation(d):
-    x = clustered(3000, d, clusters=16, seed=3)
-    # niter=0 returns the sampled initialisation itself.
-    curve = [inertia(x, ivf.kmeans(x, 32, niter=it, seed=5)) for it in (0, 1, 2, 5, 10)]
-    assert curve[-1] < 0.9 * curve[0], curve
-    # Lloyd's iterations never increase the inertia (up to float32 centroid rounding).
-    assert all(b <= a * (1 + 1e-5) for a, b in zip(curve, curve[1:])), curve
-
-
-def test_kmeans_edge_cases(rng):
-    x = rng.standard_normal((5, 8), dtype=np.float32)
-    # k == n: every row is its own centroid; k == 1: the mean.
-    c = ivf.kmeans(x, 5, seed=0)
-    np.testing.assert_allclose(sq_dists(x, c).min(1), 0.0, atol=1e-10)
-    np.testing.assert_allclose(ivf.kmeans(x, 1, seed=0)[0], x.mean(0), rtol=1e-5, atol=1e-6)
-    for k in (0, 6):
-        with pytest.raises(ValueError):
-            ivf.kmeans(x, k)
-    # Duplicates and zero vectors: fewer distinct points than k must not break anything.
-    dup = np.repeat(np.eye(3, 8, dtype=np.float32), 50, axis=0)
-    c = ivf.kmeans(dup, 8, seed=1)
-    assert c.shape == (8, 8) and np.isfinite(c).all()
-    assert sq_dists(dup, c).min(1).max() < 1e-6
-    z = ivf.kmeans(np.zeros((40, 8), np.float32), 4, seed=0)
-    np.testing.assert_array_equal(z, 0.0)
-
-
-# ---------------------------------------------------------------------------------------------
-# product quantisation
-# ---------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("d,m", [(8, 1), (8, 4), (8, 8), (64, 8), (64, 16), (384, 48)])
-@pytest.mark.parametrize("ksub", [16, 256])
-def test_pq_encode_is_the_nearest_sub_centroid(d, m, ksub, rng):
-    # 1100 rows: more than one of the encoder's parallel chunks (1024 rows).
-    r = rng.standard_normal((1100, d), dtype=np.float32)
-    cb = rng.standard_normal((m, ksub, d // m), dtype=np.float32)
-    codes = ivf.pq_encode(r, cb)
-    assert codes.dtype == np.uint8 and codes.shape == (1100, m)
-    dsub = d // m
-    for j in range(m):
-        assert_nearest(r[:, j * dsub : (j + 1) * dsub], cb[j], codes[:, j].astype(np.int64))
-
-
-def test_pq_encode_shapes(rng):
-    cb = rng.standard_normal((2, 16, 4), dtype=np.float32)
-    assert ivf.pq_encode(np.zeros((0, 8), np.float32), cb).shape == (0, 2)
-    with pytest.raises(ValueError):
-        ivf.pq_encode(np.zeros((3, 12), np.float32), cb)
-
-
-@pytest.mark.parametrize("d,m", [(8, 2), (64, 8)])
-def test_train_pq_codebooks(d, m):
-    r = clustered(2000, d, clusters=8, seed=6)
-    cb = ivf.train_pq(r, m, 16, seed=3)
-    assert cb.dtype == np.float32 and cb.shape == (m, 16, d // m)
-    np.testing.assert_array_equal(cb, ivf.train_pq(r, m, 16, seed=3))
-    # Encoding and decoding loses much less than replacing each row by the mean.
-    codes = ivf.pq_encode(r, cb)
-    decoded = np.concatenate([cb[j][codes[:, j]] for j in range(m)], axis=1)
-    err = ((r - decoded) ** 2).sum()
-    assert err < 0.5 * ((r - r.mean(0)) ** 2).sum()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -501,26 +354,8 @@ def test_zero_vectors_everywhere(metric):
 
 
 # ---------------------------------------------------------------------------------------------
-# heap helpers
+# re-ranking
 # ---------------------------------------------------------------------------------------------
-
-
-def test_merge_heaps_keeps_the_best(rng):
-    k = 7
-    PD, PI = exact.new_heaps(4, k)
-    scores = rng.standard_normal(4 * k).astype(np.float32)
-    PD[:] = scores.reshape(4, k)
-    PI[:] = np.arange(4 * k).reshape(4, k)
-    PI[2, 3] = -1  # an empty slot never counts, whatever its score
-    D, I = exact.new_heaps(1, k)
-    ivf.merge_heaps(PD, PI, D[0], I[0])
-    D, I, counts = exact.finish(D, I, np.zeros((1, 4), np.float32), "dot")
-    valid = np.ones(4 * k, bool)
-    valid[2 * k + 3] = False
-    want = np.argsort(-np.where(valid, scores, -np.inf))[:k]
-    np.testing.assert_array_equal(I[0], want)
-    np.testing.assert_allclose(D[0], scores[want])
-    assert counts[0] == k
 
 
 @pytest.mark.parametrize("metric", METRICS)
@@ -528,7 +363,7 @@ def test_rerank_scores_candidates_exactly(metric, rng):
     xb = rng.standard_normal((50, 16), dtype=np.float32)
     xb[3] = 0.0
     xq = rng.standard_normal((3, 16), dtype=np.float32)
-    code = ivf.METRICS[metric]
+    code = adc.METRICS[metric]
     # The search layer passes queries in the index space (unit length for cosine) and qa = 1.
     q = space(xq, metric).astype(np.float32)
     cand = np.full((3, 12), -1, np.int64)
@@ -536,7 +371,7 @@ def test_rerank_scores_candidates_exactly(metric, rng):
         cand[i, :10] = rng.choice(np.arange(4, 50), 10, replace=False)
     cand[0, 0] = 3  # the zero row
     D, I = exact.new_heaps(3, 4)
-    ivf.rerank(q, np.ones(3, np.float32), code, xb, exact.row_norms(xb), cand, D, I, 100)
+    adc.rerank(q, np.ones(3, np.float32), code, xb, exact.row_norms(xb), cand, D, I, 100)
     D, I, counts = exact.finish(D, I, q, metric)
     S = oracle_scores(q, xb, metric)
     for i in range(3):

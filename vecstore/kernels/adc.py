@@ -1,236 +1,37 @@
-"""IVF and IVF-PQ kernels: k-means, list assignment, residual PQ, ADC scans and re-ranking.
+"""Searching IVF and IVF-PQ inverted lists: probing (centroid products, the lists to scan, the
+ADC look-up table), list scans (exact scores, or ADC estimates from PQ codes) and re-ranking.
 
 Scores follow the exact kernels' heap convention (higher is better, see exact.py): cosine
 rows are searched in the unit-normalised space, l2 as ``2 q.x - |x|^2`` (``exact.finish``
 adds ``-|q|^2``), dot as ``q.x``. Inverted lists are CSR over one segment whose rows are
 stored in list order: list ``L`` is rows ``offsets[L]:offsets[L+1]`` and their ``codes``.
-numpy + numba only; compiled lazily on first use, cached on disk.
+numpy + numba only; compiled lazily on first use, cached on disk. Training is quantize.py's.
 """
+
+# D and I (scores, labels) are the faiss names the house style asks for.
+# ruff: noqa: E741
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import njit, prange
 
-from .exact import dot_rows8
+from .exact import dot_rows8, new_heaps
+from .heap import merge, push, replace_top
 
-_COSINE = 0
-_DOT = 1
-_L2 = 2
-METRICS = {"cosine": _COSINE, "dot": _DOT, "l2": _L2}
+# The kernels modules whose jitted helpers this one calls, and their hashes: see exact.py.
+JIT_SOURCES = {"exact": "f41f649f7e2b", "heap": "e0cd3a2ed0e7"}
 
-_ASSIGN_TILE = 4096  # rows per BLAS tile when assigning to centroids
-_POINT_CHUNK = 1024  # rows per parallel chunk in the small-dimension PQ kernels
-
-
-# -- heaps (a copy of exact.py's: a kernel and its helpers live in one module) ------------
-
-
-@njit(cache=True, nogil=True)
-def _sift_down(D, I, i, n):
-    s = D[i]
-    lab = I[i]
-    while True:
-        c = 2 * i + 1
-        if c >= n:
-            break
-        r = c + 1
-        if r < n and D[r] < D[c]:
-            c = r
-        if D[c] >= s:
-            break
-        D[i] = D[c]
-        I[i] = I[c]
-        i = c
-    D[i] = s
-    I[i] = lab
-
-
-@njit(cache=True, nogil=True)
-def _push(D, I, s, label):
-    """Offer (s, label) to the min-heap D/I (its minimum at 0)."""
-    if s > D[0]:
-        D[0] = s
-        I[0] = label
-        _sift_down(D, I, 0, D.shape[0])
-
-
-# -- training ------------------------------------------------------------------------------
-
-
-@njit(cache=True, nogil=True)
-def _assign_tiles(x, c, cn, labels, best):
-    """Nearest centroid (L2) of every row of x: argmax of 2 x.c - |c|^2, by BLAS tiles."""
-    n = x.shape[0]
-    ct = np.ascontiguousarray(c.T)
-    for lo in range(0, n, _ASSIGN_TILE):
-        hi = min(n, lo + _ASSIGN_TILE)
-        S = np.dot(x[lo:hi], ct)
-        for i in range(hi - lo):
-            b = -np.inf
-            bj = 0
-            for j in range(c.shape[0]):
-                v = 2.0 * S[i, j] - cn[j]
-                if v > b:
-                    b = v
-                    bj = j
-            labels[lo + i] = bj
-            best[lo + i] = b
-
-
-@njit(cache=True, nogil=True)
-def _centroid_sums(x, labels, k, sums, counts):
-    sums[:] = 0.0
-    counts[:] = 0
-    d = x.shape[1]
-    for i in range(x.shape[0]):
-        j = labels[i]
-        counts[j] += 1
-        for t in range(d):
-            sums[j, t] += x[i, t]
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def _nearest_small(x, cbt, cbn, labels):
-    """Nearest of ksub centroids for rows of a low-dimensional x (a PQ sub-space).
-
-    cbt is the codebook transposed, (dsub, ksub), so the inner loop runs across centroids
-    (vectorised) instead of across a handful of dimensions.
-    """
-    n, dsub = x.shape
-    ksub = cbt.shape[1]
-    nchunks = (n + _POINT_CHUNK - 1) // _POINT_CHUNK
-    for ch in prange(nchunks):
-        acc = np.empty(ksub, dtype=np.float32)
-        for i in range(ch * _POINT_CHUNK, min(n, (ch + 1) * _POINT_CHUNK)):
-            for s in range(ksub):
-                acc[s] = cbn[s]
-            for t in range(dsub):
-                v = np.float32(-2.0) * x[i, t]
-                for s in range(ksub):
-                    acc[s] += v * cbt[t, s]
-            b = acc[0]
-            bs = 0
-            for s in range(1, ksub):
-                if acc[s] < b:
-                    b = acc[s]
-                    bs = s
-            labels[i] = bs
-
-
-def _fix_empty(c, counts, rng):
-    """Split the biggest clusters to refill empty ones (as faiss does): deterministic in rng."""
-    for j in np.flatnonzero(counts == 0):
-        big = int(np.argmax(counts))
-        eps = np.float32(1e-4) * (1 + rng.standard_normal(c.shape[1]).astype(np.float32))
-        c[j] = c[big] * (1 + eps)
-        c[big] = c[big] * (1 - eps)
-        counts[j] = counts[big] // 2
-        counts[big] -= counts[j]
-
-
-def kmeans(x, k, *, niter=10, seed=0):
-    """Lloyd's k-means (L2) with a sampled initialisation; deterministic for a seed.
-
-    Parameters
-    ----------
-    x : float32 (n, d), C-contiguous, n >= k
-    k : int
-        Number of centroids.
-
-    Returns
-    -------
-    centroids : float32 (k, d)
-    """
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    n, d = x.shape
-    if k < 1 or n < k:
-        raise ValueError(f"k-means needs 1 <= k <= n; got k={k}, n={n}")
-    rng = np.random.default_rng(seed)
-    c = x[np.sort(rng.choice(n, k, replace=False))].copy()
-    labels = np.empty(n, dtype=np.int64)
-    best = np.empty(n, dtype=np.float32)
-    sums = np.empty((k, d), dtype=np.float64)
-    counts = np.empty(k, dtype=np.int64)
-    small = d <= 32
-    for _ in range(niter):
-        if small:
-            _nearest_small(x, np.ascontiguousarray(c.T), (c * c).sum(1), labels)
-        else:
-            _assign_tiles(x, c, (c * c).sum(1), labels, best)
-        _centroid_sums(x, labels, k, sums, counts)
-        nonzero = counts > 0
-        c[nonzero] = (sums[nonzero] / counts[nonzero, None]).astype(np.float32)
-        _fix_empty(c, counts, rng)
-    return c
-
-
-def assign(x, centroids):
-    """Index of the nearest centroid (L2) of each row: int64 (n,)."""
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    c = np.ascontiguousarray(centroids, dtype=np.float32)
-    labels = np.empty(x.shape[0], dtype=np.int64)
-    best = np.empty(x.shape[0], dtype=np.float32)
-    if x.shape[0]:
-        _assign_tiles(x, c, (c * c).sum(1), labels, best)
-    return labels
-
-
-def train_pq(r, m, ksub, *, niter=12, seed=0):
-    """Product-quantiser codebooks for residuals r: float32 (m, ksub, d // m)."""
-    r = np.ascontiguousarray(r, dtype=np.float32)
-    n, d = r.shape
-    dsub = d // m
-    cb = np.empty((m, ksub, dsub), dtype=np.float32)
-    for j in range(m):
-        sub = np.ascontiguousarray(r[:, j * dsub : (j + 1) * dsub])
-        cb[j] = kmeans(sub, ksub, niter=niter, seed=seed + 1 + j)
-    return cb
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def _pq_encode(r, cbt, cbn, codes):
-    n = r.shape[0]
-    m, dsub, ksub = cbt.shape
-    nchunks = (n + _POINT_CHUNK - 1) // _POINT_CHUNK
-    for ch in prange(nchunks):
-        acc = np.empty(ksub, dtype=np.float32)
-        for i in range(ch * _POINT_CHUNK, min(n, (ch + 1) * _POINT_CHUNK)):
-            for j in range(m):
-                for s in range(ksub):
-                    acc[s] = cbn[j, s]
-                for t in range(dsub):
-                    v = np.float32(-2.0) * r[i, j * dsub + t]
-                    for s in range(ksub):
-                        acc[s] += v * cbt[j, t, s]
-                b = acc[0]
-                bs = 0
-                for s in range(1, ksub):
-                    if acc[s] < b:
-                        b = acc[s]
-                        bs = s
-                codes[i, j] = bs
-
-
-def pq_encode(r, codebooks):
-    """PQ codes of residuals r (n, d) under codebooks (m, ksub, dsub): uint8 (n, m)."""
-    r = np.ascontiguousarray(r, dtype=np.float32)
-    cb = np.ascontiguousarray(codebooks, dtype=np.float32)
-    m, ksub, dsub = cb.shape
-    if r.shape[1] != m * dsub:
-        raise ValueError(f"residuals have dim {r.shape[1]}; codebooks cover {m * dsub}")
-    codes = np.empty((r.shape[0], m), dtype=np.uint8)
-    if r.shape[0]:
-        cbt = np.ascontiguousarray(cb.transpose(0, 2, 1))
-        _pq_encode(r, cbt, (cb * cb).sum(2), codes)
-    return codes
-
-
-# -- search --------------------------------------------------------------------------------
+#: Metric codes of the kernels (``METRICS[name]``).
+COSINE = 0
+DOT = 1
+L2 = 2
+METRICS = {"cosine": COSINE, "dot": DOT, "l2": L2}
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def _lut(q, cbt, T):
+def lut(q, cbt, T):
     """T[j, s] = q_j . cb[j, s]: the inner product of the query's j-th sub-vector with every
     centroid of sub-quantiser j, from the transposed codebooks cbt (m, dsub, ksub) so the
     inner loop runs across the ksub centroids (vectorised; 4x faster here than across the
@@ -277,9 +78,9 @@ def _exact_score(q, qa, metric, xb, norms, i):
 @njit(cache=True, nogil=True)
 def _dot_score(dot, qa, metric, norms, i):
     """The heap score of row i from its inner product with the query."""
-    if metric == _COSINE:
+    if metric == COSINE:
         return dot * qa / norms[i] if norms[i] > 0 else np.float32(0.0)
-    if metric == _L2:
+    if metric == L2:
         return np.float32(2.0) * dot - norms[i] * norms[i]
     return dot
 
@@ -323,23 +124,24 @@ def _scan_lists(
             seen += 1
             if pq:
                 ip = base_score + _adc(T, codes, i)
-                if metric == _L2:
+                if metric == L2:
                     s = np.float32(2.0) * ip - norms[i] * norms[i]
                 else:
                     s = ip
             else:
                 s = _exact_score(q, qa, metric, xb, norms, i)
             if s > D[0]:
-                _push(D, I, s, base + i)
+                replace_top(D, I, s, base + i)
     return seen
 
 
 @njit(cache=True, nogil=True)
-def _offer(metric, ip, norms, i, base, D, I):
-    """Push the ADC estimate ``ip`` (q.x) of row i as its heap score."""
-    s = np.float32(2.0) * ip - norms[i] * norms[i] if metric == _L2 else ip
+def offer(metric, ip, norms, i, base, D, I):
+    """Offer row i, label ``base + i``, to the heap D/I (k,) with the heap score of its ADC
+    estimate ``ip`` (q.x): ``2 ip - |x|^2`` for l2, else ``ip``."""
+    s = np.float32(2.0) * ip - norms[i] * norms[i] if metric == L2 else ip
     if s > D[0]:
-        _push(D, I, s, base + i)
+        replace_top(D, I, s, base + i)
 
 
 @njit(cache=True, nogil=True)
@@ -366,13 +168,13 @@ def _scan_codes(metric, qc, order, lo, hi, offsets, codes, T, norms, base, D, I)
                 a1 += T[j, codes[i + 1, j]]
                 a2 += T[j, codes[i + 2, j]]
                 a3 += T[j, codes[i + 3, j]]
-            _offer(metric, a0, norms, i, base, D, I)
-            _offer(metric, a1, norms, i + 1, base, D, I)
-            _offer(metric, a2, norms, i + 2, base, D, I)
-            _offer(metric, a3, norms, i + 3, base, D, I)
+            offer(metric, a0, norms, i, base, D, I)
+            offer(metric, a1, norms, i + 1, base, D, I)
+            offer(metric, a2, norms, i + 2, base, D, I)
+            offer(metric, a3, norms, i + 3, base, D, I)
             i += 4
         while i < end:
-            _offer(metric, b + _adc(T, codes, i), norms, i, base, D, I)
+            offer(metric, b + _adc(T, codes, i), norms, i, base, D, I)
             i += 1
     return seen
 
@@ -409,12 +211,12 @@ def _table(q, cbt):
     m, ksub = cbt.shape[0], cbt.shape[2]
     T = np.empty((m, ksub), dtype=np.float32)
     if m > 0:
-        _lut(q, cbt, T)
+        lut(q, cbt, T)
     return T
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _scan_batch(
+def _scan_lists_batch(
     xq,
     qa,
     QC,
@@ -458,7 +260,7 @@ def _scan_batch(
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _scan_one(
+def _scan_lists_threaded(
     q,
     qa,
     qc,
@@ -537,7 +339,7 @@ def _push_rows(qa, metric, norms, R, S, g, base, D, I):
     for j in range(g):
         s = _dot_score(S[j], qa, metric, norms, R[j])
         if s > D[0]:
-            _push(D, I, s, base + R[j])
+            replace_top(D, I, s, base + R[j])
 
 
 def rerank_one(q, metric, xb, norms, labels, base, D, I):
@@ -558,25 +360,6 @@ def rerank(xq, qa, metric, xb, norms, cand, D, I, base):
         _rerank_query(xq[0], qa[0], metric, xb, norms, cand[0], D[0], I[0], base)
     else:
         _rerank_batch(xq, qa, metric, xb, norms, cand, D, I, base)
-
-
-@njit(cache=True, nogil=True)
-def _merge_heaps(PD, PI, D, I):
-    for c in range(PD.shape[0]):
-        for j in range(PD.shape[1]):
-            if PI[c, j] >= 0 and PD[c, j] > D[0]:
-                _push(D, I, PD[c, j], PI[c, j])
-
-
-def merge_heaps(PD, PI, D, I):
-    """Push every entry of the heaps PD/PI (nh, k) into the single heap D/I (k,)."""
-    _merge_heaps(PD, PI, D, I)
-
-
-def numba_threads():
-    import numba
-
-    return numba.get_num_threads()
 
 
 @njit(cache=True, nogil=True, fastmath=True)
@@ -604,7 +387,7 @@ def _select(qc, by_dot, cn2, order):
     L = np.full(width, -1, dtype=np.int64)
     for j in range(nlist):
         r = qc[j] if by_dot else np.float32(2.0) * qc[j] - cn2[j]
-        _push(H, L, r, j)
+        push(H, L, r, j)
     ranked = np.argsort(H)
     for w in range(width):
         order[w] = L[ranked[width - 1 - w]]
@@ -651,7 +434,7 @@ def _probe_one(q, cosine, by_dot, C8, cs, cn2, cbt, qn, qc, order, T):
         qc[j] = acc * cs[j]
     _select(qc, by_dot, cn2, order)
     if cbt.shape[0] > 0:
-        _lut(qn, cbt, T)
+        lut(qn, cbt, T)
 
 
 def probe_one(q, metric, centroids_i8, centroid_scales, centroid_norms2, codebooks_t, width):
@@ -660,7 +443,7 @@ def probe_one(q, metric, centroids_i8, centroid_scales, centroid_norms2, codeboo
     Returns the query in the index's space (unit-normalised for cosine), its inner products
     with every centroid (nlist,), the ``width`` lists to probe, nearest first (by inner
     product for dot, else by L2 to the centroid, as rows were assigned), and its ADC look-up
-    table (``_lut``; ``codebooks_t`` is ``Model.codebooks_t``, (m, dsub, ksub)).
+    table (``lut``; ``codebooks_t`` is ``Model.codebooks_t``, (m, dsub, ksub)).
 
     The centroids come as int8 rows with a float32 scale each (``Model.centroids_i8``): for one
     query, reading the float32 centroids (1.5 MB at nlist 1,024, 384-d) costs more than
@@ -779,3 +562,32 @@ def scan_lists(q, qc, metric, order, lo, hi, offsets, codes, T, xb, norms, mask,
         D,
         I,
     )
+
+
+def scan_lists_threaded(
+    q, qc, metric, order, lo, hi, offsets, codes, T, xb, norms, mask, base, D, I
+):
+    """``scan_lists`` with the lists ``order[lo:hi]`` split across numba's threads, each
+    chunk into its own heap, then merged into D/I; returns the rows seen that pass ``mask``."""
+    nch = max(1, min(numba.get_num_threads(), hi - lo))
+    PD, PI = new_heaps(nch, D.shape[0])
+    seen = np.zeros(nch, dtype=np.int64)
+    has_mask = mask is not None
+    m = mask if has_mask else np.zeros(0, dtype=np.bool_)
+    _scan_lists_threaded(q, np.float32(1.0), qc, metric, order, lo, hi, offsets, codes, T, xb,
+                         norms, m, has_mask, base, PD, PI, seen)  # fmt: skip
+    merge(PD, PI, D, I)
+    return int(seen.sum())
+
+
+def scan_lists_batch(xq, QC, metric, orders, lo, hi, offsets, codes, cbt, xb, norms, mask, base,
+                     D, I, seen):  # fmt: skip
+    """``scan_lists`` for a batch of queries (in the index's space), in parallel, each
+    building its own look-up table from the transposed codebooks ``cbt`` (m, dsub, ksub):
+    lists ``orders[qi, lo:hi]`` of query qi into heap ``D[qi]``/``I[qi]``; ``seen[qi]`` grows
+    by the rows it saw that pass ``mask``."""
+    has_mask = mask is not None
+    m = mask if has_mask else np.zeros(0, dtype=np.bool_)
+    qa = np.ones(xq.shape[0], dtype=np.float32)
+    _scan_lists_batch(xq, qa, QC, metric, orders, lo, hi, offsets, codes, cbt, xb, norms, m,
+                      has_mask, base, D, I, seen)  # fmt: skip

@@ -1,0 +1,54 @@
+"""Picking an encoder: from what a user passed (``resolve_encoder``) or from the spec a
+collection stored (``encoder_from_spec``).
+
+The concrete encoders are imported only when one is picked, so importing this module loads
+neither them nor their libraries. Imports nothing from vecstore but ``errors`` and encoders.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import InvalidInput
+from .base import Encoder, EncoderSpec
+
+
+def resolve_encoder(encoder: Any) -> Encoder:
+    """An Encoder from what a user passed: an Encoder, a model name or path, or a callable."""
+    if isinstance(encoder, str):
+        from .sentence_transformers import SentenceTransformerEncoder
+
+        return SentenceTransformerEncoder(encoder)
+    if isinstance(encoder, Encoder):
+        return encoder
+    if callable(encoder):
+        from .callable import CallableEncoder
+
+        return CallableEncoder(encoder)
+    raise InvalidInput(
+        "encoder must be a model name or path, an Encoder, or a callable texts -> vectors; "
+        f"got {type(encoder).__name__}"
+    )
+
+
+def encoder_from_spec(spec: EncoderSpec) -> Encoder | None:
+    """Rebuild a stored encoder; None for kinds that cannot be rebuilt (callables)."""
+    if spec.kind == "sentence-transformers":
+        from .sentence_transformers import SentenceTransformerEncoder
+
+        return SentenceTransformerEncoder(
+            spec.model,
+            normalize=spec.normalize,
+            query_prefix=spec.query_prefix,
+            document_prefix=spec.document_prefix,
+            expected=spec,
+        )
+    if spec.kind == "http":
+        from .http import HTTPEncoder
+
+        return HTTPEncoder.from_spec(spec)
+    if spec.kind == "transformers":
+        from .transformers import TransformersEncoder
+
+        return TransformersEncoder.from_spec(spec)
+    return None
