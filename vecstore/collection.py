@@ -10,7 +10,6 @@ snapshot of the catalog version they began with.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import inputs
-from .encoders.base import Encoder, EncoderSpec, encoder_from_spec
+from .encoders.base import Encoder, EncoderSpec, cache_key_of, encoder_from_spec
 from .errors import (
     CollectionNotFound,
     CorruptStoreError,
@@ -31,9 +30,10 @@ from .hybrid import HybridSearch, Ranking, keywords
 from .index import flat, plan, specs
 from .results import GetResult, QueryResult
 from .storage import records
+from .storage.buffers import text_hash
 from .storage.catalog import Catalog, CollectionRecord
-from .storage.files import remove_quietly
 from .storage.filters import compile_filters
+from .storage.intents import Intent
 from .text import contains_terms
 from .text import counts as text_counts
 from .writes import Writes, _Publication
@@ -264,8 +264,10 @@ class Collection(Writes, HybridSearch):
     def compact(self) -> None:
         """Seal pending vectors and rewrite every segment into one, dropping deleted vectors.
 
-        Afterwards no deleted or replaced vector remains on disk. Readers are never blocked;
-        they switch to the new segment on their next query.
+        Afterwards no deleted or replaced vector remains on disk, no deleted document in
+        the keyword index, and the embedding cache holds only texts of live rows (of any
+        collection). Readers are never blocked; they switch to the new segment on their
+        next query.
         """
         with self._db._writing() as cat:
             with cat.read():
@@ -278,7 +280,8 @@ class Collection(Writes, HybridSearch):
                 self._rewrite(cat, [r.id for r in records])
             with cat.write():
                 cat.prune_terms(self._record.id)
-            cat.checkpoint()
+                cat.prune_embeddings(cache_key_of)
+            cat.checkpoint(truncate=True)  # the WAL's copies of deleted rows go too
 
     def ingest(
         self,
@@ -525,7 +528,8 @@ class Collection(Writes, HybridSearch):
         with self._db._writing() as cat:
             # fully synced: files are unlinked after this commit, which a power loss must
             # never undo while the unlinks survive it
-            with cat.fully_synced(), cat.write():
+            intent = Intent(self._db.path, cat)  # unlinks the old files after the commit
+            with cat.fully_synced(), intent.transaction():
                 self._require(cat)
                 record = cat.collection_by_id(self._record.id)
                 config = json.loads(record.config)
@@ -533,11 +537,10 @@ class Collection(Writes, HybridSearch):
                 cat.set_config(self._record.id, json.dumps(config))
                 old = cat.drop_index(self._record.id)
                 cat.bump(self._record.id)
-            directory = self._db._collection_dir(self._record)
+                intent.retiring(self._db._collection_dir(self._record), old)
             cache = self._db._segments.get(self._record.dir, {})
             for name in old:
                 cache.pop(name, None)
-                remove_quietly(directory / name)
             self._index_upkeep(cat)
 
     # -- internals: reading -------------------------------------------------------------
@@ -645,14 +648,13 @@ class Collection(Writes, HybridSearch):
                 f"row {missing[0]} has no document to embed; pass a document for every row, "
                 "or vectors"
             )
-        key = hashlib.sha256(json.dumps(self._spec.to_json(), sort_keys=True).encode()).hexdigest()
-        hashes = [hashlib.sha256(d.encode("utf-8", "surrogatepass")).digest()[:16] for d in docs]
+        key = self._spec.cache_key()  # None for a callable: never cached
+        hashes = [text_hash(d) for d in docs]
         x = np.empty((len(docs), self.dim), dtype=np.float32)
         rows_of: dict[bytes, list[int]] = {}
         for i, h in enumerate(hashes):
             rows_of.setdefault(h, []).append(i)
-        # A callable's spec (its name) does not identify what it computes: never cache it.
-        cacheable = self._spec.kind != "callable"
+        cacheable = key is not None
         if cacheable:
             with self._db._reading() as cat:
                 for h, vec in cat.cached_embeddings(key, list(rows_of)).items():

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import threading
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from . import inputs, text
 from .collection import METRICS, Collection
-from .encoders.base import Encoder, resolve_encoder
+from .encoders.base import Encoder, cache_key_of, resolve_encoder
 from .errors import (
     CollectionExists,
     CollectionNotFound,
@@ -39,18 +39,19 @@ from .index import specs
 from .index.bm25 import PostingCache
 from .index.flat import Snapshot
 from .index.specs import Flat, Spec
+from .storage import cleanup, layout
 from .storage.catalog import Catalog, CollectionRecord
 from .storage.files import WriterLock, fsync_dir
+from .storage.intents import Intent
+from .storage.layout import CATALOG, COLLECTIONS, LOCK
 from .storage.segments import Segment
 
 if TYPE_CHECKING:
     from .audit import VerifyReport
     from .portable import ExportInfo
     from .storage.backup import BackupInfo
+    from .storage.cleanup import RestoreInfo
 
-CATALOG = "catalog.db"
-LOCK = "LOCK"
-COLLECTIONS = "collections"
 DURABILITY = ("full", "normal")
 PROGRESS_MIN = 500  # items of work before a progress bar is worth showing
 
@@ -81,7 +82,7 @@ def open(
         never corrupts the store.
     lock_timeout : float
         Seconds a writer waits for another process's write to finish before raising
-        ``LockTimeout``.
+        ``LockTimeout``: a finite number from 0 to 1,000,000.
     seal_rows : int
         Small writes wait durably in the catalog and are sealed into a segment file once
         this many vectors are pending; writes of at least this many rows go straight to a
@@ -123,7 +124,7 @@ class Database:
             raise InvalidInput(f"seal_rows must be a positive int; got {seal_rows!r}")
         self.path = Path(path)
         self.read_only = read_only
-        self.lock_timeout = float(lock_timeout)
+        self.lock_timeout = inputs.lock_timeout(lock_timeout)
         self.seal_rows = seal_rows
         self.progress = bool(progress)
         self._lock = threading.RLock()
@@ -149,7 +150,7 @@ class Database:
                 self._catalog.close()
                 raise
             return
-        self._prepare_directory(catalog_path)
+        layout.prepare(self.path)
         self._writer = WriterLock(self.path / LOCK)
         try:
             self._writer.acquire(self.lock_timeout)
@@ -181,44 +182,13 @@ class Database:
             self._writer.close()
             raise
 
-    def _prepare_directory(self, catalog_path: Path) -> None:
-        if self.path.exists() and not self.path.is_dir():
-            raise StoreNotFound(f"{self.path} exists and is not a directory")
-        if self.path.is_dir() and not catalog_path.exists():
-            stray = [p.name for p in self.path.iterdir() if p.name not in (LOCK, COLLECTIONS)]
-            if stray:
-                raise StoreNotFound(
-                    f"{self.path} is a non-empty directory without a vecstore catalog "
-                    f"(found {sorted(stray)[:3]}); open an empty or new directory"
-                )
-        self.path.mkdir(parents=True, exist_ok=True)
-        (self.path / COLLECTIONS).mkdir(exist_ok=True)
-
     def _remove_orphans(self) -> None:
-        """Delete files no catalog row names: temp files and leftovers of interrupted writes.
-
-        Runs under the writer lock, so no other process can be between writing a file and
-        publishing it.
-        """
-        keep = self._catalog.segment_files()
-        root = self.path / COLLECTIONS
-        if not all(
-            (root / d).is_dir() and all((root / d / f).exists() for f in fs)
-            for d, fs in keep.items()
-        ):
-            # The catalog names a file that is not there: it is damaged, or the files are.
-            # Delete nothing; reads of what is missing raise CorruptStoreError.
-            return
-        for entry in root.iterdir():
-            if entry.name not in keep:
-                if entry.is_dir() and not entry.is_symlink():
-                    shutil.rmtree(entry, ignore_errors=True)
-                else:
-                    entry.unlink(missing_ok=True)
-                continue
-            for f in entry.iterdir():
-                if f.name not in keep[entry.name]:
-                    f.unlink(missing_ok=True)
+        """Delete the leftovers of unacknowledged writes; move any other file no catalog
+        row names to ``quarantine/`` and warn (storage/cleanup.py). Runs under the writer
+        lock, so no other process can be between writing a file and publishing it."""
+        message = cleanup.tidy(self.path, self._catalog).warning(self.path)
+        if message:
+            warnings.warn(f"vecstore.open({str(self.path)!r}): {message}", RuntimeWarning, 4)
 
     # -- plumbing used by Collection ----------------------------------------------------
 
@@ -414,13 +384,37 @@ class Database:
             record = cat.collection_by_name(name) if isinstance(name, str) else None
             if record is None:
                 raise CollectionNotFound(f"no collection {name!r} in {self.path}")
-            with cat.fully_synced(), cat.write():
+            intent = Intent(self.path, cat)  # removes the folder after the commit
+            intent.retiring_folder(self._collection_dir(record))
+            with cat.fully_synced(), intent.transaction():
                 cat.drop_collection(record.id)
+                cat.prune_embeddings(cache_key_of)  # its texts, unless another has them
             self._segments.pop(record.dir, None)
             self._snapshots.pop(record.dir, None)
             self._encoders.pop(record.dir, None)
             self._text_cache.drop(record.dir)
-            shutil.rmtree(self._collection_dir(record), ignore_errors=True)
+            cat.checkpoint(truncate=True)  # the WAL's copies of its rows go too
+
+    def clear_embedding_cache(self) -> int:
+        """Delete every cached embedding; return how many. Texts are embedded again the
+        next time they are written. (``compact`` already drops those no live row has.)"""
+        with self._writing() as cat:
+            with cat.write():
+                removed = cat.clear_embeddings()
+            cat.checkpoint(truncate=True)
+        return removed
+
+    def restore_quarantine(self) -> RestoreInfo:
+        """Move back into the store the quarantined files that the catalog names again.
+
+        A read-write open moves files no catalog row names to ``<store>/quarantine/``
+        instead of deleting them. If the catalog had lost them (a truncated WAL, an older
+        or another store's ``catalog.db``), put the right catalog back, open the store and
+        call this; then ``verify``. Files the catalog does not name stay in quarantine
+        (delete the folder once you know they are not needed). See docs/reliability.md.
+        """
+        with self._writing() as cat:
+            return cleanup.restore(self.path, cat)
 
     def verify(self) -> VerifyReport:
         """Check every segment checksum and catalog invariant; the report lists what is

@@ -28,7 +28,7 @@ from .storage.annfiles import IndexFileRecord
 from .storage.arrays import SUFFIX as INDEX_SUFFIX
 from .storage.arrays import write_arrays
 from .storage.catalog import Catalog
-from .storage.files import remove_quietly
+from .storage.intents import Intent
 from .storage.segments import SUFFIX, write_segment
 
 if TYPE_CHECKING:
@@ -67,30 +67,32 @@ class Writes:
 
     @contextmanager
     def _publishing(self, cat: Catalog) -> Iterator[_Publication]:
-        """A write transaction that may publish new segment files.
+        """A write transaction that may publish new segment files and retire old ones.
 
         Files are written (possibly in a background thread, overlapping the catalog work)
-        and fsynced before the transaction registers them and commits. If it does not
-        commit, they are removed, unless an I/O error makes the outcome uncertain: then the
-        next open's cleanup decides, by what the catalog names.
+        and fsynced before the transaction registers them and commits; an intent record
+        (storage/intents.py) names them before they are written. If the transaction does
+        not commit, they are removed, unless an I/O error makes the outcome uncertain: then
+        the next open's cleanup decides, by the intent record and its token in the catalog.
         """
-        pub = _Publication(cat, self._record.id, self._db._collection_dir(self._record))
+        intent = Intent(self._db.path, cat)
+        pub = _Publication(cat, self._record.id, self._db._collection_dir(self._record), intent)
         try:
             with cat.write():
                 yield pub
                 pub.finish()
+                intent.seal()
         except StoreIOError as exc:
             pub.settle()
             if not isinstance(exc, DiskFullError):
                 raise  # the outcome is uncertain: the next open's cleanup decides
-            for path in pub.files:  # nothing committed: give the space back at once
-                remove_quietly(path)
+            intent.abandoned()  # nothing committed: give the space back at once
             raise
         except BaseException:
             pub.settle()
-            for path in pub.files:
-                remove_quietly(path)
+            intent.abandoned()
             raise
+        intent.committed()
 
     def _write(self, apply: Callable[[Catalog, _Publication], Any]) -> Any:
         """Run ``apply`` in one write transaction, then seal and merge if due."""
@@ -282,7 +284,6 @@ class Writes:
         from .index import ivf
 
         coll = self._record.id
-        directory = self._db._collection_dir(self._record)
         with cat.fully_synced(), self._publishing(cat) as pub:
             snap = self._snapshot(cat)
             parts = {p.seg: p for p in snap.parts}
@@ -327,10 +328,10 @@ class Writes:
                 cat.set_location(rids, seg, range(len(rids)))
             old_files += cat.drop_segments(seg_ids)
             cat.bump(coll)
+            pub.retire(old_files)  # unlinked once the transaction commits
         cache = self._db._segments.get(self._record.dir, {})
         for name in old_files:
             cache.pop(name, None)
-            remove_quietly(directory / name)
 
     def _list_rows(self, model, parts, segs, pos, norms, reuse: dict | None):
         """List order, CSR offsets, codes (in input order) and summed residual of the rows
@@ -432,27 +433,32 @@ class Writes:
 
 
 class _Publication:
-    """The segment files one write transaction publishes.
+    """The segment files one write transaction publishes, and those it retires.
 
-    ``segment`` reserves the segment's catalog id at once (rows can point at it) and writes
-    the file, in a background thread if asked; ``finish`` waits for every file to be durable
-    and registers them, just before the transaction commits.
+    ``segment`` reserves the segment's catalog id at once (rows can point at it), names the
+    file in the write's intent record and writes it, in a background thread if asked;
+    ``finish`` waits for every file to be durable and registers them, just before the
+    transaction commits. ``retire`` names files to unlink once it has committed.
     """
 
-    def __init__(self, cat: Catalog, coll: int, directory: Path):
+    def __init__(self, cat: Catalog, coll: int, directory: Path, intent: Intent):
         self._cat = cat
         self._coll = coll
         self._directory = directory
+        self._intent = intent
         self._next_id: int | None = None
         self._jobs: list[tuple[int, Future]] = []
         self._models: list[IndexFileRecord] = []
-        self.files: list[Path] = []
+
+    def retire(self, names: Iterable[str]) -> None:
+        """Files of the collection this transaction unpublishes: unlinked after the commit."""
+        self._intent.retiring(self._directory, names)
 
     def model(self, arrays: dict[str, np.ndarray], meta: dict) -> str:
         """Write an ANN model file now; it is registered with the segments."""
         self._directory.mkdir(parents=True, exist_ok=True)
         name = f"{uuid.uuid4().hex}{INDEX_SUFFIX}"
-        self.files.append(self._directory / name)
+        self._intent.publishing(self._directory, [name])
         info = write_arrays(self._directory, name, arrays, meta)
         self._models.append(IndexFileRecord(info, meta["train_rows"], meta["train_err"]))
         return name
@@ -474,9 +480,9 @@ class _Publication:
         seg = self._next_id
         self._next_id += 1
         name = uuid.uuid4().hex
-        self.files.append(self._directory / f"{name}{SUFFIX}")
-        if lists is not None:
-            self.files.append(self._directory / f"{name}{INDEX_SUFFIX}")
+        self._intent.publishing(
+            self._directory, [f"{name}{SUFFIX}"] + [f"{name}{INDEX_SUFFIX}"] * (lists is not None)
+        )
         job: Future = Future()
         args = (self._directory, name, blocks, norms, rids, lists)
         if background:

@@ -22,7 +22,6 @@ from . import records
 from .arrays import lists_fit, open_arrays
 from .catalog import Catalog, CollectionRecord
 from .checksums import RECORD_COLUMNS, blob_crc, cache_key, record_crc, rid_key, row_crc
-from .files import TMP_SUFFIX
 from .segments import open_segment
 from .textindex import Counts
 
@@ -116,25 +115,6 @@ def store_problems(cat: Catalog) -> list[str]:
     if bad:
         out.append(f"catalog: {bad} of {n} cached embeddings fail their checksum")
     return out
-
-
-def unreferenced_files(cat: Catalog, root: Path) -> list[Path]:
-    """Files and folders under ``root`` that no catalog row names (leftovers of interrupted
-    writes, which the next read-write open removes; temp files of a write in progress)."""
-    keep = cat.segment_files()
-    out = []
-    if not root.is_dir():
-        return out
-    for entry in sorted(root.iterdir()):
-        if entry.name not in keep:
-            out.append(entry)
-        elif entry.is_dir():
-            out += [f for f in sorted(entry.iterdir()) if f.name not in keep[entry.name]]
-    return out
-
-
-def is_temp(path: Path) -> bool:
-    return path.name.endswith(TMP_SUFFIX)
 
 
 def check_collection(
