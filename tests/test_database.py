@@ -223,22 +223,25 @@ def test_missing_segment_file_is_reported(tmp_path, data):
         db.get_collection("c").query(data[0])
 
 
-def test_orphans_and_temp_files_are_removed_on_open(tmp_path, data):
+def test_temp_files_are_removed_and_other_orphans_quarantined_on_open(tmp_path, data):
     path = tmp_path / "s"
     with vecstore.open(path, seal_rows=64) as db:
         db.create_collection("c", dim=32).add([str(i) for i in range(2000)], vectors=data)
         (seg,) = _segment_files(db)
-    stray = [seg.parent / "deadbeef.vseg", seg.parent / "x.vseg.1234.tmp"]
-    for f in stray:
+    temp, stray = seg.parent / "x.vseg.0123456789ab.tmp", seg.parent / "deadbeef.vseg"
+    for f in (temp, stray):
         f.write_bytes(b"partial")
-    (path / "collections" / "old-collection-dir").mkdir()
+    (path / "collections" / "old-collection-dir").mkdir()  # empty: holds no data
     with vecstore.open(path, read_only=True):
-        assert all(f.exists() for f in stray)  # readers never delete
-    with vecstore.open(path) as db:
+        assert temp.exists() and stray.exists()  # readers never delete
+    with pytest.warns(RuntimeWarning, match="moved to .*quarantine"), vecstore.open(path) as db:
         assert _segment_files(db) == [seg]
-        assert not any(f.exists() for f in stray)
+        assert not temp.exists() and not stray.exists()
         assert not (path / "collections" / "old-collection-dir").exists()
         assert db.get_collection("c").count() == 2000
+    # a file no write of this store accounts for is kept, in quarantine, never deleted
+    (kept,) = (path / "quarantine").glob(f"*/collections/{seg.parent.name}/deadbeef.vseg")
+    assert kept.read_bytes() == b"partial"
 
 
 def test_second_writer_times_out_with_clear_error(tmp_path):

@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any
 from . import text
 from .errors import CorruptStoreError
 from .reader import SNAPSHOT_RETRIES
-from .storage import integrity
-from .store import COLLECTIONS
+from .storage import cleanup, integrity
 
 if TYPE_CHECKING:
     from .config import CollectionConfig
@@ -36,8 +35,10 @@ class VerifyReport:
     problems : list of str
         One line per broken invariant or failed checksum; empty for a sound store.
     warnings : list of str
-        Harmless findings: files no catalog row names (leftovers of an interrupted write,
-        removed by the next read-write open, or the temp file of a write in progress).
+        Harmless findings: files no catalog row names that are provably the leftovers of
+        an unacknowledged write (deleted by the next read-write open) or belong to a write
+        in progress. Any other file no catalog row names, and any file in ``quarantine/``,
+        is a problem: "catalog names fewer files than the store holds".
     collections, segments, rows : int
         How many were checked.
     bytes : int
@@ -149,19 +150,23 @@ def info(name: str, reader: Reader) -> CollectionInfo:
 def verify(store: Store) -> VerifyReport:
     """Check the whole store; never raises for what it finds, only reports it."""
     root = store.collection_dir  # the folder of each collection, by its catalog record
+
+    def named() -> dict[str, set[str]]:  # in a fresh snapshot each time
+        with store.reading() as cat, cat.unchecked():
+            return cat.segment_files()
+
     with store.reading() as cat, cat.unchecked():
         try:
             problems = integrity.store_problems(cat)
             records = cat.collections()
-            strays = integrity.unreferenced_files(cat, store.path / COLLECTIONS)
         except DAMAGE as exc:  # the catalog is too damaged to go through
             return VerifyReport([f"catalog {cat.path}: the check stopped: {exc}"])
-    warnings = [
-        f"{p} is {'a temp file of a write in progress or ' if integrity.is_temp(p) else ''}"
-        "left over from an interrupted write; no catalog row names it (the next read-write "
-        "open removes it)"
-        for p in strays
-    ]
+    try:
+        files = cleanup.survey(store.path, named)
+    except DAMAGE as exc:
+        return VerifyReport([*problems, f"catalog {store.path}: the check stopped: {exc}"])
+    problems += files.problems(store.path)
+    warnings = files.warnings(store.path)
     totals = {"segments": 0, "rows": 0, "bytes": 0}
     for rec in records:
         for attempt in range(SNAPSHOT_RETRIES):

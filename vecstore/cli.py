@@ -360,9 +360,24 @@ def build_parser(*, width: int | None = None) -> _Parser:
     p = command(
         "verify",
         commands.verify,
-        "Check every segment checksum and catalog invariant. Exit "
+        "Check every segment checksum and catalog invariant, and that the catalog names "
+        "every file the store holds (quarantined files included). Exit "
         "code 0 if the store is sound, 2 if not, with one line per problem.",
         [out],
+    )
+    p.add_argument("store", help="the store's folder")
+    p.add_argument(
+        "--restore-quarantine",
+        action="store_true",
+        help="first move back the quarantined files the catalog names again (after you put "
+        "the right catalog.db back; opens the store read-write)",
+    )
+
+    p = command(
+        "clear-cache",
+        commands.clear_cache,
+        "Delete every cached embedding; texts are embedded again when next written. "
+        "(compact already drops the ones no live row has.)",
     )
     p.add_argument("store", help="the store's folder")
 

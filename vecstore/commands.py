@@ -358,11 +358,19 @@ def compact(args: argparse.Namespace) -> int:
 
 
 def verify(args: argparse.Namespace) -> int:
-    with _open(args) as db:
+    restore = args.restore_quarantine
+    with _open(args, write=restore) as db:
+        restored = db.restore_quarantine() if restore else None
         report = db.verify()
     if args.json:
-        _emit(report.to_dict())
+        _emit(report.to_dict() | ({"quarantine": restored.to_dict()} if restored else {}))
     else:
+        if restored is not None:
+            _say(
+                args,
+                f"restored {_n(len(restored.restored), 'file')} from quarantine; "
+                f"{_n(len(restored.remaining), 'file')} no catalog row names stayed there",
+            )
         for line in report.problems:
             print(printable(f"vecstore verify: {line}"), file=sys.stderr)
         for line in report.warnings:
@@ -375,6 +383,13 @@ def verify(args: argparse.Namespace) -> int:
             f"{_n(report.rows, 'row')} checked",
         )
     return EXIT_OK if report.ok else EXIT_DATA
+
+
+def clear_cache(args: argparse.Namespace) -> int:
+    with _open(args, write=True) as db:
+        removed = db.clear_embedding_cache()
+    _say(args, f"deleted {_n(removed, 'cached embedding')}")
+    return EXIT_OK
 
 
 def export(args: argparse.Namespace) -> int:

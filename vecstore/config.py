@@ -44,13 +44,21 @@ class CollectionConfig:
     @classmethod
     def of(cls, record: CollectionRecord) -> CollectionConfig:
         """The configuration a catalog record stores."""
+        return cls.parse(record.config, record.name, record.dim, record.metric)
+
+    @classmethod
+    def parse(
+        cls, text: str, name: str, dim: int | None = None, metric: str | None = None
+    ) -> CollectionConfig:
+        """The configuration stored as ``text`` for the collection ``name`` (``dim`` and
+        ``metric`` as its record holds them, else as the text does)."""
         try:
-            data = json.loads(record.config)
+            data = json.loads(text)
         except (TypeError, ValueError):  # not text, or not JSON: a damaged or doctored catalog
             data = None
         if not isinstance(data, dict):
             raise CorruptStoreError(
-                f"collection {record.name!r}: its stored configuration is not a JSON object"
+                f"collection {name!r}: its stored configuration is not a JSON object"
             )
         try:
             index = specs.from_json(data.get("index"))
@@ -58,6 +66,14 @@ class CollectionConfig:
             encoder = EncoderSpec.from_json(encoder) if encoder else None
         except (InvalidInput, TypeError, AttributeError) as exc:
             raise CorruptStoreError(
-                f"collection {record.name!r}: its stored configuration is invalid ({exc})"
+                f"collection {name!r}: its stored configuration is invalid ({exc})"
             ) from None
-        return cls(record.dim, record.metric, index, encoder)
+        dim = data.get("dim") if dim is None else dim
+        return cls(dim, data.get("metric") if metric is None else metric, index, encoder)
+
+
+def cache_key(config: str) -> str | None:
+    """The key the embedding cache files a collection's embeddings under, from its stored
+    configuration text (None: not cached, or no encoder)."""
+    spec = CollectionConfig.parse(config, "?").encoder
+    return None if spec is None else spec.cache_key()

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from .audit import VerifyReport
     from .portable import ExportInfo
     from .storage.backup import BackupInfo
+    from .storage.cleanup import RestoreInfo
 
 DURABILITY = ("full", "normal")
 
@@ -62,7 +63,7 @@ def open(
         never corrupts the store.
     lock_timeout : float
         Seconds a writer waits for another process's write to finish before raising
-        ``LockTimeout``.
+        ``LockTimeout``: a finite number from 0 to 1,000,000.
     seal_rows : int
         Small writes wait durably in the catalog and are sealed into a segment file once
         this many vectors are pending; writes of at least this many rows go straight to a
@@ -103,7 +104,7 @@ class Database:
         seal_rows = inputs.integer("seal_rows", seal_rows, minimum=1)
         self.path = Path(path)
         self.read_only = read_only
-        self.lock_timeout = float(lock_timeout)
+        self.lock_timeout = inputs.lock_timeout(lock_timeout)
         self.seal_rows = seal_rows
         self.progress = bool(progress)
         self._store = Store(
@@ -243,6 +244,22 @@ class Database:
         if record is None:
             raise CollectionNotFound(f"no collection {name!r} in {self.path}")
         self._store.drop_collection(record)
+
+    def clear_embedding_cache(self) -> int:
+        """Delete every cached embedding; return how many. Texts are embedded again the
+        next time they are written. (``compact`` already drops those no live row has.)"""
+        return self._store.clear_embedding_cache()
+
+    def restore_quarantine(self) -> RestoreInfo:
+        """Move back into the store the quarantined files that the catalog names again.
+
+        A read-write open moves files no catalog row names to ``<store>/quarantine/``
+        instead of deleting them. If the catalog had lost them (a truncated WAL, an older
+        or another store's ``catalog.db``), put the right catalog back, open the store and
+        call this; then ``verify``. Files the catalog does not name stay in quarantine
+        (delete the folder once you know they are not needed). See docs/reliability.md.
+        """
+        return self._store.restore_quarantine()
 
     def verify(self) -> VerifyReport:
         """Check every segment checksum and catalog invariant; the report lists what is

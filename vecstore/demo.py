@@ -26,6 +26,8 @@ from vecstore.errors import MissingDependency
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_SIZE = 2500
+MARKER = "vecstore-demo-store"  # in a --store folder the demo made: it may rebuild it
+DEMO_COLLECTIONS = {"wordnet", "words"}
 
 # WordNet's lexicographer files, by number (lexnames(5WN)): the topic of each synset.
 LEXNAMES = (
@@ -196,21 +198,56 @@ def glove_demo(path: Path) -> None:
         print(f"\nking - man + woman ~ {', '.join(res.ids)}")
 
 
+def claim(store: Path) -> str | None:
+    """Make ``store`` a fresh demo store; return why it cannot be, without touching it.
+
+    A folder the demo made before (it holds ``MARKER``, and only the demo's collections) is
+    rebuilt; a missing or empty folder becomes a new store, marked as the demo's. Anything
+    else (a user's store, or other files) is refused: the demo never deletes what it did
+    not create.
+    """
+    if store.is_symlink() or (store.exists() and not store.is_dir()):
+        return f"--store {store} is not a folder; pass a new folder"
+    if store.is_dir() and any(store.iterdir()):
+        if not (store / MARKER).is_file():
+            return (
+                f"--store {store} is not empty and was not made by the demo (it has no "
+                f"{MARKER}); the demo never deletes a folder it did not create: pass a new one"
+            )
+        try:
+            with vecstore.open(store, read_only=True) as db:
+                names = db.list_collections()
+        except vecstore.VecstoreError as exc:
+            return f"--store {store}: cannot read the demo store there ({exc}); pass a new folder"
+        if not set(names) <= DEMO_COLLECTIONS:
+            return (
+                f"--store {store} holds collections the demo did not make "
+                f"({sorted(set(names) - DEMO_COLLECTIONS)}); pass a new folder"
+            )
+        shutil.rmtree(store)  # the demo's own store from an earlier run: start afresh
+    vecstore.open(store).close()
+    (store / MARKER).write_text("made by python -m vecstore.demo, which may rebuild it\n")
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m vecstore.demo", description=__doc__)
-    parser.add_argument("--store", help="store folder to build (default: a temp folder)")
+    parser.add_argument(
+        "--store",
+        help="store folder to build, or rebuild if an earlier demo run made it; any other "
+        "non-empty folder is refused (default: a temp folder)",
+    )
     parser.add_argument(
         "--size", type=int, default=DEFAULT_SIZE, help=f"glosses to ingest ({DEFAULT_SIZE})"
     )
     parser.add_argument("--glove", action="store_true", help="the GloVe word-vector demo")
     args = parser.parse_args(argv)
+    if args.store:
+        refused = claim(Path(args.store))
+        if refused:
+            parser.error(refused)
     work = Path(tempfile.mkdtemp(prefix="vecstore-demo-"))
     store = Path(args.store) if args.store else work / "store"
-    if args.store and store.exists():
-        if (store / "catalog.db").is_file():
-            shutil.rmtree(store)  # a store from an earlier run: start afresh
-        elif store.is_dir() and any(store.iterdir()):
-            parser.error(f"--store {store} is a non-empty folder that is not a vecstore store")
     try:
         if args.glove:
             glove_demo(store)

@@ -7,8 +7,6 @@ catalog's cache instead of embedded again. Must not import ``collection`` or ``d
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 
 import numpy as np
@@ -17,6 +15,7 @@ from . import inputs
 from .encoders.base import Encoder, EncoderSpec
 from .encoders.factory import encoder_from_spec
 from .errors import InvalidInput
+from .storage.buffers import text_hash
 from .storage.catalog import CollectionRecord
 from .store import Store
 
@@ -68,13 +67,13 @@ class Embedder:
                 f"row {missing[0]} has no document to embed; pass a document for every row, "
                 "or vectors"
             )
-        key = hashlib.sha256(json.dumps(self.spec.to_json(), sort_keys=True).encode()).hexdigest()
-        hashes = [hashlib.sha256(d.encode("utf-8", "surrogatepass")).digest()[:16] for d in docs]
+        key = self.spec.cache_key()  # None for a callable: never cached
+        hashes = [text_hash(d) for d in docs]
         x = np.empty((len(docs), self._record.dim), dtype=np.float32)
         rows_of: dict[bytes, list[int]] = {}
         for i, h in enumerate(hashes):
             rows_of.setdefault(h, []).append(i)
-        cacheable = self.spec.kind != "callable"
+        cacheable = key is not None
         if cacheable:
             with self._store.reading() as cat:
                 for h, vec in cat.cached_embeddings(key, list(rows_of)).items():

@@ -36,6 +36,8 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 # then a normal float32, so cosine (which divides by the norms) never sees one underflow to 0.
 MAX_COMPONENT = 1e16
 MIN_COMPONENT = 1e-15
+# SQLite takes its busy timeout in int32 milliseconds: a larger value would wrap to zero.
+MAX_LOCK_TIMEOUT = 1_000_000.0
 
 
 def _utf8(text: str) -> bool:
@@ -99,6 +101,18 @@ def dimension(dim: Any) -> int:
     if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or not 1 <= dim <= MAX_DIM:
         raise InvalidInput(f"dim must be an int from 1 to {MAX_DIM}; got {dim!r}")
     return int(dim)
+
+
+def lock_timeout(value: Any) -> float:
+    """Seconds to wait for the writer lock: a finite number from 0 to ``MAX_LOCK_TIMEOUT``."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+    if not ok or not 0 <= value <= MAX_LOCK_TIMEOUT:  # NaN fails both comparisons
+        raise InvalidInput(
+            f"lock_timeout must be a number of seconds from 0 to {MAX_LOCK_TIMEOUT:,.0f} "
+            f"(how long a writer waits for another process's write); got {value!r}: pass "
+            "e.g. lock_timeout=10.0, or 0 to fail at once"
+        )
+    return float(value)
 
 
 def top_k(k: Any) -> int:

@@ -11,15 +11,16 @@ export and audit hold it. Must not import ``database`` or ``collection``.
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import text
-from .config import CollectionConfig
+from .config import CollectionConfig, cache_key
 from .encoders.base import Encoder
 from .errors import (
     CollectionExists,
@@ -35,14 +36,17 @@ from .errors import (
 from .index import flat
 from .index.bm25 import PostingCache
 from .index.plan import ResidentPages
+from .storage import cleanup, layout
 from .storage.catalog import Catalog, CollectionRecord
-from .storage.files import WriterLock, make_dir, remove_quietly
-from .storage.paths import collection_dir, remove_orphans
+from .storage.files import WriterLock, make_dir
+from .storage.intents import Intent
+from .storage.layout import CATALOG, COLLECTIONS, LOCK
+from .storage.paths import collection_dir
 from .storage.segments import Segment
 
-CATALOG = "catalog.db"
-LOCK = "LOCK"
-COLLECTIONS = "collections"
+if TYPE_CHECKING:
+    from .storage.cleanup import RestoreInfo
+
 PROGRESS_MIN = 500  # items of work before a progress bar is worth showing
 #: Names of collections being imported; a user's collection name cannot start with ".".
 STAGING_PREFIX = ".staged-"
@@ -101,7 +105,7 @@ class Store:
                 self._catalog = None
                 raise
             return
-        self._prepare_directory(catalog_path)
+        layout.prepare(path)
         self._writer = WriterLock(path / LOCK)
         try:
             self._writer.acquire(lock_timeout)
@@ -135,26 +139,13 @@ class Store:
             raise
         self._catalog = cat
 
-    def _prepare_directory(self, catalog_path: Path) -> None:
-        if self.path.exists() and not self.path.is_dir():
-            raise StoreNotFound(f"{self.path} exists and is not a directory")
-        if self.path.is_dir() and not catalog_path.exists():
-            stray = [p.name for p in self.path.iterdir() if p.name not in (LOCK, COLLECTIONS)]
-            if stray:
-                raise StoreNotFound(
-                    f"{self.path} is a non-empty directory without a vecstore catalog "
-                    f"(found {sorted(stray)[:3]}); open an empty or new directory"
-                )
-        make_dir(self.path, exist_ok=True)
-        make_dir(self.path / COLLECTIONS, exist_ok=True)
-
     def _remove_orphans(self, cat: Catalog) -> None:
-        """Delete files no catalog row names: temp files and leftovers of interrupted writes.
-
-        Runs under the writer lock, so no other process can be between writing a file and
-        publishing it.
-        """
-        remove_orphans(self.path, cat.segment_files())
+        """Delete the leftovers of unacknowledged writes; move any other file no catalog
+        row names to ``quarantine/`` and warn (storage/cleanup.py). Runs under the writer
+        lock, so no other process can be between writing a file and publishing it."""
+        message = cleanup.tidy(self.path, cat).warning(self.path)
+        if message:
+            warnings.warn(f"vecstore.open({str(self.path)!r}): {message}", RuntimeWarning, 6)
 
     # -- transactions -------------------------------------------------------------------
 
@@ -239,22 +230,37 @@ class Store:
             return cat.collection_by_id(record.id)
 
     def drop_collection(self, record: CollectionRecord) -> None:
-        """Delete a collection's rows in one commit, then its folder."""
+        """Delete a collection's rows, and the embeddings only it used, in one commit; then
+        its folder, and the WAL's copies of its rows."""
         with self.writing() as cat:
-            directory = self.collection_dir(record)  # refused before anything is dropped
-            with cat.fully_synced(), cat.write():
-                cat.drop_collection(record.id)
+            self._drop(cat, record)
             self.forget(record)
-            shutil.rmtree(directory, ignore_errors=True)
+            cat.checkpoint(truncate=True)
+
+    def _drop(self, cat: Catalog, record: CollectionRecord) -> None:
+        intent = Intent(self.path, cat)  # removes the folder after the commit
+        intent.retiring_folder(self.collection_dir(record))  # refused if it leads outside
+        with cat.fully_synced(), intent.transaction():
+            cat.drop_collection(record.id)
+            cat.prune_embeddings(cache_key)  # its texts, unless another collection has them
 
     def _drop_staged(self, cat: Catalog) -> None:
         """Drop the staged collections of imports that never published (a killed process)."""
         for record in cat.collections_named(STAGING_PREFIX):
-            if record.name.startswith(STAGING_PREFIX):
-                directory = self.collection_dir(record)  # refused before anything is dropped
-                with cat.fully_synced(), cat.write():
-                    cat.drop_collection(record.id)
-                shutil.rmtree(directory, ignore_errors=True)
+            self._drop(cat, record)
+
+    def clear_embedding_cache(self) -> int:
+        """Delete every cached embedding; return how many."""
+        with self.writing() as cat:
+            with cat.write():
+                removed = cat.clear_embeddings()
+            cat.checkpoint(truncate=True)
+        return removed
+
+    def restore_quarantine(self) -> RestoreInfo:
+        """Move back the quarantined files the catalog names again (storage/cleanup.py)."""
+        with self.writing() as cat:
+            return cleanup.restore(self.path, cat)
 
     # -- collection files ---------------------------------------------------------------
 
@@ -265,14 +271,12 @@ class Store:
         """The collection's mapped segment and index files, by file name."""
         return self._files.setdefault(record.dir, {})
 
-    def remove_files(self, record: CollectionRecord, names: Iterable[str]) -> None:
-        """Forget and unlink files a commit has just unpublished. Readers that mapped them
-        keep their view; the next snapshot no longer names them."""
+    def forget_files(self, record: CollectionRecord, names: Iterable[str]) -> None:
+        """Unmap files a commit has just unpublished (its intent unlinks them). Readers that
+        mapped them keep their view; the next snapshot no longer names them."""
         cache = self._files.get(record.dir, {})
-        directory = self.collection_dir(record)
         for name in names:
             cache.pop(name, None)
-            remove_quietly(directory / name)
 
     def snapshot(self, cat: Catalog, record: CollectionRecord) -> flat.Snapshot:
         """The snapshot of the catalog version visible in the current read transaction.

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from . import inputs, text
+from .config import cache_key
 from .embedding import Embedder
 from .errors import (
     DiskFullError,
@@ -42,8 +43,8 @@ from .storage.annfiles import IndexFileRecord
 from .storage.arrays import SUFFIX as INDEX_SUFFIX
 from .storage.arrays import write_arrays
 from .storage.catalog import Catalog, CollectionRecord
-from .storage.files import remove_quietly
 from .storage.filters import compile_filters
+from .storage.intents import Intent
 from .storage.records import Location, RowBatch
 from .storage.segments import SUFFIX, write_segment
 from .store import SnapshotRace, Store
@@ -168,7 +169,8 @@ class Writer:
         return self._write(apply)
 
     def compact(self) -> None:
-        """Seal pending vectors and rewrite every segment into one, dropping deleted vectors."""
+        """Seal pending vectors and rewrite every segment into one, dropping deleted vectors,
+        deleted documents' postings and cached embeddings no live row has."""
         with self._store.writing() as cat:
             with cat.read():
                 self._reader.require(cat)
@@ -180,49 +182,55 @@ class Writer:
                 self._rewrite(cat, [r.id for r in segments])
             with cat.write():
                 cat.prune_terms(self._record.id)
-            cat.checkpoint()
+                cat.prune_embeddings(cache_key)  # texts no live row of any collection has
+            cat.checkpoint(truncate=True)  # the WAL's copies of deleted rows go too
 
     def set_index(self, spec: specs.Spec) -> None:
         """Replace the index spec, dropping any trained index, then train if due."""
         with self._store.writing() as cat:
             # fully synced: files are unlinked after this commit, which a power loss must
             # never undo while the unlinks survive it
-            with cat.fully_synced(), cat.write():
+            intent = Intent(self._store.path, cat)  # unlinks the old files after the commit
+            with cat.fully_synced(), intent.transaction():
                 config = self._reader.config(cat)
                 cat.set_config(self._record.id, config.with_index(spec).to_json())
                 old = cat.drop_index(self._record.id)
                 cat.bump(self._record.id)
-            self._store.remove_files(self._record, old)
+                intent.retiring(self._store.collection_dir(self._record), old)
+            self._store.forget_files(self._record, old)
             self._index_upkeep(cat)
 
     # -- transactions -------------------------------------------------------------------
 
     @contextmanager
     def _publishing(self, cat: Catalog) -> Iterator[_Publication]:
-        """A write transaction that may publish new segment files.
+        """A write transaction that may publish new segment files and retire old ones.
 
         Files are written (possibly in a background thread, overlapping the catalog work)
-        and fsynced before the transaction registers them and commits. If it does not
-        commit, they are removed, unless an I/O error makes the outcome uncertain: then the
-        next open's cleanup decides, by what the catalog names.
+        and fsynced before the transaction registers them and commits; an intent record
+        (storage/intents.py) names them before they are written. If the transaction does
+        not commit, they are removed, unless an I/O error makes the outcome uncertain: then
+        the next open's cleanup decides, by the intent record and its token in the catalog.
         """
-        pub = _Publication(cat, self._record.id, self._store.collection_dir(self._record))
+        intent = Intent(self._store.path, cat)
+        directory = self._store.collection_dir(self._record)
+        pub = _Publication(cat, self._record.id, directory, intent)
         try:
             with cat.write():
                 yield pub
                 pub.finish()
+                intent.seal()
         except StoreIOError as exc:
             pub.settle()
             if not isinstance(exc, DiskFullError):
                 raise  # the outcome is uncertain: the next open's cleanup decides
-            for path in pub.files:  # nothing committed: give the space back at once
-                remove_quietly(path)
+            intent.abandoned()  # nothing committed: give the space back at once
             raise
         except BaseException:
             pub.settle()
-            for path in pub.files:
-                remove_quietly(path)
+            intent.abandoned()
             raise
+        intent.committed()
 
     def _write(self, apply: Callable[[Catalog, _Publication], Any]) -> Any:
         """Run ``apply`` in one write transaction, then seal and merge if due."""
@@ -426,7 +434,8 @@ class Writer:
                 cat.set_location(rids, seg, range(len(rids)))
             old_files += cat.drop_segments(seg_ids)
             cat.bump(coll)
-        self._store.remove_files(self._record, old_files)
+            pub.retire(old_files)  # unlinked once the transaction commits
+        self._store.forget_files(self._record, old_files)
 
     # -- the ANN index ------------------------------------------------------------------
 
@@ -468,27 +477,32 @@ def _gather(parts: dict, segs: np.ndarray, pos: np.ndarray, dim: int) -> Iterato
 
 
 class _Publication:
-    """The segment files one write transaction publishes.
+    """The segment files one write transaction publishes, and those it retires.
 
-    ``segment`` reserves the segment's catalog id at once (rows can point at it) and writes
-    the file, in a background thread if asked; ``finish`` waits for every file to be durable
-    and registers them, just before the transaction commits.
+    ``segment`` reserves the segment's catalog id at once (rows can point at it), names the
+    file in the write's intent record and writes it, in a background thread if asked;
+    ``finish`` waits for every file to be durable and registers them, just before the
+    transaction commits. ``retire`` names files to unlink once it has committed.
     """
 
-    def __init__(self, cat: Catalog, coll: int, directory: Path):
+    def __init__(self, cat: Catalog, coll: int, directory: Path, intent: Intent):
         self._cat = cat
         self._coll = coll
         self._directory = directory
+        self._intent = intent
         self._next_id: int | None = None
         self._jobs: list[tuple[int, Future]] = []
         self._models: list[IndexFileRecord] = []
-        self.files: list[Path] = []
+
+    def retire(self, names: Iterable[str]) -> None:
+        """Files of the collection this transaction unpublishes: unlinked after the commit."""
+        self._intent.retiring(self._directory, names)
 
     def model(self, arrays: dict[str, np.ndarray], meta: dict) -> str:
         """Write an ANN model file now; it is registered with the segments."""
         self._directory.mkdir(parents=True, exist_ok=True)
         name = f"{uuid.uuid4().hex}{INDEX_SUFFIX}"
-        self.files.append(self._directory / name)
+        self._intent.publishing(self._directory, [name])
         info = write_arrays(self._directory, name, arrays, meta)
         self._models.append(IndexFileRecord(info, meta["train_rows"], meta["train_err"]))
         return name
@@ -510,9 +524,9 @@ class _Publication:
         seg = self._next_id
         self._next_id += 1
         name = uuid.uuid4().hex
-        self.files.append(self._directory / f"{name}{SUFFIX}")
-        if lists is not None:
-            self.files.append(self._directory / f"{name}{INDEX_SUFFIX}")
+        self._intent.publishing(
+            self._directory, [f"{name}{SUFFIX}"] + [f"{name}{INDEX_SUFFIX}"] * (lists is not None)
+        )
         job: Future = Future()
         args = (self._directory, name, blocks, norms, rids, lists)
         if background:

@@ -4,7 +4,8 @@ A child runs a fixed sequence of writes (a bulk add straight to a segment, small
 pending buffer and their sealing, an upsert, deletes, an update, a compaction) with
 ``VECSTORE_FAULT=kill@N``, ``eio@N`` or ``enospc@N`` (see ``vecstore.storage.files.io_step``).
 After each run the store must reopen to exactly the acknowledged writes, plus the one in flight
-either wholly or not at all, pass every checksum, and accept writes again. A write refused
+either wholly or not at all, with nothing quarantined (what a crash leaves is provably
+garbage), pass every checksum and ``verify``, and accept writes again. A write refused
 for a full disk must have changed nothing, and the same handle must go on writing.
 """
 
@@ -122,6 +123,10 @@ def check_store(path, messages: list[dict]) -> None:
         if after is not None:
             allowed.append(after)
     with vecstore.open(path, seal_rows=64) as db:
+        # Whatever a crash leaves is provably garbage: deleted, never quarantined.
+        assert not (path / "quarantine").exists()
+        report = db.verify()
+        assert report.ok and not report.warnings, (report.problems, report.warnings)
         if "c" not in db.list_collections():
             assert not done
             return

@@ -200,6 +200,8 @@ def test_kill_minus_nine_loses_nothing(tmp_path, long_run):
         in_flight = [began[n] for n in began if n not in acked]
         assert len(in_flight) <= 1
         with vecstore.open(path, seal_rows=16) as db:
+            # what a kill leaves is provably garbage: deleted, never quarantined
+            assert not (path / "quarantine").exists(), f"cycle {cycle}"
             if "c" not in db.list_collections():
                 assert not model
                 next_op = max(began, default=next_op)

@@ -9,6 +9,8 @@ module; factory.py picks among them).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -83,6 +85,13 @@ class EncoderSpec:
     def from_json(cls, data: dict[str, Any]) -> EncoderSpec:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+    def cache_key(self) -> str | None:
+        """The key the store's embedding cache files this encoder's embeddings under; None
+        for a callable, whose spec (its name) does not identify what it computes."""
+        if self.kind == "callable":
+            return None
+        return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()
 
     def differences(self, other: EncoderSpec) -> list[str]:
         """Fields that differ, ignoring ``revision`` when either side does not know it."""

@@ -26,11 +26,9 @@ from . import paths
 from .arrays import HEADER_SIZE as INDEX_HEADER_SIZE
 from .catalog import Catalog, translate_errors
 from .files import TMP_SUFFIX, fsync_dir, write_durable
+from .layout import CATALOG, COLLECTIONS, LOCK
 from .segments import HEADER_SIZE
 
-CATALOG = "catalog.db"
-LOCK = "LOCK"
-COLLECTIONS = "collections"
 RETRIES = 5
 BLOCK = 4 << 20
 

@@ -1,18 +1,31 @@
 """The pending-vector buffer and the embedding cache: a mixin of ``Catalog``.
 
 Small writes wait in ``pending`` until they are sealed into a segment; ``embed_cache`` maps an
-encoder and a text hash to its vector. Both blobs carry checksums (checksums.py), checked on
-every read. Only SQL; imports no numba.
+encoder and a text hash to its vector, and holds only texts some live row still has (pruned
+by compaction and by dropping a collection). Both blobs carry checksums (checksums.py),
+checked on every read. Only SQL; imports no numba.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from ..errors import VecstoreError
 from .checksums import blob_crc, cache_key, check_blob, rid_key
 from .sqlbits import chunked, placeholders
+
+SQL_TEXT_HASH = "vecstore_text_hash"  # text_hash, in SQL on every catalog connection
+
+
+def text_hash(text: str | None) -> bytes | None:
+    """The embedding cache's key for a text: the first 16 bytes of its SHA-256."""
+    if text is None:
+        return None
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()[:16]
 
 
 class Buffers:
@@ -72,3 +85,36 @@ class Buffers:
             "INSERT OR IGNORE INTO embed_cache (encoder, hash, vec, chk) VALUES (?, ?, ?, ?)",
             ((encoder, h, v, blob_crc(cache_key(encoder, h), v)) for h, v in items),
         )
+
+    def prune_embeddings(self, key_of: Callable[[str], str | None]) -> int:
+        """Delete the cached embeddings no live row refers to; return how many.
+
+        ``key_of`` maps a collection's stored configuration (its JSON text) to the key its
+        embeddings are cached under (None if they are not cached). An entry is kept only if
+        a collection with its key holds a row whose document has its text hash. Call inside a write
+        transaction; it reads every document of the collections that cache embeddings.
+        """
+        users: dict[str, list[int]] = {}
+        for coll, config in self.conn.execute("SELECT id, config FROM collections"):
+            try:
+                key = key_of(config)
+            except (ValueError, TypeError, AttributeError, VecstoreError):
+                continue  # a damaged record: its entries go (it is only a cache)
+            if key is not None:
+                users.setdefault(key, []).append(coll)
+        removed = self.conn.execute(
+            "DELETE FROM embed_cache WHERE encoder NOT IN (SELECT value FROM json_each(?))",
+            (json.dumps(sorted(users)),),
+        ).rowcount
+        for key, colls in users.items():
+            removed += self.conn.execute(
+                f"DELETE FROM embed_cache WHERE encoder = ? AND hash NOT IN (SELECT "
+                f"{SQL_TEXT_HASH}(document) FROM rows WHERE coll IN (SELECT value FROM "
+                "json_each(?)) AND document IS NOT NULL)",
+                (key, json.dumps(colls)),
+            ).rowcount
+        return removed
+
+    def clear_embeddings(self) -> int:
+        """Delete every cached embedding (inside a write transaction); return how many."""
+        return self.conn.execute("DELETE FROM embed_cache").rowcount

@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import CorruptStoreError, DiskFullError, LockTimeout, StoreIOError
 from . import catalogfile, paths, records
 from .annfiles import AnnFiles, migrate_v4_ann
-from .buffers import Buffers
+from .buffers import SQL_TEXT_HASH, Buffers, text_hash
 from .checksums import (
     SQL_RECORD_CRC,
     SQL_ROW_CRC,
@@ -50,6 +50,9 @@ COLLECTIONS = "collections"  # the folder beside the catalog that holds collecti
 #: SQLite page cache per connection, KiB: at most this much memory for catalog pages (16 MiB
 #: holds a 100k-row catalog whole; SQLite's default is 2 MB).
 CACHE_KIB = 16 * 1024
+#: How long a checkpoint that truncates the WAL waits for other connections' reads to end.
+TRUNCATE_WAIT_MS = 200
+INTENT_KEY = "intent:"  # store_info keys of committed intents (storage/intents.py)
 
 
 def _migrate_v1(db: sqlite_utils.Database) -> None:
@@ -274,7 +277,11 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
         c.execute(f"PRAGMA cache_size = -{CACHE_KIB:d}")
         c.create_function(SQL_ROW_CRC, 5, row_crc, deterministic=True)
         c.create_function(SQL_RECORD_CRC, -1, record_crc, deterministic=True)
+        c.create_function(SQL_TEXT_HASH, 1, text_hash, deterministic=True)
         if not self.read_only:
+            # Deleted rows (documents, vectors, cached embeddings) are overwritten with
+            # zeros, in their pages and in freed pages: deleted text leaves the file.
+            c.execute("PRAGMA secure_delete = ON")
             mode = c.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode.lower() != "wal":
                 raise CorruptStoreError(f"catalog {self.path}: could not enable WAL ({mode})")
@@ -417,9 +424,21 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
         finally:
             self.conn.execute("PRAGMA synchronous = NORMAL")
 
-    def checkpoint(self) -> None:
+    def checkpoint(self, *, truncate: bool = False) -> None:
+        """Copy the WAL into the database file. ``truncate``: then empty the WAL file too,
+        so that the pages of deleted rows leave it; that needs every other connection to
+        be between reads, and is skipped (waiting at most ``TRUNCATE_WAIT_MS``) if one is
+        not. The caller holds the writer lock (SQLite's WAL-reset bug)."""
         with translate_errors(self.path):
-            self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            if not truncate:
+                self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                return
+            (wait,) = self.conn.execute("PRAGMA busy_timeout").fetchone()
+            self.conn.execute(f"PRAGMA busy_timeout = {min(wait, TRUNCATE_WAIT_MS):d}")
+            try:
+                self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            finally:
+                self.conn.execute(f"PRAGMA busy_timeout = {wait:d}")
 
     def close(self) -> None:
         self.conn.close()
@@ -759,6 +778,33 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
     def set_config(self, coll: int, config: str) -> None:
         self.conn.execute("UPDATE collections SET config = ? WHERE id = ?", (config, coll))
         self._collection_changed(coll)
+
+    # -- intents (storage/intents.py) ---------------------------------------------------
+
+    def record_intent(self, token: str, live: set[str]) -> None:
+        """Inside the write transaction of intent ``token``: store the token, whose commit
+        proves the transaction committed, and forget the tokens of intents whose records
+        are no longer on disk (``live``: the tokens of those that are)."""
+        hi = INTENT_KEY[:-1] + chr(ord(INTENT_KEY[-1]) + 1)
+        stale = [
+            (key,)
+            for (key,) in self.conn.execute(
+                "SELECT key FROM store_info WHERE key >= ? AND key < ?", (INTENT_KEY, hi)
+            )
+            if key[len(INTENT_KEY) :] not in live
+        ]
+        self.conn.executemany("DELETE FROM store_info WHERE key = ?", stale)
+        self.conn.execute(
+            "INSERT OR REPLACE INTO store_info (key, value) VALUES (?, '')", (INTENT_KEY + token,)
+        )
+
+    def intent_committed(self, token: str) -> bool:
+        with translate_errors(self.path):
+            return bool(
+                self.conn.execute(
+                    "SELECT 1 FROM store_info WHERE key = ?", (INTENT_KEY + token,)
+                ).fetchone()
+            )
 
     def segment_files(self) -> dict[str, set[str]]:
         """Every referenced file, by collection directory: what cleanup must keep."""

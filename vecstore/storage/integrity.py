@@ -22,7 +22,6 @@ from . import paths, records
 from .arrays import lists_fit, open_arrays
 from .catalog import Catalog, CollectionRecord
 from .checksums import RECORD_COLUMNS, blob_crc, cache_key, record_crc, rid_key, row_crc
-from .files import TMP_SUFFIX
 from .segments import open_segment
 from .textindex import Counts
 
@@ -152,25 +151,6 @@ def path_problems(cat: Catalog) -> list[str]:
     if real is not None:
         out.append(f"the collections folder {base} leads outside the store (to {real})")
     return out
-
-
-def unreferenced_files(cat: Catalog, root: Path) -> list[Path]:
-    """Files and folders under ``root`` that no catalog row names (leftovers of interrupted
-    writes, which the next read-write open removes; temp files of a write in progress)."""
-    keep = cat.segment_files()
-    out = []
-    if not root.is_dir() or paths.outside(root.parent, root) is not None:
-        return out  # path_problems reports a collections folder leading elsewhere
-    for entry in sorted(root.iterdir()):
-        if entry.name not in keep:
-            out.append(entry)
-        elif entry.is_dir() and not entry.is_symlink():  # check_collection reports a link
-            out += [f for f in sorted(entry.iterdir()) if f.name not in keep[entry.name]]
-    return out
-
-
-def is_temp(path: Path) -> bool:
-    return path.name.endswith(TMP_SUFFIX)
 
 
 def check_collection(
