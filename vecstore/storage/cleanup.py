@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from . import paths
 from .files import fsync_dir, remove_quietly
 from .intents import SUFFIX, is_temp, read_records
 from .layout import COLLECTIONS, INTENTS, QUARANTINE
@@ -180,7 +181,18 @@ def tidy(root: Path, cat: TidyCatalog) -> TidyReport:
     provable leftovers of unacknowledged writes, quarantine every other file the catalog
     does not name. Touches nothing if the catalog names a file that is missing."""
     collections = root / COLLECTIONS
+    # Nothing outside the store is ever moved or deleted: not through a collections folder
+    # that is a link, nor through a collection folder that is one (reads refuse it).
+    paths.inside(root, collections, "the collections folder")
     names = cat.segment_files()
+    crafted = [
+        f"{d}/{f}" for d, fs in names.items() for f in ("", *fs) if paths.name_problem(f or d)
+    ]
+    if crafted:  # reads refuse such a store; cleanup must not act on its word either
+        return TidyReport(
+            skipped=f"the catalog names {_count(crafted, 'file')} by a path, not a plain name "
+            f"({_few(crafted)}); nothing was deleted or moved"
+        )
     missing = []
     for d, files in names.items():
         if not (collections / d).is_dir():
@@ -201,6 +213,8 @@ def tidy(root: Path, cat: TidyCatalog) -> TidyReport:
     move: list[Path] = [p for p in other if not is_temp(p.name)]
     for entry in sorted(collections.iterdir()):
         real_dir = entry.is_dir() and not entry.is_symlink()
+        if entry.name in names and not real_dir:
+            continue  # a link where a collection folder belongs: reads and verify report it
         if entry.name in names:
             for f in sorted(entry.iterdir()):
                 if f.name not in names[entry.name]:
@@ -307,7 +321,7 @@ def survey(root: Path, names: Callable[[], Names]) -> Survey:
     collections = root / COLLECTIONS
     listed: list[Path] = []
     empty: list[Path] = []
-    if collections.is_dir():
+    if collections.is_dir() and paths.outside(root, collections) is None:
         for entry in sorted(collections.iterdir()):
             if entry.is_dir() and not entry.is_symlink():
                 inside = sorted(entry.iterdir())
