@@ -42,6 +42,8 @@ class Ranking:
 
     @classmethod
     def of(cls, mode: Any, fusion: Any, rrf_k: Any, weight: Any) -> Ranking:
+        if mode == "vector" and fusion is None and rrf_k is None and weight is None:
+            return VECTOR  # the common case, without building an object per query
         if mode not in MODES:
             raise InvalidInput(f"mode must be one of {MODES}; got {mode!r}")
         given = {"fusion": fusion, "rrf_k": rrf_k, "weight": weight}
@@ -60,6 +62,9 @@ class Ranking:
             raise InvalidInput(f"rrf_k only applies to fusion='rrf'; got fusion={fusion!r}")
         weight = inputs.number("weight", WEIGHT if weight is None else weight, minimum=0, maximum=1)
         return cls("hybrid", fusion, rrf_k, weight)
+
+
+VECTOR = Ranking()
 
 
 def keywords(q: Any, text_: Any, mode: str, *, many: bool) -> list[str] | None:

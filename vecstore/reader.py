@@ -47,16 +47,21 @@ class AnnOptions:
 
     @classmethod
     def of(cls, mode: str, nprobe: Any, refine: Any, exact: Any) -> AnnOptions:
+        if nprobe is None and refine is None and exact is False:
+            return INDEX_DEFAULTS  # the common case, without building an object per query
         opts = cls(
             inputs.integer("nprobe", nprobe, minimum=1, optional=True),
             inputs.integer("refine", refine, minimum=1, optional=True),
             inputs.flag("exact", exact),
         )
-        if mode == "text" and opts != cls():
+        if mode == "text" and opts != INDEX_DEFAULTS:
             raise InvalidInput(
                 "nprobe, refine and exact apply to vector and hybrid queries, not text"
             )
         return opts
+
+
+INDEX_DEFAULTS = AnnOptions()
 
 
 class Reader:

@@ -52,6 +52,9 @@ COLLECTIONS = "collections"  # the folder beside the catalog that holds collecti
 CACHE_KIB = 16 * 1024
 #: How long a checkpoint that truncates the WAL waits for other connections' reads to end.
 TRUNCATE_WAIT_MS = 200
+# A Record straight from its fields: a query builds k of them, and NamedTuple's own
+# constructor costs a Python-level call each.
+_new_record = tuple.__new__
 INTENT_KEY = "intent:"  # store_info keys of committed intents (storage/intents.py)
 
 
@@ -246,6 +249,9 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
         self._db = None
         # set if the catalog was opened immutable, from read-only media (catalogfile.py)
         self._frozen: catalogfile.Signature | None = None
+        # collection versions already read in the current read transaction, which cannot
+        # change under it (a query checks the collection exists, then takes its snapshot)
+        self._versions: dict[tuple[int, str], int | None] | None = None
         with translate_errors(path):
             self.conn, self._frozen = catalogfile.connect(
                 path, read_only=read_only, busy_timeout=busy_timeout
@@ -372,9 +378,11 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
             catalogfile.check_unchanged(self.path, self._frozen)
         with translate_errors(self.path):
             self.conn.execute("BEGIN")
+            self._versions = {}
             try:
                 yield
             finally:
+                self._versions = None
                 if self.conn.in_transaction:
                     self.conn.execute("COMMIT")
 
@@ -524,12 +532,19 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
     def version(self, coll: int, dir: str) -> int | None:
         """The collection's write version; None if it no longer exists. ``dir`` (unique per
         collection ever created) guards against a deleted collection's id being reused."""
+        known = self._versions
+        if known is not None and (coll, dir) in known:
+            return known[(coll, dir)]
         row = self.conn.execute(
             "SELECT version FROM collections WHERE id = ? AND dir = ?", (coll, dir)
         ).fetchone()
-        return row[0] if row else None
+        version = row[0] if row else None
+        if known is not None:
+            known[(coll, dir)] = version
+        return version
 
     def bump(self, coll: int) -> None:
+        self._versions = None if self._versions is None else {}
         self.conn.execute("UPDATE collections SET version = version + 1 WHERE id = ?", (coll,))
 
     # -- rows ---------------------------------------------------------------------------
@@ -726,7 +741,7 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
                 part,
             ):
                 check_row(self, rid, coll, id_, doc, meta, crc)
-                out[rid] = Record(id_, doc, meta)
+                out[rid] = _new_record(Record, (id_, doc, meta))
         if len(out) != len(set(rids)):
             lost = sorted(set(rids) - set(out))[:5]
             raise CorruptStoreError(
