@@ -225,6 +225,102 @@ class Collection:
 
         return export(self, self._reader, dest, format=format)
 
+    def to_arrow(
+        self,
+        *,
+        where: dict | None = None,
+        where_document: dict | None = None,
+        include_vectors: bool = True,
+        flatten: bool = False,
+    ) -> Any:
+        """The rows (those matching the filters) as a ``pyarrow.Table`` from one snapshot, in
+        insertion order: ``id``, ``document``, ``vector`` (fixed-size list of float32) and
+        ``metadata`` (JSON text, exact), or one column per key with ``flatten=True``.
+        Needs the ``[arrow]`` extra."""
+        from .integrations.arrow import to_arrow
+
+        return to_arrow(
+            self,
+            where=where,
+            where_document=where_document,
+            include_vectors=include_vectors,
+            flatten=flatten,
+        )
+
+    def to_pandas(
+        self,
+        *,
+        where: dict | None = None,
+        where_document: dict | None = None,
+        include_vectors: bool = True,
+        flatten: bool = False,
+    ) -> Any:
+        """``to_arrow`` as a pandas DataFrame: vectors as float32 arrays, metadata as dicts
+        (or a column per key with ``flatten=True``). Needs the ``[arrow]`` extra."""
+        from .integrations.arrow import to_pandas
+
+        return to_pandas(
+            self,
+            where=where,
+            where_document=where_document,
+            include_vectors=include_vectors,
+            flatten=flatten,
+        )
+
+    def add_arrow(
+        self,
+        table: Any,
+        *,
+        id: str = "id",
+        text: str | None = "document",
+        vector: str | None = "vector",
+        metadata: str | Sequence[str] | None = "metadata",
+        batch_size: int = 4096,
+        replace: bool = True,
+    ) -> int:
+        """Write a ``pyarrow.Table``'s rows, naming its id, text, vector and metadata columns
+        (one column of JSON text or dicts, or a list of columns, one key each); one atomic
+        upsert (``add`` if not ``replace``) per ``batch_size`` rows. Returns the rows written.
+        Needs the ``[arrow]`` extra."""
+        from .integrations.arrow import add_arrow
+
+        return add_arrow(
+            self,
+            table,
+            id=id,
+            text=text,
+            vector=vector,
+            metadata=metadata,
+            batch_size=batch_size,
+            replace=replace,
+        )
+
+    def add_dataframe(
+        self,
+        frame: Any,
+        *,
+        id: str = "id",
+        text: str | None = "document",
+        vector: str | None = "vector",
+        metadata: str | Sequence[str] | None = "metadata",
+        batch_size: int = 4096,
+        replace: bool = True,
+    ) -> int:
+        """``add_arrow`` for a pandas DataFrame (a NaN in a metadata column leaves that key
+        out, as pandas' missing value). Needs the ``[arrow]`` extra."""
+        from .integrations.arrow import add_dataframe
+
+        return add_dataframe(
+            self,
+            frame,
+            id=id,
+            text=text,
+            vector=vector,
+            metadata=metadata,
+            batch_size=batch_size,
+            replace=replace,
+        )
+
     def info(self) -> CollectionInfo:
         """Row count, dim, metric, encoder, index, segments and disk size."""
         from .audit import info
