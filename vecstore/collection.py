@@ -81,6 +81,7 @@ class Collection:
 
     # -- writes -------------------------------------------------------------------------
 
+    @inputs.chroma_names
     def add(
         self,
         ids: Sequence[str],
@@ -105,6 +106,7 @@ class Collection:
         """
         self._writer.insert(self._writer.rows(ids, vectors, documents, metadata), replace=False)
 
+    @inputs.chroma_names
     def upsert(
         self,
         ids: Sequence[str],
@@ -116,6 +118,7 @@ class Collection:
         """Add rows, replacing whole any row whose id exists (vector, document and metadata)."""
         self._writer.insert(self._writer.rows(ids, vectors, documents, metadata), replace=True)
 
+    @inputs.chroma_names
     def update(
         self,
         ids: Sequence[str],
@@ -131,6 +134,7 @@ class Collection:
         """
         self._writer.update(self._writer.changes(ids, vectors, documents, metadata))
 
+    @inputs.chroma_names
     def delete(self, ids: Sequence[str] | None = None, *, where: dict | None = None) -> int:
         """Delete rows by id, by filter, or both (rows matching both); return how many.
 
@@ -329,10 +333,12 @@ class Collection:
 
     # -- reads --------------------------------------------------------------------------
 
+    @inputs.chroma_names
     def count(self, where: dict | None = None) -> int:
         """Number of rows, or of rows matching ``where``."""
         return self._reader.count(where)
 
+    @inputs.chroma_names
     def get(
         self,
         ids: Sequence[str] | None = None,
@@ -353,10 +359,12 @@ class Collection:
         ids = None if ids is None else inputs.ids(ids)
         return self._reader.get(ids, where, where_document, limit, offset, include_vectors)
 
+    @inputs.chroma_names
     def peek(self, n: int = 10) -> GetResult:
         """The first ``n`` rows in insertion order."""
         return self.get(limit=n)
 
+    @inputs.chroma_names
     def query(
         self,
         q: Any,
@@ -404,6 +412,7 @@ class Collection:
             return self._reader.ranked(xq, texts, k, where, where_document, ranking, ann)[0]
         return self._reader.search(xq, k, where, where_document, ann)[0]
 
+    @inputs.chroma_names
     def query_many(
         self,
         queries: Any,

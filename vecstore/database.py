@@ -119,6 +119,7 @@ class Database:
 
     # -- public API ---------------------------------------------------------------------
 
+    @inputs.chroma_names
     def create_collection(
         self,
         name: str,
@@ -169,6 +170,7 @@ class Database:
         )
         return Collection(self._store, record)
 
+    @inputs.chroma_names
     def get_collection(self, name: str, *, encoder: Any = None) -> Collection:
         """The collection called ``name``; raises ``CollectionNotFound``.
 
@@ -201,6 +203,7 @@ class Database:
             )
         self._store.replace_encoder(record, enc)
 
+    @inputs.chroma_names
     def get_or_create_collection(
         self,
         name: str,
