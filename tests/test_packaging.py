@@ -106,3 +106,28 @@ def test_mypy_strict_is_clean_on_a_user_script(tmp_path):
     out, _, status = api.run(["--strict", "--follow-imports=silent",
                               "--cache-dir", str(tmp_path / "cache"), str(script)])  # fmt: skip
     assert status == 1 and "hamming" in out, out
+
+
+def test_upkeep_logs_under_the_vecstore_logger_and_queries_do_not(tmp_path, caplog):
+    import logging
+
+    import numpy as np
+
+    import vecstore
+
+    caplog.set_level(logging.INFO, logger="vecstore")
+    rng = np.random.default_rng(0)
+    with vecstore.open(tmp_path / "s", seal_rows=64, progress=False) as db:
+        c = db.create_collection("c", dim=8, index=vecstore.IVF(nlist=4, min_rows=256))
+        for i in range(8):
+            c.add([f"{i}-{j}" for j in range(40)], vectors=rng.standard_normal((40, 8)))
+        c.delete([f"0-{j}" for j in range(40)])
+        c.compact()
+        messages = [r.getMessage() for r in caplog.records if r.name.startswith("vecstore")]
+        assert any(m.startswith("sealed") for m in messages), messages
+        assert any(m.startswith("trained the ivf index") for m in messages), messages
+        assert any(m.startswith("compacted 'c'") and " s" in m for m in messages), messages
+        caplog.clear()
+        c.query(rng.standard_normal(8), k=3)
+        c.query_many(rng.standard_normal((4, 8)), k=3)
+        assert not [r for r in caplog.records if r.name.startswith("vecstore")]

@@ -14,11 +14,11 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import inputs
-from .config import METRICS, CollectionConfig
+from .config import METRICS, CollectionConfig, Metric
 from .embedding import Embedder
 from .encoders.base import Encoder, EncoderSpec
 from .errors import InvalidInput
-from .hybrid import Ranking, keywords
+from .hybrid import Fusion, Mode, Ranking, keywords
 from .index import specs
 from .reader import AnnOptions, Reader
 from .results import GetResult, QueryResult
@@ -59,8 +59,8 @@ class Collection:
         return self._record.dim
 
     @property
-    def metric(self) -> str:
-        return self._record.metric
+    def metric(self) -> Metric:
+        return self._record.metric  # type: ignore[return-value]  # checked when made
 
     @property
     def encoder(self) -> Encoder | None:
@@ -372,9 +372,9 @@ class Collection:
         k: int = 10,
         where: dict | None = None,
         where_document: dict | None = None,
-        mode: str = "vector",
+        mode: Mode = "vector",
         text: str | None = None,
-        fusion: str | None = None,
+        fusion: Fusion | None = None,
         rrf_k: float | None = None,
         weight: float | None = None,
         nprobe: int | None = None,
@@ -420,9 +420,9 @@ class Collection:
         k: int = 10,
         where: dict | None = None,
         where_document: dict | None = None,
-        mode: str = "vector",
+        mode: Mode = "vector",
         text: Sequence[str] | None = None,
-        fusion: str | None = None,
+        fusion: Fusion | None = None,
         rrf_k: float | None = None,
         weight: float | None = None,
         nprobe: int | None = None,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from . import inputs
 from .collection import Collection
-from .config import METRICS, CollectionConfig
+from .config import METRICS, CollectionConfig, Metric
 from .encoders.factory import resolve_encoder
 from .errors import (
     CollectionNotFound,
@@ -125,7 +125,7 @@ class Database:
         name: str,
         *,
         dim: int | None = None,
-        metric: str = "cosine",
+        metric: Metric = "cosine",
         encoder: Any = None,
         index: Spec | None = None,
     ) -> Collection:
@@ -209,7 +209,7 @@ class Database:
         name: str,
         *,
         dim: int | None = None,
-        metric: str = "cosine",
+        metric: Metric = "cosine",
         encoder: Any = None,
         index: Spec | None = None,
     ) -> Collection:
