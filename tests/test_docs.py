@@ -33,7 +33,10 @@ PAGES = [
     "format",
     "benchmarks",
     "reliability",
+    "integrations",
 ]
+# Pages whose examples need optional extras: skipped when one is not installed.
+NEEDS = {"integrations.md": ("langchain_core", "llama_index.core", "pyarrow", "pandas")}
 
 
 def doc_files() -> list[Path]:
@@ -117,6 +120,8 @@ def test_readme_example_runs(tmp_path, monkeypatch, capsys):
 def test_doc_examples_run(path, tmp_path, monkeypatch):
     if needs_real_model(path):
         require_real_model()
+    for module in NEEDS.get(path.name, ()):
+        pytest.importorskip(module)
     monkeypatch.chdir(tmp_path)
     run_blocks(path)
 

@@ -20,6 +20,8 @@ ALLOWED = {
     "storage": {"errors"},
     "index": {"kernels", "storage", "errors"},
     "encoders": {"errors"},
+    # adapters for other frameworks: vecstore's public objects only, as a user would
+    "integrations": {"errors", "inputs", "database", "collection", "results", "encoders"},
 }
 THIRD_PARTY = {
     # llvmlite is Numba's own code generator (a dependency of numba): fast-scan's intrinsic

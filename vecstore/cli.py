@@ -394,9 +394,23 @@ def build_parser(*, width: int | None = None) -> _Parser:
         "--format", choices=("jsonl", "parquet"), help="default: from the file name, else jsonl"
     )
 
-    p = command("import", commands.import_, "Create a collection from an export file.")
+    p = command(
+        "import",
+        commands.import_,
+        "Create a collection from an export file, or every collection of a Chroma directory.",
+    )
     p.add_argument("store", help="the store's folder (created if missing)")
-    p.add_argument("input", help="an export file (.jsonl or .parquet), or - for stdin (JSONL)")
+    p.add_argument(
+        "input",
+        nargs="?",
+        help="an export file (.jsonl or .parquet), or - for stdin (JSONL); not with --from-chroma",
+    )
+    p.add_argument(
+        "--from-chroma",
+        metavar="PATH",
+        help="migrate every collection of this Chroma persist directory: ids, embeddings, "
+        "documents, metadata and distance space (needs chromadb installed)",
+    )
     p.add_argument("--name", help="collection name (default: the exported one)")
     p.add_argument("--format", choices=("jsonl", "parquet"), help="default: from the file")
     p.add_argument(

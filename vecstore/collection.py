@@ -14,11 +14,11 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import inputs
-from .config import METRICS, CollectionConfig
+from .config import METRICS, CollectionConfig, Metric
 from .embedding import Embedder
 from .encoders.base import Encoder, EncoderSpec
 from .errors import InvalidInput
-from .hybrid import Ranking, keywords
+from .hybrid import Fusion, Mode, Ranking, keywords
 from .index import specs
 from .reader import AnnOptions, Reader
 from .results import GetResult, QueryResult
@@ -59,8 +59,8 @@ class Collection:
         return self._record.dim
 
     @property
-    def metric(self) -> str:
-        return self._record.metric
+    def metric(self) -> Metric:
+        return self._record.metric  # type: ignore[return-value]  # checked when made
 
     @property
     def encoder(self) -> Encoder | None:
@@ -81,6 +81,7 @@ class Collection:
 
     # -- writes -------------------------------------------------------------------------
 
+    @inputs.chroma_names
     def add(
         self,
         ids: Sequence[str],
@@ -105,6 +106,7 @@ class Collection:
         """
         self._writer.insert(self._writer.rows(ids, vectors, documents, metadata), replace=False)
 
+    @inputs.chroma_names
     def upsert(
         self,
         ids: Sequence[str],
@@ -116,6 +118,7 @@ class Collection:
         """Add rows, replacing whole any row whose id exists (vector, document and metadata)."""
         self._writer.insert(self._writer.rows(ids, vectors, documents, metadata), replace=True)
 
+    @inputs.chroma_names
     def update(
         self,
         ids: Sequence[str],
@@ -131,6 +134,7 @@ class Collection:
         """
         self._writer.update(self._writer.changes(ids, vectors, documents, metadata))
 
+    @inputs.chroma_names
     def delete(self, ids: Sequence[str] | None = None, *, where: dict | None = None) -> int:
         """Delete rows by id, by filter, or both (rows matching both); return how many.
 
@@ -225,6 +229,102 @@ class Collection:
 
         return export(self, self._reader, dest, format=format)
 
+    def to_arrow(
+        self,
+        *,
+        where: dict | None = None,
+        where_document: dict | None = None,
+        include_vectors: bool = True,
+        flatten: bool = False,
+    ) -> Any:
+        """The rows (those matching the filters) as a ``pyarrow.Table`` from one snapshot, in
+        insertion order: ``id``, ``document``, ``vector`` (fixed-size list of float32) and
+        ``metadata`` (JSON text, exact), or one column per key with ``flatten=True``.
+        Needs the ``[arrow]`` extra."""
+        from .integrations.arrow import to_arrow
+
+        return to_arrow(
+            self,
+            where=where,
+            where_document=where_document,
+            include_vectors=include_vectors,
+            flatten=flatten,
+        )
+
+    def to_pandas(
+        self,
+        *,
+        where: dict | None = None,
+        where_document: dict | None = None,
+        include_vectors: bool = True,
+        flatten: bool = False,
+    ) -> Any:
+        """``to_arrow`` as a pandas DataFrame: vectors as float32 arrays, metadata as dicts
+        (or a column per key with ``flatten=True``). Needs the ``[arrow]`` extra."""
+        from .integrations.arrow import to_pandas
+
+        return to_pandas(
+            self,
+            where=where,
+            where_document=where_document,
+            include_vectors=include_vectors,
+            flatten=flatten,
+        )
+
+    def add_arrow(
+        self,
+        table: Any,
+        *,
+        id: str = "id",
+        text: str | None = "document",
+        vector: str | None = "vector",
+        metadata: str | Sequence[str] | None = "metadata",
+        batch_size: int = 4096,
+        replace: bool = True,
+    ) -> int:
+        """Write a ``pyarrow.Table``'s rows, naming its id, text, vector and metadata columns
+        (one column of JSON text or dicts, or a list of columns, one key each); one atomic
+        upsert (``add`` if not ``replace``) per ``batch_size`` rows. Returns the rows written.
+        Needs the ``[arrow]`` extra."""
+        from .integrations.arrow import add_arrow
+
+        return add_arrow(
+            self,
+            table,
+            id=id,
+            text=text,
+            vector=vector,
+            metadata=metadata,
+            batch_size=batch_size,
+            replace=replace,
+        )
+
+    def add_dataframe(
+        self,
+        frame: Any,
+        *,
+        id: str = "id",
+        text: str | None = "document",
+        vector: str | None = "vector",
+        metadata: str | Sequence[str] | None = "metadata",
+        batch_size: int = 4096,
+        replace: bool = True,
+    ) -> int:
+        """``add_arrow`` for a pandas DataFrame (a NaN in a metadata column leaves that key
+        out, as pandas' missing value). Needs the ``[arrow]`` extra."""
+        from .integrations.arrow import add_dataframe
+
+        return add_dataframe(
+            self,
+            frame,
+            id=id,
+            text=text,
+            vector=vector,
+            metadata=metadata,
+            batch_size=batch_size,
+            replace=replace,
+        )
+
     def info(self) -> CollectionInfo:
         """Row count, dim, metric, encoder, index, segments and disk size."""
         from .audit import info
@@ -233,10 +333,12 @@ class Collection:
 
     # -- reads --------------------------------------------------------------------------
 
+    @inputs.chroma_names
     def count(self, where: dict | None = None) -> int:
         """Number of rows, or of rows matching ``where``."""
         return self._reader.count(where)
 
+    @inputs.chroma_names
     def get(
         self,
         ids: Sequence[str] | None = None,
@@ -257,10 +359,12 @@ class Collection:
         ids = None if ids is None else inputs.ids(ids)
         return self._reader.get(ids, where, where_document, limit, offset, include_vectors)
 
+    @inputs.chroma_names
     def peek(self, n: int = 10) -> GetResult:
         """The first ``n`` rows in insertion order."""
         return self.get(limit=n)
 
+    @inputs.chroma_names
     def query(
         self,
         q: Any,
@@ -268,9 +372,9 @@ class Collection:
         k: int = 10,
         where: dict | None = None,
         where_document: dict | None = None,
-        mode: str = "vector",
+        mode: Mode = "vector",
         text: str | None = None,
-        fusion: str | None = None,
+        fusion: Fusion | None = None,
         rrf_k: float | None = None,
         weight: float | None = None,
         nprobe: int | None = None,
@@ -308,6 +412,7 @@ class Collection:
             return self._reader.ranked(xq, texts, k, where, where_document, ranking, ann)[0]
         return self._reader.search(xq, k, where, where_document, ann)[0]
 
+    @inputs.chroma_names
     def query_many(
         self,
         queries: Any,
@@ -315,9 +420,9 @@ class Collection:
         k: int = 10,
         where: dict | None = None,
         where_document: dict | None = None,
-        mode: str = "vector",
+        mode: Mode = "vector",
         text: Sequence[str] | None = None,
-        fusion: str | None = None,
+        fusion: Fusion | None = None,
         rrf_k: float | None = None,
         weight: float | None = None,
         nprobe: int | None = None,

@@ -409,6 +409,18 @@ def export(args: argparse.Namespace) -> int:
 
 
 def import_(args: argparse.Namespace) -> int:
+    if (args.input is None) == (args.from_chroma is None):
+        raise vecstore.InvalidInput(
+            "import takes an export file or --from-chroma PATH (one of them)"
+        )
+    if args.from_chroma is not None:
+        from vecstore.compat.chroma import migrate
+
+        with _open(args, write=True, create=True) as db:
+            moved = migrate(args.from_chroma, db, upsert=args.upsert)
+        for name, rows in moved.items():
+            _say(args, f"imported {_n(rows, 'row')} into {name!r} (chroma)")
+        return EXIT_OK
     with _open(args, write=True, create=True) as db:
         source = sys.stdin.buffer if args.input == "-" else args.input
         info = db.import_collection(

@@ -10,14 +10,16 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from .encoders.base import EncoderSpec
 from .errors import CorruptStoreError, InvalidInput
 from .index import specs
 from .storage.catalog import CollectionRecord
 
-METRICS = ("cosine", "dot", "l2")
+# The spelled-out choices, for type checkers (py.typed): a typo is caught before it runs.
+Metric = Literal["cosine", "dot", "l2"]
+METRICS: tuple[Metric, ...] = ("cosine", "dot", "l2")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from . import inputs
 from .collection import Collection
-from .config import METRICS, CollectionConfig
+from .config import METRICS, CollectionConfig, Metric
 from .encoders.factory import resolve_encoder
 from .errors import (
     CollectionNotFound,
@@ -119,12 +119,13 @@ class Database:
 
     # -- public API ---------------------------------------------------------------------
 
+    @inputs.chroma_names
     def create_collection(
         self,
         name: str,
         *,
         dim: int | None = None,
-        metric: str = "cosine",
+        metric: Metric = "cosine",
         encoder: Any = None,
         index: Spec | None = None,
     ) -> Collection:
@@ -169,6 +170,7 @@ class Database:
         )
         return Collection(self._store, record)
 
+    @inputs.chroma_names
     def get_collection(self, name: str, *, encoder: Any = None) -> Collection:
         """The collection called ``name``; raises ``CollectionNotFound``.
 
@@ -201,12 +203,13 @@ class Database:
             )
         self._store.replace_encoder(record, enc)
 
+    @inputs.chroma_names
     def get_or_create_collection(
         self,
         name: str,
         *,
         dim: int | None = None,
-        metric: str = "cosine",
+        metric: Metric = "cosine",
         encoder: Any = None,
         index: Spec | None = None,
     ) -> Collection:

@@ -16,7 +16,7 @@ Pure functions over rankings: no catalog, no files.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -24,8 +24,10 @@ from . import inputs
 from .errors import InvalidInput
 from .index import bm25
 
-MODES = ("vector", "text", "hybrid")
-FUSIONS = ("rrf", "weighted")
+Mode = Literal["vector", "text", "hybrid"]
+Fusion = Literal["rrf", "weighted"]
+MODES: tuple[Mode, ...] = ("vector", "text", "hybrid")
+FUSIONS: tuple[Fusion, ...] = ("rrf", "weighted")
 RRF_K = 60
 WEIGHT = 0.5
 

@@ -8,10 +8,12 @@ arrived. Imports numpy and the storage layer's value kinds.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import re
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -363,3 +365,42 @@ def metadata(values: Any, n: int) -> list[dict]:
             clean[key] = value
         out.append(clean)
     return out
+
+
+# Chroma's names for vecstore's parameters. Refused with the right name rather than accepted:
+# one spelling per concept, and a call that half imitates Chroma (its names, vecstore's
+# result shapes) misleads; vecstore.compat.chroma imitates it whole.
+CHROMA_NAMES = {
+    "n_results": "k=",
+    "query_embeddings": "q= (query) or queries= (query_many): a vector or an (nq, dim) array",
+    "query_texts": "q= (query) or queries= (query_many): a text or a list of texts",
+    "embeddings": "vectors=",
+    "metadatas": "metadata=",
+    "include": "nothing: results always carry ids, scores, documents and metadata; "
+    "get(include_vectors=True) adds vectors",
+    "limit": "n= (peek)",
+    "embedding_function": "encoder= (a model name, encoder or callable)",
+    "metadata": "metric= ('cosine', 'dot' or 'l2' for Chroma's hnsw:space cosine, ip, l2)",
+}
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def chroma_names(method: F) -> F:
+    """Turn the TypeError of a Chroma keyword a method does not take into ``InvalidInput``
+    naming vecstore's parameter. Costs nothing until a call fails to bind."""
+    accepted = set(inspect.signature(method).parameters)
+
+    @functools.wraps(method)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except TypeError:
+            wrong = [k for k in kwargs if k in CHROMA_NAMES and k not in accepted]
+            if not wrong:
+                raise
+            raise InvalidInput(
+                f"{method.__name__}() takes no {wrong[0]}= (a Chroma name): use "
+                f"{CHROMA_NAMES[wrong[0]]} (vecstore.compat.chroma takes Chroma's names)"
+            ) from None
+
+    return checked  # type: ignore[return-value]

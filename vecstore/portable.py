@@ -156,7 +156,8 @@ def _pyarrow():
         import pyarrow.parquet as pq
     except ImportError:
         raise MissingDependency(
-            "Parquet export and import need pyarrow: pip install pyarrow (or use JSON Lines)"
+            "Parquet export and import need pyarrow: pip install 'vecstore-db[arrow]' (or use "
+            "JSON Lines)"
         ) from None
     return pa, pq
 

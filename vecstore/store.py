@@ -10,8 +10,10 @@ export and audit hold it. Must not import ``database`` or ``collection``.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -143,7 +145,18 @@ class Store:
         """Delete the leftovers of unacknowledged writes; move any other file no catalog
         row names to ``quarantine/`` and warn (storage/cleanup.py). Runs under the writer
         lock, so no other process can be between writing a file and publishing it."""
-        message = cleanup.tidy(self.path, cat).warning(self.path)
+        start = time.perf_counter()
+        report = cleanup.tidy(self.path, cat)
+        if report.deleted or report.quarantined or report.failed:
+            logging.getLogger(__name__).info(
+                "cleanup of %s: %d leftover files deleted, %d quarantined, %d left, in %.3f s",
+                self.path,
+                len(report.deleted),
+                len(report.quarantined),
+                len(report.failed),
+                time.perf_counter() - start,
+            )
+        message = report.warning(self.path)
         if message:
             warnings.warn(f"vecstore.open({str(self.path)!r}): {message}", RuntimeWarning, 6)
 

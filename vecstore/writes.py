@@ -12,9 +12,11 @@ transactions and publishes the files. Must not import ``collection`` or ``databa
 
 from __future__ import annotations
 
+import logging
 import math
 import sqlite3
 import threading
+import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -48,6 +50,9 @@ from .storage.intents import Intent
 from .storage.records import Location, RowBatch
 from .storage.segments import SUFFIX, write_segment
 from .store import SnapshotRace, Store
+
+# Upkeep (seals, merges, compaction, training) reports here with timings; queries log nothing.
+log = logging.getLogger(__name__)
 
 MERGE_FACTOR = 4  # segments of one size tier merged together; bounds the segment count by log
 WRITE_BLOCK_ROWS = 4096  # rows gathered at a time when a merge streams a new segment
@@ -171,6 +176,7 @@ class Writer:
     def compact(self) -> None:
         """Seal pending vectors and rewrite every segment into one, dropping deleted vectors,
         deleted documents' postings and cached embeddings no live row has."""
+        start = time.perf_counter()
         with self._store.writing() as cat:
             with cat.read():
                 self._reader.require(cat)
@@ -184,6 +190,13 @@ class Writer:
                 cat.prune_terms(self._record.id)
                 cat.prune_embeddings(cache_key)  # texts no live row of any collection has
             cat.checkpoint(truncate=True)  # the WAL's copies of deleted rows go too
+        log.info(
+            "compacted %r (%d segments, %d deleted vectors dropped) in %.3f s",
+            self._record.name,
+            len(segments),
+            sum(dead.values()),
+            time.perf_counter() - start,
+        )
 
     def set_index(self, spec: specs.Spec) -> None:
         """Replace the index spec, dropping any trained index, then train if due."""
@@ -358,6 +371,7 @@ class Writer:
             count = cat.pending_count(coll)
         if count == 0 or (count < self._seal_rows() and not force):
             return
+        start = time.perf_counter()
         with self._publishing(cat) as pub:
             pending = cat.pending(coll)
             blobs = cat.pending_vectors([p for p, _ in pending])
@@ -368,6 +382,12 @@ class Writer:
             cat.set_location(rids, seg, positions)
             cat.clear_pending([p for p, _ in pending])
             cat.bump(coll)
+        log.info(
+            "sealed %d pending vectors of %r into a segment in %.3f s",
+            len(rids),
+            self._record.name,
+            time.perf_counter() - start,
+        )
 
     def _merge(self, cat: Catalog) -> None:
         """Merge segments of one size tier once ``MERGE_FACTOR`` of them exist, and rewrite
@@ -390,7 +410,14 @@ class Writer:
             )
             if not due:
                 return
+            start = time.perf_counter()
             self._rewrite(cat, due)
+            log.info(
+                "merged %d segments of %r into one in %.3f s",
+                len(due),
+                self._record.name,
+                time.perf_counter() - start,
+            )
 
     def _rewrite(
         self, cat: Catalog, seg_ids: list[int], *, model: tuple[dict, dict] | None = None
@@ -448,7 +475,16 @@ class Writer:
             nrows = cat.count(self._record.id, "1", [])
             model, lists = cat.index_files(self._record.id)
         if upkeep.training_due(spec, nrows, model, lists):
+            start = time.perf_counter()
             self._train(cat, spec, nrows)
+            log.info(
+                "%s the %s index of %r over %d rows in %.2f s",
+                "retrained" if model is not None else "trained",
+                spec.to_json()["kind"],
+                self._record.name,
+                nrows,
+                time.perf_counter() - start,
+            )
 
     def _train(self, cat: Catalog, spec: specs.Spec, nrows: int) -> None:
         """Train a model on a uniform sample of the live rows, then rewrite every segment

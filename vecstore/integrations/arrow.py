@@ -1,0 +1,245 @@
+"""Collections to and from Arrow tables and pandas DataFrames (the extra ``[arrow]``).
+
+A collection's rows become columns ``id``, ``document``, ``vector`` (a fixed-size list of
+float32, built over the array the read returned without copying it again) and ``metadata``:
+each row's metadata as JSON text, which carries every value vecstore stores exactly, or, with
+``flatten=True``, one column per key. Tables come in by naming their id, text, vector and
+metadata columns, one atomic upsert per batch. ``Collection.to_arrow`` and friends call
+these; pyarrow and pandas are imported here only, on first use.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .. import inputs
+from ..errors import InvalidInput, MissingDependency
+
+__all__ = ["to_arrow", "to_pandas", "add_arrow", "add_dataframe"]
+
+RESERVED = ("id", "document", "vector", "metadata")
+
+
+def _pyarrow() -> Any:
+    try:
+        import pyarrow
+    except ImportError:
+        raise MissingDependency(
+            "Arrow and pandas support needs pyarrow: pip install 'vecstore-db[arrow]'"
+        ) from None
+    return pyarrow
+
+
+def _pandas() -> Any:
+    try:
+        import pandas
+    except ImportError:
+        raise MissingDependency(
+            "pandas support needs pandas and pyarrow: pip install 'vecstore-db[arrow]'"
+        ) from None
+    return pandas
+
+
+def _kind(value: Any) -> str:
+    # bool before int: True is an int to Python, but a different kind to vecstore.
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return type(value).__name__
+    return "list" if isinstance(value, list) else type(value).__name__
+
+
+def _flat_columns(metadata: list[dict], pa: Any) -> dict[str, Any]:
+    """One Arrow column per metadata key; a key whose values mix kinds (1 and 1.0, "1"
+    and 1) would not come back exactly, so it is refused."""
+    keys = list(dict.fromkeys(k for m in metadata for k in m))
+    columns = {}
+    for key in keys:
+        if key in RESERVED:
+            raise InvalidInput(f"metadata key {key!r} collides with a column: use flatten=False")
+        values = [m.get(key) for m in metadata]
+        kinds = {_kind(v) for v in values if v is not None}
+        if len(kinds) > 1:
+            raise InvalidInput(
+                f"metadata key {key!r} holds values of several kinds ({sorted(kinds)}), which "
+                "one Arrow column cannot hold exactly: use flatten=False (JSON text)"
+            )
+        columns[key] = pa.array(values)
+    return columns
+
+
+def to_arrow(
+    collection: Any,
+    *,
+    where: dict | None = None,
+    where_document: dict | None = None,
+    include_vectors: bool = True,
+    flatten: bool = False,
+) -> Any:
+    """The collection's rows (those matching the filters) as a ``pyarrow.Table``, in
+    insertion order, read from one snapshot."""
+    pa = _pyarrow()
+    got = collection.get(
+        where=where, where_document=where_document, include_vectors=include_vectors
+    )
+    columns: dict[str, Any] = {
+        "id": pa.array(got.ids, type=pa.string()),
+        "document": pa.array(got.documents, type=pa.string()),
+    }
+    if include_vectors:
+        flat = np.ascontiguousarray(got.vectors, dtype=np.float32).reshape(-1)
+        columns["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(flat), collection.dim)
+    if flatten:
+        columns.update(_flat_columns(got.metadata, pa))
+    else:
+        # allow_nan=False: vecstore stores no NaN or infinity, and JSON has none either
+        text = [json.dumps(m, ensure_ascii=False, allow_nan=False) for m in got.metadata]
+        columns["metadata"] = pa.array(text, type=pa.string())
+    return pa.table(columns)
+
+
+def to_pandas(
+    collection: Any,
+    *,
+    where: dict | None = None,
+    where_document: dict | None = None,
+    include_vectors: bool = True,
+    flatten: bool = False,
+) -> Any:
+    """``to_arrow(...)`` as a DataFrame; vectors are float32 arrays, metadata dicts (or,
+    with ``flatten=True``, a column per key)."""
+    _pandas()
+    table = to_arrow(
+        collection,
+        where=where,
+        where_document=where_document,
+        include_vectors=include_vectors,
+        flatten=flatten,
+    )
+    frame = table.to_pandas()
+    if not flatten:
+        frame["metadata"] = [json.loads(m) for m in table.column("metadata").to_pylist()]
+    if "vector" in frame:
+        vectors = table.column("vector").combine_chunks().flatten().to_numpy()
+        frame["vector"] = list(vectors.reshape(len(frame), collection.dim))
+    return frame
+
+
+def _vectors(column: Any, dim: int, pa: Any) -> np.ndarray:
+    column = column.combine_chunks() if hasattr(column, "combine_chunks") else column
+    if pa.types.is_fixed_size_list(column.type) and column.null_count == 0:
+        return column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), -1)
+    values = column.to_pylist()
+    if any(v is None for v in values):
+        raise InvalidInput("the vector column has nulls: every row needs a vector, or name none")
+    return np.asarray(values, dtype=np.float64) if values else np.zeros((0, dim))
+
+
+def _metadata(batch: Any, metadata: Any) -> list[dict] | None:
+    if metadata is None:
+        return None
+    if isinstance(metadata, str):
+        texts = batch.column(metadata).to_pylist()
+        return [None if t is None else json.loads(t) if isinstance(t, str) else t for t in texts]
+    rows: list[dict] = [{} for _ in range(batch.num_rows)]
+    for name in metadata:
+        for row, value in zip(rows, batch.column(name).to_pylist()):
+            if value is not None:  # a null is a missing key, as pandas' NaN is a missing value
+                row[name] = value
+    return rows
+
+
+def _column_names(
+    table: Any, id: str, text: str | None, vector: str | None, metadata: Any
+) -> tuple[str | None, str | None, Any]:
+    names = set(table.schema.names)
+    wanted = [id, text, vector] + (
+        [metadata] if isinstance(metadata, str) else list(metadata or [])
+    )
+    missing = [n for n in wanted if n is not None and n not in names]
+    if missing:
+        raise InvalidInput(
+            f"the table has no column {missing[0]!r}; its columns are {sorted(names)}: name "
+            "the columns with id=, text=, vector= and metadata="
+        )
+    if text is None and vector is None:
+        raise InvalidInput("name a text= or a vector= column (or both)")
+    return text, vector, metadata
+
+
+def add_arrow(
+    collection: Any,
+    table: Any,
+    *,
+    id: str = "id",
+    text: str | None = "document",
+    vector: str | None = "vector",
+    metadata: str | Sequence[str] | None = "metadata",
+    batch_size: int = 4096,
+    replace: bool = True,
+) -> int:
+    """Write a ``pyarrow.Table`` (or RecordBatch) into ``collection``; return the rows written.
+
+    ``id``, ``text`` and ``vector`` name columns (``text``/``vector`` None: not given; the
+    defaults are used only when the table has such a column). ``metadata`` names one column
+    of JSON text or dicts, or a list of columns each becoming a key (a null leaves the key
+    out). Each batch of ``batch_size`` rows is one atomic ``upsert`` (``add`` if not
+    ``replace``).
+    """
+    pa = _pyarrow()
+    if not isinstance(table, (pa.Table, pa.RecordBatch)):
+        raise InvalidInput(f"add_arrow takes a pyarrow Table or RecordBatch; got {type(table)}")
+    batch_size = inputs.integer("batch_size", batch_size, minimum=1, maximum=inputs.MAX_BATCH)
+    names = set(table.schema.names)
+    if text == "document" and "document" not in names:
+        text = None
+    if vector == "vector" and "vector" not in names:
+        vector = None
+    if metadata == "metadata" and "metadata" not in names:
+        metadata = None
+    text, vector, metadata = _column_names(table, id, text, vector, metadata)
+    write = collection.upsert if replace else collection.add
+    batches = (
+        table.to_batches(max_chunksize=batch_size) if hasattr(table, "to_batches") else [table]
+    )
+    done = 0
+    for batch in batches:
+        ids = batch.column(id).to_pylist()
+        write(
+            ids,
+            vectors=None if vector is None else _vectors(batch.column(vector), collection.dim, pa),
+            documents=None if text is None else batch.column(text).to_pylist(),
+            metadata=_metadata(batch, metadata),
+        )
+        done += len(ids)
+    return done
+
+
+def add_dataframe(
+    collection: Any,
+    frame: Any,
+    *,
+    id: str = "id",
+    text: str | None = "document",
+    vector: str | None = "vector",
+    metadata: str | Sequence[str] | None = "metadata",
+    batch_size: int = 4096,
+    replace: bool = True,
+) -> int:
+    """``add_arrow`` over a pandas DataFrame (its index is not stored). A NaN in a metadata
+    column is pandas' missing value, so it leaves the key out."""
+    pa = _pyarrow()
+    return add_arrow(
+        collection,
+        pa.Table.from_pandas(frame, preserve_index=False),
+        id=id,
+        text=text,
+        vector=vector,
+        metadata=metadata,
+        batch_size=batch_size,
+        replace=replace,
+    )
