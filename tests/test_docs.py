@@ -28,6 +28,7 @@ PAGES = [
     "concepts",
     "api",
     "filters",
+    "encoders",
     "indexes",
     "cli",
     "format",

@@ -350,7 +350,7 @@ class Collection:
         return self._reader.search(xq, k, where, where_document, ann)
 
     def _query_vectors(self, texts: Sequence[str]) -> np.ndarray:
-        return self._embedder.embed(texts, "query")
+        return self._embedder.queries(texts)
 
     # -- the ANN index ------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ libraries (torch, sentence-transformers, transformers) only when an encoder is f
 """
 
 from .base import Encoder, EncoderSpec
-from .callable import CallableEncoder
+from .callable import CallableEncoder, identity_of, named
 from .factory import encoder_from_spec, resolve_encoder
 from .http import HTTPEncoder
 from .sentence_transformers import SentenceTransformerEncoder
@@ -19,5 +19,7 @@ __all__ = [
     "SentenceTransformerEncoder",
     "TransformersEncoder",
     "encoder_from_spec",
+    "identity_of",
+    "named",
     "resolve_encoder",
 ]
