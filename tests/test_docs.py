@@ -236,6 +236,7 @@ def test_api_doc_encoder_parameters_exist():
         encoders.TransformersEncoder,
         encoders.HTTPEncoder,
         encoders.CallableEncoder,
+        encoders.CohereEncoder,
     ):
         found = re.search(rf"vecstore\.encoders\.{cls.__name__}\((.*?)\)`", text)
         assert found, cls.__name__

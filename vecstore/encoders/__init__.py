@@ -6,6 +6,7 @@ libraries (torch, sentence-transformers, transformers) only when an encoder is f
 
 from .base import Encoder, EncoderSpec
 from .callable import CallableEncoder, identity_of, named
+from .cohere import CohereEncoder
 from .factory import encoder_from_spec, resolve_encoder
 from .http import HTTPEncoder
 from .sentence_transformers import SentenceTransformerEncoder
@@ -15,6 +16,7 @@ __all__ = [
     "Encoder",
     "EncoderSpec",
     "CallableEncoder",
+    "CohereEncoder",
     "HTTPEncoder",
     "SentenceTransformerEncoder",
     "TransformersEncoder",
