@@ -237,6 +237,7 @@ def test_api_doc_encoder_parameters_exist():
         encoders.HTTPEncoder,
         encoders.CallableEncoder,
         encoders.CohereEncoder,
+        encoders.WordVectorEncoder,
     ):
         found = re.search(rf"vecstore\.encoders\.{cls.__name__}\((.*?)\)`", text)
         assert found, cls.__name__

@@ -11,6 +11,7 @@ from .factory import encoder_from_spec, resolve_encoder
 from .http import HTTPEncoder
 from .sentence_transformers import SentenceTransformerEncoder
 from .transformers import TransformersEncoder
+from .word_vectors import WordVectorEncoder
 
 __all__ = [
     "Encoder",
@@ -20,6 +21,7 @@ __all__ = [
     "HTTPEncoder",
     "SentenceTransformerEncoder",
     "TransformersEncoder",
+    "WordVectorEncoder",
     "encoder_from_spec",
     "identity_of",
     "named",

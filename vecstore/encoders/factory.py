@@ -47,6 +47,10 @@ def encoder_from_spec(spec: EncoderSpec) -> Encoder | None:
         from .http import HTTPEncoder
 
         return HTTPEncoder.from_spec(spec)
+    if spec.kind == "word-vectors":
+        from .word_vectors import WordVectorEncoder
+
+        return WordVectorEncoder.from_spec(spec)
     if spec.kind == "cohere":
         from .cohere import CohereEncoder
 
