@@ -238,6 +238,7 @@ def test_api_doc_encoder_parameters_exist():
         encoders.CallableEncoder,
         encoders.CohereEncoder,
         encoders.WordVectorEncoder,
+        encoders.CLIPEncoder,
     ):
         found = re.search(rf"vecstore\.encoders\.{cls.__name__}\((.*?)\)`", text)
         assert found, cls.__name__

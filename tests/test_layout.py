@@ -106,6 +106,7 @@ def test_encoders_layer():
     # the factory (factory.py) imports them, lazily.
     concrete = {
         "callable",
+        "clip",
         "cohere",
         "http",
         "sentence_transformers",

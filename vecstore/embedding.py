@@ -48,6 +48,30 @@ class Embedder:
             enc = self._store.set_encoder(self._record, enc)
         return enc
 
+    def images(self, images: Sequence) -> np.ndarray:
+        """Embed images (paths, PIL images or arrays) through an encoder that embeds them
+        (``CLIPEncoder``), in batches with a progress bar. Not cached: an image has no
+        cheap identity."""
+        enc = self.encoder
+        encode_images = getattr(enc, "encode_images", None)
+        if encode_images is None:
+            what = "no encoder" if enc is None else f"the encoder {enc!r}"
+            raise InvalidInput(
+                f"collection {self._record.name!r} has {what}, which does not embed images: "
+                "create it with a CLIP encoder (vecstore.encoders.CLIPEncoder)"
+            )
+        if isinstance(images, (str, bytes)) or not isinstance(images, Sequence):
+            raise InvalidInput(f"images must be a list, one per row; got {type(images).__name__}")
+        x = np.empty((len(images), self._record.dim), dtype=np.float32)
+        with self._store.progress(len(images), "embedding images", unit="image") as advance:
+            for start in range(0, len(images), EMBED_BATCH):
+                batch = list(images[start : start + EMBED_BATCH])
+                with self._store.encoding():
+                    out = encode_images(batch)
+                x[start : start + len(batch)] = inputs.matrix(out, self._record.dim, n=len(batch))
+                advance(len(batch))
+        return x
+
     def queries(self, texts: Sequence[str]) -> np.ndarray:
         """Embed query texts through the store's query cache (keyed like the document
         cache: the encoder's spec and the text; callables are not cached)."""

@@ -6,6 +6,7 @@ libraries (torch, sentence-transformers, transformers) only when an encoder is f
 
 from .base import Encoder, EncoderSpec
 from .callable import CallableEncoder, identity_of, named
+from .clip import CLIPEncoder
 from .cohere import CohereEncoder
 from .factory import encoder_from_spec, resolve_encoder
 from .http import HTTPEncoder
@@ -17,6 +18,7 @@ __all__ = [
     "Encoder",
     "EncoderSpec",
     "CallableEncoder",
+    "CLIPEncoder",
     "CohereEncoder",
     "HTTPEncoder",
     "SentenceTransformerEncoder",
