@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import vecstore
+from vecstore.encoders import named
 
 
 def pytest_addoption(parser):
@@ -38,6 +39,7 @@ def clustered(n: int, dim: int, *, clusters: int = 16, seed: int = 0) -> np.ndar
     return (centres[labels] + 0.3 * r.standard_normal((n, dim))).astype(np.float32)
 
 
+@named("hashing_encoder", version="1")
 def hashing_encoder(texts: list[str], dim: int = 16) -> np.ndarray:
     """A deterministic stand-in for a model: each word adds a fixed random direction."""
     out = np.zeros((len(texts), dim), dtype=np.float32)

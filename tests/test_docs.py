@@ -28,6 +28,7 @@ PAGES = [
     "concepts",
     "api",
     "filters",
+    "encoders",
     "indexes",
     "cli",
     "format",
@@ -240,6 +241,9 @@ def test_api_doc_encoder_parameters_exist():
         encoders.TransformersEncoder,
         encoders.HTTPEncoder,
         encoders.CallableEncoder,
+        encoders.CohereEncoder,
+        encoders.WordVectorEncoder,
+        encoders.CLIPEncoder,
     ):
         found = re.search(rf"vecstore\.encoders\.{cls.__name__}\((.*?)\)`", text)
         assert found, cls.__name__

@@ -122,6 +122,7 @@ def test_unchanged_files_write_nothing(tmp_path):
     write_corpus(tmp_path / "docs")
     calls = []
 
+    @vecstore.encoders.named("counting", version="1")
     def counting(texts):
         calls.append(len(texts))
         return hashing_encoder(texts)

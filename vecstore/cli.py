@@ -172,8 +172,9 @@ def build_parser(*, width: int | None = None) -> _Parser:
         "ingest",
         commands.ingest,
         "Embed files, folders and globs into a collection (created if missing): .txt and .md "
-        "files in overlapping chunks, .jsonl and .csv a row per record. Unchanged files are "
-        "skipped; changed files have their rows replaced.",
+        "files in overlapping chunks, .jsonl and .csv a row per record, .png, .jpg and .webp "
+        "images a row each (with a CLIP encoder). Unchanged files are skipped; changed files "
+        "have their rows replaced.",
         [enc, out],
     )
     p.add_argument("store", help="the store's folder (created if missing)")

@@ -89,6 +89,7 @@ class Collection:
         vectors: Any = None,
         documents: Sequence[str | None] | None = None,
         metadata: Sequence[dict | None] | None = None,
+        images: Sequence[Any] | None = None,
     ) -> None:
         """Add new rows. Raises ``DuplicateIdError`` (and adds nothing) if any id exists.
 
@@ -103,7 +104,12 @@ class Collection:
         documents : list of str or None, optional
         metadata : list of dict or None, optional
             Values are str, int, float, bool, None, or lists of those.
+        images : list, optional
+            For a collection with a CLIP encoder, instead of ``vectors``: one image per id
+            (a file path, a PIL image, or an array ``(height, width[, 3])``), embedded as
+            the row's vector; the documents may hold the images' paths or captions.
         """
+        vectors = self._image_vectors(ids, vectors, images)
         self._writer.insert(self._writer.rows(ids, vectors, documents, metadata), replace=False)
 
     @inputs.chroma_names
@@ -114,9 +120,25 @@ class Collection:
         vectors: Any = None,
         documents: Sequence[str | None] | None = None,
         metadata: Sequence[dict | None] | None = None,
+        images: Sequence[Any] | None = None,
     ) -> None:
-        """Add rows, replacing whole any row whose id exists (vector, document and metadata)."""
+        """Add rows, replacing whole any row whose id exists (vector, document and metadata);
+        ``images`` as for ``add``."""
+        vectors = self._image_vectors(ids, vectors, images)
         self._writer.insert(self._writer.rows(ids, vectors, documents, metadata), replace=True)
+
+    def _image_vectors(self, ids: Any, vectors: Any, images: Any) -> Any:
+        """``vectors``, or the embeddings of ``images`` (checked against ``ids`` first)."""
+        if images is None:
+            return vectors
+        if vectors is not None:
+            raise InvalidInput("pass vectors or images, not both")
+        n = len(inputs.ids(ids))
+        if isinstance(images, (str, bytes)) or not isinstance(images, Sequence):
+            raise InvalidInput(f"images must be a list, one per id; got {type(images).__name__}")
+        if len(images) != n:
+            raise InvalidInput(f"got {len(images)} images for {n} ids")
+        return self._embedder.images(images)
 
     @inputs.chroma_names
     def update(
@@ -367,8 +389,9 @@ class Collection:
     @inputs.chroma_names
     def query(
         self,
-        q: Any,
+        q: Any = None,
         *,
+        image: Any = None,
         k: int = 10,
         where: dict | None = None,
         where_document: dict | None = None,
@@ -400,7 +423,19 @@ class Collection:
         index's values for this query (the vector half of a hybrid one too); ``exact=True``
         bypasses the index. Passing them where they do not apply (to a collection whose spec
         has no such parameter, or in text mode) raises ``InvalidInput``.
+
+        ``image`` (a path, PIL image or array), instead of ``q``: the rows most similar to
+        that image, for a collection with a CLIP encoder (vector mode, or hybrid with
+        ``text=``).
         """
+        if image is not None:
+            if q is not None:
+                raise InvalidInput("pass q or image, not both")
+            if mode == "text":
+                raise InvalidInput("an image query needs mode='vector' or 'hybrid'")
+            q = self._embedder.images([image])[0]
+        elif q is None:
+            raise InvalidInput("query needs q (a vector or a text) or image=")
         ranking = Ranking.of(mode, fusion, rrf_k, weight)
         texts = keywords(q, text, mode, many=False)
         ann = AnnOptions.of(mode, nprobe, refine, exact)
@@ -455,7 +490,7 @@ class Collection:
         return self._reader.search(xq, k, where, where_document, ann)
 
     def _query_vectors(self, texts: Sequence[str]) -> np.ndarray:
-        return self._embedder.embed(texts, "query")
+        return self._embedder.queries(texts)
 
     # -- the ANN index ------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import vecstore
 from vecstore import encoders
+from vecstore.encoders import identity_of
 
 EXIT_OK, EXIT_USAGE, EXIT_DATA = 0, 1, 2
 DEFAULT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
@@ -49,9 +50,18 @@ def resolve_encoder(value: str | None) -> Any:
         fn = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as exc:
         raise UsageError(f"--encoder {value}: cannot import it ({exc})") from None
+    if isinstance(fn, encoders.Encoder):
+        return fn
     if not callable(fn):
         raise UsageError(f"--encoder {value}: not a callable")
-    return encoders.CallableEncoder(fn, name=value)
+    declared = identity_of(fn)
+    if declared is None:
+        raise UsageError(
+            f"--encoder {value}: the function has no version; decorate it with "
+            "@vecstore.encoders.named('name', version='1'), or point at an Encoder object"
+        )
+    # the name is what to pass again (--encoder module:function); the version, the function's
+    return encoders.CallableEncoder(fn, name=value, version=declared[1])
 
 
 def _collection(db: vecstore.Database, args: argparse.Namespace, *, embeds: bool = False):

@@ -154,8 +154,9 @@ class Database:
             raise InvalidInput(f"metric must be one of {METRICS}; got {metric!r}")
         enc, spec = None, None
         if encoder is not None:
-            enc = resolve_encoder(encoder)
-            spec = enc.config()
+            with self._store.encoding():
+                enc = resolve_encoder(encoder)
+                spec = enc.config()
             if dim is not None and inputs.dimension(dim) != spec.dim:
                 raise DimensionMismatch(
                     f"encoder {spec.model!r} makes {spec.dim}-d vectors; got dim={dim}"
@@ -189,13 +190,15 @@ class Database:
 
     def _attach_encoder(self, record: CollectionRecord, encoder: Any) -> None:
         stored = CollectionConfig.of(record).encoder
-        enc = resolve_encoder(encoder)
-        if stored is None:
-            raise EncoderMismatch(
-                f"collection {record.name!r} was created without an encoder; "
-                "give it vectors, or create a new collection with encoder="
-            )
-        diffs = stored.differences(enc.config())
+        with self._store.encoding():
+            enc = resolve_encoder(encoder)
+            if stored is None:
+                raise EncoderMismatch(
+                    f"collection {record.name!r} was created without an encoder; "
+                    "give it vectors, or create a new collection with encoder="
+                )
+            given = enc.config()
+        diffs = stored.differences(given)
         if diffs:
             raise EncoderMismatch(
                 f"collection {record.name!r} was embedded with {stored.kind} encoder "

@@ -1,8 +1,9 @@
-"""Turning a collection's texts into vectors: its encoder, the store's embedding cache, and
+"""Turning a collection's texts into vectors: its encoder, the store's embedding caches, and
 batches with a progress bar.
 
-A text an encoder has embedded before, in any collection of the store, is read back from the
-catalog's cache instead of embedded again. Must not import ``collection`` or ``database``.
+A document an encoder has embedded before, in any collection of the store, is read back from
+the catalog's cache instead of embedded again; a query, from the store's in-process LRU
+cache, under the same key. Must not import ``collection`` or ``database``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ class Embedder:
         """The encoder (rebuilt from its stored spec on first use), or None."""
         enc = self._store.encoder(self._record)
         if enc is None and self.spec is not None:
-            enc = encoder_from_spec(self.spec)
+            with self._store.encoding():
+                enc = encoder_from_spec(self.spec)
             if enc is None:
                 raise InvalidInput(
                     f"collection {self._record.name!r} embeds with the {self.spec.kind} "
@@ -45,6 +47,55 @@ class Embedder:
                 )
             enc = self._store.set_encoder(self._record, enc)
         return enc
+
+    def images(self, images: Sequence) -> np.ndarray:
+        """Embed images (paths, PIL images or arrays) through an encoder that embeds them
+        (``CLIPEncoder``), in batches with a progress bar. Not cached: an image has no
+        cheap identity."""
+        enc = self.encoder
+        encode_images = getattr(enc, "encode_images", None)
+        if encode_images is None:
+            what = "no encoder" if enc is None else f"the encoder {enc!r}"
+            raise InvalidInput(
+                f"collection {self._record.name!r} has {what}, which does not embed images: "
+                "create it with a CLIP encoder (vecstore.encoders.CLIPEncoder)"
+            )
+        if isinstance(images, (str, bytes)) or not isinstance(images, Sequence):
+            raise InvalidInput(f"images must be a list, one per row; got {type(images).__name__}")
+        x = np.empty((len(images), self._record.dim), dtype=np.float32)
+        with self._store.progress(len(images), "embedding images", unit="image") as advance:
+            for start in range(0, len(images), EMBED_BATCH):
+                batch = list(images[start : start + EMBED_BATCH])
+                with self._store.encoding():
+                    out = encode_images(batch)
+                x[start : start + len(batch)] = inputs.matrix(out, self._record.dim, n=len(batch))
+                advance(len(batch))
+        return x
+
+    def queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed query texts through the store's query cache (keyed like the document
+        cache: the encoder's spec and the text; callables are not cached)."""
+        key = self.spec.cache_key() if self.spec is not None else None
+        if key is None:
+            return self.embed(texts, "query")
+        cache = self._store.query_cache
+        rows_of: dict[bytes, list[int]] = {}  # distinct texts missing from the cache
+        x = np.empty((len(texts), self._record.dim), dtype=np.float32)
+        for i, t in enumerate(texts):
+            h = text_hash(t) if isinstance(t, str) else b"%d" % i  # embed() refuses non-str
+            hit = cache.get((key, h)) if h not in rows_of else None
+            if hit is None:
+                rows_of.setdefault(h, []).append(i)
+            else:
+                x[i] = hit
+        if rows_of:
+            fresh = self.embed([texts[rows[0]] for rows in rows_of.values()], "query")
+            for (h, rows), vec in zip(rows_of.items(), fresh):
+                x[rows] = vec
+                vec = vec.copy()
+                vec.flags.writeable = False  # shared by later queries: never changed in place
+                cache.put((key, h), vec)
+        return x
 
     def embed(self, texts: Sequence[str], kind: str) -> np.ndarray:
         """Embed ``texts`` as ``kind`` ("query" or "document") without the cache."""
@@ -56,7 +107,9 @@ class Embedder:
             )
         if any(not isinstance(t, str) for t in texts):
             raise InvalidInput(f"texts to embed must be str; got {texts[:3]!r}...")
-        return inputs.matrix(enc.encode(list(texts), kind), self._record.dim, n=len(texts))
+        with self._store.encoding():
+            out = enc.encode(list(texts), kind)
+        return inputs.matrix(out, self._record.dim, n=len(texts))
 
     def documents(self, docs: Sequence[str | None]) -> np.ndarray:
         """Embed documents through the store's embedding cache. Callable encoders are not

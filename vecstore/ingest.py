@@ -1,7 +1,9 @@
 """Offline RAG ingestion: files, folders and globs of documents into an embedding collection.
 
 ``.txt`` and ``.md`` files are one document each, split into overlapping chunks
-(``chunking.py``); ``.jsonl`` and ``.csv`` files hold one document per line or record. Every row
+(``chunking.py``); ``.jsonl`` and ``.csv`` files hold one document per line or record;
+``.png``, ``.jpg`` and ``.webp`` files are one image each (for a collection with a CLIP
+encoder), their path the row's id and document. Every row
 records where it came from, so re-ingesting an unchanged file does nothing and a changed file
 has its rows replaced in the same transaction that writes the new ones. Reads the user's input
 files (never the store's: writes go through the collection); must not import ``cli``.
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
     from .writes import Writer
 
 FORMATS = {".txt": "text", ".md": "text", ".jsonl": "jsonl", ".csv": "csv"}
+FORMATS |= {".png": "image", ".jpg": "image", ".jpeg": "image", ".webp": "image"}
 # Metadata ingest adds to every row. A record field of the same name is refused, not
 # silently overwritten (choose fields with metadata_fields=).
 CHUNK_KEYS = ("source", "chunk", "start", "end", "content_hash", "source_hash")
@@ -125,14 +128,19 @@ class _Source:
     ids: list[str]
     documents: list[str]
     metadata: list[dict]
+    image: bool = False  # an image file: its one row's vector embeds the file itself
 
 
-def find_files(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
+def find_files(
+    paths: str | os.PathLike | Sequence[str | os.PathLike], *, images: bool = True
+) -> list[Path]:
     """The files to ingest: each path is a file, a folder (searched recursively, skipping
     hidden names) or a glob (``**`` matches folders recursively); files of other types found
-    in folders and globs are skipped. Sorted within each path, duplicates dropped."""
+    in folders and globs are skipped, and so are images unless ``images`` (the collection's
+    encoder embeds them). Sorted within each path, duplicates dropped."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
+    wanted = {s for s, kind in FORMATS.items() if images or kind != "image"}
     found: dict[Path, None] = {}
     for raw in paths:
         if not isinstance(raw, (str, os.PathLike)):
@@ -149,7 +157,7 @@ def find_files(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[P
             matches = sorted(
                 f
                 for f in p.rglob("*")
-                if f.suffix.lower() in FORMATS
+                if f.suffix.lower() in wanted
                 and f.is_file()
                 and not any(part.startswith(".") for part in f.relative_to(p).parts)
             )
@@ -157,7 +165,7 @@ def find_files(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[P
             matches = sorted(
                 Path(f)
                 for f in glob.glob(os.fspath(p), recursive=True)
-                if Path(f).suffix.lower() in FORMATS and Path(f).is_file()
+                if Path(f).suffix.lower() in wanted and Path(f).is_file()
             )
             if not matches:
                 raise InvalidInput(
@@ -196,7 +204,8 @@ def ingest(
         codecs.lookup(encoding)
     except (LookupError, TypeError):
         raise InvalidInput(f"unknown text encoding {encoding!r}") from None
-    files = find_files(paths)
+    # a text collection ingesting a folder skips its pictures; one named explicitly is refused
+    files = find_files(paths, images=hasattr(coll.encoder, "encode_images"))
     settings = {
         "version": FINGERPRINT_VERSION,
         "chunking": chunking.to_json(),
@@ -231,8 +240,9 @@ def ingest(
                 continue
             counts["changed" if source.existed else "new"] += 1
             written.append(source.path)
-            if not group_ids.isdisjoint(source.ids):
-                flush()  # an id given by two files: the later file's row wins
+            if not group_ids.isdisjoint(source.ids) or (group and group[0].image != source.image):
+                flush()  # an id given by two files: the later file's row wins; images and
+                # texts are embedded differently, so a group holds one or the other
             group.append(source)
             group_ids.update(source.ids)
             pending_bytes += size
@@ -272,6 +282,10 @@ def _read(
     have = coll.count({"source": src})
     if have and coll.count({"source_hash": fingerprint}) == have:
         return None
+    if FORMATS[path.suffix.lower()] == "image":
+        meta = {"source": src, "content_hash": hashlib.sha256(data).hexdigest()}
+        meta["source_hash"] = fingerprint
+        return _Source(src, fingerprint, bool(have), [src], [src], [meta], image=True)
     # A UTF-8 byte-order mark is not text: offsets count from after it.
     codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
     try:
@@ -461,7 +475,10 @@ def _write_group(writer: Writer, group: list[_Source]) -> int:
     ids = [i for s in group for i in s.ids]
     docs = [d for s in group for d in s.documents]
     metas = [m for s in group for m in s.metadata]
-    rows = writer.rows(ids, None, docs, metas) if ids else None  # validates and embeds
+    if ids and group[0].image:  # the documents are the files' paths
+        rows = writer.rows(ids, writer.embed_images(docs), docs, metas)
+    else:
+        rows = writer.rows(ids, None, docs, metas) if ids else None  # validates and embeds
     stale = {
         "$and": [
             {"source": {"$in": [s.path for s in group]}},

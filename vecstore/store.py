@@ -3,9 +3,9 @@
 A ``Store`` owns what every collection of a store shares: the catalog connection and its read
 and write transactions, the cross-process writer lock, the thread lock, the failure flag that
 refuses writes after an I/O error, the collection directories, the cache of mapped segment
-files and the snapshots built over them, the encoders, the keyword-postings cache and the
-progress bars. ``Database`` creates one; ``Collection``, its reader and writer, ingest,
-export and audit hold it. Must not import ``database`` or ``collection``.
+files and the snapshots built over them, the encoders, the keyword-postings cache, the
+query-embedding cache and the progress bars. ``Database`` creates one; ``Collection``, its
+reader and writer, ingest, export and audit hold it. Must not import ``database`` or ``collection``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from . import text
 from .config import CollectionConfig, cache_key
+from .encoders import base as encoder_base
 from .encoders.base import Encoder
 from .errors import (
     CollectionExists,
@@ -38,6 +39,7 @@ from .errors import (
 from .index import flat
 from .index.bm25 import PostingCache
 from .index.plan import ResidentPages
+from .lru import LRU
 from .storage import cleanup, layout
 from .storage.catalog import Catalog, CollectionRecord
 from .storage.files import WriterLock, make_dir
@@ -50,6 +52,9 @@ if TYPE_CHECKING:
     from .storage.cleanup import RestoreInfo
 
 PROGRESS_MIN = 500  # items of work before a progress bar is worth showing
+# Query embeddings kept in memory (1.5 MB at 384 dimensions): an interactive user or a
+# service repeats queries, and embedding one costs ~20 ms, a search far less.
+QUERY_CACHE_SIZE = 1024
 #: Names of collections being imported; a user's collection name cannot start with ".".
 STAGING_PREFIX = ".staged-"
 
@@ -89,6 +94,7 @@ class Store:
         self._pages: dict[str, ResidentPages] = {}
         self._encoders: dict[str, Encoder] = {}
         self.text_cache = PostingCache()
+        self.query_cache = LRU(QUERY_CACHE_SIZE)
         self._broken: str | None = None
         self._writer: WriterLock | None = None
         self._catalog: Catalog | None = None
@@ -270,6 +276,7 @@ class Store:
             with cat.write():
                 removed = cat.clear_embeddings()
             cat.checkpoint(truncate=True)
+        self.query_cache.clear()
         return removed
 
     def restore_quarantine(self) -> RestoreInfo:
@@ -355,6 +362,11 @@ class Store:
         with self.lock:
             self._encoders[record.dir] = encoder
 
+    def encoding(self):
+        """A context in which encoders load models with progress output only if the store
+        shows progress (``progress=`` of ``vecstore.open``, the command line's ``-q``)."""
+        return encoder_base.progress(self.show_progress)
+
     @contextmanager
     def progress(
         self, total: int, what: str, *, unit: str = "text", minimum: int = PROGRESS_MIN
@@ -386,6 +398,7 @@ class Store:
             self._snapshots.clear()
             self._pages.clear()
             self._encoders.clear()
+            self.query_cache.clear()
             self.text_cache = PostingCache()
             # Closing the last connection checkpoints the WAL; serialise that with writers in
             # other processes (SQLite's WAL-reset bug needs two at once). If another writer

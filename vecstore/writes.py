@@ -93,6 +93,11 @@ class Writer:
             ids, x, docs, metas, [records.pack(m) for m in metas], [text.counts(d) for d in docs]
         )
 
+    def embed_images(self, images: Any) -> np.ndarray:
+        """The vectors of images (paths, PIL images or arrays), through the collection's
+        encoder (a CLIP one)."""
+        return self._embedder.images(images)
+
     def changes(self, ids: Any, vectors: Any, documents: Any, metadata: Any) -> RowBatch:
         """The fields an update replaces (None: left as they are), validated."""
         ids = inputs.ids(ids)

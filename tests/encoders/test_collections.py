@@ -7,7 +7,7 @@ import pytest
 
 import vecstore
 from tests.conftest import hashing_encoder
-from vecstore.encoders import CallableEncoder, EncoderSpec
+from vecstore.encoders import CallableEncoder, EncoderSpec, named
 
 TEXTS = [
     "the cat sat on the mat",
@@ -50,8 +50,10 @@ def test_callable_encoder_collection(tmp_path):
         def other(texts):
             return hashing_encoder(texts) * 2
 
-        with pytest.raises(vecstore.EncoderMismatch, match="differs"):
-            db.get_collection("notes", encoder=other)
+        with pytest.raises(vecstore.InvalidInput, match="version="):
+            db.get_collection("notes", encoder=other)  # no identity: refused
+        with pytest.raises(vecstore.EncoderMismatch, match="revision: '1' != '2'"):
+            db.get_collection("notes", encoder=named("hashing_encoder", version="2")(other))
         with pytest.raises(vecstore.EncoderMismatch):
             db.get_collection(
                 "notes", encoder=CallableEncoder(hashing_encoder, dim=16, query_prefix="query: ")
@@ -78,7 +80,7 @@ def test_prefixes_are_applied_and_stored(db):
         return hashing_encoder(texts)
 
     enc = CallableEncoder(
-        fn, dim=16, name="fn", query_prefix="query: ", document_prefix="passage: "
+        fn, dim=16, name="fn", version="1", query_prefix="query: ", document_prefix="passage: "
     )
     c = db.create_collection("c", encoder=enc)
     c.add(["a"], documents=["hello"])
@@ -90,10 +92,11 @@ def test_prefixes_are_applied_and_stored(db):
 
 def test_bad_encoder_output_is_refused(db):
     c = db.create_collection(
-        "c", encoder=CallableEncoder(lambda t: np.ones((len(t), 4)), dim=4, name="ones")
+        "c",
+        encoder=CallableEncoder(lambda t: np.ones((len(t), 4)), dim=4, name="ones", version="1"),
     )
     c.add(["a"], documents=["x"])
-    broken = CallableEncoder(lambda t: np.ones((len(t) + 1, 4)), dim=4, name="ones")
+    broken = CallableEncoder(lambda t: np.ones((len(t) + 1, 4)), dim=4, name="ones", version="1")
     c2 = db.get_collection("c", encoder=broken)
     with pytest.raises(vecstore.InvalidInput, match="shape"):
         c2.add(["b"], documents=["y"])
@@ -163,7 +166,7 @@ def test_add_batches_streams_with_bounded_memory(tmp_path):
     def cheap(texts):  # content does not matter here, only sizes
         return np.arange(len(texts) * 384, dtype=np.float32).reshape(len(texts), 384) % 7
 
-    enc = CallableEncoder(cheap, dim=384, name="cheap")
+    enc = CallableEncoder(cheap, dim=384, name="cheap", version="1")
 
     def corpus(n):
         for i in range(n):
@@ -199,9 +202,13 @@ def test_add_batches_validates_rows(db):
 
 
 def test_callables_never_share_cached_embeddings(db):
-    a = db.create_collection("a", encoder=CallableEncoder(lambda t: np.ones((len(t), 4)), dim=4))
+    # even under one name and version: a callable's promise is not trusted with the cache
+    a = db.create_collection(
+        "a", encoder=CallableEncoder(lambda t: np.ones((len(t), 4)), dim=4, name="f", version="1")
+    )
     b = db.create_collection(
-        "b", encoder=CallableEncoder(lambda t: np.full((len(t), 4), 7.0), dim=4)
+        "b",
+        encoder=CallableEncoder(lambda t: np.full((len(t), 4), 7.0), dim=4, name="f", version="1"),
     )
     a.add(["x"], documents=["hello"])
     b.add(["x"], documents=["hello"])

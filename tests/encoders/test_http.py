@@ -46,11 +46,14 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):  # keep the test output clean
         pass
 
-    def _reply(self, status: int, body: bytes, ctype: str = "application/json") -> None:
+    def _reply(self, status: int, body: bytes, ctype: str = "application/json", headers=()) -> None:
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
-        self.send_header("Connection", "close")
+        if not self.path.startswith("/keepalive"):
+            self.send_header("Connection", "close")
+        for name, value in headers:
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
 
@@ -67,12 +70,28 @@ class Handler(BaseHTTPRequestHandler):
                     "path": self.path,
                     "authorization": self.headers.get("Authorization"),
                     "model": request.get("model"),
-                    "input": list(request.get("input", [])),
+                    "input": list(request.get("input", request.get("texts", []))),
+                    "request": request,
+                    "port": self.client_address[1],
                 }
             )
+            seen = state["count"][self.path] = state["count"].get(self.path, 0) + 1
+        if prefix.startswith("/cohere"):
+            return self._cohere(prefix, tail, request)
         if tail != "embeddings":
             return self._reply(404, b'{"error": "not found"}')
         texts = request["input"]
+        fault = self._fault(prefix, seen)
+        if fault is not None:
+            return fault
+        if prefix in ("/keepalive", "/throttle", "/flaky", "/slowonce", "/dims"):
+            prefix = "/fake"
+        if "dimensions" in request:  # the fake server honours dimensions by truncating
+            data = [
+                {"embedding": (fake_vector(t) * 2)[: request["dimensions"]], "index": i}
+                for i, t in enumerate(texts)
+            ]
+            return self._reply(200, json.dumps({"data": data}).encode())
         if prefix == "/v1":
             model = state.get("model")
             if model is None:
@@ -112,6 +131,33 @@ class Handler(BaseHTTPRequestHandler):
         body = {"object": "list", "data": data, "model": request.get("model")}
         self._reply(200, json.dumps(body).encode())
 
+    def _fault(self, prefix: str, seen: int):
+        """The reply of a path that fails on purpose (some only at first), or None."""
+        if prefix == "/throttle" and seen <= 2:  # rate limited twice, then served
+            return self._reply(429, b'{"error": "slow down"}', headers=[("Retry-After", "0.2")])
+        if prefix == "/throttlelong":  # asks for a wait longer than any budget
+            return self._reply(429, b'{"error": "quota"}', headers=[("Retry-After", "3600")])
+        if prefix == "/flaky" and seen <= 2:
+            return self._reply(503, b'{"error": "overloaded"}')
+        if prefix == "/slowonce" and seen == 1:
+            time.sleep(1.0)
+        return None
+
+    def _cohere(self, prefix: str, tail: str, request: dict):
+        if tail != "embed" or not isinstance(request.get("texts"), list):
+            return self._reply(404, b'{"error": "not found"}')
+        if request.get("input_type") not in ("search_document", "search_query"):
+            return self._reply(400, b'{"message": "input_type is required"}')
+        sign = 1.0 if request["input_type"] == "search_document" else -1.0
+        vectors = [[sign * x for x in fake_vector(t)] for t in request["texts"]]
+        if "output_dimension" in request:
+            vectors = [v[: request["output_dimension"]] for v in vectors]
+        if prefix == "/coherev1":
+            body = {"id": "x", "embeddings": vectors, "texts": request["texts"]}
+        else:
+            body = {"id": "x", "embeddings": {"float": vectors}, "texts": request["texts"]}
+        return self._reply(200, json.dumps(body).encode())
+
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True
@@ -123,7 +169,7 @@ class Server(ThreadingHTTPServer):
 @pytest.fixture(scope="module")
 def server():
     srv = Server(("127.0.0.1", 0), Handler)
-    srv.state = {"lock": threading.Lock(), "log": [], "model": None}
+    srv.state = {"lock": threading.Lock(), "log": [], "model": None, "count": {}}
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
     thread.daemon = True
     thread.start()
@@ -143,6 +189,7 @@ def base(server, monkeypatch):
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     monkeypatch.delenv(KEY_ENV, raising=False)
     server.state["log"].clear()
+    server.state["count"].clear()
     return f"http://127.0.0.1:{server.server_address[1]}"
 
 
@@ -294,7 +341,7 @@ def test_empty_input_makes_no_request(server, base):
     ],
 )
 def test_bad_answers_raise_clean_errors(server, base, path, error, match):
-    enc = HTTPEncoder(base + path, "m", api_key_env=KEY_ENV, dim=4)
+    enc = HTTPEncoder(base + path, "m", api_key_env=KEY_ENV, dim=4, retries=1, backoff=0.01)
     with pytest.raises(error, match=match):
         enc.encode(["a", "bb", "ccc"])
 
@@ -307,7 +354,7 @@ def test_wrong_dimension_is_refused(server, base):
 
 def test_probe_failure_raises_at_construction(server, base):
     with pytest.raises(vecstore.EndpointError, match="HTTP 500"):
-        HTTPEncoder(base + "/status500", "m")
+        HTTPEncoder(base + "/status500", "m", retries=0)
 
 
 def test_connection_refused(monkeypatch):
@@ -323,7 +370,7 @@ def test_connection_refused(monkeypatch):
 
 
 def test_timeout(server, base):
-    enc = HTTPEncoder(base + "/slow", "m", dim=4, timeout=0.2)
+    enc = HTTPEncoder(base + "/slow", "m", dim=4, timeout=0.2, retries=0)
     t = time.perf_counter()
     with pytest.raises(ConnectionError, match="timed out"):
         enc.encode(["a"])
@@ -356,3 +403,99 @@ def test_bad_arguments(base):
         enc.encode(["ok", 3])
     with pytest.raises(InvalidInput, match="kind"):
         enc.encode(["ok"], kind="passage")
+
+
+# -- retries, time bounds, connection reuse, batching, other APIs ------------------------------
+
+
+def test_rate_limits_are_retried_after_the_wait_the_server_asks(server, base):
+    enc = HTTPEncoder(base + "/throttle", "m", dim=4, backoff=0.01)
+    t = time.perf_counter()
+    got = enc.encode(["a", "bb"])
+    assert time.perf_counter() - t >= 0.4  # twice Retry-After: 0.2, not the 0.01 backoff
+    np.testing.assert_array_equal(got, np.array([fake_vector("a"), fake_vector("bb")]))
+    assert [r["path"] for r in log(server)] == ["/throttle/embeddings"] * 3
+
+
+def test_server_errors_are_retried_with_backoff(server, base):
+    enc = HTTPEncoder(base + "/flaky", "m", dim=4, backoff=0.01)
+    assert enc.encode(["x"]).shape == (1, 4)
+    assert len(log(server)) == 3  # 503, 503, 200
+
+
+def test_a_slow_answer_is_retried_within_the_time_bound(server, base):
+    enc = HTTPEncoder(base + "/slowonce", "m", dim=4, timeout=0.3, backoff=0.01)
+    assert enc.encode(["x"]).shape == (1, 4)
+    assert len(log(server)) == 2
+
+
+def test_retrying_stops_at_max_time_and_says_so(server, base):
+    enc = HTTPEncoder(base + "/status500", "m", dim=4, retries=1000, backoff=0.05, max_time=0.5)
+    t = time.perf_counter()
+    with pytest.raises(vecstore.EndpointError, match=r"HTTP 500 .*\(after \d+ attempts in"):
+        enc.encode(["x"])
+    assert time.perf_counter() - t < 0.5 + 0.5 and len(log(server)) >= 3
+    # a Retry-After beyond the budget fails at once instead of waiting
+    enc = HTTPEncoder(base + "/throttlelong", "m", dim=4, max_time=5)
+    t = time.perf_counter()
+    with pytest.raises(vecstore.EndpointError, match="HTTP 429"):
+        enc.encode(["x"])
+    assert time.perf_counter() - t < 2
+
+
+def test_one_connection_is_reused(server, base):
+    enc = HTTPEncoder(base + "/keepalive", "m", dim=4, batch_size=2)
+    enc.encode([f"text {i}" for i in range(7)])
+    ports = {r["port"] for r in log(server)}
+    assert len(log(server)) == 4 and len(ports) == 1
+
+
+def test_batches_respect_the_character_budget(server, base):
+    enc = HTTPEncoder(base + "/fake", "m", dim=4, batch_size=3, batch_chars=10)
+    texts = ["aaaa", "bbbb", "cc", "d" * 25, "e", "f", "g", "h"]
+    got = enc.encode(texts)
+    np.testing.assert_array_equal(got, np.array([fake_vector(t) for t in texts], np.float32))
+    assert [r["input"] for r in log(server)] == [
+        ["aaaa", "bbbb", "cc"],  # 10 characters
+        ["d" * 25],  # longer than the budget: alone
+        ["e", "f", "g"],  # three texts
+        ["h"],
+    ]
+
+
+def test_dimensions_are_sent_and_stored(server, base):
+    enc = HTTPEncoder(base + "/dims", "text-embedding-3-small", dimensions=6)
+    assert enc.dim == 6 and log(server) == []  # dimensions is the dim: no probe
+    assert enc.encode(["abc"]).shape == (1, 6)
+    assert log(server)[-1]["request"]["dimensions"] == 6
+    spec = enc.config()
+    assert spec.model == f"text-embedding-3-small#dimensions=6@{base}/dims"
+    again = HTTPEncoder.from_spec(spec)
+    assert (again.model, again.dimensions, again.config()) == ("text-embedding-3-small", 6, spec)
+
+
+def test_cohere_style_api(server, base, monkeypatch, tmp_path):
+    from vecstore.encoders import CohereEncoder
+
+    monkeypatch.setenv("CO_API_KEY", "co-secret")
+    for prefix in ("/cohere", "/coherev1"):
+        enc = CohereEncoder(base + prefix, "embed-v4.0")
+        assert enc.dim == 4  # probed
+        docs, queries = enc.encode(["a", "bb"]), enc.encode(["a"], kind="query")
+        np.testing.assert_array_equal(docs[0], fake_vector("a"))
+        np.testing.assert_array_equal(queries[0], [-x for x in fake_vector("a")])
+    requests = [r["request"] for r in log(server)]
+    assert [r["input_type"] for r in requests[-2:]] == ["search_document", "search_query"]
+    assert requests[-1]["texts"] == ["a"] and requests[-1]["model"] == "embed-v4.0"
+    assert {r["authorization"] for r in log(server)} == {"Bearer co-secret"}
+    short = CohereEncoder(base + "/cohere", "embed-v4.0", dimensions=2)
+    assert short.encode(["a"]).shape == (1, 2)
+    assert log(server)[-1]["request"]["output_dimension"] == 2
+    # a collection stores the spec (never the key) and rebuilds the encoder from it
+    with vecstore.open(tmp_path / "s") as db:
+        db.create_collection("c", encoder=enc).add(["x"], documents=["a"])
+    with vecstore.open(tmp_path / "s") as db:
+        c = db.get_collection("c")
+        assert c.encoder_spec.kind == "cohere" and type(c.encoder).__name__ == "CohereEncoder"
+        assert c.query("a", k=1).ids == ["x"]
+    assert b"co-secret" not in (tmp_path / "s" / "catalog.db").read_bytes()

@@ -5,19 +5,27 @@ libraries (torch, sentence-transformers, transformers) only when an encoder is f
 """
 
 from .base import Encoder, EncoderSpec
-from .callable import CallableEncoder
+from .callable import CallableEncoder, identity_of, named
+from .clip import CLIPEncoder
+from .cohere import CohereEncoder
 from .factory import encoder_from_spec, resolve_encoder
 from .http import HTTPEncoder
 from .sentence_transformers import SentenceTransformerEncoder
 from .transformers import TransformersEncoder
+from .word_vectors import WordVectorEncoder
 
 __all__ = [
     "Encoder",
     "EncoderSpec",
     "CallableEncoder",
+    "CLIPEncoder",
+    "CohereEncoder",
     "HTTPEncoder",
     "SentenceTransformerEncoder",
     "TransformersEncoder",
+    "WordVectorEncoder",
     "encoder_from_spec",
+    "identity_of",
+    "named",
     "resolve_encoder",
 ]

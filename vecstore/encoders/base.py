@@ -8,10 +8,13 @@ module; factory.py picks among them).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import hashlib
 import json
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -59,7 +62,9 @@ class EncoderSpec:
         Prepended to queries and documents (e5's ``"query: "``/``"passage: "``, BGE
         instructions).
     revision : str or None
-        SHA-256 of the weights file, when known: a changed model is detected on reopen.
+        What identifies the exact model, when known: the SHA-256 of a local weights file,
+        the Hugging Face hub commit a cached model was loaded from, the SHA-256 of a word
+        vector table, or a callable's version. A changed revision is detected on reopen.
     """
 
     kind: str
@@ -103,6 +108,45 @@ class EncoderSpec:
             if a != b:
                 out.append(f"{f.name}: {a!r} != {b!r}")
         return out
+
+
+# Whether loading a model may print progress bars: the store sets it from ``progress=``
+# (and the command line's ``-q``) around every call that may load one. A context variable,
+# so one store's setting never leaks into another thread's.
+_SHOW_PROGRESS: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "vecstore_show_progress", default=True
+)
+
+
+@contextlib.contextmanager
+def progress(enabled: bool) -> Iterator[None]:
+    """Within this block, models load with (``True``) or without progress output."""
+    token = _SHOW_PROGRESS.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _SHOW_PROGRESS.reset(token)
+
+
+@contextlib.contextmanager
+def loading() -> Iterator[None]:
+    """Wrap a model load: with progress off, silence transformers' and the hub's progress
+    bars and info logging for its duration, then restore them. They are process-wide
+    switches, so this is only done around the load itself, never for longer."""
+    if _SHOW_PROGRESS.get() or "transformers" not in sys.modules:
+        yield
+        return
+    from transformers.utils import logging as tf_logging
+
+    bars, level = tf_logging.is_progress_bar_enabled(), tf_logging.get_verbosity()
+    tf_logging.disable_progress_bar()
+    tf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        tf_logging.set_verbosity(level)
+        if bars:
+            tf_logging.enable_progress_bar()
 
 
 def as_matrix(x: Any, n: int, dim: int | None, who: str) -> np.ndarray:

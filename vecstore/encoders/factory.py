@@ -7,6 +7,8 @@ neither them nor their libraries. Imports nothing from vecstore but ``errors`` a
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidInput
@@ -14,7 +16,12 @@ from .base import Encoder, EncoderSpec
 
 
 def resolve_encoder(encoder: Any) -> Encoder:
-    """An Encoder from what a user passed: an Encoder, a model name or path, or a callable."""
+    """An Encoder from what a user passed: an Encoder, a model name or path (a folder of a
+    transformers CLIP model makes a ``CLIPEncoder``), or a named callable."""
+    if isinstance(encoder, str) and is_clip_folder(encoder):
+        from .clip import CLIPEncoder
+
+        return CLIPEncoder(encoder)
     if isinstance(encoder, str):
         from .sentence_transformers import SentenceTransformerEncoder
 
@@ -29,6 +36,19 @@ def resolve_encoder(encoder: Any) -> Encoder:
         "encoder must be a model name or path, an Encoder, or a callable texts -> vectors; "
         f"got {type(encoder).__name__}"
     )
+
+
+def is_clip_folder(name: str) -> bool:
+    """Whether ``name`` is a local folder holding a transformers CLIP model (and no
+    sentence-transformers layout, which sentence-transformers loads itself)."""
+    folder = Path(name).expanduser()
+    try:
+        if not folder.is_dir() or (folder / "modules.json").exists():
+            return False
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and config.get("model_type") == "clip"
 
 
 def encoder_from_spec(spec: EncoderSpec) -> Encoder | None:
@@ -47,6 +67,18 @@ def encoder_from_spec(spec: EncoderSpec) -> Encoder | None:
         from .http import HTTPEncoder
 
         return HTTPEncoder.from_spec(spec)
+    if spec.kind == "clip":
+        from .clip import CLIPEncoder
+
+        return CLIPEncoder.from_spec(spec)
+    if spec.kind == "word-vectors":
+        from .word_vectors import WordVectorEncoder
+
+        return WordVectorEncoder.from_spec(spec)
+    if spec.kind == "cohere":
+        from .cohere import CohereEncoder
+
+        return CohereEncoder.from_spec(spec)
     if spec.kind == "transformers":
         from .transformers import TransformersEncoder
 

