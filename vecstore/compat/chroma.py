@@ -80,8 +80,7 @@ class Collection:
     def _encoder(self) -> CallableEncoder | None:
         if self.embedding_function is None:
             return None
-        ef = self.embedding_function
-        return CallableEncoder(lambda texts: ef(list(texts)), name=type(ef).__name__)
+        return _probe(self.embedding_function)
 
     def _materialise(self, embeddings: Any) -> VecstoreCollection:
         if self.inner is None:
@@ -256,8 +255,10 @@ class PersistentClient:
 def _probe(embedding_function: Any) -> Any:
     if embedding_function is None:
         return None
+    # Chroma versions no embedding function and checks none on reopening; the shim keeps
+    # that contract: the function's class is its identity, at a fixed version.
     return CallableEncoder(lambda texts: embedding_function(list(texts)),
-                           name=type(embedding_function).__name__)  # fmt: skip
+                           name=type(embedding_function).__name__, version="chroma")  # fmt: skip
 
 
 # -- migrating a real Chroma directory ---------------------------------------------------
