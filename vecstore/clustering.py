@@ -100,7 +100,10 @@ def cluster(rows: LiveRows, k: int, *, seed: int, max_iter: int) -> Clustering:
     if spherical:
         _normalise(sample, snorms)
     centroids = sample[kc.kmeans_plus_plus(sample, k, seed=int(rng.integers(2**31)))].copy()
-    tol = TOL * float(np.mean(np.var(sample, axis=0, dtype=np.float64)))
+    # the mean variance per dimension, as E|x|^2 - |E x|^2 over d
+    mean = sample.mean(axis=0, dtype=np.float64)
+    spread = np.einsum("ij,ij->", sample, sample, dtype=np.float64) / len(sample) - mean @ mean
+    tol = TOL * max(float(spread), 0.0) / rows.dim
     del sample
 
     labels = np.full(n, -1, dtype=np.int64)

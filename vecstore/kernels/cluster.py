@@ -63,29 +63,43 @@ def _assign_block(S, w, cn2, spherical, labels, dist, sums, counts, x, lo):
 
 @njit(cache=True, nogil=True)
 def _trial_potentials(Dt, closest, pots):
-    """pots[t] = sum(min(closest, Dt[t])): the potential k-means++ would have after taking
-    candidate t (Dt (t, n) float32 squared distances). float64 sums: n reaches millions."""
-    for t in range(Dt.shape[0]):
-        s = 0.0
-        for i in range(Dt.shape[1]):
-            s += min(closest[i], Dt[t, i])
-        pots[t] = s
+    """pots[t] = sum(min(closest, Dt[:, t])): the potential k-means++ would have after
+    taking candidate t (Dt (n, t) float32 squared distances). float64 sums: n reaches
+    millions."""
+    pots[:] = 0.0
+    for i in range(Dt.shape[0]):
+        c = closest[i]
+        for t in range(Dt.shape[1]):
+            pots[t] += min(c, Dt[i, t])
 
 
 @njit(cache=True, nogil=True)
-def _take_min(closest, row):
+def _take_min(closest, Dt, t):
     for i in range(closest.shape[0]):
-        if row[i] < closest[i]:
-            closest[i] = row[i]
+        if Dt[i, t] < closest[i]:
+            closest[i] = Dt[i, t]
 
 
-def _sq_dists(c, x, xn2):
-    """Squared L2 distances (t, n) float32 of rows c (t, d) to rows x (n, d), >= 0."""
-    D = np.dot(c, x.T)
-    D *= -2.0
-    D += xn2[None, :]
-    D += np.einsum("ij,ij->i", c, c)[:, None]
-    np.maximum(D, 0.0, out=D)
+# fastmath: distance inner loop only (lets LLVM split the sum over SIMD accumulators).
+@njit(cache=True, nogil=True, fastmath=True)
+def _sq_dists_into(x, xn2, c, cn2, D):
+    """D[i, t] = max(|x_i|^2 - 2 x_i.c_t + |c_t|^2, 0) for a handful of rows c: one pass
+    over x, each row read once for every candidate (sgemm runs such a thin product at a
+    fraction of its speed)."""
+    d = x.shape[1]
+    for i in range(x.shape[0]):
+        for t in range(c.shape[0]):
+            s = np.float32(0.0)
+            for j in range(d):
+                s += x[i, j] * c[t, j]
+            D[i, t] = max(xn2[i] - np.float32(2.0) * s + cn2[t], np.float32(0.0))
+
+
+def _sq_dists(x, xn2, c):
+    """Squared L2 distances float32 (n, t) of rows x (n, d) to rows c (t, d)."""
+    D = np.empty((x.shape[0], c.shape[0]), dtype=np.float32)
+    c = np.ascontiguousarray(c, dtype=np.float32)
+    _sq_dists_into(x, xn2, c, np.einsum("ij,ij->i", c, c), D)
     return D
 
 
@@ -113,7 +127,7 @@ def kmeans_plus_plus(x, k, *, seed=0, trials=None):
     xn2 = np.einsum("ij,ij->i", x, x)
     chosen = np.empty(k, dtype=np.int64)
     chosen[0] = rng.integers(n)
-    closest = _sq_dists(x[chosen[:1]], x, xn2)[0]
+    closest = np.ascontiguousarray(_sq_dists(x, xn2, x[chosen[:1]])[:, 0])
     pot = float(closest.sum(dtype=np.float64))
     pots = np.empty(trials, dtype=np.float64)
     for c in range(1, k):
@@ -124,11 +138,11 @@ def kmeans_plus_plus(x, k, *, seed=0, trials=None):
             cum = np.cumsum(closest, dtype=np.float64)
             cand = np.searchsorted(cum, rng.random(trials) * cum[-1])
             np.minimum(cand, n - 1, out=cand)
-        Dt = _sq_dists(x[cand], x, xn2)
+        Dt = _sq_dists(x, xn2, x[cand])
         _trial_potentials(Dt, closest, pots)
         best = int(np.argmin(pots))
         chosen[c] = cand[best]
-        _take_min(closest, Dt[best])
+        _take_min(closest, Dt, best)
         pot = float(pots[best])
     return chosen
 
