@@ -26,9 +26,8 @@ def ids_of(cat: Catalog, coll: int, rids: np.ndarray) -> list[str]:
     """The ids of rows ``rids`` (int64, distinct), in that order. Every rid must exist."""
     if not len(rids):
         return []
-    total = cat.count(coll, "1", [])
-    found: dict[int, str] = {}
-    if len(rids) <= _LOOKUP_SHARE * total:
+    if len(rids) <= _LOOKUP_SHARE * cat.count(coll, "1", []):
+        found: dict[int, str] = {}
         step = 50_000
         for lo in range(0, len(rids), step):
             part = json.dumps(rids[lo : lo + step].tolist())
@@ -38,16 +37,32 @@ def ids_of(cat: Catalog, coll: int, rids: np.ndarray) -> list[str]:
                     (part,),
                 )
             )
-    else:
-        # The unary + keeps SQLite on the primary key (rid order), off the (coll, id) index.
-        found.update(cat.conn.execute("SELECT rid, id FROM rows WHERE +coll = ?", (coll,)))
-    try:
-        return [found[r] for r in rids.tolist()]
-    except KeyError as exc:
-        raise CorruptStoreError(
-            f"catalog {cat.path}: row {exc.args[0]} is named by a stored vector but missing "
-            "from the catalog; it is damaged (run `vecstore verify`)"
-        ) from None
+        try:
+            return [found[r] for r in rids.tolist()]
+        except KeyError as exc:
+            raise _lost(cat, exc.args[0]) from None
+    # One pass in rid order (the unary + keeps SQLite on the primary key, off the (coll, id)
+    # index): two columns, not a dict of a million entries.
+    rows = cat.conn.execute("SELECT rid, id FROM rows WHERE +coll = ? ORDER BY rid", (coll,))
+    all_rids, all_ids = [], []
+    for rid, id_ in rows:
+        all_rids.append(rid)
+        all_ids.append(id_)
+    known = np.array(all_rids, dtype=np.int64)
+    if not len(known):
+        raise _lost(cat, int(rids[0]))
+    at = np.minimum(np.searchsorted(known, rids), len(known) - 1)
+    bad = np.flatnonzero(known[at] != rids)
+    if len(bad):
+        raise _lost(cat, int(rids[bad[0]]))
+    return [all_ids[i] for i in at.tolist()]
+
+
+def _lost(cat: Catalog, rid: int) -> CorruptStoreError:
+    return CorruptStoreError(
+        f"catalog {cat.path}: row {rid} is named by a stored vector but missing from the "
+        "catalog; it is damaged (run `vecstore verify`)"
+    )
 
 
 def field_values(cat: Catalog, coll: int, key: str) -> tuple[np.ndarray, list[Any]]:
