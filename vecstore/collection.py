@@ -428,6 +428,8 @@ class Collection:
         if (queries is None) == (ids is None):
             raise InvalidInput("classify() takes queries (texts or vectors) or ids, not both")
         xq = None
+        if isinstance(queries, str):
+            queries = [queries]
         if ids is not None:
             ids = inputs.ids(ids)
         elif isinstance(queries, (list, tuple)) and queries and isinstance(queries[0], str):

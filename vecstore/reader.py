@@ -254,9 +254,9 @@ class Reader:
             snap = self.snapshot(cat)
             allowed = self.kept(cat, snap, where, where_document, self.rids_of(cat, exclude))
             scores, rids, counts = self.topk(cat, snap, xq, k, allowed, ann)
-            return self.results(cat, scores, rids, counts)
+            return scores, rids, counts, self.found(cat, rids)
 
-        return self.consistent(read)
+        return self.results(*self.consistent(read))
 
     def ranked(
         self,
@@ -398,18 +398,22 @@ class Reader:
 
         return self.consistent(read)
 
+    def found(self, cat: Catalog, rids: np.ndarray) -> dict[int, Record]:
+        """The records (id, document, metadata) of the rows ``rids`` names (-1 skipped), read
+        in the current transaction, for ``results``."""
+        return cat.records(list(set(rids[rids >= 0].tolist())))
+
     def results(
         self,
-        cat: Catalog,
         scores: np.ndarray,
         rids: np.ndarray,
         counts: np.ndarray,
+        found: dict[int, Record],
         *,
         mode: str = "vector",
     ) -> list[QueryResult]:
         """One ``QueryResult`` per row of ``(scores, rids, counts)`` (as ``topk`` returns
-        them), the rows' ids, documents and metadata read in the current transaction."""
-        found = cat.records(list(set(rids[rids >= 0].tolist())))
+        them), from the records ``found`` read for them."""
         return [
             self._query_result(scores[i, : counts[i]], rids[i, : counts[i]], found, mode=mode)
             for i in range(len(scores))

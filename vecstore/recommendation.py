@@ -38,7 +38,7 @@ def recommend(
     metric = reader.record.metric
     ids = [e for e in positive + negative if isinstance(e, str)]
 
-    def read(cat: Catalog) -> QueryResult:
+    def read(cat: Catalog):
         snap = reader.snapshot(cat)
         rids, vectors = reader.examples(cat, snap, ids)
         by_id = dict(zip(ids, vectors))
@@ -48,7 +48,7 @@ def recommend(
         if strategy == "average":
             xq = _average(pos, neg, metric)
             scores, got, counts = reader.topk(cat, snap, xq, k, allowed, AnnOptions())
-            return reader.results(cat, scores, got, counts)[0]
+            return scores, got, counts, reader.found(cat, got), "vector"
         from .kernels import recommend as kr
 
         D, I = kr.new_heap(k)
@@ -67,9 +67,10 @@ def recommend(
                 )  # fmt: skip
         scores, got = kr.finish(D, I)
         counts = np.array([len(got)], dtype=np.int64)
-        return reader.results(cat, scores[None], got[None], counts, mode="recommend")[0]
+        return scores[None], got[None], counts, reader.found(cat, got), "recommend"
 
-    return reader.consistent(read)
+    scores, got, counts, found, mode = reader.consistent(read)
+    return reader.results(scores, got, counts, found, mode=mode)[0]
 
 
 def _matrix(rows: list[np.ndarray], reader: Reader) -> np.ndarray:
