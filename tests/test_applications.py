@@ -96,6 +96,16 @@ def test_cluster_where_write_to_and_results(db):
     assert again.labels.tolist() == got.labels.tolist()  # deterministic for a seed
 
 
+def test_cluster_on_a_read_only_store(tmp_path):
+    with vecstore.open(tmp_path / "s") as db:
+        fill(db, *labelled(60))
+    with vecstore.open(tmp_path / "s", read_only=True) as db:
+        c = db.get_collection("c")
+        assert len(c.cluster(2)) == 60
+        with pytest.raises(vecstore.ReadOnlyError):
+            c.cluster(2, write_to="topic")
+
+
 def test_cluster_rejects_bad_arguments(db):
     c = fill(db, *labelled(50))
     with pytest.raises(vecstore.InvalidInput, match="exceeds"):

@@ -19,7 +19,7 @@ from . import inputs
 from .config import METRICS, CollectionConfig
 from .embedding import Embedder
 from .encoders.base import Encoder, EncoderSpec
-from .errors import InvalidInput
+from .errors import InvalidInput, ReadOnlyError
 from .hybrid import Ranking, keywords
 from .index import specs
 from .reader import AnnOptions, Reader
@@ -399,6 +399,8 @@ class Collection:
         max_iter = inputs.integer("max_iter", max_iter, minimum=1)
         if write_to is not None:
             inputs.metadata([{write_to: 0}], 1)
+            if self._store.read_only:  # before the work, not after it
+                raise ReadOnlyError(f"store {self._store.path} was opened read-only: write_to")
         result = cluster(self._reader.live_rows(where), k, seed=seed, max_iter=max_iter)
         if write_to is not None:
             self._writer.set_field(result.ids, write_to, result.labels.tolist())
