@@ -29,6 +29,7 @@ PAGES = [
     "api",
     "filters",
     "indexes",
+    "applications",
     "cli",
     "format",
     "benchmarks",
@@ -248,6 +249,9 @@ def test_api_doc_names_every_result_field():
     import dataclasses
 
     from vecstore.audit import CollectionInfo, VerifyReport
+    from vecstore.classification import Classification, ClassifierReport, Prediction
+    from vecstore.clustering import Clustering
+    from vecstore.duplicates import Duplicates
     from vecstore.ingest import IngestResult
     from vecstore.portable import ExportInfo
     from vecstore.storage.backup import BackupInfo
@@ -262,6 +266,11 @@ def test_api_doc_names_every_result_field():
         IngestResult,
         ExportInfo,
         BackupInfo,
+        Clustering,
+        Classification,
+        Prediction,
+        ClassifierReport,
+        Duplicates,
     ):
         assert f"`{cls.__name__}`" in text, cls.__name__
         for field in dataclasses.fields(cls):

@@ -13,11 +13,13 @@ import itertools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from . import inputs
 from .config import METRICS, CollectionConfig
 from .embedding import Embedder
 from .encoders.base import Encoder, EncoderSpec
-from .errors import InvalidInput
+from .errors import InvalidInput, ReadOnlyError
 from .hybrid import Ranking, keywords
 from .index import specs
 from .reader import AnnOptions, Reader
@@ -27,9 +29,10 @@ from .store import Store
 from .writes import Writer
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from .audit import CollectionInfo
+    from .classification import Classification, ClassifierReport
+    from .clustering import Clustering
+    from .duplicates import Duplicates
     from .ingest import IngestResult
     from .portable import ExportInfo
 
@@ -88,8 +91,11 @@ class Collection:
         vectors: Any = None,
         documents: Sequence[str | None] | None = None,
         metadata: Sequence[dict | None] | None = None,
-    ) -> None:
+        skip_duplicates: float | None = None,
+    ) -> list[str]:
         """Add new rows. Raises ``DuplicateIdError`` (and adds nothing) if any id exists.
+        Returns the ids of the rows skipped as near-duplicates (none without
+        ``skip_duplicates``).
 
         Parameters
         ----------
@@ -102,8 +108,17 @@ class Collection:
         documents : list of str or None, optional
         metadata : list of dict or None, optional
             Values are str, int, float, bool, None, or lists of those.
+        skip_duplicates : float, optional
+            A score threshold (as ``QueryResult.scores``: cosine, inner product, or minus the
+            squared L2 distance): a row scoring at least this against a stored row, or
+            against an earlier row of this call that is added, is skipped. The check and
+            the write are one transaction.
         """
-        self._writer.insert(self._writer.rows(ids, vectors, documents, metadata), replace=False)
+        rows = self._writer.rows(ids, vectors, documents, metadata)
+        if skip_duplicates is None:
+            self._writer.insert(rows, replace=False)
+            return []
+        return self._writer.insert_novel(rows, self._threshold(skip_duplicates))
 
     def upsert(
         self,
@@ -276,6 +291,7 @@ class Collection:
         nprobe: int | None = None,
         refine: int | None = None,
         exact: bool = False,
+        exclude_ids: Sequence[str] | None = None,
     ) -> QueryResult:
         """The ``k`` best rows for ``q``, best first.
 
@@ -296,17 +312,22 @@ class Collection:
         index's values for this query (the vector half of a hybrid one too); ``exact=True``
         bypasses the index. Passing them where they do not apply (to a collection whose spec
         has no such parameter, or in text mode) raises ``InvalidInput``.
+
+        ``exclude_ids``: rows never returned (as if a filter left them out, so the result
+        still has ``min(k, matching rows)`` rows); ids that do not exist are ignored.
         """
         ranking = Ranking.of(mode, fusion, rrf_k, weight)
         texts = keywords(q, text, mode, many=False)
         ann = AnnOptions.of(mode, nprobe, refine, exact)
         k = inputs.top_k(k)
+        skip = None if exclude_ids is None else inputs.ids(exclude_ids, what="exclude_ids")
         if mode == "text":
-            return self._reader.ranked(None, texts, k, where, where_document, ranking)[0]
+            found = self._reader.ranked(None, texts, k, where, where_document, ranking, None, skip)
+            return found[0]
         xq = self._query_vectors([q]) if isinstance(q, str) else inputs.query_vector(q, self.dim)
         if mode == "hybrid":
-            return self._reader.ranked(xq, texts, k, where, where_document, ranking, ann)[0]
-        return self._reader.search(xq, k, where, where_document, ann)[0]
+            return self._reader.ranked(xq, texts, k, where, where_document, ranking, ann, skip)[0]
+        return self._reader.search(xq, k, where, where_document, ann, skip)[0]
 
     def query_many(
         self,
@@ -323,6 +344,7 @@ class Collection:
         nprobe: int | None = None,
         refine: int | None = None,
         exact: bool = False,
+        exclude_ids: Sequence[str] | None = None,
     ) -> list[QueryResult]:
         """``query`` for each row of a 2-D ``(nq, dim)`` array, or each text of a list (for an
         embedding collection, or keywords in text mode); one ``QueryResult`` per query.
@@ -330,15 +352,16 @@ class Collection:
 
         One call takes at most 100,000 queries (``inputs.MAX_QUERIES``) and 10,000,000
         results (``nq * k``, ``inputs.MAX_RESULTS``); more raise ``InvalidInput``: split
-        them into several calls.
+        them into several calls. ``exclude_ids`` are left out of every query's results.
         """
         ranking = Ranking.of(mode, fusion, rrf_k, weight)
         texts = keywords(queries, text, mode, many=True)
         ann = AnnOptions.of(mode, nprobe, refine, exact)
         k = inputs.top_k(k)
+        skip = None if exclude_ids is None else inputs.ids(exclude_ids, what="exclude_ids")
         if mode == "text":
             inputs.query_batch(len(texts), k)
-            return self._reader.ranked(None, texts, k, where, where_document, ranking)
+            return self._reader.ranked(None, texts, k, where, where_document, ranking, None, skip)
         if isinstance(queries, (list, tuple)) and queries and isinstance(queries[0], str):
             inputs.query_batch(len(queries), k)
             xq = self._query_vectors(queries)
@@ -346,11 +369,180 @@ class Collection:
             xq = inputs.matrix(queries, self.dim, what="queries")
             inputs.query_batch(len(xq), k)
         if mode == "hybrid":
-            return self._reader.ranked(xq, texts, k, where, where_document, ranking, ann)
-        return self._reader.search(xq, k, where, where_document, ann)
+            return self._reader.ranked(xq, texts, k, where, where_document, ranking, ann, skip)
+        return self._reader.search(xq, k, where, where_document, ann, skip)
 
     def _query_vectors(self, texts: Sequence[str]) -> np.ndarray:
         return self._embedder.embed(texts, "query")
+
+    # -- beyond search: docs/applications.md ---------------------------------------------
+
+    def cluster(
+        self,
+        k: int,
+        *,
+        where: dict | None = None,
+        seed: int = 0,
+        max_iter: int = 300,
+        write_to: str | None = None,
+    ) -> Clustering:
+        """k-means of the rows (those ``where`` keeps) into ``k`` clusters: spherical for a
+        cosine collection, under L2 otherwise, seeded by k-means++ and streamed over the
+        segments (memory holds the centroids and a block of rows, not the collection).
+
+        ``write_to="field"`` stores each row's cluster number in its metadata under that key
+        (other keys unchanged), for every clustered row in one transaction.
+        """
+        from .clustering import cluster
+
+        k = inputs.integer("k", k, minimum=1, maximum=inputs.MAX_K)
+        seed = inputs.integer("seed", seed)
+        max_iter = inputs.integer("max_iter", max_iter, minimum=1)
+        if write_to is not None:
+            inputs.metadata([{write_to: 0}], 1)
+            if self._store.read_only:  # before the work, not after it
+                raise ReadOnlyError(f"store {self._store.path} was opened read-only: write_to")
+        result = cluster(self._reader.live_rows(where), k, seed=seed, max_iter=max_iter)
+        if write_to is not None:
+            self._writer.set_field(result.ids, write_to, result.labels.tolist())
+        return result
+
+    def classify(
+        self,
+        queries: Any = None,
+        *,
+        ids: Sequence[str] | None = None,
+        label: str,
+        k: int = 10,
+        weights: str = "distance",
+        where: dict | None = None,
+    ) -> Classification:
+        """Predict metadata ``label`` by the votes of the ``k`` nearest rows that have one
+        (a str, number or bool; among the rows ``where`` keeps).
+
+        ``queries`` are texts (for an embedding collection: embedded as documents) or a 2-D
+        ``(nq, dim)`` array; or classify stored rows by ``ids`` instead, each row left out
+        of its own neighbours. ``weights="distance"`` weighs a vote by 1/distance (1 - cos,
+        or the Euclidean distance; not for dot collections), ``"uniform"`` counts votes.
+        """
+        from .classification import classify
+
+        k, weights = self._knn_args(label, k, weights)
+        if (queries is None) == (ids is None):
+            raise InvalidInput("classify() takes queries (texts or vectors) or ids, not both")
+        xq = None
+        if isinstance(queries, str):
+            queries = [queries]
+        if ids is not None:
+            ids = inputs.ids(ids)
+        elif isinstance(queries, (list, tuple)) and queries and isinstance(queries[0], str):
+            xq = self._embedder.embed(list(queries), "document")
+        else:
+            xq = inputs.matrix(queries, self.dim, what="queries")
+        return classify(self._reader, xq, ids, label=label, k=k, weights=weights, where=where)
+
+    def evaluate_classifier(
+        self,
+        *,
+        label: str,
+        k: int = 10,
+        weights: str = "distance",
+        where: dict | None = None,
+        holdout: float | None = None,
+        seed: int = 0,
+    ) -> ClassifierReport:
+        """How well ``classify`` predicts ``label`` on the rows that have one: each row by
+        all the others (leave-one-out), or with ``holdout`` (a share in (0, 1)) a random
+        share of the rows (by ``seed``) by the rest."""
+        from .classification import evaluate
+
+        k, weights = self._knn_args(label, k, weights)
+        if holdout is not None:
+            holdout = inputs.number("holdout", holdout, minimum=0.0, maximum=1.0)
+            if not 0.0 < holdout < 1.0:
+                raise InvalidInput(f"holdout must be a share between 0 and 1; got {holdout}")
+        seed = inputs.integer("seed", seed)
+        return evaluate(
+            self._reader, label=label, k=k, weights=weights, where=where, holdout=holdout,
+            seed=seed,
+        )  # fmt: skip
+
+    def _knn_args(self, label: Any, k: Any, weights: Any) -> tuple[int, str]:
+        from .classification import WEIGHTS
+
+        inputs.metadata([{label: 0}], 1)
+        if weights not in WEIGHTS:
+            raise InvalidInput(f"weights must be one of {WEIGHTS}; got {weights!r}")
+        if weights == "distance" and self.metric == "dot":
+            raise InvalidInput(
+                "weights='distance' needs a distance; a dot collection has none: use "
+                "weights='uniform'"
+            )
+        return inputs.top_k(k), weights
+
+    def recommend(
+        self,
+        positive: Sequence[Any] | None = None,
+        negative: Sequence[Any] | None = None,
+        *,
+        k: int = 10,
+        where: dict | None = None,
+        strategy: str = "average",
+    ) -> QueryResult:
+        """Rows like the ``positive`` examples and unlike the ``negative`` ones, best first;
+        examples are ids of stored rows or vectors, and never in the result.
+
+        ``strategy="average"`` queries ``2 * mean(positive) - mean(negative)`` (Qdrant's
+        average_vector); ``"best_score"`` scores each row by its best positive and best
+        negative similarity (Qdrant's best_score, an exact scan; works with negatives
+        alone): see docs/applications.md.
+        """
+        from .recommendation import STRATEGIES, recommend
+
+        if strategy not in STRATEGIES:
+            raise InvalidInput(f"strategy must be one of {STRATEGIES}; got {strategy!r}")
+        pos = self._examples("positive", positive)
+        neg = self._examples("negative", negative)
+        if not pos and (strategy == "average" or not neg):
+            raise InvalidInput(
+                "recommend() needs a positive example (best_score also takes negatives alone)"
+            )
+        k = inputs.top_k(k)
+        return recommend(self._reader, pos, neg, k=k, where=where, strategy=strategy)
+
+    def _examples(self, name: str, values: Any) -> list[str | np.ndarray]:
+        if values is None:
+            return []
+        if isinstance(values, (str, np.ndarray)) or not isinstance(values, Sequence):
+            raise InvalidInput(f"{name} must be a list of ids and vectors; got {values!r:.80}")
+        out: list[str | np.ndarray] = []
+        for v in values:
+            if isinstance(v, str):
+                out.append(inputs.ids([v], what=f"{name} ids")[0])
+            else:
+                out.append(inputs.matrix(v, self.dim, n=1, what=f"{name} vectors")[0])
+        return out
+
+    def duplicates(
+        self, threshold: float, *, where: dict | None = None, k: int | None = None
+    ) -> Duplicates:
+        """Every pair of rows (those ``where`` keeps) scoring at least ``threshold``, found
+        by an exact self-join: ``(id_a, id_b, score)``, best first, ``id_a`` the older.
+
+        ``threshold`` is a score as ``QueryResult.scores`` gives it (cosine, inner product,
+        or minus the squared L2 distance). With ``k``, a pair is kept only if it is among
+        the ``k`` best pairs of one of its rows.
+        """
+        from .duplicates import find
+
+        threshold = self._threshold(threshold)
+        k = None if k is None else inputs.top_k(k)
+        return find(self._reader.live_rows(where), threshold, k)
+
+    def _threshold(self, value: Any) -> float:
+        if self.metric == "l2":
+            return inputs.number("threshold", value, minimum=-float("inf"), maximum=0.0)
+        return inputs.number("threshold", value, minimum=-float("inf"))
 
     # -- the ANN index ------------------------------------------------------------------
 
