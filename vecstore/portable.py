@@ -36,6 +36,7 @@ from .errors import (
     EncoderMismatch,
     InvalidInput,
     MissingDependency,
+    VecstoreError,
 )
 from .index import specs
 from .storage import records
@@ -245,7 +246,10 @@ def import_collection(
             n = Collection(store, record).add_batches(rows, batch_size=BATCH, replace=False)
             store.publish(record, name)
         except BaseException:
-            store.drop_collection(record)
+            try:
+                store.drop_collection(record)
+            except VecstoreError:
+                pass  # a handle an I/O error broke: the next read-write open drops it
             raise
         return ExportInfo(name, n, fmt)
 

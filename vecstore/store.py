@@ -246,7 +246,9 @@ class Store:
 
     def _drop_staged(self, cat: Catalog) -> None:
         """Drop the staged collections of imports that never published (a killed process)."""
-        for record in cat.collections_named(STAGING_PREFIX):
+        with cat.read():  # a damaged catalog: CorruptStoreError, not a raw sqlite3 error
+            staged = cat.collections_named(STAGING_PREFIX)
+        for record in staged:
             self._drop(cat, record)
 
     def clear_embedding_cache(self) -> int:
