@@ -15,32 +15,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .heap import push, sort
+
+# The hashes of the kernels modules these kernels inline (tests/test_layout.py checks them).
+JIT_SOURCES = {"heap": "e0cd3a2ed0e7"}
+
 METRICS = ("cosine", "dot", "l2")
 _COSINE, _DOT, _L2 = 0, 1, 2
 TILE_ROWS = 4096
-
-
-# -- heaps (a copy of exact.py's: a kernel and its helpers live in one module) ------------
-
-
-@njit(cache=True, nogil=True)
-def _sift_down(D, I, i, n):
-    s = D[i]
-    lab = I[i]
-    while True:
-        c = 2 * i + 1
-        if c >= n:
-            break
-        r = c + 1
-        if r < n and D[r] < D[c]:
-            c = r
-        if D[c] >= s:
-            break
-        D[i] = D[c]
-        I[i] = I[c]
-        i = c
-    D[i] = s
-    I[i] = lab
 
 
 @njit(cache=True, nogil=True)
@@ -70,33 +52,7 @@ def _best_score_tile(S, npos, metric, wr, cr, we, ce, labels, D, I):
                 bp = max(bp, s)
             else:
                 bn = max(bn, s)
-        score = _squash(bp) if bp > bn else -_squash(bn)
-        if score > D[0]:
-            D[0] = score
-            I[0] = labels[i]
-            _sift_down(D, I, 0, D.shape[0])
-
-
-@njit(cache=True, nogil=True)
-def _sorted_heap(D, I, OD, OI):
-    """D/I heap-sorted best first into OD/OI; returns the number of filled entries."""
-    k = D.shape[0]
-    for j in range(k):
-        OD[j] = D[j]
-        OI[j] = I[j]
-    for end in range(k - 1, 0, -1):
-        s = OD[0]
-        lab = OI[0]
-        OD[0] = OD[end]
-        OI[0] = OI[end]
-        OD[end] = s
-        OI[end] = lab
-        _sift_down(OD, OI, 0, end)
-    c = 0
-    for j in range(k):
-        if OI[j] >= 0:
-            c += 1
-    return c
+        push(D, I, _squash(bp) if bp > bn else -_squash(bn), labels[i])
 
 
 def _terms(norms, metric):
@@ -158,7 +114,8 @@ def new_heap(k):
 
 def finish(D, I):
     """``(scores float32 (n,), labels int64 (n,))`` of a heap, best first, n <= k."""
-    OD = np.empty_like(D)
-    OI = np.empty_like(I)
-    n = _sorted_heap(D, I, OD, OI)
+    OD = D.copy()
+    OI = I.copy()
+    sort(OD, OI)
+    n = int(np.count_nonzero(OI >= 0))  # empty entries (-inf, -1) sort last
     return OD[:n], OI[:n]
