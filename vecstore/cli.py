@@ -356,6 +356,7 @@ def build_parser(*, width: int | None = None) -> _Parser:
     q.add_argument("name")
 
     _applications(command, [enc, out])
+    _words_and_maps(command, [enc, out])
 
     p = command(
         "compact",
@@ -514,6 +515,36 @@ def _applications(command: Callable, parents: list) -> None:
     p.add_argument("--where", type=_json, metavar="JSON", help="only pairs of the rows it keeps")
     p.add_argument("-k", "--k", type=_positive, help="keep each row's K best pairs only")
     p.add_argument("--output", metavar="FILE", help="write the pairs to FILE (.jsonl or .csv)")
+
+
+def _words_and_maps(command: Callable, parents: list) -> None:
+    """Word vectors and maps of the space (docs/applications.md)."""
+    p = command(
+        "analogy",
+        commands.analogy,
+        "A is to B as C is to ?: the K best answers (ids of stored rows, typically words), "
+        "never A, B or C; --evaluate reports the accuracy on an analogy test set instead.",
+        parents[1:],
+    )
+    p.add_argument("store", help="the store's folder")
+    p.add_argument("collection")
+    p.add_argument("words", nargs="*", metavar="WORD", help="A B C (three ids)")
+    p.add_argument("-k", "--k", type=_positive, default=5, help="answers (default 5)")
+    p.add_argument(
+        "--method",
+        choices=("3cosadd", "3cosmul"),
+        default="3cosadd",
+        help="3cosadd: cos(x, B - A + C) (default); 3cosmul: Levy and Goldberg's product",
+    )
+    p.add_argument("--where", type=_json, metavar="JSON", help="answers only among these")
+    p.add_argument(
+        "--evaluate",
+        nargs="?",
+        const="google",
+        metavar="FILE",
+        help="accuracy per section on FILE (questions-words.txt format), or without FILE on "
+        "Google's set from gensim's test data",
+    )
 
 
 def _filters(p: argparse.ArgumentParser) -> None:

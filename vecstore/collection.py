@@ -10,6 +10,7 @@ visible or not at all, and durable when the call returns (``writes.py`` says how
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ from .store import Store
 from .writes import Writer
 
 if TYPE_CHECKING:
+    from .analogies import AnalogyReport
     from .audit import CollectionInfo
     from .classification import Classification, ClassifierReport
     from .clustering import Clustering
@@ -543,6 +545,93 @@ class Collection:
         if self.metric == "l2":
             return inputs.number("threshold", value, minimum=-float("inf"), maximum=0.0)
         return inputs.number("threshold", value, minimum=-float("inf"))
+
+    # -- word vectors: docs/applications.md#word-vectors-and-analogies ---------------------
+
+    def analogy(
+        self, a: str, b: str, c: str, *, k: int = 1, method: str = "3cosadd",
+        where: dict | None = None,
+    ) -> QueryResult:  # fmt: skip
+        """The ``k`` best answers to "``a`` is to ``b`` as ``c`` is to ?" (ids of stored
+        rows, typically words), never ``a``, ``b`` or ``c``, among the rows ``where`` keeps.
+
+        ``method="3cosadd"`` ranks rows x by ``cos(x, b - a + c)`` on unit vectors (the
+        scores are those cosines); ``"3cosmul"`` by ``cos'(x, b) cos'(x, c) / (cos'(x, a) +
+        1e-6)`` with ``cos' = (1 + cos) / 2`` (Levy and Goldberg; the result's ``mode`` is
+        ``"analogy"`` and its scores these values). Exact, and for a cosine collection only.
+        """
+        from .analogies import analogy
+
+        words = [inputs.ids([w], what=name)[0] for name, w in (("a", a), ("b", b), ("c", c))]
+        method = self._analogy_method(method)
+        return analogy(self._reader, *words, k=inputs.top_k(k), method=method, where=where)
+
+    def most_similar(
+        self,
+        positive: Sequence[Any] | None = None,
+        negative: Sequence[Any] | None = None,
+        *,
+        k: int = 10,
+        where: dict | None = None,
+    ) -> QueryResult:
+        """gensim's ``most_similar``: the ``k`` rows of highest cosine with the sum of the
+        ``positive`` examples less the ``negative`` ones, where an example is an id (its
+        stored vector at unit length) or a vector (as given); the ids given are never
+        returned. ``most_similar(["king", "woman"], ["man"])`` is the 3CosAdd analogy
+        "man is to king as woman is to ?". Exact, and for a cosine collection only.
+        """
+        from .analogies import most_similar
+
+        self._analogy_method("3cosadd")
+        pos = self._examples("positive", positive)
+        neg = self._examples("negative", negative)
+        if not pos and not neg:
+            raise InvalidInput("most_similar() needs a positive or a negative example")
+        words = [e for e in pos + neg if isinstance(e, str)]
+        if len(set(words)) != len(words):
+            raise InvalidInput(f"an id is given twice among the examples: {words}")
+        return most_similar(self._reader, pos, neg, k=inputs.top_k(k), where=where)
+
+    def evaluate_analogies(
+        self,
+        questions: Any = None,
+        *,
+        method: str = "3cosadd",
+        where: dict | None = None,
+        lowercase: bool = True,
+    ) -> AnalogyReport:
+        """Accuracy on an analogy test set, per section and overall: each question
+        ``(section, a, b, c, expected)`` is right when ``analogy(a, b, c, k=1)`` is
+        ``expected``. ``where`` restricts the vocabulary (the candidates, and the words a
+        question may use: a question with a word outside it is skipped, as gensim's
+        ``restrict_vocab`` does).
+
+        ``questions``: a list of such tuples, the path of a file in ``questions-words.txt``'s
+        format, or None for Google's set from gensim's test data (``pip install gensim``).
+        ``lowercase`` looks the question words up in lower case (GloVe's vocabulary is
+        uncased). The questions are answered in batches through the exact kernels.
+        """
+        from .analogies import evaluate
+        from .corpora import google_analogies
+
+        method = self._analogy_method(method)
+        lowercase = inputs.flag("lowercase", lowercase)
+        if questions is None or isinstance(questions, (str, os.PathLike)):
+            questions = google_analogies(questions)
+        questions = inputs.analogy_questions(questions)
+        return evaluate(self._reader, questions, method=method, where=where, lowercase=lowercase)
+
+    def _analogy_method(self, method: Any) -> str:
+        from .analogies import METHODS
+
+        if self.metric != "cosine":
+            raise InvalidInput(
+                f"analogies and most_similar rank by cosine; collection {self.name!r} has "
+                f"metric {self.metric!r}: store the word vectors in a cosine collection"
+            )
+        if method not in METHODS:
+            raise InvalidInput(f"method must be one of {METHODS}; got {method!r}")
+        return method
 
     # -- the ANN index ------------------------------------------------------------------
 

@@ -346,6 +346,34 @@ def duplicates(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def analogy(args: argparse.Namespace) -> int:
+    if (args.evaluate is None) == (len(args.words) != 3):
+        raise UsageError("analogy takes three words A B C, or --evaluate (not both)")
+    with _open(args) as db:
+        coll = _collection(db, args)
+        if args.evaluate is not None:
+            path = None if args.evaluate == "google" else args.evaluate
+            report = coll.evaluate_analogies(path, method=args.method, where=args.where)
+        else:
+            res = coll.analogy(*args.words, k=args.k, method=args.method, where=args.where)
+    if args.evaluate is None:
+        if args.json:
+            _emit(res.to_list())
+        else:
+            _table(
+                ["#", "score", "id"],
+                [[str(i + 1), f"{h.score:.4f}", h.id] for i, h in enumerate(res)],
+            )
+        return EXIT_OK
+    if args.json:
+        _emit(report.to_dict())
+        return EXIT_OK
+    rows = [[s.name, str(s.total), str(s.skipped), f"{s.accuracy:.4f}"] for s in report.sections]
+    rows.append(["overall", str(report.total), str(report.skipped), f"{report.accuracy:.4f}"])
+    _table(["section", "answered", "skipped", "accuracy"], rows)
+    return EXIT_OK
+
+
 def get(args: argparse.Namespace) -> int:
     if args.vectors and not args.json:
         raise UsageError("--vectors needs --json")
