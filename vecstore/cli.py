@@ -356,7 +356,8 @@ def build_parser(*, width: int | None = None) -> _Parser:
     q.add_argument("name")
 
     _applications(command, [enc, out])
-    _words_and_maps(command, [enc, out])
+    _words(command, [enc, out])
+    _maps(command, [enc, out])
 
     p = command(
         "compact",
@@ -517,8 +518,8 @@ def _applications(command: Callable, parents: list) -> None:
     p.add_argument("--output", metavar="FILE", help="write the pairs to FILE (.jsonl or .csv)")
 
 
-def _words_and_maps(command: Callable, parents: list) -> None:
-    """Word vectors and maps of the space (docs/applications.md)."""
+def _words(command: Callable, parents: list) -> None:
+    """Word vectors: analogies (docs/applications.md)."""
     p = command(
         "analogy",
         commands.analogy,
@@ -545,6 +546,45 @@ def _words_and_maps(command: Callable, parents: list) -> None:
         help="accuracy per section on FILE (questions-words.txt format), or without FILE on "
         "Google's set from gensim's test data",
     )
+
+
+def _maps(command: Callable, parents: list) -> None:
+    """Maps of the space: a scatter plot, and an export for the Embedding Projector."""
+    p = command(
+        "map",
+        commands.map_,
+        "Draw the rows in 2-D (PCA, or UMAP with umap-learn) as a PNG or SVG scatter "
+        "coloured by a metadata field (matplotlib).",
+        parents[1:2],
+    )
+    p.add_argument("store", help="the store's folder")
+    p.add_argument("collection")
+    p.add_argument("output", metavar="FILE", help="the .png or .svg file to write")
+    p.add_argument("--color-by", metavar="FIELD", help="colour by this metadata field")
+    p.add_argument("--label-by", metavar="FIELD", help="label points by FIELD (default: id)")
+    p.add_argument("--method", choices=("pca", "umap"), default="pca", help="default pca")
+    p.add_argument("--where", type=_json, metavar="JSON", help="only the rows it keeps")
+    p.add_argument("--sample", type=_positive, metavar="N", help="a seeded sample of N rows")
+    p.add_argument("--seed", type=_natural, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--annotate", type=_natural, default=10, metavar="N", help="points labelled (10)"
+    )
+    p.add_argument("--title", help="the plot's title")
+
+    p = command(
+        "projector",
+        commands.projector,
+        "Write vectors.tsv, metadata.tsv and projector_config.json for the TensorFlow "
+        "Embedding Projector (projector.tensorflow.org: Load).",
+        parents[1:2],
+    )
+    p.add_argument("store", help="the store's folder")
+    p.add_argument("collection")
+    p.add_argument("folder", help="where to write the three files (created if missing)")
+    p.add_argument("--fields", type=_fields, metavar="KEYS", help="metadata columns (default: all)")
+    p.add_argument("--where", type=_json, metavar="JSON", help="only the rows it keeps")
+    p.add_argument("--sample", type=_positive, metavar="N", help="a seeded sample of N rows")
+    p.add_argument("--seed", type=_natural, default=0, help="random seed (default 0)")
 
 
 def _filters(p: argparse.ArgumentParser) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from .clustering import Clustering
     from .duplicates import Duplicates
     from .ingest import IngestResult
+    from .maps import Projection
     from .portable import ExportInfo
 
 __all__ = ["METRICS", "Collection"]
@@ -632,6 +634,125 @@ class Collection:
         if method not in METHODS:
             raise InvalidInput(f"method must be one of {METHODS}; got {method!r}")
         return method
+
+    # -- a map of the space: docs/applications.md#a-map-of-the-space ----------------------
+
+    def project(
+        self,
+        dims: int = 2,
+        *,
+        method: str = "pca",
+        where: dict | None = None,
+        sample: int | None = None,
+        seed: int = 0,
+    ) -> Projection:
+        """The rows (those ``where`` keeps; a seeded uniform ``sample`` of them if given) in
+        ``dims`` dimensions: ``Projection(ids, coords, method, explained)``.
+
+        ``method="pca"``: principal components, in NumPy, streamed over the rows (memory
+        holds the coordinates); ``"umap"``: UMAP (umap-learn, ``pip install
+        'vecstore[umap]'``), which holds the rows in memory: pass ``sample`` for a large
+        collection. A cosine collection is projected at unit length.
+        """
+        from .maps import project
+
+        dims, method, sample, seed = self._map_args(dims, method, sample, seed)
+        return project(self._reader.live_rows(where), dims, method, sample, seed)
+
+    def _map_args(self, dims: Any, method: Any, sample: Any, seed: Any) -> tuple:
+        from .maps import METHODS
+
+        if method not in METHODS:
+            raise InvalidInput(f"method must be one of {METHODS}; got {method!r}")
+        dims = inputs.integer("dims", dims, minimum=1, maximum=self.dim)
+        sample = inputs.integer("sample", sample, minimum=1, optional=True)
+        return dims, method, sample, inputs.integer("seed", seed)
+
+    def plot(
+        self,
+        path: Any,
+        *,
+        color_by: str | None = None,
+        method: str = "pca",
+        where: dict | None = None,
+        sample: int | None = None,
+        seed: int = 0,
+        annotate: int = 10,
+        label_by: str | None = None,
+        title: str | None = None,
+    ) -> Path:
+        """Write a 2-D map of the rows (``project(2, ...)``) as a PNG or SVG scatter (by
+        ``path``'s suffix; matplotlib, ``pip install 'vecstore[plot]'``).
+
+        ``color_by``: a metadata field; its 19 most frequent values get a colour each (all
+        of them if there are at most 20) and a legend entry with their count, the rest and
+        rows without one share grey "other". ``annotate`` points are labelled by the
+        metadata field ``label_by`` (default: the id), the most central of each of the
+        largest groups. Returns the path written.
+        """
+        from .maps import plot
+
+        path = Path(path)
+        if path.suffix.lower() not in (".png", ".svg"):
+            raise InvalidInput(f"plot writes .png or .svg files; got {str(path)!r}")
+        annotate = inputs.integer("annotate", annotate)
+        proj = self.project(2, method=method, where=where, sample=sample, seed=seed)
+        meta = self._metadata_of(proj.ids) if color_by or label_by else {}
+        colors = None if not color_by else [meta.get(i, {}).get(color_by) for i in proj.ids]
+        names = proj.ids
+        if label_by:
+            names = [str(meta.get(i, {}).get(label_by, i)) for i in proj.ids]
+        return plot(path, proj, colors, names, color_by=color_by, annotate=annotate, title=title)
+
+    def export_projector(
+        self,
+        folder: Any,
+        *,
+        fields: Sequence[str] | None = None,
+        where: dict | None = None,
+        sample: int | None = None,
+        seed: int = 0,
+    ) -> dict:
+        """Write the rows (those ``where`` keeps; a seeded ``sample`` of them) for the
+        TensorFlow Embedding Projector (projector.tensorflow.org, "Load"): ``vectors.tsv``,
+        ``metadata.tsv`` and ``projector_config.json`` in ``folder`` (created if missing).
+
+        ``metadata.tsv`` has a header line, then per row its id and ``fields`` (metadata
+        keys, or ``"document"``; default: every metadata key the rows use, and ``document``
+        if any row has one); tabs and newlines inside values are written as ``\\t`` and
+        ``\\n``. Returns the config written.
+        """
+        from .maps import sampled, write_projector
+
+        if fields is not None:
+            if isinstance(fields, str) or not all(isinstance(f, str) for f in fields):
+                raise InvalidInput(f"fields must be a list of str; got {fields!r:.80}")
+            fields = list(fields)
+        sample = inputs.integer("sample", sample, minimum=1, optional=True)
+        rows = self._reader.live_rows(where)
+        picked = sampled(rows, sample, inputs.integer("seed", seed))
+        ids = rows.ids if picked is None else [rows.ids[i] for i in picked.tolist()]
+        got = self._metadata_of(ids, documents=True)
+        if fields is None:
+            keys = sorted({k for m, _ in got.values() for k in m})
+            has_docs = any(d is not None for _, d in got.values())
+            fields = keys + (["document"] if has_docs and "document" not in keys else [])
+        table = []
+        for i in ids:
+            m, doc = got.get(i, ({}, None))
+            table.append(
+                [i, *(doc if f == "document" and f not in m else m.get(f) for f in fields)]
+            )
+        return write_projector(Path(folder), rows, picked, table, ["id", *fields], name=self.name)
+
+    def _metadata_of(self, ids: list[str], *, documents: bool = False) -> dict:
+        """Each of ``ids``'s metadata (with its document if ``documents``), read in batches."""
+        out: dict = {}
+        for lo in range(0, len(ids), inputs.MAX_BATCH):
+            res = self.get(ids[lo : lo + inputs.MAX_BATCH])
+            for i, m, d in zip(res.ids, res.metadata, res.documents):
+                out[i] = (m, d) if documents else m
+        return out
 
     # -- the ANN index ------------------------------------------------------------------
 

@@ -374,6 +374,32 @@ def analogy(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def map_(args: argparse.Namespace) -> int:
+    with _open(args) as db:
+        path = _collection(db, args).plot(
+            args.output, color_by=args.color_by, method=args.method, where=args.where,
+            sample=args.sample, seed=args.seed, annotate=args.annotate,
+            label_by=args.label_by, title=args.title,
+        )  # fmt: skip
+    _say(args, f"wrote {path}")
+    return EXIT_OK
+
+
+def projector(args: argparse.Namespace) -> int:
+    with _open(args) as db:
+        config = _collection(db, args).export_projector(
+            args.folder, fields=args.fields, where=args.where, sample=args.sample,
+            seed=args.seed,
+        )  # fmt: skip
+    if args.json:
+        _emit(config)
+        return EXIT_OK
+    rows, dim = config["embeddings"][0]["tensorShape"]
+    _say(args, f"wrote {_n(rows, 'row')} of dim {dim} to {args.folder}: open "
+         "projector.tensorflow.org, Load, and choose vectors.tsv and metadata.tsv")  # fmt: skip
+    return EXIT_OK
+
+
 def get(args: argparse.Namespace) -> int:
     if args.vectors and not args.json:
         raise UsageError("--vectors needs --json")
