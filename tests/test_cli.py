@@ -15,6 +15,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import vecstore
@@ -420,3 +421,44 @@ def test_cli_uses_only_the_public_api():
                 # argparse offers no public walk over subcommands (the docs generator's only
                 # private access)
                 assert node.attr in ("_actions", "_SubParsersAction"), (name, node.attr)
+
+
+def test_cluster_classify_recommend_duplicates(tmp_path):
+    """The commands beyond search mirror Collection.cluster, classify, recommend and
+    duplicates (docs/applications.md)."""
+    s = tmp_path / "s"
+    r = np.random.default_rng(0)
+    centres = r.standard_normal((3, 8)).astype(np.float32) * 3
+    y = np.arange(90) % 3
+    x = centres[y] + r.standard_normal((90, 8)).astype(np.float32)
+    x[89] = x[0] * 1.0001  # a near-copy of r0
+    with vecstore.open(s) as db:
+        c = db.create_collection("c", dim=8)
+        c.add([f"r{i}" for i in range(90)], vectors=x, metadata=[{"y": int(v)} for v in y])
+    got = js("cluster", s, "c", "-k", 3, "--seed", 1)
+    assert sum(got["sizes"]) == 90 and len(got["labels"]) == 90 and "centroids" not in got
+    assert "3 clusters" in vs("cluster", s, "c", "-k", 3, "--write-to", "topic").stdout
+    with vecstore.open(s, read_only=True) as db:
+        assert db.get_collection("c").count({"topic": {"$in": [0, 1, 2]}}) == 90
+
+    vector = json.dumps(x[3].tolist())
+    assert js("classify", s, "c", vector, "--label", "y")[0]["label"] == 0
+    stored = js("classify", s, "c", "r1", "r2", "--ids", "--label", "y")
+    assert [p["label"] for p in stored] == [1, 2] and stored[0]["id"] == "r1"
+    report = js("classify", s, "c", "--label", "y", "--evaluate", "-k", 5)
+    assert report["method"] == "leave-one-out" and report["accuracy"] > 0.9
+    assert "accuracy" in vs("classify", s, "c", "--label", "y", "--evaluate").stdout
+
+    hits = js("recommend", s, "c", "--positive", "r3", "r6", "--negative", "r1", "-k", 4)
+    assert len(hits) == 4 and not {"r3", "r6", "r1"} & {h["id"] for h in hits}
+    best = js("recommend", s, "c", "--negative", "r1", "--strategy", "best_score", "-k", 2)
+    assert len(best) == 2 and best[0]["score"] < 0
+    assert "r3" not in vs("query", s, "c", vector, "--exclude", "r3", "-k", 3).stdout
+
+    pairs = js("duplicates", s, "c", "--threshold", 0.9999)
+    assert pairs == [{"id_a": "r0", "id_b": "r89", "score": pytest.approx(1.0)}]
+    vs("duplicates", s, "c", "--threshold", 0.9999, "--output", tmp_path / "d.csv")
+    assert (tmp_path / "d.csv").read_text().splitlines()[1].startswith("r0,r89,")
+    assert "1 pair at or above" in vs("duplicates", s, "c", "--threshold", 0.9999).stdout
+    assert cli.main(["classify", str(s), "c", "--label", "y"]) == 1  # neither queries nor eval
+    assert cli.main(["duplicates", str(s), "c", "--threshold", "0.9", "--output", "x.txt"]) == 1

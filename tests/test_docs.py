@@ -30,6 +30,7 @@ PAGES = [
     "filters",
     "encoders",
     "indexes",
+    "applications",
     "cli",
     "format",
     "benchmarks",
@@ -256,8 +257,13 @@ def test_api_doc_encoder_parameters_exist():
 def test_api_doc_names_every_result_field():
     import dataclasses
 
+    from vecstore.analogies import AnalogyReport, Section
     from vecstore.audit import CollectionInfo, VerifyReport
+    from vecstore.classification import Classification, ClassifierReport, Prediction
+    from vecstore.clustering import Clustering
+    from vecstore.duplicates import Duplicates
     from vecstore.ingest import IngestResult
+    from vecstore.maps import Projection
     from vecstore.portable import ExportInfo
     from vecstore.storage.backup import BackupInfo
 
@@ -271,6 +277,14 @@ def test_api_doc_names_every_result_field():
         IngestResult,
         ExportInfo,
         BackupInfo,
+        Clustering,
+        Classification,
+        Prediction,
+        ClassifierReport,
+        Duplicates,
+        AnalogyReport,
+        Section,
+        Projection,
     ):
         assert f"`{cls.__name__}`" in text, cls.__name__
         for field in dataclasses.fields(cls):

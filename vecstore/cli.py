@@ -265,6 +265,12 @@ def build_parser(*, width: int | None = None) -> _Parser:
     p.add_argument("--refine", type=_positive, help="re-rank factor (IVF-PQ indexes)")
     p.add_argument("--exact", action="store_true", help="bypass the ANN index: exact search")
     p.add_argument(
+        "--exclude",
+        action="append",
+        metavar="ID",
+        help="an id never to return (repeat for several)",
+    )
+    p.add_argument(
         "--show", type=_fields, metavar="KEYS", help="metadata keys to show as table columns"
     )
 
@@ -350,6 +356,10 @@ def build_parser(*, width: int | None = None) -> _Parser:
     )
     q.add_argument("name")
 
+    _applications(command, [enc, out])
+    _words(command, [enc, out])
+    _maps(command, [enc, out])
+
     p = command(
         "compact",
         commands.compact,
@@ -430,6 +440,166 @@ def build_parser(*, width: int | None = None) -> _Parser:
     p.add_argument("dest", help="a new (or empty) folder")
     p.add_argument("--no-verify", action="store_true", help="skip verifying the copy")
     return parser
+
+
+def _applications(command: Callable, parents: list) -> None:
+    """The commands beyond search (docs/applications.md)."""
+    p = command(
+        "cluster",
+        commands.cluster,
+        "Group the rows by k-means (spherical for cosine collections): each cluster's size and "
+        "first rows; --write-to stores each row's cluster in its metadata.",
+        parents[1:],
+    )
+    p.add_argument("store", help="the store's folder")
+    p.add_argument("collection")
+    p.add_argument("-k", "--k", type=_positive, required=True, help="the number of clusters")
+    p.add_argument("--where", type=_json, metavar="JSON", help="cluster only the rows it keeps")
+    p.add_argument("--seed", type=_natural, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--max-iter", type=_positive, default=300, metavar="N", help="iterations (default 300)"
+    )
+    p.add_argument("--write-to", metavar="FIELD", help="store each row's cluster under FIELD")
+
+    p = command(
+        "classify",
+        commands.classify,
+        "Predict a metadata field of texts (or vectors, or stored rows with --ids) from its "
+        "value on the K most similar rows; --evaluate reports the accuracy on the rows that "
+        "have it.",
+        parents,
+    )
+    p.add_argument("store", help="the store's folder")
+    p.add_argument("collection")
+    p.add_argument(
+        "queries", nargs="*", metavar="QUERY", help="texts, JSON arrays of numbers, or ids"
+    )
+    p.add_argument("--label", required=True, metavar="FIELD", help="the metadata field")
+    p.add_argument("--ids", action="store_true", help="the queries are ids of stored rows")
+    p.add_argument("-k", "--k", type=_positive, default=10, help="neighbours (default 10)")
+    p.add_argument(
+        "--weights",
+        choices=("distance", "uniform"),
+        default="distance",
+        help="a vote weighs 1/distance (default) or 1",
+    )
+    p.add_argument("--where", type=_json, metavar="JSON", help="neighbours only among these")
+    p.add_argument(
+        "--evaluate",
+        action="store_true",
+        help="report leave-one-out accuracy (or --holdout) instead of classifying",
+    )
+    p.add_argument("--holdout", type=float, metavar="SHARE", help="with --evaluate: e.g. 0.2")
+
+    p = command(
+        "recommend",
+        commands.recommend,
+        "Rows like the --positive examples and unlike the --negative ones (ids, or JSON arrays "
+        "of numbers); the examples are never returned.",
+        parents[1:],
+    )
+    p.add_argument("store", help="the store's folder")
+    p.add_argument("collection")
+    p.add_argument("--positive", nargs="+", default=[], metavar="ID", help="positive examples")
+    p.add_argument("--negative", nargs="+", default=[], metavar="ID", help="negative examples")
+    p.add_argument("-k", "--k", type=_positive, default=10, help="results (default 10)")
+    p.add_argument("--where", type=_json, metavar="JSON", help="results only among these")
+    p.add_argument(
+        "--strategy",
+        choices=("average", "best_score"),
+        default="average",
+        help="average: query the examples' mean (default); best_score: score rows by each "
+        "example (docs/applications.md)",
+    )
+    p.add_argument(
+        "--show", type=_fields, metavar="KEYS", help="metadata keys to show as table columns"
+    )
+
+    p = command(
+        "duplicates",
+        commands.duplicates,
+        "Every pair of rows scoring at least --threshold (cosine, inner product or minus the "
+        "squared L2 distance), by an exact self-join; printed, or written to a .jsonl or .csv "
+        "file.",
+        parents[1:],
+    )
+    p.add_argument("store", help="the store's folder")
+    p.add_argument("collection")
+    p.add_argument(
+        "--threshold", type=float, required=True, help="the lowest score of a pair, e.g. 0.95"
+    )
+    p.add_argument("--where", type=_json, metavar="JSON", help="only pairs of the rows it keeps")
+    p.add_argument("-k", "--k", type=_positive, help="keep each row's K best pairs only")
+    p.add_argument("--output", metavar="FILE", help="write the pairs to FILE (.jsonl or .csv)")
+
+
+def _words(command: Callable, parents: list) -> None:
+    """Word vectors: analogies (docs/applications.md)."""
+    p = command(
+        "analogy",
+        commands.analogy,
+        "A is to B as C is to ?: the K best answers (ids of stored rows, typically words), "
+        "never A, B or C; --evaluate reports the accuracy on an analogy test set instead.",
+        parents[1:],
+    )
+    p.add_argument("store", help="the store's folder")
+    p.add_argument("collection")
+    p.add_argument("words", nargs="*", metavar="WORD", help="A B C (three ids)")
+    p.add_argument("-k", "--k", type=_positive, default=5, help="answers (default 5)")
+    p.add_argument(
+        "--method",
+        choices=("3cosadd", "3cosmul"),
+        default="3cosadd",
+        help="3cosadd: cos(x, B - A + C) (default); 3cosmul: Levy and Goldberg's product",
+    )
+    p.add_argument("--where", type=_json, metavar="JSON", help="answers only among these")
+    p.add_argument(
+        "--evaluate",
+        nargs="?",
+        const="google",
+        metavar="FILE",
+        help="accuracy per section on FILE (questions-words.txt format), or without FILE on "
+        "Google's set from gensim's test data",
+    )
+
+
+def _maps(command: Callable, parents: list) -> None:
+    """Maps of the space: a scatter plot, and an export for the Embedding Projector."""
+    p = command(
+        "map",
+        commands.map_,
+        "Draw the rows in 2-D (PCA, or UMAP with umap-learn) as a PNG or SVG scatter "
+        "coloured by a metadata field (matplotlib).",
+        parents[1:2],
+    )
+    p.add_argument("store", help="the store's folder")
+    p.add_argument("collection")
+    p.add_argument("output", metavar="FILE", help="the .png or .svg file to write")
+    p.add_argument("--color-by", metavar="FIELD", help="colour by this metadata field")
+    p.add_argument("--label-by", metavar="FIELD", help="label points by FIELD (default: id)")
+    p.add_argument("--method", choices=("pca", "umap"), default="pca", help="default pca")
+    p.add_argument("--where", type=_json, metavar="JSON", help="only the rows it keeps")
+    p.add_argument("--sample", type=_positive, metavar="N", help="a seeded sample of N rows")
+    p.add_argument("--seed", type=_natural, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--annotate", type=_natural, default=10, metavar="N", help="points labelled (10)"
+    )
+    p.add_argument("--title", help="the plot's title")
+
+    p = command(
+        "projector",
+        commands.projector,
+        "Write vectors.tsv, metadata.tsv and projector_config.json for the TensorFlow "
+        "Embedding Projector (projector.tensorflow.org: Load).",
+        parents[1:2],
+    )
+    p.add_argument("store", help="the store's folder")
+    p.add_argument("collection")
+    p.add_argument("folder", help="where to write the three files (created if missing)")
+    p.add_argument("--fields", type=_fields, metavar="KEYS", help="metadata columns (default: all)")
+    p.add_argument("--where", type=_json, metavar="JSON", help="only the rows it keeps")
+    p.add_argument("--sample", type=_positive, metavar="N", help="a seeded sample of N rows")
+    p.add_argument("--seed", type=_natural, default=0, help="random seed (default 0)")
 
 
 def _filters(p: argparse.ArgumentParser) -> None:

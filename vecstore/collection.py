@@ -10,14 +10,18 @@ visible or not at all, and durable when the call returns (``writes.py`` says how
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from . import inputs
 from .config import METRICS, CollectionConfig, Metric
 from .embedding import Embedder
 from .encoders.base import Encoder, EncoderSpec
-from .errors import InvalidInput
+from .errors import InvalidInput, ReadOnlyError
 from .hybrid import Fusion, Mode, Ranking, keywords
 from .index import specs
 from .reader import AnnOptions, Reader
@@ -27,10 +31,13 @@ from .store import Store
 from .writes import Writer
 
 if TYPE_CHECKING:
-    import numpy as np
-
+    from .analogies import AnalogyReport
     from .audit import CollectionInfo
+    from .classification import Classification, ClassifierReport
+    from .clustering import Clustering
+    from .duplicates import Duplicates
     from .ingest import IngestResult
+    from .maps import Projection
     from .portable import ExportInfo
 
 __all__ = ["METRICS", "Collection"]
@@ -90,8 +97,11 @@ class Collection:
         documents: Sequence[str | None] | None = None,
         metadata: Sequence[dict | None] | None = None,
         images: Sequence[Any] | None = None,
-    ) -> None:
+        skip_duplicates: float | None = None,
+    ) -> list[str]:
         """Add new rows. Raises ``DuplicateIdError`` (and adds nothing) if any id exists.
+        Returns the ids of the rows skipped as near-duplicates (none without
+        ``skip_duplicates``).
 
         Parameters
         ----------
@@ -108,9 +118,18 @@ class Collection:
             For a collection with a CLIP encoder, instead of ``vectors``: one image per id
             (a file path, a PIL image, or an array ``(height, width[, 3])``), embedded as
             the row's vector; the documents may hold the images' paths or captions.
+        skip_duplicates : float, optional
+            A score threshold (as ``QueryResult.scores``: cosine, inner product, or minus the
+            squared L2 distance): a row scoring at least this against a stored row, or
+            against an earlier row of this call that is added, is skipped. The check and
+            the write are one transaction.
         """
         vectors = self._image_vectors(ids, vectors, images)
-        self._writer.insert(self._writer.rows(ids, vectors, documents, metadata), replace=False)
+        rows = self._writer.rows(ids, vectors, documents, metadata)
+        if skip_duplicates is None:
+            self._writer.insert(rows, replace=False)
+            return []
+        return self._writer.insert_novel(rows, self._threshold(skip_duplicates))
 
     @inputs.chroma_names
     def upsert(
@@ -403,6 +422,7 @@ class Collection:
         nprobe: int | None = None,
         refine: int | None = None,
         exact: bool = False,
+        exclude_ids: Sequence[str] | None = None,
     ) -> QueryResult:
         """The ``k`` best rows for ``q``, best first.
 
@@ -427,6 +447,9 @@ class Collection:
         ``image`` (a path, PIL image or array), instead of ``q``: the rows most similar to
         that image, for a collection with a CLIP encoder (vector mode, or hybrid with
         ``text=``).
+
+        ``exclude_ids``: rows never returned (as if a filter left them out, so the result
+        still has ``min(k, matching rows)`` rows); ids that do not exist are ignored.
         """
         if image is not None:
             if q is not None:
@@ -440,12 +463,14 @@ class Collection:
         texts = keywords(q, text, mode, many=False)
         ann = AnnOptions.of(mode, nprobe, refine, exact)
         k = inputs.top_k(k)
+        skip = None if exclude_ids is None else inputs.ids(exclude_ids, what="exclude_ids")
         if mode == "text":
-            return self._reader.ranked(None, texts, k, where, where_document, ranking)[0]
+            found = self._reader.ranked(None, texts, k, where, where_document, ranking, None, skip)
+            return found[0]
         xq = self._query_vectors([q]) if isinstance(q, str) else inputs.query_vector(q, self.dim)
         if mode == "hybrid":
-            return self._reader.ranked(xq, texts, k, where, where_document, ranking, ann)[0]
-        return self._reader.search(xq, k, where, where_document, ann)[0]
+            return self._reader.ranked(xq, texts, k, where, where_document, ranking, ann, skip)[0]
+        return self._reader.search(xq, k, where, where_document, ann, skip)[0]
 
     @inputs.chroma_names
     def query_many(
@@ -463,6 +488,7 @@ class Collection:
         nprobe: int | None = None,
         refine: int | None = None,
         exact: bool = False,
+        exclude_ids: Sequence[str] | None = None,
     ) -> list[QueryResult]:
         """``query`` for each row of a 2-D ``(nq, dim)`` array, or each text of a list (for an
         embedding collection, or keywords in text mode); one ``QueryResult`` per query.
@@ -470,15 +496,16 @@ class Collection:
 
         One call takes at most 100,000 queries (``inputs.MAX_QUERIES``) and 10,000,000
         results (``nq * k``, ``inputs.MAX_RESULTS``); more raise ``InvalidInput``: split
-        them into several calls.
+        them into several calls. ``exclude_ids`` are left out of every query's results.
         """
         ranking = Ranking.of(mode, fusion, rrf_k, weight)
         texts = keywords(queries, text, mode, many=True)
         ann = AnnOptions.of(mode, nprobe, refine, exact)
         k = inputs.top_k(k)
+        skip = None if exclude_ids is None else inputs.ids(exclude_ids, what="exclude_ids")
         if mode == "text":
             inputs.query_batch(len(texts), k)
-            return self._reader.ranked(None, texts, k, where, where_document, ranking)
+            return self._reader.ranked(None, texts, k, where, where_document, ranking, None, skip)
         if isinstance(queries, (list, tuple)) and queries and isinstance(queries[0], str):
             inputs.query_batch(len(queries), k)
             xq = self._query_vectors(queries)
@@ -486,11 +513,386 @@ class Collection:
             xq = inputs.matrix(queries, self.dim, what="queries")
             inputs.query_batch(len(xq), k)
         if mode == "hybrid":
-            return self._reader.ranked(xq, texts, k, where, where_document, ranking, ann)
-        return self._reader.search(xq, k, where, where_document, ann)
+            return self._reader.ranked(xq, texts, k, where, where_document, ranking, ann, skip)
+        return self._reader.search(xq, k, where, where_document, ann, skip)
 
     def _query_vectors(self, texts: Sequence[str]) -> np.ndarray:
         return self._embedder.queries(texts)
+
+    # -- beyond search: docs/applications.md ---------------------------------------------
+
+    def cluster(
+        self,
+        k: int,
+        *,
+        where: dict | None = None,
+        seed: int = 0,
+        max_iter: int = 300,
+        write_to: str | None = None,
+    ) -> Clustering:
+        """k-means of the rows (those ``where`` keeps) into ``k`` clusters: spherical for a
+        cosine collection, under L2 otherwise, seeded by k-means++ and streamed over the
+        segments (memory holds the centroids and a block of rows, not the collection).
+
+        ``write_to="field"`` stores each row's cluster number in its metadata under that key
+        (other keys unchanged), for every clustered row in one transaction.
+        """
+        from .clustering import cluster
+
+        k = inputs.integer("k", k, minimum=1, maximum=inputs.MAX_K)
+        seed = inputs.integer("seed", seed)
+        max_iter = inputs.integer("max_iter", max_iter, minimum=1)
+        if write_to is not None:
+            inputs.metadata([{write_to: 0}], 1)
+            if self._store.read_only:  # before the work, not after it
+                raise ReadOnlyError(f"store {self._store.path} was opened read-only: write_to")
+        result = cluster(self._reader.live_rows(where), k, seed=seed, max_iter=max_iter)
+        if write_to is not None:
+            self._writer.set_field(result.ids, write_to, result.labels.tolist())
+        return result
+
+    def classify(
+        self,
+        queries: Any = None,
+        *,
+        ids: Sequence[str] | None = None,
+        label: str,
+        k: int = 10,
+        weights: str = "distance",
+        where: dict | None = None,
+    ) -> Classification:
+        """Predict metadata ``label`` by the votes of the ``k`` nearest rows that have one
+        (a str, number or bool; among the rows ``where`` keeps).
+
+        ``queries`` are texts (for an embedding collection: embedded as documents) or a 2-D
+        ``(nq, dim)`` array; or classify stored rows by ``ids`` instead, each row left out
+        of its own neighbours. ``weights="distance"`` weighs a vote by 1/distance (1 - cos,
+        or the Euclidean distance; not for dot collections), ``"uniform"`` counts votes.
+        """
+        from .classification import classify
+
+        k, weights = self._knn_args(label, k, weights)
+        if (queries is None) == (ids is None):
+            raise InvalidInput("classify() takes queries (texts or vectors) or ids, not both")
+        xq = None
+        if isinstance(queries, str):
+            queries = [queries]
+        if ids is not None:
+            ids = inputs.ids(ids)
+        elif isinstance(queries, (list, tuple)) and queries and isinstance(queries[0], str):
+            xq = self._embedder.embed(list(queries), "document")
+        else:
+            xq = inputs.matrix(queries, self.dim, what="queries")
+        return classify(self._reader, xq, ids, label=label, k=k, weights=weights, where=where)
+
+    def evaluate_classifier(
+        self,
+        *,
+        label: str,
+        k: int = 10,
+        weights: str = "distance",
+        where: dict | None = None,
+        holdout: float | None = None,
+        seed: int = 0,
+    ) -> ClassifierReport:
+        """How well ``classify`` predicts ``label`` on the rows that have one: each row by
+        all the others (leave-one-out), or with ``holdout`` (a share in (0, 1)) a random
+        share of the rows (by ``seed``) by the rest."""
+        from .classification import evaluate
+
+        k, weights = self._knn_args(label, k, weights)
+        if holdout is not None:
+            holdout = inputs.number("holdout", holdout, minimum=0.0, maximum=1.0)
+            if not 0.0 < holdout < 1.0:
+                raise InvalidInput(f"holdout must be a share between 0 and 1; got {holdout}")
+        seed = inputs.integer("seed", seed)
+        return evaluate(
+            self._reader, label=label, k=k, weights=weights, where=where, holdout=holdout,
+            seed=seed,
+        )  # fmt: skip
+
+    def _knn_args(self, label: Any, k: Any, weights: Any) -> tuple[int, str]:
+        from .classification import WEIGHTS
+
+        inputs.metadata([{label: 0}], 1)
+        if weights not in WEIGHTS:
+            raise InvalidInput(f"weights must be one of {WEIGHTS}; got {weights!r}")
+        if weights == "distance" and self.metric == "dot":
+            raise InvalidInput(
+                "weights='distance' needs a distance; a dot collection has none: use "
+                "weights='uniform'"
+            )
+        return inputs.top_k(k), weights
+
+    def recommend(
+        self,
+        positive: Sequence[Any] | None = None,
+        negative: Sequence[Any] | None = None,
+        *,
+        k: int = 10,
+        where: dict | None = None,
+        strategy: str = "average",
+    ) -> QueryResult:
+        """Rows like the ``positive`` examples and unlike the ``negative`` ones, best first;
+        examples are ids of stored rows or vectors, and never in the result.
+
+        ``strategy="average"`` queries ``2 * mean(positive) - mean(negative)`` (Qdrant's
+        average_vector); ``"best_score"`` scores each row by its best positive and best
+        negative similarity (Qdrant's best_score, an exact scan; works with negatives
+        alone): see docs/applications.md.
+        """
+        from .recommendation import STRATEGIES, recommend
+
+        if strategy not in STRATEGIES:
+            raise InvalidInput(f"strategy must be one of {STRATEGIES}; got {strategy!r}")
+        pos = self._examples("positive", positive)
+        neg = self._examples("negative", negative)
+        if not pos and (strategy == "average" or not neg):
+            raise InvalidInput(
+                "recommend() needs a positive example (best_score also takes negatives alone)"
+            )
+        k = inputs.top_k(k)
+        return recommend(self._reader, pos, neg, k=k, where=where, strategy=strategy)
+
+    def _examples(self, name: str, values: Any) -> list[str | np.ndarray]:
+        if values is None:
+            return []
+        if isinstance(values, (str, np.ndarray)) or not isinstance(values, Sequence):
+            raise InvalidInput(f"{name} must be a list of ids and vectors; got {values!r:.80}")
+        out: list[str | np.ndarray] = []
+        for v in values:
+            if isinstance(v, str):
+                out.append(inputs.ids([v], what=f"{name} ids")[0])
+            else:
+                out.append(inputs.matrix(v, self.dim, n=1, what=f"{name} vectors")[0])
+        return out
+
+    def duplicates(
+        self, threshold: float, *, where: dict | None = None, k: int | None = None
+    ) -> Duplicates:
+        """Every pair of rows (those ``where`` keeps) scoring at least ``threshold``, found
+        by an exact self-join: ``(id_a, id_b, score)``, best first, ``id_a`` the older.
+
+        ``threshold`` is a score as ``QueryResult.scores`` gives it (cosine, inner product,
+        or minus the squared L2 distance). With ``k``, a pair is kept only if it is among
+        the ``k`` best pairs of one of its rows.
+        """
+        from .duplicates import find
+
+        threshold = self._threshold(threshold)
+        k = None if k is None else inputs.top_k(k)
+        return find(self._reader.live_rows(where), threshold, k)
+
+    def _threshold(self, value: Any) -> float:
+        if self.metric == "l2":
+            return inputs.number("threshold", value, minimum=-float("inf"), maximum=0.0)
+        return inputs.number("threshold", value, minimum=-float("inf"))
+
+    # -- word vectors: docs/applications.md#word-vectors-and-analogies ---------------------
+
+    def analogy(
+        self, a: str, b: str, c: str, *, k: int = 1, method: str = "3cosadd",
+        where: dict | None = None,
+    ) -> QueryResult:  # fmt: skip
+        """The ``k`` best answers to "``a`` is to ``b`` as ``c`` is to ?" (ids of stored
+        rows, typically words), never ``a``, ``b`` or ``c``, among the rows ``where`` keeps.
+
+        ``method="3cosadd"`` ranks rows x by ``cos(x, b - a + c)`` on unit vectors (the
+        scores are those cosines); ``"3cosmul"`` by ``cos'(x, b) cos'(x, c) / (cos'(x, a) +
+        1e-6)`` with ``cos' = (1 + cos) / 2`` (Levy and Goldberg; the result's ``mode`` is
+        ``"analogy"`` and its scores these values). Exact, and for a cosine collection only.
+        """
+        from .analogies import analogy
+
+        words = [inputs.ids([w], what=name)[0] for name, w in (("a", a), ("b", b), ("c", c))]
+        method = self._analogy_method(method)
+        return analogy(self._reader, *words, k=inputs.top_k(k), method=method, where=where)
+
+    def most_similar(
+        self,
+        positive: Sequence[Any] | None = None,
+        negative: Sequence[Any] | None = None,
+        *,
+        k: int = 10,
+        where: dict | None = None,
+    ) -> QueryResult:
+        """gensim's ``most_similar``: the ``k`` rows of highest cosine with the sum of the
+        ``positive`` examples less the ``negative`` ones, where an example is an id (its
+        stored vector at unit length) or a vector (as given); the ids given are never
+        returned. ``most_similar(["king", "woman"], ["man"])`` is the 3CosAdd analogy
+        "man is to king as woman is to ?". Exact, and for a cosine collection only.
+        """
+        from .analogies import most_similar
+
+        self._analogy_method("3cosadd")
+        pos = self._examples("positive", positive)
+        neg = self._examples("negative", negative)
+        if not pos and not neg:
+            raise InvalidInput("most_similar() needs a positive or a negative example")
+        words = [e for e in pos + neg if isinstance(e, str)]
+        if len(set(words)) != len(words):
+            raise InvalidInput(f"an id is given twice among the examples: {words}")
+        return most_similar(self._reader, pos, neg, k=inputs.top_k(k), where=where)
+
+    def evaluate_analogies(
+        self,
+        questions: Any = None,
+        *,
+        method: str = "3cosadd",
+        where: dict | None = None,
+        lowercase: bool = True,
+    ) -> AnalogyReport:
+        """Accuracy on an analogy test set, per section and overall: each question
+        ``(section, a, b, c, expected)`` is right when ``analogy(a, b, c, k=1)`` is
+        ``expected``. ``where`` restricts the vocabulary (the candidates, and the words a
+        question may use: a question with a word outside it is skipped, as gensim's
+        ``restrict_vocab`` does).
+
+        ``questions``: a list of such tuples, the path of a file in ``questions-words.txt``'s
+        format, or None for Google's set from gensim's test data (``pip install gensim``).
+        ``lowercase`` looks the question words up in lower case (GloVe's vocabulary is
+        uncased). The questions are answered in batches through the exact kernels.
+        """
+        from .analogies import evaluate
+        from .corpora import google_analogies
+
+        method = self._analogy_method(method)
+        lowercase = inputs.flag("lowercase", lowercase)
+        if questions is None or isinstance(questions, (str, os.PathLike)):
+            questions = google_analogies(questions)
+        questions = inputs.analogy_questions(questions)
+        return evaluate(self._reader, questions, method=method, where=where, lowercase=lowercase)
+
+    def _analogy_method(self, method: Any) -> str:
+        from .analogies import METHODS
+
+        if self.metric != "cosine":
+            raise InvalidInput(
+                f"analogies and most_similar rank by cosine; collection {self.name!r} has "
+                f"metric {self.metric!r}: store the word vectors in a cosine collection"
+            )
+        if method not in METHODS:
+            raise InvalidInput(f"method must be one of {METHODS}; got {method!r}")
+        return method
+
+    # -- a map of the space: docs/applications.md#a-map-of-the-space ----------------------
+
+    def project(
+        self,
+        dims: int = 2,
+        *,
+        method: str = "pca",
+        where: dict | None = None,
+        sample: int | None = None,
+        seed: int = 0,
+    ) -> Projection:
+        """The rows (those ``where`` keeps; a seeded uniform ``sample`` of them if given) in
+        ``dims`` dimensions: ``Projection(ids, coords, method, explained)``.
+
+        ``method="pca"``: principal components, in NumPy, streamed over the rows (memory
+        holds the coordinates); ``"umap"``: UMAP (umap-learn, ``pip install
+        'vecstore[umap]'``), which holds the rows in memory: pass ``sample`` for a large
+        collection. A cosine collection is projected at unit length.
+        """
+        from .maps import project
+
+        dims, method, sample, seed = self._map_args(dims, method, sample, seed)
+        return project(self._reader.live_rows(where), dims, method, sample, seed)
+
+    def _map_args(self, dims: Any, method: Any, sample: Any, seed: Any) -> tuple:
+        from .maps import METHODS
+
+        if method not in METHODS:
+            raise InvalidInput(f"method must be one of {METHODS}; got {method!r}")
+        dims = inputs.integer("dims", dims, minimum=1, maximum=self.dim)
+        sample = inputs.integer("sample", sample, minimum=1, optional=True)
+        return dims, method, sample, inputs.integer("seed", seed)
+
+    def plot(
+        self,
+        path: Any,
+        *,
+        color_by: str | None = None,
+        method: str = "pca",
+        where: dict | None = None,
+        sample: int | None = None,
+        seed: int = 0,
+        annotate: int = 10,
+        label_by: str | None = None,
+        title: str | None = None,
+    ) -> Path:
+        """Write a 2-D map of the rows (``project(2, ...)``) as a PNG or SVG scatter (by
+        ``path``'s suffix; matplotlib, ``pip install 'vecstore[plot]'``).
+
+        ``color_by``: a metadata field; its 19 most frequent values get a colour each (all
+        of them if there are at most 20) and a legend entry with their count, the rest and
+        rows without one share grey "other". ``annotate`` points are labelled by the
+        metadata field ``label_by`` (default: the id), the most central of each of the
+        largest groups. Returns the path written.
+        """
+        from .maps import plot
+
+        path = Path(path)
+        if path.suffix.lower() not in (".png", ".svg"):
+            raise InvalidInput(f"plot writes .png or .svg files; got {str(path)!r}")
+        annotate = inputs.integer("annotate", annotate)
+        proj = self.project(2, method=method, where=where, sample=sample, seed=seed)
+        meta = self._metadata_of(proj.ids) if color_by or label_by else {}
+        colors = None if not color_by else [meta.get(i, {}).get(color_by) for i in proj.ids]
+        names = proj.ids
+        if label_by:
+            names = [str(meta.get(i, {}).get(label_by, i)) for i in proj.ids]
+        return plot(path, proj, colors, names, color_by=color_by, annotate=annotate, title=title)
+
+    def export_projector(
+        self,
+        folder: Any,
+        *,
+        fields: Sequence[str] | None = None,
+        where: dict | None = None,
+        sample: int | None = None,
+        seed: int = 0,
+    ) -> dict:
+        """Write the rows (those ``where`` keeps; a seeded ``sample`` of them) for the
+        TensorFlow Embedding Projector (projector.tensorflow.org, "Load"): ``vectors.tsv``,
+        ``metadata.tsv`` and ``projector_config.json`` in ``folder`` (created if missing).
+
+        ``metadata.tsv`` has a header line, then per row its id and ``fields`` (metadata
+        keys, or ``"document"``; default: every metadata key the rows use, and ``document``
+        if any row has one); tabs and newlines inside values are written as ``\\t`` and
+        ``\\n``. Returns the config written.
+        """
+        from .maps import sampled, write_projector
+
+        if fields is not None:
+            if isinstance(fields, str) or not all(isinstance(f, str) for f in fields):
+                raise InvalidInput(f"fields must be a list of str; got {fields!r:.80}")
+            fields = list(fields)
+        sample = inputs.integer("sample", sample, minimum=1, optional=True)
+        rows = self._reader.live_rows(where)
+        picked = sampled(rows, sample, inputs.integer("seed", seed))
+        ids = rows.ids if picked is None else [rows.ids[i] for i in picked.tolist()]
+        got = self._metadata_of(ids, documents=True)
+        if fields is None:
+            keys = sorted({k for m, _ in got.values() for k in m})
+            has_docs = any(d is not None for _, d in got.values())
+            fields = keys + (["document"] if has_docs and "document" not in keys else [])
+        table = []
+        for i in ids:
+            m, doc = got.get(i, ({}, None))
+            table.append(
+                [i, *(doc if f == "document" and f not in m else m.get(f) for f in fields)]
+            )
+        return write_projector(Path(folder), rows, picked, table, ["id", *fields], name=self.name)
+
+    def _metadata_of(self, ids: list[str], *, documents: bool = False) -> dict:
+        """Each of ``ids``'s metadata (with its document if ``documents``), read in batches."""
+        out: dict = {}
+        for lo in range(0, len(ids), inputs.MAX_BATCH):
+            res = self.get(ids[lo : lo + inputs.MAX_BATCH])
+            for i, m, d in zip(res.ids, res.metadata, res.documents):
+                out[i] = (m, d) if documents else m
+        return out
 
     # -- the ANN index ------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ returns the exit code. Raises ``UsageError`` for a command line that cannot work
 from __future__ import annotations
 
 import argparse
+import csv
 import importlib
 import json
 import re
@@ -196,8 +197,8 @@ def ingest(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _query_input(args: argparse.Namespace) -> Any:
-    text = sys.stdin.read().strip() if args.query == "-" else args.query
+def _vector_or(text: str) -> Any:
+    """A JSON array of numbers as a list, else the text itself."""
     if text.lstrip().startswith("["):
         try:
             value = json.loads(text)
@@ -212,6 +213,10 @@ def _query_input(args: argparse.Namespace) -> Any:
         ):
             return value
     return text
+
+
+def _query_input(args: argparse.Namespace) -> Any:
+    return _vector_or(sys.stdin.read().strip() if args.query == "-" else args.query)
 
 
 def query(args: argparse.Namespace) -> int:
@@ -231,15 +236,177 @@ def query(args: argparse.Namespace) -> int:
             nprobe=args.nprobe,
             refine=args.refine,
             exact=args.exact,
+            exclude_ids=args.exclude,
         )
     if args.json:
         _emit(res.to_list())
         return EXIT_OK
+    _hits(args, res)
+    return EXIT_OK
+
+
+def _hits(args: argparse.Namespace, res: Any) -> None:
     rows = [
         [str(i + 1), f"{h.score:.4f}", h.id, h.document or "", *extra]
         for i, (h, extra) in enumerate(zip(res, _meta_columns(args.show, res.metadata)))
     ]
     _table(["#", "score", "id", "document", *(args.show or [])], rows, wide=3)
+
+
+def cluster(args: argparse.Namespace) -> int:
+    with _open(args, write=args.write_to is not None) as db:
+        coll = _collection(db, args)
+        res = coll.cluster(
+            args.k, where=args.where, seed=args.seed, max_iter=args.max_iter,
+            write_to=args.write_to,
+        )  # fmt: skip
+        firsts = [res.members(j)[:3] for j in range(args.k)]
+    if args.json:
+        data = res.to_dict()
+        del data["centroids"]
+        _emit({**data, "sizes": res.sizes.tolist()})
+        return EXIT_OK
+    rows = [[str(j), str(n), ", ".join(f)] for j, (n, f) in enumerate(zip(res.sizes, firsts))]
+    _table(["cluster", "size", "first rows"], rows, wide=2)
+    stored = f"; labels stored under {args.write_to!r}" if args.write_to else ""
+    _say(
+        args,
+        f"{_n(len(res), 'row')} in {args.k} clusters after {_n(res.iterations, 'iteration')}, "
+        f"inertia {res.inertia:.6g}{stored}",
+    )
+    return EXIT_OK
+
+
+def classify(args: argparse.Namespace) -> int:
+    if args.evaluate == bool(args.queries):
+        raise UsageError("classify needs queries, or --evaluate (not both)")
+    if args.holdout is not None and not args.evaluate:
+        raise UsageError("--holdout goes with --evaluate")
+    opts = {"label": args.label, "k": args.k, "weights": args.weights, "where": args.where}
+    if args.evaluate:
+        with _open(args) as db:
+            report = _collection(db, args).evaluate_classifier(**opts, holdout=args.holdout)
+        if args.json:
+            _emit(report.to_dict())
+        else:
+            print(
+                f"{report.method}: accuracy {report.accuracy:.4f} over {_n(report.rows, 'row')}"
+                f", macro F1 {report.macro_f1:.4f}, {_n(len(report.classes), 'label')}"
+            )
+        return EXIT_OK
+    queries = [_vector_or(q) for q in args.queries]
+    vectors = [q for q in queries if not isinstance(q, str)]
+    if args.ids and vectors:
+        raise UsageError("with --ids every query is an id, not a vector")
+    if vectors and len(vectors) != len(queries):
+        raise UsageError("give texts or vectors, not both")
+    with _open(args) as db:
+        coll = _collection(db, args, embeds=not args.ids and not vectors)
+        if args.ids:
+            res = coll.classify(ids=queries, **opts)
+        else:
+            res = coll.classify(vectors or queries, **opts)
+    if args.json:
+        _emit(res.to_list())
+        return EXIT_OK
+    rows = []
+    for q, p in zip(args.queries, res):
+        share = p.shares.get(p.label, 0.0)
+        rows.append([_one_line(q), _one_line(p.label), f"{share:.2f}"])
+    _table(["query", args.label, "share"], rows, wide=0)
+    return EXIT_OK
+
+
+def recommend(args: argparse.Namespace) -> int:
+    positive = [_vector_or(e) for e in args.positive]
+    negative = [_vector_or(e) for e in args.negative]
+    with _open(args) as db:
+        res = _collection(db, args).recommend(
+            positive or None, negative or None, k=args.k, where=args.where,
+            strategy=args.strategy,
+        )  # fmt: skip
+    if args.json:
+        _emit(res.to_list())
+        return EXIT_OK
+    _hits(args, res)
+    return EXIT_OK
+
+
+def duplicates(args: argparse.Namespace) -> int:
+    out = Path(args.output) if args.output else None
+    if out is not None and out.suffix not in (".jsonl", ".csv"):
+        raise UsageError(f"--output {args.output}: expected a .jsonl or .csv file name")
+    with _open(args) as db:
+        res = _collection(db, args).duplicates(args.threshold, where=args.where, k=args.k)
+    if out is not None:
+        with open(out, "w", encoding="utf-8", newline="") as fh:
+            if out.suffix == ".csv":
+                writer = csv.writer(fh)
+                writer.writerow(["id_a", "id_b", "score"])
+                writer.writerows(res)
+            else:
+                for row in res.to_list():
+                    fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        _say(args, f"wrote {_n(len(res), 'pair')} to {out}")
+    elif args.json:
+        _emit(res.to_list())
+    else:
+        _table(["id_a", "id_b", "score"], [[a, b, f"{s:.4f}"] for a, b, s in res])
+        _say(args, f"{_n(len(res), 'pair')} at or above {args.threshold}")
+    return EXIT_OK
+
+
+def analogy(args: argparse.Namespace) -> int:
+    if (args.evaluate is None) == (len(args.words) != 3):
+        raise UsageError("analogy takes three words A B C, or --evaluate (not both)")
+    with _open(args) as db:
+        coll = _collection(db, args)
+        if args.evaluate is not None:
+            path = None if args.evaluate == "google" else args.evaluate
+            report = coll.evaluate_analogies(path, method=args.method, where=args.where)
+        else:
+            res = coll.analogy(*args.words, k=args.k, method=args.method, where=args.where)
+    if args.evaluate is None:
+        if args.json:
+            _emit(res.to_list())
+        else:
+            _table(
+                ["#", "score", "id"],
+                [[str(i + 1), f"{h.score:.4f}", h.id] for i, h in enumerate(res)],
+            )
+        return EXIT_OK
+    if args.json:
+        _emit(report.to_dict())
+        return EXIT_OK
+    rows = [[s.name, str(s.total), str(s.skipped), f"{s.accuracy:.4f}"] for s in report.sections]
+    rows.append(["overall", str(report.total), str(report.skipped), f"{report.accuracy:.4f}"])
+    _table(["section", "answered", "skipped", "accuracy"], rows)
+    return EXIT_OK
+
+
+def map_(args: argparse.Namespace) -> int:
+    with _open(args) as db:
+        path = _collection(db, args).plot(
+            args.output, color_by=args.color_by, method=args.method, where=args.where,
+            sample=args.sample, seed=args.seed, annotate=args.annotate,
+            label_by=args.label_by, title=args.title,
+        )  # fmt: skip
+    _say(args, f"wrote {path}")
+    return EXIT_OK
+
+
+def projector(args: argparse.Namespace) -> int:
+    with _open(args) as db:
+        config = _collection(db, args).export_projector(
+            args.folder, fields=args.fields, where=args.where, sample=args.sample,
+            seed=args.seed,
+        )  # fmt: skip
+    if args.json:
+        _emit(config)
+        return EXIT_OK
+    rows, dim = config["embeddings"][0]["tensorShape"]
+    _say(args, f"wrote {_n(rows, 'row')} of dim {dim} to {args.folder}: open "
+         "projector.tensorflow.org, Load, and choose vectors.tsv and metadata.tsv")  # fmt: skip
     return EXIT_OK
 
 

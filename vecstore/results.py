@@ -45,7 +45,9 @@ class QueryResult:
     metric : str
         The collection's metric: ``"cosine"``, ``"dot"`` or ``"l2"``.
     mode : str
-        ``"vector"`` (scores by ``metric``), ``"text"`` (BM25) or ``"hybrid"`` (fused).
+        ``"vector"`` (scores by ``metric``), ``"text"`` (BM25), ``"hybrid"`` (fused) or
+        ``"recommend"`` (``Collection.recommend``'s best_score values, in (-1, 1)) or
+        ``"analogy"`` (``Collection.analogy``'s 3CosMul values, in [0, 1e6]).
     vector_ranks, text_ranks : int64 ndarray (n,) or None
         For text and hybrid queries: each hit's 1-based rank in the vector and in the
         keyword ranking, 0 where that half did not return it (None for vector queries, and

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from . import inputs, text
+from . import duplicates, inputs, text
 from .config import cache_key
 from .embedding import Embedder
 from .errors import (
@@ -122,6 +122,51 @@ class Writer:
         """Add ``rows``; an existing id raises ``DuplicateIdError`` unless ``replace``."""
         if len(rows):
             self._write(lambda cat, pub: self._insert(cat, pub, rows, replace=replace))
+
+    def insert_novel(self, rows: RowBatch, threshold: float) -> list[str]:
+        """Add the rows of ``rows`` that score below ``threshold`` against every live row
+        and every earlier row of the batch that is added, in one transaction (so no other
+        writer can add a duplicate between the check and the write). Returns the ids of the
+        rows skipped; an added id that exists raises ``DuplicateIdError`` (nothing added)."""
+        if not len(rows):
+            return []
+
+        def apply(cat: Catalog, pub: _Publication) -> list[str]:
+            self._reader.require(cat)
+            try:
+                snap = self._reader.snapshot(cat)
+            except SnapshotRace:  # nothing unlinks files while this writer holds the lock
+                raise self._reader.vanished() from None
+            keep = duplicates.novel(snap, rows.vectors, self._record.metric, threshold)
+            if keep.any():
+                self._insert(cat, pub, rows.take(np.flatnonzero(keep)), replace=False)
+            return [i for i, kept in zip(rows.ids, keep.tolist()) if not kept]
+
+        return self._write(apply)
+
+    def set_field(self, ids: list[str], key: str, values: Sequence[Any]) -> int:
+        """Set metadata ``key`` of rows ``ids`` to ``values`` (validated), keeping their other
+        keys, in one transaction; ids that no longer exist are skipped. Returns how many rows
+        changed."""
+        coll = self._record.id
+
+        def apply(cat: Catalog, pub: _Publication) -> int:
+            self._reader.require(cat)
+            found = cat.rows_by_id(coll, ids)
+            rids, metas = [], []
+            for id_, value in zip(ids, values):
+                row = found.get(id_)
+                if row is not None:
+                    meta = records.unpack(row.meta)
+                    meta[key] = value
+                    rids.append(row.rid)
+                    metas.append(meta)
+            if rids:
+                cat.set_metadata(coll, rids, metas, [records.pack(m) for m in metas])
+                cat.bump(coll)
+            return len(rids)
+
+        return self._write(apply)
 
     def update(self, rows: RowBatch) -> None:
         """Replace the fields ``rows`` gives of existing rows; ``IdNotFound`` if one is
