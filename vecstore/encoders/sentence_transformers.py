@@ -244,7 +244,7 @@ class SentenceTransformerEncoder:
             return declared[name]
         names = ("query",) if kind == "query" else ("document", "passage", "corpus")
         for name in names:
-            if name in declared:
+            if declared.get(name):  # sentence-transformers 6 declares "query" and "document" as ""
                 return declared[name]
         default = getattr(model, "default_prompt_name", None)
         return declared.get(default, "") if default else ""
