@@ -49,8 +49,9 @@ def random_doc(r: random.Random) -> str | None:
 
 def bm25_oracle(docs: dict[str, str | None], query: str) -> dict[str, float]:
     """BM25 (k1 = 1.2, b = 0.75, Lucene's idf) of every document matching ``query``."""
-    terms = text.query_terms(query)
-    analysed = {i: text.terms(d) for i, d in docs.items() if d is not None}
+    analyzer = text.Analyzer()  # what a new collection analyses with
+    terms = analyzer.query_terms(query)
+    analysed = {i: analyzer.terms(d) for i, d in docs.items() if d is not None}
     if not analysed:
         return {}
     n = len(analysed)

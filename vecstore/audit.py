@@ -11,13 +11,12 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import text
+from .config import CollectionConfig
 from .errors import CorruptStoreError
 from .reader import SNAPSHOT_RETRIES
 from .storage import cleanup, integrity
 
 if TYPE_CHECKING:
-    from .config import CollectionConfig
     from .reader import Reader
     from .storage.catalog import Catalog
     from .store import Store
@@ -176,7 +175,9 @@ def verify(store: Store) -> VerifyReport:
                     result = None  # deleted since the list was read
                     break
                 try:
-                    result = integrity.check_collection(cat, rec, root(rec), text.counts)
+                    result = integrity.check_collection(
+                        cat, rec, root(rec), CollectionConfig.of(rec).text.counts
+                    )
                 except DAMAGE as exc:
                     result = integrity.CollectionAudit()
                     result.problems.append(f"collection {rec.name!r}: the check stopped: {exc}")

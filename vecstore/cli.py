@@ -187,6 +187,13 @@ def build_parser(*, width: int | None = None) -> _Parser:
         help="metric of a new collection (default cosine)",
     )
     p.add_argument(
+        "--language",
+        default="english",
+        metavar="LANG",
+        help="keyword stemming and stopwords of a new collection (default english; "
+        "french, german... or none)",
+    )
+    p.add_argument(
         "--chunk-size",
         type=_positive,
         default=800,
@@ -330,6 +337,12 @@ def build_parser(*, width: int | None = None) -> _Parser:
     q.add_argument("--dim", type=_positive, help="vector dimension (without --encoder)")
     q.add_argument(
         "--metric", choices=("cosine", "dot", "l2"), default="cosine", help="default cosine"
+    )
+    q.add_argument(
+        "--language",
+        default="english",
+        metavar="LANG",
+        help="keyword stemming and stopwords (default english; french, german... or none)",
     )
     q.add_argument(
         "--index",

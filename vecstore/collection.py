@@ -81,10 +81,19 @@ class Collection:
         revision), or None for a collection of plain vectors."""
         return self._config.encoder
 
+    @property
+    def language(self) -> str:
+        """The language of the keyword index's stemmer and stopwords (``"english"`` unless
+        the collection was created with another)."""
+        return self._config.text.language
+
     def __repr__(self) -> str:
         spec = self._config.encoder
         enc = f" encoder={spec.model!r}" if spec is not None else ""
-        return f"<vecstore.Collection {self.name!r} dim={self.dim} metric={self.metric!r}{enc}>"
+        lang = "" if self.language == "english" else f" language={self.language!r}"
+        return (
+            f"<vecstore.Collection {self.name!r} dim={self.dim} metric={self.metric!r}{enc}{lang}>"
+        )
 
     # -- writes -------------------------------------------------------------------------
 

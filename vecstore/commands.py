@@ -170,7 +170,9 @@ def ingest(args: argparse.Namespace) -> int:
             coll = _collection(db, args, embeds=True)
         except vecstore.CollectionNotFound:
             encoder = args.encoder or DEFAULT_ENCODER
-            coll = db.create_collection(args.collection, metric=args.metric, encoder=encoder)
+            coll = db.create_collection(
+                args.collection, metric=args.metric, encoder=encoder, language=args.language
+            )
         result = coll.ingest(
             args.paths,
             chunk_size=args.chunk_size,
@@ -476,7 +478,12 @@ def collections_create(args: argparse.Namespace) -> int:
         raise UsageError("collections create needs exactly one of --dim and --encoder")
     with _open(args, write=True, create=True) as db:
         coll = db.create_collection(
-            args.name, dim=args.dim, metric=args.metric, encoder=args.encoder, index=args.index
+            args.name,
+            dim=args.dim,
+            metric=args.metric,
+            encoder=args.encoder,
+            index=args.index,
+            language=args.language,
         )
         _say(args, f"created {coll!r}")
     return EXIT_OK

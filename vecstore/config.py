@@ -1,8 +1,10 @@
-"""A collection's configuration: dim, metric, index spec and encoder spec, parsed once.
+"""A collection's configuration: dim, metric, index spec, encoder spec and keyword analyzer,
+parsed once.
 
 The catalog keeps it as a JSON object in ``collections.config``; this module is the only
 place that reads or writes that JSON. A configuration that does not parse is damage
-(``CorruptStoreError``), not user error. Imports the index specs and the encoder spec only.
+(``CorruptStoreError``), not user error. Imports the index specs, the encoder spec and the
+analyzer only.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from .encoders.base import EncoderSpec
 from .errors import CorruptStoreError, InvalidInput
 from .index import specs
 from .storage.catalog import CollectionRecord
+from .text import Analyzer
 
 # The spelled-out choices, for type checkers (py.typed): a typo is caught before it runs.
 Metric = Literal["cosine", "dot", "l2"]
@@ -25,19 +28,22 @@ METRICS: tuple[Metric, ...] = ("cosine", "dot", "l2")
 @dataclass(frozen=True)
 class CollectionConfig:
     """What a collection is: ``dim``-dimensional vectors compared by ``metric``, searched
-    through ``index``, and embedded by the encoder ``encoder`` describes (None: the user
-    gives vectors)."""
+    through ``index``, embedded by the encoder ``encoder`` describes (None: the user
+    gives vectors), its documents keyword-indexed by ``text``. A configuration stored
+    without ``"text"`` predates per-collection analyzers: version 1, English."""
 
     dim: int
     metric: str
     index: specs.Spec
     encoder: EncoderSpec | None = None
+    text: Analyzer = Analyzer()
 
     def to_json(self) -> str:
         data: dict[str, Any] = {"dim": self.dim, "metric": self.metric}
         data["index"] = self.index.to_json()
         if self.encoder is not None:
             data["encoder"] = self.encoder.to_json()
+        data["text"] = self.text.to_json()
         return json.dumps(data)
 
     def with_index(self, index: specs.Spec) -> CollectionConfig:
@@ -66,12 +72,13 @@ class CollectionConfig:
             index = specs.from_json(data.get("index"))
             encoder = data.get("encoder")
             encoder = EncoderSpec.from_json(encoder) if encoder else None
+            text = Analyzer.from_json(data.get("text"))
         except (InvalidInput, TypeError, AttributeError) as exc:
             raise CorruptStoreError(
                 f"collection {name!r}: its stored configuration is invalid ({exc})"
             ) from None
         dim = data.get("dim") if dim is None else dim
-        return cls(dim, data.get("metric") if metric is None else metric, index, encoder)
+        return cls(dim, data.get("metric") if metric is None else metric, index, encoder, text)
 
 
 def cache_key(config: str) -> str | None:

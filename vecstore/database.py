@@ -27,6 +27,7 @@ from .index import specs
 from .index.specs import Flat, Spec
 from .storage.catalog import CollectionRecord
 from .store import STAGING_PREFIX, Store
+from .text import DEFAULT_LANGUAGE, Analyzer
 
 if TYPE_CHECKING:
     from .audit import VerifyReport
@@ -128,6 +129,7 @@ class Database:
         metric: Metric = "cosine",
         encoder: Any = None,
         index: Spec | None = None,
+        language: str = DEFAULT_LANGUAGE,
     ) -> Collection:
         """Create a collection of ``dim``-dimensional vectors compared by ``metric``.
 
@@ -146,12 +148,18 @@ class Database:
             The search index (default ``Flat()``: exact). An IVF or IVFPQ collection searches
             exactly until it holds the spec's ``min_rows``, then trains its index and keeps
             it up to date by itself (see ``Collection.create_index``).
+        language : str
+            The keyword index's stemmer and stopwords (``"english"``, the default;
+            ``"french"``, ``"german"``... any of ``vecstore.text.LANGUAGES``, through the
+            ``languages`` extra; ``"none"``: neither). Stored with the collection.
 
-        Raises ``CollectionExists`` if the name is taken.
+        Raises ``CollectionExists`` if the name is taken; ``InvalidInput`` for an unknown
+        ``language``.
         """
         name = inputs.collection_name(name)
         if metric not in METRICS:
             raise InvalidInput(f"metric must be one of {METRICS}; got {metric!r}")
+        analyzer = Analyzer(language).require()
         enc, spec = None, None
         if encoder is not None:
             with self._store.encoding():
@@ -167,7 +175,7 @@ class Database:
         dim = inputs.dimension(dim)
         index = specs.check(Flat() if index is None else index, dim)
         record = self._store.create_collection(
-            name, CollectionConfig(dim, metric, index, spec), enc
+            name, CollectionConfig(dim, metric, index, spec, analyzer), enc
         )
         return Collection(self._store, record)
 
@@ -215,20 +223,32 @@ class Database:
         metric: Metric = "cosine",
         encoder: Any = None,
         index: Spec | None = None,
+        language: str | None = None,
     ) -> Collection:
-        """The collection ``name`` if it exists (it must match ``dim``, ``metric`` and
-        ``encoder`` where given; ``index`` applies only to a new one), else a new one."""
+        """The collection ``name`` if it exists (it must match ``dim``, ``metric``,
+        ``encoder`` and ``language`` where given; ``index`` applies only to a new one), else
+        a new one (in English unless ``language`` says otherwise)."""
         with self._store.lock:
             try:
                 coll = self.get_collection(name, encoder=encoder)
             except CollectionNotFound:
                 return self.create_collection(
-                    name, dim=dim, metric=metric, encoder=encoder, index=index
+                    name,
+                    dim=dim,
+                    metric=metric,
+                    encoder=encoder,
+                    index=index,
+                    language=DEFAULT_LANGUAGE if language is None else language,
                 )
             if (dim is not None and coll.dim != dim) or coll.metric != metric:
                 raise InvalidInput(
                     f"collection {name!r} exists with dim={coll.dim}, metric={coll.metric!r}; "
                     f"got dim={dim}, metric={metric!r}"
+                )
+            if language is not None and coll.language != language:
+                raise InvalidInput(
+                    f"collection {name!r} exists with language={coll.language!r}; "
+                    f"got language={language!r}"
                 )
             return coll
 

@@ -41,6 +41,7 @@ from .errors import (
 from .index import specs
 from .storage import records
 from .storage.backup import enclosing_store
+from .text import DEFAULT_LANGUAGE, Analyzer
 
 if TYPE_CHECKING:
     from .database import Database
@@ -89,6 +90,7 @@ def header(coll: Collection) -> dict[str, Any]:
         "metric": coll.metric,
         "encoder": None if spec is None else spec.to_json(),
         "index": coll.index.to_json(),
+        "language": coll.language,
         "count": coll.count(),
     }
 
@@ -469,8 +471,13 @@ def _settings(head: dict, where: str) -> tuple[CollectionConfig, _StoredEncoder 
     if spec is not None and spec.dim != dim:
         raise DimensionMismatch(f"{where}: the encoder makes {spec.dim}-d vectors; dim is {dim}")
     index = specs.check(specs.Flat() if index is None else index, dim)
+    try:  # optional: files from before per-collection languages are English
+        analyzer = Analyzer(head.get("language", DEFAULT_LANGUAGE)).require()
+    except InvalidInput as exc:
+        raise InvalidInput(f"{where}: the header's language is invalid ({exc})") from None
     encoder = None if spec is None else _StoredEncoder(spec)
-    return CollectionConfig(dim, head["metric"], index, spec), encoder
+    # the rows are indexed anew as they are imported: by the current analyzer version
+    return CollectionConfig(dim, head["metric"], index, spec, analyzer), encoder
 
 
 class _StoredEncoder:

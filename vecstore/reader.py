@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from . import inputs, text
+from . import inputs
 from .config import CollectionConfig
 from .errors import CollectionNotFound, CorruptStoreError, IdNotFound, InvalidInput
 from .hybrid import Ranking, fuse, text_only
@@ -141,6 +141,8 @@ class Reader:
     def __init__(self, store: Store, record: CollectionRecord):
         self._store = store
         self._record = record
+        # fixed at creation (no later change of the configuration touches it)
+        self.analyzer = CollectionConfig.of(record).text
 
     @property
     def record(self) -> CollectionRecord:
@@ -200,7 +202,7 @@ class Reader:
         include_vectors: bool,
     ) -> GetResult:
         coll = self._record.id
-        sql, params = compile_filters(coll, where, where_document, text.contains_terms)
+        sql, params = compile_filters(coll, where, where_document, self.analyzer.contains_terms)
 
         def read(cat: Catalog) -> GetResult:
             if ids is not None:
@@ -278,10 +280,10 @@ class Reader:
         ids ``exclude``."""
         coll = self._record.id
         filtered = where is not None or where_document is not None or bool(exclude)
-        sql, params = compile_filters(coll, where, where_document, text.contains_terms)
+        sql, params = compile_filters(coll, where, where_document, self.analyzer.contains_terms)
         hybrid = ranking.mode == "hybrid"
         window = max(k, WINDOW) if hybrid else k
-        terms = [text.query_terms(t) for t in texts]
+        terms = [self.analyzer.query_terms(t) for t in texts]
 
         def read(cat: Catalog):
             allowed = cat.filtered_rids(coll, sql, params) if filtered else None
@@ -341,7 +343,7 @@ class Reader:
         excluding = exclude is not None and len(exclude) > 0
         if has_filter:
             coll = self._record.id
-            sql, params = compile_filters(coll, where, where_document, text.contains_terms)
+            sql, params = compile_filters(coll, where, where_document, self.analyzer.contains_terms)
             rids = cat.filtered_rids(coll, sql, params)
             if within is not None:
                 rids = rids[np.isin(rids, within, assume_unique=True)]

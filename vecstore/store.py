@@ -21,7 +21,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import text
 from .config import CollectionConfig, cache_key
 from .encoders import base as encoder_base
 from .encoders.base import Encoder
@@ -138,7 +137,7 @@ class Store:
                     "holds collection files; refusing to open (restore the catalog "
                     "from a backup)"
                 )
-            cat.migrate(analyze=text.counts)
+            cat.migrate(analyzer=lambda config: CollectionConfig.parse(config, "?").text.counts)
             cat.check_schema()
             self._drop_staged(cat)
             self._remove_orphans(cat)

@@ -1,24 +1,79 @@
 """The keyword analyzer: text -> index terms, the same for documents and queries.
 
 Text is NFKC-normalised and case-folded; outside CJK, diacritics are removed ("Café" and
-"cafe" are one term) and lowercase ASCII words are Porter-stemmed ("running" -> "run").
-Runs of CJK characters (Han, kana, Hangul), which are written without spaces, become
-overlapping character bigrams ("向量数据库" -> 向量 量数 数据 据库). English stopwords are
-dropped. Terms are plain strings: nothing a user types is ever a query-language operator.
-Imports only the standard library.
+"cafe" are one term) and words are stemmed and stopwords dropped in the collection's
+language: English (the default) through the Porter stemmer and a built-in stop list, other
+languages through Snowball (``snowballstemmer``) and the ``stop-words`` lists. Runs of CJK
+characters (Han, kana, Hangul), which are written without spaces, become overlapping
+character bigrams ("向量数据库" -> 向量 量数 数据 据库); since analyzer version 2, documents
+also index each character, so a one-character query (猫) finds them. Terms are plain
+strings: nothing a user types is ever a query-language operator.
+
+A collection records its ``Analyzer`` (language and version) in its configuration, and its
+postings are only ever read and written through that analyzer. The module-level functions
+are version 1 in English, the analyzer of collections made before collections recorded one.
+Imports only the standard library; snowballstemmer and stop-words on first use.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
 from collections import Counter
-from collections.abc import Iterator
-from functools import lru_cache
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import cache, lru_cache
+from typing import Any
 
+from .errors import InvalidInput, MissingDependency
 from .porter import stem
 
-ANALYZER = "vecstore-1"  # any change to the analysis needs a migration that re-indexes
+# Any change to what an analyzer version does needs a new version: stored postings were made
+# by the version a collection records. 1: CJK bigrams only; 2: CJK unigrams too.
+VERSION = 2
+VERSIONS = (1, 2)
+DEFAULT_LANGUAGE = "english"
+# "english": Porter + the built-in stop list (exactly version 1's); "none": no stemming and
+# no stopwords (code, identifiers, languages Snowball lacks); the rest: Snowball's stemmers
+# (snowballstemmer 3's list, less its variants of English and Dutch).
+LANGUAGES = (
+    "english",
+    "none",
+    "arabic",
+    "armenian",
+    "basque",
+    "catalan",
+    "czech",
+    "danish",
+    "dutch",
+    "esperanto",
+    "estonian",
+    "finnish",
+    "french",
+    "german",
+    "greek",
+    "hindi",
+    "hungarian",
+    "indonesian",
+    "irish",
+    "italian",
+    "lithuanian",
+    "nepali",
+    "norwegian",
+    "persian",
+    "polish",
+    "portuguese",
+    "romanian",
+    "russian",
+    "serbian",
+    "sesotho",
+    "spanish",
+    "swedish",
+    "tamil",
+    "turkish",
+    "yiddish",
+)
 
 # Han (with extensions and compatibility ideographs), Hiragana, Katakana, Hangul syllables.
 _CJK = (
@@ -181,6 +236,12 @@ def contains_terms(substring: str) -> list[str]:
     do not touch its ends (an end may be part of a longer word in the document), and the CJK
     bigrams inside it.
     """
+    return _contains(substring, _term, unigrams=False)
+
+
+def _contains(substring: str, word: Callable[[str], str | None], *, unigrams: bool) -> list[str]:
+    """``contains_terms`` with ``word`` making a word's term; ``unigrams``: documents index
+    every CJK character, so a lone one in the core is a term wherever it stands."""
     n = len(substring)
     i = 0
     while i < n and not _starts_clean(substring[i]):
@@ -195,10 +256,159 @@ def contains_terms(substring: str) -> list[str]:
     out: list[str] = []
     for tok, cjk, start, end in _words(norm):
         if cjk:
-            if len(tok) >= 2 or (start > 0 and end < len(norm)):
+            if len(tok) >= 2 or unigrams or (start > 0 and end < len(norm)):
                 out += _cjk(tok)
         elif start > 0 and end < len(norm):
-            term = _term(tok)
+            term = word(tok)
             if term is not None:
                 out.append(term)
     return list(dict.fromkeys(out))
+
+
+# -- per-collection analyzers ------------------------------------------------------------
+
+_SNOWBALL_LOCK = threading.Lock()  # a Snowball stemmer object keeps state between calls
+
+
+@cache
+def _snowball(language: str) -> tuple[Callable[[str], str], frozenset[str]]:
+    """``(stem, stopwords)`` of a Snowball language, imported on first use."""
+    try:
+        import snowballstemmer
+        import stop_words
+    except ImportError:
+        raise MissingDependency(
+            f"keyword analysis in {language!r} needs snowballstemmer and stop-words: "
+            "pip install -e '.[languages]'"
+        ) from None
+    stemmer = snowballstemmer.stemmer(language)
+
+    def stem_word(word: str) -> str:
+        with _SNOWBALL_LOCK:
+            return stemmer.stemWord(word)
+
+    try:
+        words = stop_words.get_stop_words(language)
+    except stop_words.StopWordError:  # a language the lists lack: stem only
+        words = []
+    stops = {_normalize(w) for w in words}
+    return stem_word, frozenset(stops | {_strip_marks(w) for w in stops})
+
+
+def _strip_marks(word: str) -> str:
+    if word.isascii():
+        return word
+    decomposed = unicodedata.normalize("NFD", word)
+    return unicodedata.normalize(
+        "NFC", "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    )
+
+
+@lru_cache(maxsize=200_000)
+def _term_in(language: str, token: str) -> str | None:
+    """``_term`` in another language than English: the stopword test and the stemmer see
+    the word with its diacritics (Snowball's rules are written for them), the term is the
+    stem without them (so "Café" and "cafe" still meet)."""
+    if language == "none":
+        return _strip_marks(token) or None
+    stem_word, stops = _snowball(language)
+    if token in stops or not token:
+        return None
+    word = stem_word(token) if token.isalpha() else token
+    return _strip_marks(word) or None
+
+
+def _cjk_both(run: str) -> list[str]:
+    """A CJK run's characters and its bigrams (Lucene's CJKBigramFilter with unigrams)."""
+    if len(run) == 1:
+        return [run]
+    return list(run) + [run[i : i + 2] for i in range(len(run) - 1)]
+
+
+@dataclass(frozen=True)
+class Analyzer:
+    """How a collection's documents and keyword queries become terms: the ``language`` of
+    its stemmer and stopwords (one of ``LANGUAGES``) and the analyzer ``version`` its
+    postings were written by. Frozen into the collection's configuration at creation."""
+
+    language: str = DEFAULT_LANGUAGE
+    version: int = VERSION
+
+    def __post_init__(self) -> None:
+        if self.language not in LANGUAGES:
+            raise InvalidInput(
+                f"language must be one of {', '.join(LANGUAGES)}; got {self.language!r}"
+            )
+        if self.version not in VERSIONS:
+            raise InvalidInput(
+                f"keyword analyzer version {self.version!r} is not one this vecstore knows "
+                f"({VERSIONS}); was the store written by a newer vecstore?"
+            )
+        if self.version == 1 and self.language != DEFAULT_LANGUAGE:
+            raise InvalidInput("analyzer version 1 is English only")
+
+    def require(self) -> Analyzer:
+        """Self, once the libraries its language needs are known to import (at creation, so
+        a missing one is said then, not at the first write)."""
+        if self.language not in (DEFAULT_LANGUAGE, "none"):
+            _snowball(self.language)
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        return {"language": self.language, "version": self.version}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Analyzer:
+        """The analyzer a stored configuration names; none stored: version 1, English."""
+        if data is None:
+            return cls(DEFAULT_LANGUAGE, 1)
+        if not isinstance(data, dict):
+            raise InvalidInput(f"the keyword analyzer must be an object; got {data!r}")
+        return cls(data.get("language"), data.get("version"))
+
+    def _word(self, token: str) -> str | None:
+        if self.language == DEFAULT_LANGUAGE:
+            return _term(token)
+        return _term_in(self.language, token)
+
+    def _terms(self, text: str, cjk: Callable[[str], list[str]]) -> list[str]:
+        norm = _normalize(text)
+        if norm.isascii() and self.language == DEFAULT_LANGUAGE:
+            return [t for t in map(_term, _ASCII_WORD.findall(norm)) if t is not None]
+        out: list[str] = []
+        for tok, is_cjk, _, _ in _words(norm):
+            if is_cjk:
+                out += cjk(tok)
+            else:
+                term = self._word(tok)
+                if term is not None:
+                    out.append(term)
+        return out
+
+    def terms(self, text: str) -> list[str]:
+        """Every index term of a document, in order, repeats included."""
+        return self._terms(text, _cjk if self.version == 1 else _cjk_both)
+
+    def counts(self, text: str | None) -> dict[str, int] | None:
+        """``term -> frequency`` of a document, or None for a row without a document."""
+        if text is None:
+            return None
+        return dict(Counter(self.terms(text)))
+
+    def query_terms(self, text: str) -> list[str]:
+        """The distinct terms of a keyword query, in order of first appearance (see the
+        module-level ``query_terms``). A CJK run of two or more characters is searched by
+        its bigrams only, a single character by itself: the bigrams are rarer and rank
+        better, and every document holding the run holds them (Elasticsearch's
+        ``output_unigrams_if_no_bigrams`` does the same)."""
+        return list(dict.fromkeys(self._terms(text, _cjk)))
+
+    def contains_terms(self, substring: str) -> list[str]:
+        """Terms every document containing ``substring`` must have (see the module-level
+        ``contains_terms``)."""
+        if self.version == 1 and self.language == DEFAULT_LANGUAGE:
+            return contains_terms(substring)
+        return _contains(substring, self._word, unigrams=self.version >= 2)
+
+    def __repr__(self) -> str:
+        return f"Analyzer(language={self.language!r}, version={self.version})"

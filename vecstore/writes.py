@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from . import duplicates, inputs, text
+from . import duplicates, inputs
 from .config import cache_key
 from .embedding import Embedder
 from .errors import (
@@ -90,7 +90,12 @@ class Writer:
             raise InvalidInput(f"collection {self._record.name!r} needs vectors for every row")
         metas = inputs.metadata(metadata, n)
         return RowBatch(
-            ids, x, docs, metas, [records.pack(m) for m in metas], [text.counts(d) for d in docs]
+            ids,
+            x,
+            docs,
+            metas,
+            [records.pack(m) for m in metas],
+            [self._reader.analyzer.counts(d) for d in docs],
         )
 
     def embed_images(self, images: Any) -> np.ndarray:
@@ -113,7 +118,7 @@ class Writer:
             docs,
             metas,
             None if metas is None else [records.pack(m) for m in metas],
-            None if docs is None else [text.counts(d) for d in docs],
+            None if docs is None else [self._reader.analyzer.counts(d) for d in docs],
         )
 
     # -- the public writes --------------------------------------------------------------

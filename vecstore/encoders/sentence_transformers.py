@@ -114,8 +114,18 @@ class SentenceTransformerEncoder:
         A model name (``"sentence-transformers/all-MiniLM-L6-v2"``) or a local directory.
     normalize : bool
         L2-normalise embeddings (the default; cosine then equals dot).
-    query_prefix, document_prefix : str
-        Prepended to queries and documents (e5: ``"query: "`` and ``"passage: "``).
+    query_prefix, document_prefix : str, optional
+        Prepended to queries and documents (e5: ``"query: "`` and ``"passage: "``; BGE v1.5:
+        ``"Represent this sentence for searching relevant passages: "`` before queries
+        only). Not given: the prompts the model declares in its
+        ``config_sentence_transformers.json``: ``"query"`` for queries, the first of
+        ``"document"``, ``"passage"`` and ``"corpus"`` for documents, else its
+        ``default_prompt_name``'s (as sentence-transformers' ``encode_query`` and
+        ``encode_document`` choose). ``""``: no prefix.
+    query_prompt_name, document_prompt_name : str, optional
+        The name of one of the model's declared prompts to use instead (sentence-transformers'
+        ``prompt_name``); ``InvalidInput`` if the model declares no such prompt. The spec
+        stores the prompt text itself, so a changed model config is caught on reopen.
     batch_size : int
         Texts per forward pass.
     device : str
@@ -129,18 +139,32 @@ class SentenceTransformerEncoder:
         model: str = DEFAULT_MODEL,
         *,
         normalize: bool = True,
-        query_prefix: str = "",
-        document_prefix: str = "",
+        query_prefix: str | None = None,
+        document_prefix: str | None = None,
+        query_prompt_name: str | None = None,
+        document_prompt_name: str | None = None,
         batch_size: int = BATCH_SIZE,
         device: str = "cpu",
         expected: EncoderSpec | None = None,
     ):
         if not isinstance(model, str) or not model:
             raise InvalidInput(f"model must be a non-empty name or path; got {model!r}")
+        for kind, prefix, prompt_name in (
+            ("query", query_prefix, query_prompt_name),
+            ("document", document_prefix, document_prompt_name),
+        ):
+            if prefix is not None and not isinstance(prefix, str):
+                raise InvalidInput(f"{kind}_prefix must be a str; got {prefix!r}")
+            if prompt_name is not None and not isinstance(prompt_name, str):
+                raise InvalidInput(f"{kind}_prompt_name must be a str; got {prompt_name!r}")
+            if prefix is not None and prompt_name is not None:
+                raise InvalidInput(f"give {kind}_prefix or {kind}_prompt_name, not both")
         self.name = model
         self.normalize = normalize
         self.query_prefix = query_prefix
         self.document_prefix = document_prefix
+        self._prompt_names = {"query": query_prompt_name, "document": document_prompt_name}
+        self._prompts: dict[str, str] = {}  # the prefix text of each kind, once loaded
         self.batch_size = batch_size
         self.device = device
         self._expected = expected
@@ -182,6 +206,10 @@ class SentenceTransformerEncoder:
             # sentence-transformers 5 renamed the method; accept both spellings
             get_dim = getattr(model, "get_embedding_dimension", None)
             self._dim = int((get_dim or model.get_sentence_embedding_dimension)())
+            self._prompts = {
+                "query": self._prompt(model, "query", self.query_prefix),
+                "document": self._prompt(model, "document", self.document_prefix),
+            }
             self._model = model
             if self._expected is not None:
                 diffs = self._expected.differences(self.config())
@@ -201,11 +229,36 @@ class SentenceTransformerEncoder:
                 raise
             return loader(target, device=self.device)  # the hub
 
+    def _prompt(self, model, kind: Kind, prefix: str | None) -> str:
+        """The prefix text of ``kind``: given, named, or declared by the model."""
+        if prefix is not None:
+            return prefix
+        declared = dict(getattr(model, "prompts", None) or {})
+        name = self._prompt_names[kind]
+        if name is not None:
+            if name not in declared:
+                raise InvalidInput(
+                    f"model {self.name!r} declares no prompt {name!r} (it declares "
+                    f"{sorted(declared) or 'none'}); pass {kind}_prefix= to give the text"
+                )
+            return declared[name]
+        names = ("query",) if kind == "query" else ("document", "passage", "corpus")
+        for name in names:
+            if declared.get(name):  # sentence-transformers 6 declares "query" and "document" as ""
+                return declared[name]
+        default = getattr(model, "default_prompt_name", None)
+        return declared.get(default, "") if default else ""
+
     def encode(self, texts: Sequence[str], kind: Kind = "document") -> np.ndarray:
         model = self._load()
-        prefix = self.query_prefix if kind == "query" else self.document_prefix
+        prompt = self._prompts["query" if kind == "query" else "document"]
+        # Passed as sentence-transformers' prompt, not prepended here: models whose pooling
+        # excludes the prompt (include_prompt=False) need to know where it ends. An empty
+        # prefix passes None, which lets the model's default prompt apply as it always has
+        # (a stored "" then keeps meaning what it did when the collection was made).
         out = model.encode(
-            [prefix + t for t in texts],
+            list(texts),
+            prompt=prompt or None,
             batch_size=self.batch_size,
             normalize_embeddings=self.normalize,
             convert_to_numpy=True,
@@ -221,8 +274,8 @@ class SentenceTransformerEncoder:
             dim=self._dim,
             normalize=self.normalize,
             max_tokens=int(model.max_seq_length) if model.max_seq_length else None,
-            query_prefix=self.query_prefix,
-            document_prefix=self.document_prefix,
+            query_prefix=self._prompts["query"],
+            document_prefix=self._prompts["document"],
             revision=self._revision,
         )
 

@@ -342,11 +342,12 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
             and not self.conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone()
         )
 
-    def migrate(self, *, analyze: Callable[[str | None], Counts]) -> None:
+    def migrate(self, *, analyzer: Callable[[str], Callable[[str | None], Counts]]) -> None:
         """Bring an empty or older catalog up to the current schema, in one transaction each.
 
-        ``analyze`` (vecstore.text.counts) indexes the documents of a store older than v3
-        in the migration's transaction.
+        ``analyzer`` maps a collection's stored configuration to its analysis (the
+        ``counts`` of its vecstore.text.Analyzer), which indexes the documents of a store
+        older than v3 in the migration's transaction.
         """
         with translate_errors(self.path):
             start = self.user_version()
@@ -363,7 +364,7 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
                             ]
                         )
                     if version == 2:
-                        self.backfill_text(analyze)
+                        self.backfill_text(analyzer)
                     self.conn.execute(f"PRAGMA user_version = {version + 1:d}")
 
     # -- transactions -------------------------------------------------------------------

@@ -175,15 +175,18 @@ class TextIndex:
             "DELETE FROM text_terms WHERE coll = ? AND df = 0", (coll,)
         ).rowcount
 
-    def backfill_text(self, analyze: Callable[[str | None], Counts]) -> None:
-        """Index every stored document (the v3 migration of an existing store)."""
+    def backfill_text(self, analyzer: Callable[[str], Callable[[str | None], Counts]]) -> None:
+        """Index every stored document (the v3 migration of an existing store), each
+        collection's by ``analyzer(its stored configuration)``."""
+        configs = dict(self.conn.execute("SELECT id, config FROM collections").fetchall())
+        analyze = {coll: analyzer(config) for coll, config in configs.items()}
         cur = self.conn.execute(
             "SELECT rid, coll, document FROM rows WHERE document IS NOT NULL ORDER BY rid"
         )
         while batch := cur.fetchmany(BACKFILL_ROWS):
             by_coll: dict[int, list] = {}
             for rid, coll, doc in batch:
-                by_coll.setdefault(coll, []).append((rid, analyze(doc)))
+                by_coll.setdefault(coll, []).append((rid, analyze[coll](doc)))
             for coll, items in by_coll.items():
                 self.index_documents(coll, [r for r, _ in items], [c for _, c in items])
 
