@@ -243,6 +243,11 @@ def main() -> None:
         args.out = args.out or str(results / "embed-backends.json")
         return run_backends(args)
     args.out = args.out or str(results / "embed.json")
+    run_store(args)
+
+
+def run_store(args) -> None:
+    """The store's share beside the encoder, re-add through the cache, queries end to end."""
 
     passages = wordnet_passages()
     pick = np.random.default_rng(0).choice(len(passages), args.n, replace=False)
