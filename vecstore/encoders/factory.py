@@ -56,11 +56,15 @@ def encoder_from_spec(spec: EncoderSpec) -> Encoder | None:
     if spec.kind == "sentence-transformers":
         from .sentence_transformers import SentenceTransformerEncoder
 
+        # "onnx" or "onnx-int8" (None: torch); an unknown backend is refused by the encoder
+        backend, _, quantize = (spec.backend or "torch").partition("-")
         return SentenceTransformerEncoder(
             spec.model,
             normalize=spec.normalize,
             query_prefix=spec.query_prefix,
             document_prefix=spec.document_prefix,
+            backend=backend,
+            quantize=quantize or None,
             expected=spec,
         )
     if spec.kind == "http":

