@@ -462,3 +462,23 @@ def test_cluster_classify_recommend_duplicates(tmp_path):
     assert "1 pair at or above" in vs("duplicates", s, "c", "--threshold", 0.9999).stdout
     assert cli.main(["classify", str(s), "c", "--label", "y"]) == 1  # neither queries nor eval
     assert cli.main(["duplicates", str(s), "c", "--threshold", "0.9", "--output", "x.txt"]) == 1
+
+
+def test_analogy_and_most_similar(tmp_path):
+    """analogy and most-similar mirror Collection.analogy and most_similar: b - a + c on unit
+    vectors, the words given never returned (docs/applications.md)."""
+    s = tmp_path / "s"
+    r = np.random.default_rng(1)
+    x = r.standard_normal((60, 6)).astype(np.float32)
+    x[3] = x[1] - x[0] + x[2]  # w0 : w1 :: w2 : w3
+    with vecstore.open(s) as db:
+        db.create_collection("w", dim=6, metric="cosine").add(
+            [f"w{i}" for i in range(60)], vectors=x
+        )
+    assert js("analogy", s, "w", "w0", "w1", "w2", "-k", 2)[0]["id"] == "w3"
+    assert "w3" in vs("analogy", s, "w", "w0", "w1", "w2").stdout
+    same = js("most-similar", s, "w", "--positive", "w1", "w2", "--negative", "w0", "-k", 3)
+    assert same[0]["id"] == "w3" and not {"w0", "w1", "w2"} & {h["id"] for h in same}
+    vector = json.dumps(x[7].tolist())
+    assert js("most-similar", s, "w", "--positive", vector, "-k", 1)[0]["id"] == "w7"
+    assert cli.main(["analogy", str(s), "w", "w0", "w1"]) == 1  # three words, or --evaluate

@@ -576,6 +576,25 @@ def _words(command: Callable, parents: list) -> None:
     )
 
 
+    p = command(
+        "most-similar",
+        commands.most_similar,
+        "gensim's most_similar: the K rows of highest cosine with the sum of the --positive "
+        "examples less the --negative ones (ids at unit length, or JSON arrays of numbers); "
+        "the ids given are never returned.",
+        parents[1:],
+    )
+    p.add_argument("store", help="the store's folder")
+    p.add_argument("collection")
+    p.add_argument("--positive", nargs="+", default=[], metavar="ID", help="positive examples")
+    p.add_argument("--negative", nargs="+", default=[], metavar="ID", help="negative examples")
+    p.add_argument("-k", "--k", type=_positive, default=10, help="results (default 10)")
+    p.add_argument("--where", type=_json, metavar="JSON", help="results only among these")
+    p.add_argument(
+        "--show", type=_fields, metavar="KEYS", help="metadata keys to show as table columns"
+    )
+
+
 def _maps(command: Callable, parents: list) -> None:
     """Maps of the space: a scatter plot, and an export for the Embedding Projector."""
     p = command(

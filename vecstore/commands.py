@@ -386,6 +386,20 @@ def analogy(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def most_similar(args: argparse.Namespace) -> int:
+    positive = [_vector_or(e) for e in args.positive]
+    negative = [_vector_or(e) for e in args.negative]
+    with _open(args) as db:
+        res = _collection(db, args).most_similar(
+            positive or None, negative or None, k=args.k, where=args.where
+        )
+    if args.json:
+        _emit(res.to_list())
+        return EXIT_OK
+    _hits(args, res)
+    return EXIT_OK
+
+
 def map_(args: argparse.Namespace) -> int:
     with _open(args) as db:
         path = _collection(db, args).plot(
