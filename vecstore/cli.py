@@ -575,7 +575,6 @@ def _words(command: Callable, parents: list) -> None:
         "Google's set from gensim's test data",
     )
 
-
     p = command(
         "most-similar",
         commands.most_similar,

@@ -288,18 +288,17 @@ class Collection:
         flatten: bool = False,
     ) -> Any:
         """The rows (those matching the filters) as a ``pyarrow.Table`` from one snapshot, in
-        insertion order: ``id``, ``document``, ``vector`` (fixed-size list of float32) and
-        ``metadata`` (JSON text, exact), or one column per key with ``flatten=True``.
-        Needs the ``[arrow]`` extra."""
-        from .integrations.arrow import to_arrow
+        storage order (insertion order until merges and upserts move rows): ``id``,
+        ``document``, ``vector`` (fixed-size list of float32, over the mapped segments
+        without a copy where no row of a segment is deleted or filtered out) and ``metadata``
+        (JSON text, exact), or one column per key with ``flatten=True``. Needs the
+        ``[arrow]`` extra."""
+        from .integrations.arrow import table_of
 
-        return to_arrow(
-            self,
-            where=where,
-            where_document=where_document,
-            include_vectors=include_vectors,
-            flatten=flatten,
-        )
+        include_vectors = inputs.flag("include_vectors", include_vectors)
+        flatten = inputs.flag("flatten", flatten)
+        rows = self._reader.table_rows(where, where_document)
+        return table_of(rows, include_vectors=include_vectors, flatten=flatten)
 
     def to_pandas(
         self,
@@ -311,15 +310,15 @@ class Collection:
     ) -> Any:
         """``to_arrow`` as a pandas DataFrame: vectors as float32 arrays, metadata as dicts
         (or a column per key with ``flatten=True``). Needs the ``[arrow]`` extra."""
-        from .integrations.arrow import to_pandas
+        from .integrations.arrow import frame_of
 
-        return to_pandas(
-            self,
+        table = self.to_arrow(
             where=where,
             where_document=where_document,
             include_vectors=include_vectors,
             flatten=flatten,
         )
+        return frame_of(table, self.dim, flatten=flatten)
 
     def add_arrow(
         self,

@@ -135,6 +135,15 @@ class LiveRows:
         return out, norms
 
 
+@dataclass(frozen=True, eq=False)
+class TableRows:
+    """``LiveRows`` with the documents and metadata of its rows, in its order."""
+
+    rows: LiveRows
+    documents: list[str | None]
+    metadata: list[dict]
+
+
 class Reader:
     """The read side of one collection."""
 
@@ -388,22 +397,36 @@ class Reader:
     def live_rows(self, where: Any, where_document: Any = None) -> LiveRows:
         """The live rows the filters keep (every row without filters), with their ids, read
         in one transaction."""
+        return self.consistent(lambda cat: self._live(cat, where, where_document))
 
-        def read(cat: Catalog) -> LiveRows:
-            snap = self.snapshot(cat)
-            kept = self.kept(cat, snap, where, where_document)
-            parts, rids = [], []
-            for i, part in enumerate(snap.parts):
-                pos = part.alive if kept is None else kept[i]
-                if pos is not None and pos.dtype == np.bool_:
-                    pos = None if pos.all() else np.flatnonzero(pos)
-                parts.append((part.vectors, part.norms, pos))
-                rids.append(part.rids if pos is None else part.rids[pos])
-            rids = np.concatenate(rids) if rids else np.zeros(0, dtype=np.int64)
-            ids = fields.ids_of(cat, self._record.id, rids)
-            return LiveRows(ids, rids, self._record.metric, self._record.dim, tuple(parts))
+    def table_rows(self, where: Any, where_document: Any = None) -> TableRows:
+        """``live_rows`` with each row's document and metadata, all read in one
+        transaction (for ``to_arrow``: the vectors stay views of the mapped segments)."""
+
+        def read(cat: Catalog) -> TableRows:
+            live = self._live(cat, where, where_document)
+            rids = live.rids.tolist()
+            found = cat.records(rids)
+            rows = [found[r] for r in rids]
+            return TableRows(
+                live, [r.document for r in rows], [records.unpack(r.meta) for r in rows]
+            )
 
         return self.consistent(read)
+
+    def _live(self, cat: Catalog, where: Any, where_document: Any) -> LiveRows:
+        snap = self.snapshot(cat)
+        kept = self.kept(cat, snap, where, where_document)
+        parts, rids = [], []
+        for i, part in enumerate(snap.parts):
+            pos = part.alive if kept is None else kept[i]
+            if pos is not None and pos.dtype == np.bool_:
+                pos = None if pos.all() else np.flatnonzero(pos)
+            parts.append((part.vectors, part.norms, pos))
+            rids.append(part.rids if pos is None else part.rids[pos])
+        rids = np.concatenate(rids) if rids else np.zeros(0, dtype=np.int64)
+        ids = fields.ids_of(cat, self._record.id, rids)
+        return LiveRows(ids, rids, self._record.metric, self._record.dim, tuple(parts))
 
     def found(self, cat: Catalog, rids: np.ndarray) -> dict[int, Record]:
         """The records (id, document, metadata) of the rows ``rids`` names (-1 skipped), read

@@ -105,3 +105,35 @@ def test_refusals(db):
     with pytest.raises(vecstore.InvalidInput, match="Table"):
         c.add_arrow({"id": ["a"]})
     assert c.get(["zz"]).ids == []
+
+
+def _mapped_file(address: int) -> str | None:
+    """The file whose mapping holds ``address`` in this process, from /proc/self/maps."""
+    for line in open("/proc/self/maps"):
+        fields = line.split()
+        lo, hi = (int(v, 16) for v in fields[0].split("-"))
+        if lo <= address < hi:
+            return fields[5] if len(fields) > 5 else None
+    return None
+
+
+def test_to_arrow_vectors_are_the_mapped_segments(db):
+    # A segment without deleted or filtered-out rows is handed to Arrow as it is mapped: the
+    # column's buffer lies inside the segment file's mapping, and stays valid after the
+    # collection is compacted away beneath it. A filtered part is a gathered copy.
+    c = db.create_collection("z", dim=4)
+    x = np.arange(4000, dtype=np.float32).reshape(1000, 4)
+    c.add([f"r{i}" for i in range(1000)], vectors=x, metadata=[{"odd": i % 2} for i in range(1000)])
+    c.compact()
+    table = c.to_arrow()
+    (chunk,) = table.column("vector").chunks
+    mapped = _mapped_file(chunk.values.buffers()[1].address)
+    assert mapped is not None and mapped.startswith(str(db.path))
+    c.delete(["r0"])
+    c.compact()
+    assert np.array_equal(np.asarray(chunk.values).reshape(-1, 4), x)
+    assert table.column("id").to_pylist()[:2] == ["r0", "r1"]
+    odd = c.to_arrow(where={"odd": 1})
+    (gathered,) = odd.column("vector").chunks
+    assert not str(_mapped_file(gathered.values.buffers()[1].address)).startswith(str(db.path))
+    assert np.array_equal(np.asarray(gathered.values).reshape(-1, 4), x[1::2])

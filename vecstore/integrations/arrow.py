@@ -1,7 +1,8 @@
 """Collections to and from Arrow tables and pandas DataFrames (the extra ``[arrow]``).
 
 A collection's rows become columns ``id``, ``document``, ``vector`` (a fixed-size list of
-float32, built over the array the read returned without copying it again) and ``metadata``:
+float32, a chunk per segment, over the mapped segment itself wherever none of its rows is
+deleted or filtered out) and ``metadata``:
 each row's metadata as JSON text, which carries every value vecstore stores exactly, or, with
 ``flatten=True``, one column per key. Tables come in by naming their id, text, vector and
 metadata columns, one atomic upsert per batch. ``Collection.to_arrow`` and friends call
@@ -19,7 +20,7 @@ import numpy as np
 from .. import inputs
 from ..errors import InvalidInput, MissingDependency
 
-__all__ = ["to_arrow", "to_pandas", "add_arrow", "add_dataframe"]
+__all__ = ["table_of", "frame_of", "add_arrow", "add_dataframe"]
 
 RESERVED = ("id", "document", "vector", "metadata")
 
@@ -72,60 +73,50 @@ def _flat_columns(metadata: list[dict], pa: Any) -> dict[str, Any]:
     return columns
 
 
-def to_arrow(
-    collection: Any,
-    *,
-    where: dict | None = None,
-    where_document: dict | None = None,
-    include_vectors: bool = True,
-    flatten: bool = False,
-) -> Any:
-    """The collection's rows (those matching the filters) as a ``pyarrow.Table``, in
-    insertion order, read from one snapshot."""
+def table_of(rows: Any, *, include_vectors: bool, flatten: bool) -> Any:
+    """A ``pyarrow.Table`` of ``rows`` (``reader.TableRows``: the live rows, their documents
+    and metadata, from one snapshot), in their storage order."""
     pa = _pyarrow()
-    got = collection.get(
-        where=where, where_document=where_document, include_vectors=include_vectors
-    )
+    live = rows.rows
     columns: dict[str, Any] = {
-        "id": pa.array(got.ids, type=pa.string()),
-        "document": pa.array(got.documents, type=pa.string()),
+        "id": pa.array(live.ids, type=pa.string()),
+        "document": pa.array(rows.documents, type=pa.string()),
     }
     if include_vectors:
-        flat = np.ascontiguousarray(got.vectors, dtype=np.float32).reshape(-1)
-        columns["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(flat), collection.dim)
+        columns["vector"] = _vector_column(live, pa)
     if flatten:
-        columns.update(_flat_columns(got.metadata, pa))
+        columns.update(_flat_columns(rows.metadata, pa))
     else:
         # allow_nan=False: vecstore stores no NaN or infinity, and JSON has none either
-        text = [json.dumps(m, ensure_ascii=False, allow_nan=False) for m in got.metadata]
+        text = [json.dumps(m, ensure_ascii=False, allow_nan=False) for m in rows.metadata]
         columns["metadata"] = pa.array(text, type=pa.string())
     return pa.table(columns)
 
 
-def to_pandas(
-    collection: Any,
-    *,
-    where: dict | None = None,
-    where_document: dict | None = None,
-    include_vectors: bool = True,
-    flatten: bool = False,
-) -> Any:
-    """``to_arrow(...)`` as a DataFrame; vectors are float32 arrays, metadata dicts (or,
+def _vector_column(live: Any, pa: Any) -> Any:
+    """The vectors as a chunked fixed-size list column, a chunk per part: over the mapped
+    segment itself where the part has no deleted or filtered-out rows (Arrow then holds the
+    map, which stays valid while the table lives), over a gathered copy elsewhere."""
+    kind = pa.list_(pa.float32(), live.dim)
+    chunks = []
+    for vectors, _, pos in live.parts:
+        block = vectors if pos is None else vectors[pos]
+        if len(block):
+            values = pa.array(np.ascontiguousarray(block).reshape(-1), type=pa.float32())
+            chunks.append(pa.FixedSizeListArray.from_arrays(values, live.dim))
+    return pa.chunked_array(chunks, type=kind)
+
+
+def frame_of(table: Any, dim: int, *, flatten: bool) -> Any:
+    """``table_of``'s table as a DataFrame; vectors are float32 arrays, metadata dicts (or,
     with ``flatten=True``, a column per key)."""
     _pandas()
-    table = to_arrow(
-        collection,
-        where=where,
-        where_document=where_document,
-        include_vectors=include_vectors,
-        flatten=flatten,
-    )
     frame = table.to_pandas()
     if not flatten:
         frame["metadata"] = [json.loads(m) for m in table.column("metadata").to_pylist()]
     if "vector" in frame:
         vectors = table.column("vector").combine_chunks().flatten().to_numpy()
-        frame["vector"] = list(vectors.reshape(len(frame), collection.dim))
+        frame["vector"] = list(vectors.reshape(len(frame), dim))
     return frame
 
 
