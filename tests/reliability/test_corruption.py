@@ -134,7 +134,11 @@ def damage(path: Path, rnd: random.Random) -> str:
 def run_batch(template: str, work: str, first: int, count: int) -> None:
     """Run trials ``first .. first+count-1``; print one JSON line per trial."""
     template_path, work_path = Path(template), Path(work)
-    expected, problems = observe(template_path)
+    # The expected answers come from a copy: opening the template itself would let this
+    # child's close remove its WAL file while the other child is copying it.
+    reference = work_path / "reference"
+    shutil.copytree(template_path, reference)
+    expected, problems = observe(reference)
     assert not problems, problems
     for trial in range(first, first + count):
         rnd = random.Random(trial)
