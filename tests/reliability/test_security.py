@@ -61,7 +61,12 @@ UNSAFE_CALLS = {"torch.load", "yaml.load", "yaml.unsafe_load", "os.system", "os.
 # the packaged-model lookup, which turns a (possibly stored) model name into the name of an
 # installed package, gt_[0-9a-z_]+, so a store can select an installed package but never
 # supply code.
-IMPORT_BY_NAME = {"commands.py": 1, "encoders/sentence_transformers.py": 1}
+IMPORT_BY_NAME = {
+    "commands.py": 1,
+    "encoders/sentence_transformers.py": 1,
+    # need(module, extra): the integrations' own framework names, written in the code
+    "integrations/deps.py": 1,
+}
 
 
 def dotted(node: ast.AST) -> str:
