@@ -266,9 +266,13 @@ class Reader:
     ) -> list[QueryResult]:
         """Vector queries: one result per row of ``xq``, never one of the ids ``exclude``."""
 
+        narrowed = where is not None or where_document is not None or bool(exclude)
+
         def read(cat: Catalog):
             snap = self.snapshot(cat)
-            allowed = self.kept(cat, snap, where, where_document, self.rids_of(cat, exclude))
+            allowed = None
+            if narrowed:
+                allowed = self.kept(cat, snap, where, where_document, self.rids_of(cat, exclude))
             scores, rids, counts = self.topk(cat, snap, xq, k, allowed, ann)
             return scores, rids, counts, self.found(cat, rids)
 

@@ -336,7 +336,10 @@ class Store:
 
     def resident_pages(self, record: CollectionRecord) -> ResidentPages:
         """What re-ranking has faulted in of the collection's mapped segments."""
-        return self._pages.setdefault(record.dir, ResidentPages())
+        pages = self._pages.get(record.dir)  # not setdefault: it would build one per query
+        if pages is None:
+            pages = self._pages[record.dir] = ResidentPages()
+        return pages
 
     def forget(self, record: CollectionRecord) -> None:
         """Drop everything cached for a deleted collection."""
