@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from .ingest import IngestResult
     from .maps import Projection
     from .portable import ExportInfo
+    from .staged import StagedIngest
 
 __all__ = ["METRICS", "Collection"]
 
@@ -232,6 +233,16 @@ class Collection:
                 done += len(batch)
                 advance(len(batch))
         return done
+
+    def stage(self) -> StagedIngest:
+        """A staged ingest into this collection (vecstore/staged.py): other processes embed
+        and write partitions into the store's staging area, and ``adopt`` publishes them
+        in one transaction. ``vecstore.dask.ingest`` runs one on a Dask cluster."""
+        from .staged import StagedIngest
+
+        if self._store.read_only:
+            raise ReadOnlyError(f"store {self._store.path} was opened read-only")
+        return StagedIngest(self._store, self._record, self._writer)
 
     def compact(self) -> None:
         """Seal pending vectors and rewrite every segment into one, dropping deleted vectors.

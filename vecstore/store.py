@@ -39,7 +39,7 @@ from .index import flat
 from .index.bm25 import PostingCache
 from .index.plan import ResidentPages
 from .lru import LRU
-from .storage import cleanup, layout
+from .storage import cleanup, layout, staging
 from .storage.catalog import Catalog, CollectionRecord
 from .storage.files import WriterLock, make_dir
 from .storage.intents import Intent
@@ -151,6 +151,7 @@ class Store:
         row names to ``quarantine/`` and warn (storage/cleanup.py). Runs under the writer
         lock, so no other process can be between writing a file and publishing it."""
         start = time.perf_counter()
+        staging.sweep(self.path)  # runs of staged ingests whose client died (staging.py)
         report = cleanup.tidy(self.path, cat)
         if report.deleted or report.quarantined or report.failed:
             logging.getLogger(__name__).info(

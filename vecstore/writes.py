@@ -48,7 +48,9 @@ from .storage.catalog import Catalog, CollectionRecord
 from .storage.filters import compile_filters
 from .storage.intents import Intent
 from .storage.records import Location, RowBatch
-from .storage.segments import SUFFIX, write_segment
+from .storage.buffers import text_hash
+from .storage.segments import SUFFIX, SegmentInfo, write_segment
+from .storage.staging import StagedPartition, link_into
 from .store import SnapshotRace, Store
 
 # Upkeep (seals, merges, compaction, training) reports here with timings; queries log nothing.
@@ -225,6 +227,62 @@ class Writer:
             old = cat.filtered(coll, sql, params)
             self._remove(cat, old)
             return len(old)
+
+        return self._write(apply)
+
+    def adopt(self, staged: Sequence[StagedPartition]) -> int:
+        """Publish staged partitions (storage/staging.py) in one transaction: their segment
+        files are linked into the collection folder as they are (no vector is rewritten),
+        their rows inserted under the row ids the segments hold, their documents indexed
+        and their embeddings cached. Partitions adopted before are skipped, so a retried
+        one is published once. Rows are checked as ``add`` checks them; an id that exists
+        raises ``DuplicateIdError`` (nothing adopted). Returns how many rows were added."""
+        parts = []
+        for part in staged:
+            n = len(part)
+            ids = inputs.ids(part.ids) if n else []
+            docs = inputs.documents(part.documents, n)
+            metas = inputs.metadata([records.unpack(b) for b in part.packed], n)
+            packed = [records.pack(m) for m in metas]
+            counts = [self._reader.analyzer.counts(d) for d in docs]
+            parts.append((part, RowBatch(ids, None, docs, metas, packed, counts)))
+        key = self._embedder.spec.cache_key() if self._embedder.spec is not None else None
+        coll = self._record.id
+
+        def apply(cat: Catalog, pub: _Publication) -> int:
+            self._reader.require(cat)
+            done = cat.adopted([part.token for part, _ in parts])
+            added = 0
+            for part, rows in parts:
+                if part.token in done or not len(rows):
+                    continue
+                done.add(part.token)
+                seg = pub.adopt(part.path, part.segment.info)
+                rids = range(part.rid_start, part.rid_start + len(rows))
+                try:
+                    cat.insert_rows(coll, rids, rows, seg, range(len(rows)))
+                except sqlite3.IntegrityError:
+                    existing = cat.locate(coll, rows.ids)
+                    dup = [i for i in rows.ids if i in existing] or rows.ids
+                    raise DuplicateIdError(
+                        f"ingest: {len(dup)} ids already exist in {self._record.name!r} or "
+                        f"repeat in the input: {dup[:5]}; nothing was added"
+                    ) from None
+                if key is not None:
+                    vecs = part.segment.vectors
+                    cat.cache_embeddings(
+                        key,
+                        (
+                            (text_hash(d), vecs[j].tobytes())
+                            for j, d in enumerate(rows.documents)
+                            if d is not None
+                        ),
+                    )
+                added += len(rows)
+            cat.record_adopted([part.token for part, _ in parts])
+            if added:
+                cat.bump(coll)
+            return added
 
         return self._write(apply)
 
@@ -624,6 +682,22 @@ class _Publication:
             threading.Thread(target=_run, args=(job, _write_files, args), daemon=True).start()
         else:
             _run(job, _write_files, args)
+        self._jobs.append((seg, job))
+        return seg
+
+    def adopt(self, source: Path, info: SegmentInfo) -> int:
+        """Publish a segment file written elsewhere (a staged partition), linked under a
+        new name; its catalog id is reserved at once, as ``segment`` does."""
+        if self._next_id is None:
+            self._directory.mkdir(parents=True, exist_ok=True)
+            self._next_id = self._cat.next_segment_id()
+        seg = self._next_id
+        self._next_id += 1
+        name = f"{uuid.uuid4().hex}{SUFFIX}"
+        self._intent.publishing(self._directory, [name])
+        link_into(source, self._directory, name)
+        job: Future = Future()
+        job.set_result((SegmentInfo(name, info.count, info.dim, info.size, info.crc), None))
         self._jobs.append((seg, job))
         return seg
 

@@ -56,6 +56,8 @@ TRUNCATE_WAIT_MS = 200
 # constructor costs a Python-level call each.
 _new_record = tuple.__new__
 INTENT_KEY = "intent:"  # store_info keys of committed intents (storage/intents.py)
+RID_FLOOR_KEY = "rid_floor"  # row ids below it are taken or reserved (reserve_rids)
+ADOPTED_KEY = "adopted:"  # store_info keys of adopted staged partitions (storage/staging.py)
 
 
 def _migrate_v1(db: sqlite_utils.Database) -> None:
@@ -561,7 +563,42 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
         return {id_: Location(rid, seg, pos) for id_, rid, seg, pos in rows}
 
     def next_rid(self) -> int:
-        return self.conn.execute("SELECT COALESCE(MAX(rid), 0) + 1 FROM rows").fetchone()[0]
+        # Past any range a staged ingest reserved (reserve_rids): its workers write those
+        # rids into segment files before the rows exist.
+        return self.conn.execute(
+            "SELECT MAX((SELECT COALESCE(MAX(rid), 0) + 1 FROM rows), "
+            "COALESCE((SELECT CAST(value AS INTEGER) FROM store_info WHERE key = ?), 0))",
+            (RID_FLOOR_KEY,),
+        ).fetchone()[0]
+
+    def reserve_rids(self, n: int) -> int:
+        """Inside a write transaction: reserve ``n`` consecutive row ids that no later
+        write takes, for segments written elsewhere before their rows are inserted
+        (storage/staging.py). Returns the first."""
+        start = self.next_rid()
+        self.conn.execute(
+            "INSERT OR REPLACE INTO store_info (key, value) VALUES (?, ?)",
+            (RID_FLOOR_KEY, str(start + n)),
+        )
+        return start
+
+    def adopted(self, tokens: Sequence[str]) -> set[str]:
+        """Which staged partitions ``tokens`` were adopted already (a token hashes its
+        collection's folder name with its rows, so it names one collection)."""
+        keys = [f"{ADOPTED_KEY}{t}" for t in tokens]
+        found = self.conn.execute(
+            "SELECT key FROM store_info WHERE key IN (SELECT value FROM json_each(?))",
+            (json.dumps(keys),),
+        )
+        return {key[len(ADOPTED_KEY) :] for (key,) in found}
+
+    def record_adopted(self, tokens: Iterable[str]) -> None:
+        """Inside the adopting transaction: partitions ``tokens`` are published, so a
+        retried or repeated one is never published again."""
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO store_info (key, value) VALUES (?, '')",
+            ((f"{ADOPTED_KEY}{t}",) for t in tokens),
+        )
 
     def insert_rows(
         self,
