@@ -57,9 +57,7 @@ class PartitionRows:
         return len(self.ids)
 
 
-def partition_rows(
-    target: StagingTarget, ids: Any, documents: Any, metadata: Any
-) -> PartitionRows:
+def partition_rows(target: StagingTarget, ids: Any, documents: Any, metadata: Any) -> PartitionRows:
     """Check a partition's rows (the boundary: they come from user data) and hash them."""
     ids = inputs.ids(ids)
     n = len(ids)

@@ -44,11 +44,11 @@ from .storage import records
 from .storage.annfiles import IndexFileRecord
 from .storage.arrays import SUFFIX as INDEX_SUFFIX
 from .storage.arrays import write_arrays
+from .storage.buffers import text_hash
 from .storage.catalog import Catalog, CollectionRecord
 from .storage.filters import compile_filters
 from .storage.intents import Intent
 from .storage.records import Location, RowBatch
-from .storage.buffers import text_hash
 from .storage.segments import SUFFIX, SegmentInfo, write_segment
 from .storage.staging import StagedPartition, link_into
 from .store import SnapshotRace, Store

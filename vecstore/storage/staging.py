@@ -44,7 +44,9 @@ MAX_ROWS_BYTES = 4 << 30  # a rows file larger than this is refused unread
 _TOKEN = re.compile(r"[0-9a-f]{32}")
 
 
-def partition_token(collection: str, ids: Sequence[str], documents: Sequence, packed: Sequence) -> str:
+def partition_token(
+    collection: str, ids: Sequence[str], documents: Sequence, packed: Sequence
+) -> str:
     """A deterministic token for a partition's content in one collection: a retried
     partition gets the same one, so it is adopted at most once."""
     h = hashlib.blake2b(digest_size=16)
@@ -144,16 +146,18 @@ def write_partition(
     n = len(ids)
     rids = np.arange(rid_start, rid_start + n, dtype=np.int64)
     seg = write_segment(run, f"{token}{SEGMENT_SUFFIX}", [vectors], norms, rids)
-    body = msgpack.packb(
-        {"ids": ids, "documents": documents, "packed": packed}, use_bin_type=True
-    )
+    body = msgpack.packb({"ids": ids, "documents": documents, "packed": packed}, use_bin_type=True)
     write_durable(run, f"{token}{ROWS_SUFFIX}", [body])
     manifest = {
         "format": FORMAT,
         "token": token,
         "rid_start": int(rid_start),
         "segment": {
-            "file": seg.file, "count": seg.count, "dim": seg.dim, "size": seg.size, "crc": seg.crc
+            "file": seg.file,
+            "count": seg.count,
+            "dim": seg.dim,
+            "size": seg.size,
+            "crc": seg.crc,
         },
         "rows": {"file": f"{token}{ROWS_SUFFIX}", "size": len(body), "crc": zlib.crc32(body)},
     }
@@ -265,8 +269,12 @@ def link_into(source: Path, directory: Path, name: str) -> None:
         from ..errors import DiskFullError, StoreIOError
 
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise DiskFullError(f"could not link {source} into {directory}: the disk is full")
+            raise DiskFullError(
+                f"could not link {source} into {directory}: the disk is full"
+            ) from exc
         hint = "; the staging folder must be on the store's file system" * (
             exc.errno == errno.EXDEV
         )
-        raise StoreIOError(f"could not link {source} into {directory}: {exc.strerror}{hint}")
+        raise StoreIOError(
+            f"could not link {source} into {directory}: {exc.strerror}{hint}"
+        ) from exc
