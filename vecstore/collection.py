@@ -24,6 +24,7 @@ from .encoders.base import Encoder, EncoderSpec
 from .errors import InvalidInput, ReadOnlyError
 from .hybrid import Fusion, Mode, Ranking, keywords
 from .index import specs
+from .index.ivf import TrainedModel
 from .reader import AnnOptions, Reader
 from .results import GetResult, QueryResult
 from .storage.catalog import CollectionRecord
@@ -925,6 +926,25 @@ class Collection:
         ``trained``, ``nlist``, ``nprobe``, ``m``, ``nbits``, ``refine``, ``train_rows`` and
         ``indexed_rows`` (rows in lists; the rest are searched exactly)."""
         return self._reader.index_info()
+
+    def install_index(self, spec: specs.Spec, model: TrainedModel) -> None:
+        """Index with ``spec`` under a model trained elsewhere (``vecstore.sharded``
+        trains one for all its shards): every row is listed under it in one transaction,
+        and upkeep never retrains a shared model on its own."""
+        if not isinstance(model, TrainedModel):
+            raise InvalidInput(f"model must be a TrainedModel; got {type(model).__name__}")
+        if model.meta.get("kind") != spec.kind or model.meta.get("metric") != self.metric:
+            raise InvalidInput(
+                f"the model is a {model.meta.get('kind')} model for metric "
+                f"{model.meta.get('metric')!r}; the spec is {spec.kind}, the collection's "
+                f"metric {self.metric!r}"
+            )
+        if model.arrays["centroids"].shape[1] != self.dim:
+            raise InvalidInput(
+                f"the model's centroids have dim {model.arrays['centroids'].shape[1]}; "
+                f"collection {self.name!r} has dim {self.dim}"
+            )
+        self._writer.install_model(spec, model.arrays, model.meta)
 
     def create_index(self, spec: specs.Spec) -> None:
         """Replace the collection's index spec, dropping any trained index.

@@ -528,6 +528,7 @@ class Reader:
                 nbits=int(cb.shape[1]).bit_length() - 1 if cb.size else 0,
                 refine=model.refine,
                 train_rows=model.train_rows,
+                shared=model.shared,
                 indexed_rows=sum(r.nrows for r in lists.values()),
             )
         return info

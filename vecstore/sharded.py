@@ -92,6 +92,21 @@ def _get(coll, ids, where, limit, include_vectors) -> GetResult:
     return coll.get(ids, where=where, limit=limit, include_vectors=include_vectors)
 
 
+def _sample(coll, fraction: float, seed: int) -> np.ndarray:
+    ids = coll.get().ids
+    rng = np.random.default_rng(seed)
+    pick = rng.permutation(len(ids))[: max(1, round(fraction * len(ids)))] if ids else []
+    chosen = [ids[i] for i in np.sort(pick)]
+    if not chosen:
+        return np.zeros((0, coll.dim), np.float32)
+    return coll.get(chosen, include_vectors=True).vectors
+
+
+def _install(coll, spec, model) -> dict:
+    coll.install_index(spec, model)
+    return coll.index_info()
+
+
 def _count(coll, where) -> int:
     return coll.count(where)
 
@@ -256,6 +271,29 @@ class ShardedCollection:
                 for s, rows in self._route(ids).items()
             ]
         return sum(self._gather(calls))
+
+    # -- the ANN index ----------------------------------------------------------------
+
+    def create_index(self, spec: Any, *, seed: int = 0) -> list[dict]:
+        """Train one IVF or IVF-PQ model on a uniform sample of all shards' rows, then
+        install it in every shard (``Collection.install_index``): the shards share their
+        coarse quantiser and codebooks, so a query probes the same lists on each, and no
+        shard retrains alone. Returns each shard's ``index_info()``."""
+        from .index import ivf, specs
+
+        if not isinstance(spec, (specs.IVF, specs.IVFPQ)):
+            raise InvalidInput(f"create_index needs an IVF or IVFPQ spec; got {spec!r}")
+        n_total = self.count()
+        nlist = spec.nlist or specs.default_nlist(n_total)
+        want = nlist * specs.TRAIN_POINTS_PER_LIST + ivf.TUNE_QUERIES
+        if isinstance(spec, specs.IVFPQ):
+            want = max(want, specs.PQ_TRAIN_ROWS + ivf.TUNE_QUERIES)
+        fraction = min(1.0, want / max(n_total, 1))
+        parts = self._gather([(s, _sample, (fraction, seed + s)) for s in range(self.shards)])
+        sample = np.concatenate(parts)
+        sample = sample[np.random.default_rng(seed).permutation(len(sample))]
+        model = ivf.TrainedModel.train(sample, self.metric, spec, n_total, seed=seed)
+        return self._gather([(s, _install, (spec, model)) for s in range(self.shards)])
 
     # -- reads ------------------------------------------------------------------------
 

@@ -326,6 +326,22 @@ class Writer:
             self._store.forget_files(self._record, old)
             self._index_upkeep(cat)
 
+    def install_model(self, spec: specs.Spec, arrays: dict[str, np.ndarray], meta: dict) -> None:
+        """Make ``spec`` the index spec and an ANN model trained elsewhere (``ivf.train``'s
+        arrays and record) its model, rewriting every segment under it in one transaction,
+        as training here would. A model whose record says ``shared`` is never retrained by
+        upkeep (sharded collections install one model in every shard)."""
+        with self._store.writing() as cat:
+            with cat.write():
+                self._reader.require(cat)
+                config = self._reader.config(cat)
+                cat.set_config(self._record.id, config.with_index(spec).to_json())
+                cat.bump(self._record.id)
+            self._seal(cat, force=True)
+            with cat.read():
+                seg_ids = [r.id for r in cat.segments(self._record.id)]
+            self._rewrite(cat, seg_ids, model=(arrays, meta))
+
     # -- transactions -------------------------------------------------------------------
 
     @contextmanager
@@ -587,6 +603,8 @@ class Writer:
                 return
             nrows = cat.count(self._record.id, "1", [])
             model, lists = cat.index_files(self._record.id)
+        if model is not None and self._shared_model(cat):
+            return  # installed for a sharded collection: retrained by it, for every shard
         if upkeep.training_due(spec, nrows, model, lists):
             start = time.perf_counter()
             self._train(cat, spec, nrows)
@@ -598,6 +616,13 @@ class Writer:
                 nrows,
                 time.perf_counter() - start,
             )
+
+    def _shared_model(self, cat: Catalog) -> bool:
+        try:
+            model = self._store.model(cat, self._record)
+        except SnapshotRace:  # nothing unlinks files while this writer holds the lock
+            raise self._reader.vanished() from None
+        return model is not None and model.shared
 
     def _train(self, cat: Catalog, spec: specs.Spec, nrows: int) -> None:
         """Train a model on a uniform sample of the live rows, then rewrite every segment

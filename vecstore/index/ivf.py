@@ -36,6 +36,9 @@ class Model:
     refine: int
     train_rows: int
     train_err: float
+    # trained once for the shards of a sharded collection (vecstore/sharded.py) and
+    # installed in each: a shard never retrains it alone, or their probes would disagree
+    shared: bool = False
     centroid_norms2: np.ndarray = None  # float32 (nlist,): |c|^2, set by __post_init__
     codebooks_t: np.ndarray = None  # float32 (m, dsub, ksub), the look-up tables' layout
     # int8 (nlist, d) and float32 (nlist,): the centroids as single queries read them
@@ -69,6 +72,7 @@ class Model:
             int(meta["refine"]),
             int(meta["train_rows"]),
             float(meta["train_err"]),
+            bool(meta.get("shared", False)),
         )
 
 
@@ -413,3 +417,22 @@ def _search_one(parts, masks, bases, fast, model, xq, metric, D, I, kc, width, s
     if pq:
         for (xb, norms, _, _), base in zip(parts, bases):
             adc.rerank_one(qn, code, xb, norms, ci, base, D[0], I[0])
+
+
+@dataclass(frozen=True, eq=False)
+class TrainedModel:
+    """A model trained outside a collection, to install in one or several
+    (``Collection.install_index``): ``train``'s arrays and record."""
+
+    arrays: dict[str, np.ndarray]
+    meta: dict
+
+    @classmethod
+    def train(
+        cls, x: np.ndarray, metric: str, spec: specs.IVF | specs.IVFPQ, n_total: int, *,
+        shared: bool = True, seed: int = 0,
+    ) -> TrainedModel:
+        """Train on a sample ``x`` of ``n_total`` rows (``train``); ``shared`` marks the
+        model so that no collection holding it retrains it alone."""
+        arrays, meta = train(x, metric, spec, n_total, seed=seed)
+        return cls(arrays, meta | {"shared": shared})
