@@ -36,9 +36,13 @@ PAGES = [
     "benchmarks",
     "reliability",
     "integrations",
+    "scale",
 ]
 # Pages whose examples need optional extras: skipped when one is not installed.
-NEEDS = {"integrations.md": ("langchain_core", "llama_index.core", "pyarrow", "pandas")}
+NEEDS = {
+    "integrations.md": ("langchain_core", "llama_index.core", "pyarrow", "pandas"),
+    "scale.md": ("dask", "distributed"),
+}
 
 
 def doc_files() -> list[Path]:
