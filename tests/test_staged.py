@@ -4,15 +4,28 @@ from __future__ import annotations
 
 import json
 import os
+import zlib
 
 import numpy as np
 import pytest
-from conftest import hashing_encoder
 
 import vecstore
+from vecstore.encoders import named
 from vecstore.errors import CorruptStoreError, DuplicateIdError, VecstoreError
 from vecstore.staged import describe_partition, stage_partition
 from vecstore.storage import staging
+
+
+@named("staged_hashing_encoder", version="1")
+def hashing_encoder(texts: list[str], dim: int = 16) -> np.ndarray:
+    """Deterministic: each word adds a fixed random direction."""
+    out = np.zeros((len(texts), dim), dtype=np.float32)
+    for i, text in enumerate(texts):
+        for word in text.lower().split():
+            rng = np.random.default_rng(zlib.crc32(word.encode()))
+            out[i] += rng.standard_normal(dim).astype(np.float32)
+    return out
+
 
 DOCS = [f"passage {i} about topic {i % 7} and colour {i % 3}" for i in range(120)]
 IDS = [f"p{i}" for i in range(120)]

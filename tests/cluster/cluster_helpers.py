@@ -1,10 +1,15 @@
-"""Encoders for the Dask tests, pickled by value to the workers (cloudpickle)."""
+"""The Dask tests' cluster fixture, and encoders pickled by value to the workers.
+
+Not a conftest.py: a second module named ``conftest`` would shadow tests/conftest.py for
+the test files that import from it.
+"""
 
 from __future__ import annotations
 
 import os
 import time
 import zlib
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -38,3 +43,19 @@ class SlowOnce:
             os.rename(self.marker + ".tmp", self.marker)
             time.sleep(self.pause)
         return hashing_encoder(texts)
+
+
+@contextmanager
+def local_cluster():
+    """A LocalCluster of two worker processes, one thread each, and its client."""
+    import sys
+
+    import cloudpickle
+    import distributed
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    with cluster, distributed.Client(cluster) as c:
+        yield c

