@@ -48,6 +48,14 @@ def _database(path: str):
         return db
 
 
+def _forget(paths: list[str]) -> None:
+    with _OPEN_LOCK:
+        for p in paths:
+            db = _OPEN.pop(p, None)
+            if db is not None:
+                db.close()
+
+
 def _on_shard(path: str, name: str, encoder: Any, create: dict | None, fn: Callable, *args):
     db = _database(path)
     if create is not None:
@@ -169,12 +177,10 @@ class ShardedCollection:
         return len(self.paths)
 
     def close(self) -> None:
-        """Close the shards this process opened (workers keep theirs until they exit)."""
-        with _OPEN_LOCK:
-            for p in self.paths:
-                db = _OPEN.pop(p, None)
-                if db is not None:
-                    db.close()
+        """Close the shards' stores, in this process and on the client's workers."""
+        if self._client is not None and self._client.status == "running":
+            self._client.run(_forget, self.paths)
+        _forget(self.paths)
 
     def __enter__(self) -> ShardedCollection:
         return self
