@@ -50,8 +50,6 @@ def ingest_and_compare(tmp_path, client):
         np.testing.assert_allclose(got_vecs, want_vecs, atol=1e-5)
         got = coll.query_many(queries, k=5)
         assert [r.ids for r in got] == [r.ids for r in want]
-        # the embedding cache was filled: a local add of the same texts embeds nothing new
-        again = db.create_collection("again", encoder="all-MiniLM-L6-v2")
-        again.add(ids, documents=[r["text"] for r in rows])
-        np.testing.assert_array_equal(again.get(ids, include_vectors=True).vectors, got_vecs)
+        # the embedding cache was filled by the adoption, as a local add fills it
+        assert db.clear_embedding_cache() == 96
         assert db.verify().ok
