@@ -95,7 +95,7 @@ def ingest_dask(n: int, workers: int, workdir: str) -> dict:
         n_workers=workers,
         threads_per_worker=1,
         processes=True,
-        dashboard_address=None,
+        dashboard_address=":0",
         env=env,
     )
     with (
@@ -205,7 +205,7 @@ def latency(mode: str, rows: int, nq: int, workdir: str) -> dict:
                 n_workers=2,
                 threads_per_worker=1,
                 processes=True,
-                dashboard_address=None,
+                dashboard_address=":0",
                 env={"OMP_NUM_THREADS": "1"},
             )
             client = Client(cluster)
