@@ -16,6 +16,8 @@ import vecstore
 pytest.importorskip("distributed")
 import cluster_helpers as helpers  # noqa: E402
 import dask.bag as db_  # noqa: E402
+import dask.dataframe as dd  # noqa: E402
+import pandas as pd  # noqa: E402
 
 from vecstore import dask as vdask  # noqa: E402
 from vecstore.corpora import wordnet_passages  # noqa: E402
@@ -78,6 +80,13 @@ def test_ingest_matches_a_local_add(tmp_path, client, passages):
             client=client,
         )
         assert (again.added, again.skipped) == (0, 4)  # adopted partitions are not redone
+        frame = dd.from_pandas(pd.DataFrame(rows[:100]), npartitions=2)
+        other = db.create_collection("wn2", encoder=enc)
+        got = vdask.ingest(other, frame, metadata=["pos"], encoder=enc, client=client)
+        assert got.added == 100 and other.get(["noun-00001740"]).metadata[0] == {"pos": "noun"}
+        np.testing.assert_array_equal(
+            other.get(ids[:100], include_vectors=True).vectors, want_vecs[:100]
+        )
         assert db.verify().ok
 
 
