@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .encoders.factory import resolve_encoder
 from .errors import EncoderMismatch, InvalidInput, MissingDependency
@@ -25,6 +25,9 @@ try:
     import dask.dataframe
 except ImportError as exc:  # pragma: no cover - the [dask] extra is missing
     raise MissingDependency("vecstore.dask needs Dask: pip install 'vecstore-db[dask]'") from exc
+
+if TYPE_CHECKING:
+    from .collection import Collection
 
 __all__ = ["IngestReport", "ShardedCollection", "ingest", "open_sharded", "shard_of"]
 
@@ -46,7 +49,7 @@ class IngestReport:
 
 
 def ingest(
-    collection: Any,
+    collection: Collection,
     data: Any,
     *,
     text: str = "text",
