@@ -49,6 +49,9 @@ class Part:
     codes: np.ndarray | None = None
     # unmaps the segment's pages from the process (None for the pending block)
     release: Callable[[], None] | None = None
+    # compressed codes of the rows (``compressed.Codes``) in a collection created with
+    # vectors="float16" | "int8" | "binary"; None for float32 collections and pending rows
+    packed: Any = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -141,9 +144,11 @@ def load_snapshot(
     fresh transaction.
     """
     from ..kernels.exact import row_norms
+    from .compressed import load as load_codes
 
     records = catalog.segments(coll)
     model_rec, list_recs = catalog.index_files(coll)
+    code_recs = catalog.code_files(coll)
     model = load_model(
         catalog, coll, directory, segments, model_rec, previous.model if previous else None
     )
@@ -176,11 +181,26 @@ def load_snapshot(
                 raise CorruptStoreError(
                     f"index file {lrec.info.file} does not match segment {rec.info.file}"
                 )
+        packed = None
+        crec = code_recs.get(rec.id)
+        if crec is not None:
+            packed = load_codes(_open_index(segments, directory, crec.info), rec.info)
         parts.append(
-            Part(rec.id, seg.vectors, seg.norms, seg.rids, alive, offsets, codes, seg.release_pages)
+            Part(
+                rec.id,
+                seg.vectors,
+                seg.norms,
+                seg.rids,
+                alive,
+                offsets,
+                codes,
+                seg.release_pages,
+                packed,
+            )
         )
     live = {rec.info.file for rec in records}
     live |= {r.info.file for r in list_recs.values()}
+    live |= {r.info.file for r in code_recs.values()}
     if model_rec is not None:
         live.add(model_rec.info.file)
     for name in [name for name in segments if name not in live]:
