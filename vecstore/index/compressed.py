@@ -5,7 +5,7 @@ Each segment gets one code file, written right after the segment (``encode_segme
 published with it: float16 copies of the rows, SQ8 codes with the segment's own per-dimension
 range (as Lucene trains its quantiles per segment), or sign bits of the rows less the
 segment's mean. A query scans the codes of every segment for ``k x oversample`` candidates
-each, then re-ranks those from the float32 originals (mapped, so only their pages are read),
+each, then re-ranks those from the float32 originals (read with ``pread``, not mapped in),
 into the same heaps as the exactly scanned pending rows: the result is exact over the
 candidates, its scores exact float32 scores. Uses kernels (lazily) and storage; no SQL.
 """
@@ -24,23 +24,17 @@ from ..storage.arrays import ArrayFile, write_arrays
 from ..storage.segments import SegmentInfo, open_segment
 
 #: Default candidates re-ranked per segment: k x this (measured on 115k x 384 MiniLM
-#: vectors: recall@10 after re-ranking 1.00 for int8 at x3, 0.985 for binary at x20) ...
-OVERSAMPLE = {"float16": 2, "int8": 3, "binary": 20}
+#: vectors: recall@10 after re-ranking 1.00 for int8 at x2, 0.972 for binary at x10) ...
+OVERSAMPLE = {"float16": 2, "int8": 2, "binary": 10}
 #: ... and at least this many, so a small k still sees enough candidates.
-MIN_CANDIDATES = {"float16": 16, "int8": 32, "binary": 200}
-#: Rows decoded at a time by the float16 scan.
-F16_BLOCK = 8192
+MIN_CANDIDATES = {"float16": 20, "int8": 20, "binary": 100}
 #: Rows of a segment encoded at a time when its code file is written.
 ENCODE_ROWS = 16_384
-#: Re-ranking reads a few random float32 rows per query; once this many bytes may have been
-#: faulted in since the last release, the segments' pages are released, so the originals
-#: stay on disk (in the page cache) and only the codes stay resident.
-RESCORE_RESIDENT_BYTES = 32 << 20
 
 
 @dataclass(frozen=True, eq=False)
 class Codes:
-    """One segment's codes: ``kind`` "float16" (``codes`` float16 (n, d)), "int8"
+    """One segment's codes: ``kind`` "float16" (``codes`` their bits, uint16 (n, d)), "int8"
     (uint8 (n, d), with ``lo``/``scale`` float32 (d,)) or "binary" (uint64 (n, ceil(d/64)),
     with ``mean`` float32 (d,))."""
 
@@ -108,7 +102,7 @@ def load(file: ArrayFile, segment: SegmentInfo) -> Codes:
     out = None
     if problem is None and codes is not None and codes.dtype == np.uint8 and codes.ndim == 2:
         if kind == "float16" and codes.shape == (n, 2 * d):
-            out = Codes(kind, codes.view("<f2"))
+            out = Codes(kind, codes.view("<u2"))
         elif kind == "int8" and codes.shape == (n, d) and _vectors(arrays, d, "lo", "scale"):
             out = Codes(kind, codes, lo=arrays["lo"], scale=arrays["scale"])
         elif (
@@ -154,32 +148,8 @@ def candidates(
         qc = kc_.binary_encode(q[None, :], codes.mean)[0]
         pos, _ = kc_.hamming_candidates(qc, codes.codes, kc, rows=rows, mask=mask)
     else:
-        pos = _f16_candidates(codes.codes, q, norms, metric, kc, rows, mask)
+        pos, _ = kc_.f16_candidates(q, codes.codes, norms, metric, kc, rows=rows, mask=mask)
     return np.sort(pos)
-
-
-def _f16_candidates(x16, q, norms, metric, kc, rows, mask):
-    """float16 rows decoded a block at a time and scored with NumPy (no float16 in numba)."""
-    n = x16.shape[0]
-    sel = np.arange(n) if rows is None else rows
-    if mask is not None:
-        sel = sel[mask[sel]]
-    scores = np.empty(len(sel), dtype=np.float32)
-    for a in range(0, len(sel), F16_BLOCK):
-        s = sel[a : a + F16_BLOCK]
-        block = x16[s[0] : s[-1] + 1] if rows is None and mask is None else x16[s]
-        dot = block.astype(np.float32) @ q
-        nr = norms[s]
-        if metric == "cosine":
-            with np.errstate(divide="ignore", invalid="ignore"):
-                dot = np.where(nr > 0, dot / nr, 0)
-        elif metric == "l2":
-            dot = 2 * dot - nr * nr
-        scores[a : a + F16_BLOCK] = dot
-    if len(sel) > kc:
-        top = np.argpartition(-scores, kc - 1)[:kc]
-        return sel[top]
-    return sel
 
 
 def oversampled(kind: str, k: int, oversample: int | None) -> int:
@@ -199,47 +169,69 @@ def search(
     allowed: Sequence[np.ndarray] | None = None,
     *,
     oversample: int | None = None,
-    pages=None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Top-k over ``parts`` (``flat.Part``) as ``flat.search`` returns it, reading the
     segments that have ``codes`` through them (candidates, then float32 re-ranking) and
-    scanning the others (the pending rows) exactly. ``pages`` (a ``plan.ResidentPages``)
-    is charged for the rows re-ranked."""
+    scanning the others (the pending rows) exactly. Candidates are read from their segment
+    files with ``pread`` (``Part.read_rows``), so the float32 originals stay on disk and
+    only the codes stay resident.
+
+    Per query, the candidates of every segment and the rows of the others are gathered into
+    one small block and scanned exactly once: a few hundred rows, below the size at which
+    the exact kernel wakes its thread pool."""
     from ..kernels import exact
     from .flat import labels_to_rids
 
-    D, I = exact.new_heaps(xq.shape[0], k)
+    nq = xq.shape[0]
+    OD = np.empty((nq, k), dtype=np.float32)
+    OI = np.empty((nq, k), dtype=np.int64)
+    counts = np.zeros(nq, dtype=np.int64)
+    # per part: its first label, and the rows to consider (None: all) when it has no codes
+    bases, plain = [], []
     base = 0
-    rescored = 0
     for i, part in enumerate(parts):
-        n = part.vectors.shape[0]
+        bases.append(base)
+        base += part.vectors.shape[0]
         rows = None if allowed is None else allowed[i]
-        if n == 0 or (rows is not None and rows.size == 0):
-            base += n
-            continue
-        mask = part.alive if rows is None else None
-        c = codes[i]
-        if c is None:
-            exact.search_into(
-                xq, part.vectors, part.norms, metric, D, I, rows=rows, mask=mask, base=base
-            )
-        else:
-            want = oversampled(c.kind, k, oversample)
-            for qi in range(xq.shape[0]):
-                cand = candidates(c, xq[qi], part.norms, metric, want, rows, mask)
-                rescored += len(cand)
-                exact.search_into(
-                    xq[qi : qi + 1],
-                    part.vectors,
-                    part.norms,
-                    metric,
-                    D[qi : qi + 1],
-                    I[qi : qi + 1],
-                    rows=cand,
-                    base=base,
+        if rows is None and part.alive is not None:
+            rows = np.flatnonzero(part.alive)
+        plain.append(rows)
+    for qi in range(nq):
+        q = xq[qi]
+        blocks, norms, labels = [], [], []
+        for i, part in enumerate(parts):
+            n = part.vectors.shape[0]
+            rows = None if allowed is None else allowed[i]
+            if n == 0 or (rows is not None and rows.size == 0):
+                continue
+            c = codes[i]
+            if c is None:
+                pick = plain[i]
+            else:
+                mask = part.alive if rows is None else None
+                pick = candidates(
+                    c, q, part.norms, metric, oversampled(c.kind, k, oversample), rows, mask
                 )
-        base += n
-    if pages is not None and rescored:
-        pages.charge_rescored(parts, rescored)
-    D, I, counts = exact.finish(D, I, xq, metric)
-    return D, labels_to_rids(I, [p.rids for p in parts]), counts
+            if pick is None:
+                blocks.append(part.vectors)
+                norms.append(part.norms)
+                labels.append(np.arange(bases[i], bases[i] + n, dtype=np.int64))
+            elif part.read_rows is not None and c is not None:
+                blocks.append(part.read_rows(pick))
+                norms.append(part.norms[pick])
+                labels.append(bases[i] + pick)
+            else:
+                blocks.append(part.vectors[pick])
+                norms.append(part.norms[pick])
+                labels.append(bases[i] + pick)
+        D, I = exact.new_heaps(1, k)
+        if blocks:
+            x = np.concatenate(blocks) if len(blocks) > 1 else np.ascontiguousarray(blocks[0])
+            xn = np.concatenate(norms) if len(norms) > 1 else np.ascontiguousarray(norms[0])
+            exact.search_into(xq[qi : qi + 1], x, xn, metric, D, I)
+        D, I, got = exact.finish(D, I, xq[qi : qi + 1], metric)
+        if blocks:
+            lab = np.concatenate(labels) if len(labels) > 1 else labels[0]
+            I = np.where(I >= 0, lab[np.maximum(I, 0)], -1)
+        OD[qi], OI[qi], counts[qi] = D[0], I[0], got[0]
+    return OD, labels_to_rids(OI, [p.rids for p in parts]), counts

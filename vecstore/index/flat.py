@@ -52,6 +52,9 @@ class Part:
     # compressed codes of the rows (``compressed.Codes``) in a collection created with
     # vectors="float16" | "int8" | "binary"; None for float32 collections and pending rows
     packed: Any = None
+    # reads rows (sorted int64 positions) into a new array without mapping their pages in
+    # (``Segment.read_rows``; None for the pending block)
+    read_rows: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -196,6 +199,7 @@ def load_snapshot(
                 codes,
                 seg.release_pages,
                 packed,
+                seg.read_rows if packed is not None else None,
             )
         )
     live = {rec.info.file for rec in records}

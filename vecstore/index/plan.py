@@ -56,9 +56,9 @@ def search(
     if exact:  # exact=True reads the float32 originals, even in a compressed collection
         return flat.search(parts, xq, metric, k, allowed)
     if model is None or not indexed:
-        return _scan(parts, xq, metric, k, allowed, refine, pages)
+        return _scan(parts, xq, metric, k, allowed, refine)
     if allowed is not None and _exact_is_cheaper(snap, allowed, k, nprobe, refine):
-        return _scan(parts, xq, metric, k, allowed, None, pages)
+        return _scan(parts, xq, metric, k, allowed, None)
     others = [i for i in range(len(parts)) if parts[i].offsets is None]
     masks = []
     for i in indexed:
@@ -90,15 +90,13 @@ def search(
     return D, flat.labels_to_rids(I, [parts[i].rids for i in indexed + others]), counts
 
 
-def _scan(parts, xq, metric, k, allowed, oversample, pages):
+def _scan(parts, xq, metric, k, allowed, oversample):
     """The exact scan: of the compressed codes, re-ranked from float32 (``compressed``),
     where the segments have codes, else of the float32 vectors."""
     codes = [p.packed for p in parts]
     if not any(c is not None for c in codes):
         return flat.search(parts, xq, metric, k, allowed)
-    return compressed.search(
-        parts, codes, xq, metric, k, allowed, oversample=oversample, pages=pages
-    )
+    return compressed.search(parts, codes, xq, metric, k, allowed, oversample=oversample)
 
 
 class ResidentPages:
@@ -108,18 +106,6 @@ class ResidentPages:
 
     def __init__(self) -> None:
         self.rows = 0  # re-ranked through the maps since the last release
-        self.rescored = 0  # ... by the compressed scan
-
-    def charge_rescored(self, parts: Sequence[flat.Part], rows: int) -> None:
-        """Count ``rows`` re-ranked by a scan of compressed codes; release every segment's
-        pages once that may have mapped ``compressed.RESCORE_RESIDENT_BYTES``, whatever the
-        collection's size: keeping only the codes resident is the point of compressing."""
-        self.rescored += rows
-        if self.rescored * FAULT_AROUND > compressed.RESCORE_RESIDENT_BYTES:
-            for part in parts:
-                if part.release is not None:
-                    part.release()
-            self.rescored = 0
 
     def charge(self, parts: Sequence[flat.Part], rows: int) -> None:
         """Count ``rows`` re-ranked from ``parts``; release every segment's pages once that

@@ -4,11 +4,11 @@ that pick candidates from such codes for an exact float32 re-ranking.
 SQ8 keeps, per dimension j, an offset ``lo[j]`` and a step ``scale[j]`` (trained on the rows
 of one segment: their minimum and range / 255), and a row as uint8 codes with
 ``x[j] ~ lo[j] + scale[j] * code[j]``. A query's dot product with a row is then
-``q.lo + sum_j (q[j] scale[j]) code[j]``: the scan quantises ``q * scale`` to int16 and sums
-int16 x uint8 products in int32 (4x fewer bytes read than float32, and a loop LLVM turns into
-``pmaddwd``). Binary codes are the signs of ``x - mean`` packed into uint64 words; a query is
-compared by Hamming distance (popcount of XOR). numpy + numba (+ llvmlite) only; imports no
-other kernels module; compiled lazily on first use, cached on disk.
+``q.lo + sum_j (q[j] scale[j]) code[j]``: the scan reads 4x fewer bytes than a float32 scan,
+and widens each code to float32 in registers. float16 codes are widened the same way (LLVM's
+fpext from half). Binary codes are the signs of ``x - mean`` packed into uint64 words; a
+query is compared by Hamming distance (popcount of XOR). numpy + numba (+ llvmlite) only;
+imports no other kernels module; compiled lazily on first use, cached on disk.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ METRICS = ("cosine", "dot", "l2")
 _COSINE, _DOT, _L2 = 0, 1, 2
 #: rows per parallel chunk of a scan; each chunk keeps its own top-kc heap
 CHUNK_ROWS = 16_384
-#: below this many rows a scan runs on one thread (waking the pool costs more)
-_PARALLEL_MIN_ROWS = 8_192
+#: below this many bytes of codes a scan runs on one thread: waking the pool costs more, and
+#: on a busy machine a parallel region waits for its slowest thread to be scheduled
+_PARALLEL_MIN_BYTES = 8 << 20
 #: rows encoded at a time (bounds the float temporaries of an encode)
 ENCODE_BLOCK = 16_384
 
@@ -42,6 +43,19 @@ def _popcount(typingctx, x_t):
     def codegen(context, builder, signature, args):
         fn = builder.module.declare_intrinsic("llvm.ctpop", [ir.IntType(64)])
         return builder.call(fn, [args[0]])
+
+    return sig, codegen
+
+
+@intrinsic
+def _half(typingctx, h_t):
+    """The float32 value of float16 bits (a uint16): LLVM's fpext from half, which becomes
+    vcvtph2ps on x86-64 CPUs with F16C (numba has no float16 type)."""
+    sig = types.float32(types.uint16)
+
+    def codegen(context, builder, signature, args):
+        half = builder.bitcast(args[0], ir.HalfType())
+        return builder.fpext(half, ir.FloatType())
 
     return sig, codegen
 
@@ -68,19 +82,18 @@ def _replace_top(hs, hl, s, label):
     hl[i] = label
 
 
-@njit(cache=True, nogil=True)
-def _sq8_range(
-    qi, bias, qscale, codes, norms, metric, rows, has_rows, mask, has_mask, lo, hi, hs, hl
-):
+@njit(cache=True, nogil=True, fastmath=True)  # fastmath: a reordered float sum is fine here
+def _sq8_range(qs, bias, codes, norms, metric, rows, has_rows, mask, has_mask, lo, hi, hs, hl):
     d = codes.shape[1]
     for t in range(lo, hi):
         i = rows[t] if has_rows else t
         if has_mask and not mask[i]:
             continue
-        acc = np.int32(0)
+        # uint8 -> int32 -> float32: the direct uint8 -> float32 conversion does not vectorise
+        acc = np.float32(0.0)
         for j in range(d):
-            acc += np.int32(qi[j]) * np.int32(codes[i, j])
-        dot = bias + np.float32(acc) * qscale
+            acc += qs[j] * np.float32(np.int32(codes[i, j]))
+        dot = bias + acc
         if metric == _COSINE:
             s = dot / norms[i] if norms[i] > 0 else np.float32(0.0)
         elif metric == _L2:
@@ -92,7 +105,7 @@ def _sq8_range(
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _sq8_chunks(qi, bias, qscale, codes, norms, metric, rows, has_rows, mask, has_mask, CS, CL):
+def _sq8_chunks(qs, bias, codes, norms, metric, rows, has_rows, mask, has_mask, CS, CL):
     n = rows.shape[0] if has_rows else codes.shape[0]
     nchunks = CS.shape[0]
     step = (n + nchunks - 1) // nchunks
@@ -100,9 +113,8 @@ def _sq8_chunks(qi, bias, qscale, codes, norms, metric, rows, has_rows, mask, ha
         lo = c * step
         hi = min(n, lo + step)
         _sq8_range(
-            qi,
+            qs,
             bias,
-            qscale,
             codes,
             norms,
             metric,
@@ -115,6 +127,37 @@ def _sq8_chunks(qi, bias, qscale, codes, norms, metric, rows, has_rows, mask, ha
             CS[c],
             CL[c],
         )
+
+
+@njit(cache=True, nogil=True, fastmath=True)  # fastmath: a reordered float sum is fine here
+def _f16_range(q, codes, norms, metric, rows, has_rows, mask, has_mask, lo, hi, hs, hl):
+    d = codes.shape[1]
+    for t in range(lo, hi):
+        i = rows[t] if has_rows else t
+        if has_mask and not mask[i]:
+            continue
+        dot = np.float32(0.0)
+        for j in range(d):
+            dot += q[j] * _half(codes[i, j])
+        if metric == _COSINE:
+            s = dot / norms[i] if norms[i] > 0 else np.float32(0.0)
+        elif metric == _L2:
+            s = np.float32(2.0) * dot - norms[i] * norms[i]
+        else:
+            s = dot
+        if s > hs[0]:
+            _replace_top(hs, hl, s, i)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _f16_chunks(q, codes, norms, metric, rows, has_rows, mask, has_mask, CS, CL):
+    n = rows.shape[0] if has_rows else codes.shape[0]
+    nchunks = CS.shape[0]
+    step = (n + nchunks - 1) // nchunks
+    for c in prange(nchunks):
+        lo = c * step
+        hi = min(n, lo + step)
+        _f16_range(q, codes, norms, metric, rows, has_rows, mask, has_mask, lo, hi, CS[c], CL[c])
 
 
 @njit(cache=True, nogil=True)
@@ -237,8 +280,8 @@ def binary_encode(x, mean):
     return out
 
 
-def _chunks(n):
-    if n < _PARALLEL_MIN_ROWS:
+def _chunks(n, row_bytes):
+    if n * row_bytes < _PARALLEL_MIN_BYTES:
         return 1
     return max(1, min(numba.get_num_threads() * 4, (n + CHUNK_ROWS - 1) // CHUNK_ROWS))
 
@@ -285,26 +328,44 @@ def sq8_candidates(q, lo, scale, codes, norms, metric, kc, *, rows=None, mask=No
     if q.shape[0] != d or norms.shape != (n,):
         raise ValueError(f"q, norms: expected ({d},), ({n},); got {q.shape}, {norms.shape}")
     rows, has_rows, mask, has_mask = _selection(rows, mask, n)
-    qs = q * scale
-    # int16 query codes, scaled so that d products of at most 255 stay within int32
-    top = float(np.abs(qs).max()) if d else 0.0
-    qmax = min(16_383, (2**31 - 1) // (255 * max(d, 1)))
-    f = qmax / top if top > 0 else 0.0
-    qi = np.rint(qs * f).astype(np.int16)
-    qscale = np.float32(1.0 / f if f > 0 else 0.0)
+    qs = (q * scale).astype(np.float32)
     bias = np.float32(np.dot(q, lo))
     m = rows.shape[0] if has_rows else n
-    nchunks = _chunks(m)
+    nchunks = _chunks(m, d)
     CS = np.full((nchunks, max(kc, 1)), -np.inf, dtype=np.float32)
     CL = np.full((nchunks, max(kc, 1)), -1, dtype=np.int64)
     if m and kc > 0:
         code = METRICS.index(metric)
+        args = (qs, bias, codes, norms, code, rows, has_rows, mask, has_mask)
         if nchunks == 1:
-            _sq8_range(qi, bias, qscale, codes, norms, code, rows, has_rows, mask, has_mask,
-                       0, m, CS[0], CL[0])  # fmt: skip
+            _sq8_range(*args, 0, m, CS[0], CL[0])
         else:
-            _sq8_chunks(qi, bias, qscale, codes, norms, code, rows, has_rows, mask, has_mask,
-                        CS, CL)  # fmt: skip
+            _sq8_chunks(*args, CS, CL)
+    pos, s = _best(CS, CL)
+    return pos[:kc], s[:kc]
+
+
+def f16_candidates(q, codes, norms, metric, kc, *, rows=None, mask=None):
+    """As ``sq8_candidates``, for float16 ``codes`` given as their uint16 bits (n, d)."""
+    if metric not in METRICS:
+        raise ValueError(f"metric: expected one of {METRICS}, got {metric!r}")
+    _check("codes", codes, np.uint16, 2)
+    n, d = codes.shape
+    _check("q", q, np.float32, 1)
+    if q.shape[0] != d or norms.shape != (n,):
+        raise ValueError(f"q, norms: expected ({d},), ({n},); got {q.shape}, {norms.shape}")
+    rows, has_rows, mask, has_mask = _selection(rows, mask, n)
+    m = rows.shape[0] if has_rows else n
+    nchunks = _chunks(m, 2 * d)
+    CS = np.full((nchunks, max(kc, 1)), -np.inf, dtype=np.float32)
+    CL = np.full((nchunks, max(kc, 1)), -1, dtype=np.int64)
+    if m and kc > 0:
+        code = METRICS.index(metric)
+        args = (q, codes, norms, code, rows, has_rows, mask, has_mask)
+        if nchunks == 1:
+            _f16_range(*args, 0, m, CS[0], CL[0])
+        else:
+            _f16_chunks(*args, CS, CL)
     pos, s = _best(CS, CL)
     return pos[:kc], s[:kc]
 
@@ -320,7 +381,7 @@ def hamming_candidates(qc, codes, kc, *, rows=None, mask=None):
         raise ValueError(f"qc: expected ({w},), got {qc.shape}")
     rows, has_rows, mask, has_mask = _selection(rows, mask, n)
     m = rows.shape[0] if has_rows else n
-    nchunks = _chunks(m)
+    nchunks = _chunks(m, 8 * w)
     CS = np.full((nchunks, max(kc, 1)), -np.inf, dtype=np.float32)
     CL = np.full((nchunks, max(kc, 1)), -1, dtype=np.int64)
     if m and kc > 0:

@@ -1,0 +1,265 @@
+"""Compressed vectors against float32 and faiss, one query at a time, each system in its own
+fresh process.
+
+    python bench/compare_compressed.py [--rounds 3] [--queries 500] [--out bench/results/compressed.json]
+
+Data: the cached WordNet-MiniLM matrix (all ~117k passages, 384-d; ``benchdata``), the last
+1,000 rows of its fixed shuffle held out as queries, k=10, cosine (the vectors are unit length,
+so inner product for faiss). Systems:
+
+- vecstore ``vectors="float32" | "float16" | "int8" | "binary"`` (a Flat collection, so an exact
+  scan: of the float32 rows, or of the codes with float32 re-ranking);
+- faiss ``IndexFlatIP``, ``IndexScalarQuantizer(QT_8bit)`` (no re-ranking: faiss keeps no
+  originals beside it), and ``IndexBinaryFlat`` (sign bits less the mean, as vecstore's) both
+  alone and with its ``k x 20`` Hamming candidates re-ranked from float32 in NumPy.
+
+Each round starts every system in a fresh process (the stores and faiss indexes are built
+once, in their own processes, and only opened/read in the timed ones); a process warms up on
+50 queries, then times ``--queries`` single queries. Reported: the median q/s over rounds,
+recall@10 against exact float32 ground truth, the ratio to vecstore float32 in the same run,
+and the process's resident memory after the queries: ``RssFile`` (mapped file pages: segments
+and code files) and ``RssAnon`` (heap: faiss keeps its index there), from /proc/self/status,
+less what the process held before opening the store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+K = 10
+WARMUP = 50
+BINARY_RERANK = 20
+
+VECSTORE = ["float32", "float16", "int8", "binary"]
+FAISS = ["faiss-flat", "faiss-sq8", "faiss-binary", "faiss-binary+rerank"]
+
+
+def load_data():
+    sys.path.insert(0, str(HERE))
+    from benchdata import wordnet_embeddings
+
+    cache = Path(os.environ.get("VECSTORE_BENCH_CACHE", Path.home() / ".cache/vecstore-bench"))
+    n = len(np.load(next(cache.glob("wordnet-minilm-*.npy")), mmap_mode="r"))
+    xb, xq, _ = wordnet_embeddings(n_base=n - 1000, n_queries=1000)
+    return xb, xq
+
+
+def status() -> dict:
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "RssAnon", "RssFile"):
+                out[key] = int(value.split()[0]) * 1024
+    return out
+
+
+# -- building (once, each in its own process) ---------------------------------------------------
+
+
+def build(system: str, work: Path) -> None:
+    xb, _ = load_data()
+    if system in VECSTORE:
+        import vecstore
+
+        with vecstore.open(work / f"store-{system}") as db:
+            c = db.create_collection("wn", dim=xb.shape[1], vectors=system)
+            for a in range(0, len(xb), 20_000):
+                c.add(
+                    ids=[str(i) for i in range(a, min(a + 20_000, len(xb)))],
+                    vectors=xb[a : a + 20_000],
+                )
+            c.compact()
+        return
+    import faiss
+
+    d = xb.shape[1]
+    if system == "faiss-flat":
+        index = faiss.IndexFlatIP(d)
+        index.add(xb)
+        faiss.write_index(index, str(work / "flat.faiss"))
+    elif system == "faiss-sq8":
+        index = faiss.IndexScalarQuantizer(
+            d, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+        )
+        index.train(xb)
+        index.add(xb)
+        faiss.write_index(index, str(work / "sq8.faiss"))
+    else:
+        mean = xb.mean(axis=0)
+        index = faiss.IndexBinaryFlat(d)
+        index.add(np.packbits(xb > mean, axis=1, bitorder="little"))
+        faiss.write_index_binary(index, str(work / "binary.faiss"))
+        np.save(work / "mean.npy", mean)
+
+
+# -- timing (a fresh process per system and round) ---------------------------------------------
+
+
+def run(system: str, work: Path, nq: int) -> dict:
+    _, xq = load_data()
+    xq = xq[: WARMUP + nq]
+    before = status()
+    if system in VECSTORE:
+        import vecstore
+
+        db = vecstore.open(work / f"store-{system}")
+        c = db.get_collection("wn")
+
+        def one(q):
+            return [int(i) for i in c.query(q, k=K).ids]
+
+    else:
+        import faiss
+
+        faiss.omp_set_num_threads(2)
+        if system == "faiss-flat":
+            index = faiss.read_index(str(work / "flat.faiss"))
+        elif system == "faiss-sq8":
+            index = faiss.read_index(str(work / "sq8.faiss"))
+        else:
+            index = faiss.read_index_binary(str(work / "binary.faiss"))
+            mean = np.load(work / "mean.npy")
+        if system == "faiss-binary+rerank":
+            # the originals mapped from disk, as vecstore keeps them
+            xb = np.load(work / "xb.npy", mmap_mode="r")
+
+            def one(q):
+                code = np.packbits(q[None] > mean, axis=1, bitorder="little")
+                _, cand = index.search(code, K * BINARY_RERANK)
+                cand = np.sort(cand[0])
+                s = xb[cand] @ q
+                return cand[np.argsort(-s)[:K]].tolist()
+
+        elif system == "faiss-binary":
+
+            def one(q):
+                code = np.packbits(q[None] > mean, axis=1, bitorder="little")
+                return index.search(code, K)[1][0].tolist()
+
+        else:
+
+            def one(q):
+                return index.search(q[None], K)[1][0].tolist()
+
+    for q in xq[:WARMUP]:
+        one(q)
+    t0 = time.perf_counter()
+    labels = [one(q) for q in xq[WARMUP:]]
+    elapsed = time.perf_counter() - t0
+    after = status()
+    return {
+        "qps": nq / elapsed,
+        "labels": labels,
+        "rss_file": after["RssFile"] - before["RssFile"],
+        "rss_anon": after["RssAnon"] - before["RssAnon"],
+    }
+
+
+def spawn(args: list[str]) -> dict | None:
+    proc = subprocess.run(
+        [sys.executable, __file__, *args], capture_output=True, text=True, check=False
+    )
+    if proc.returncode:
+        sys.stderr.write(proc.stderr[-3000:])
+        raise SystemExit(f"{args} failed")
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    return json.loads(lines[-1]) if lines else None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--queries", type=int, default=500)
+    ap.add_argument("--systems", default=",".join(VECSTORE + FAISS))
+    ap.add_argument("--work", default=None, help="folder for stores and indexes (default: temp)")
+    ap.add_argument("--out", default=str(HERE / "results" / "compressed.json"))
+    ap.add_argument("--worker", nargs=2, metavar=("ACTION", "SYSTEM"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.worker:
+        action, system = args.worker
+        work = Path(args.work)
+        if action == "build":
+            t0 = time.perf_counter()
+            build(system, work)
+            print(json.dumps({"seconds": time.perf_counter() - t0}))
+        else:
+            print(json.dumps(run(system, work, args.queries)))
+        return
+
+    systems = args.systems.split(",")
+    work = Path(args.work or tempfile.mkdtemp(prefix="vecstore-compressed-"))
+    work.mkdir(parents=True, exist_ok=True)
+    xb, xq = load_data()
+    if not (work / "xb.npy").exists():
+        np.save(work / "xb.npy", xb)
+    xq = xq[WARMUP : WARMUP + args.queries]
+    truth = np.argsort(-(xq @ xb.T), axis=1)[:, :K]
+    del xb
+
+    builds = {}
+    for system in systems:
+        key = "binary.faiss" if system.startswith("faiss-binary") else system
+        if key in builds:
+            continue
+        got = spawn(["--work", str(work), "--worker", "build", system])
+        builds[key] = got["seconds"]
+        print(f"built {system} in {got['seconds']:.1f} s", flush=True)
+
+    runs: dict[str, list[dict]] = {s: [] for s in systems}
+    for r in range(args.rounds):
+        for system in systems:
+            got = spawn(
+                ["--work", str(work), "--queries", str(args.queries), "--worker", "run", system]
+            )
+            runs[system].append(got)
+            print(f"round {r + 1} {system:<20} {got['qps']:8.1f} q/s", flush=True)
+
+    rows = {}
+    for system, got in runs.items():
+        labels = got[-1]["labels"]
+        hits = sum(len(set(a) & set(b.tolist())) for a, b in zip(labels, truth, strict=True))
+        rows[system] = {
+            "qps": float(np.median([g["qps"] for g in got])),
+            "qps_rounds": [g["qps"] for g in got],
+            "recall": hits / (K * len(truth)),
+            "rss_file_mb": float(np.median([g["rss_file"] for g in got])) / 2**20,
+            "rss_anon_mb": float(np.median([g["rss_anon"] for g in got])) / 2**20,
+        }
+    base = rows.get("float32", {}).get("qps")
+    print(
+        f"\n{'system':<22}{'q/s':>9}{'x f32':>8}{'recall@10':>11}{'RssFile MB':>12}{'RssAnon MB':>12}"
+    )
+    for system, row in rows.items():
+        row["vs_float32"] = row["qps"] / base if base else None
+        ratio = f"{row['vs_float32']:.2f}" if base else "-"
+        print(
+            f"{system:<22}{row['qps']:>9.1f}{ratio:>8}{row['recall']:>11.3f}"
+            f"{row['rss_file_mb']:>12.1f}{row['rss_anon_mb']:>12.1f}"
+        )
+    out = {
+        "data": "wordnet-minilm (all passages less 1,000 held-out queries), 384-d, k=10",
+        "queries": args.queries,
+        "rounds": args.rounds,
+        "cpus": os.cpu_count(),
+        "builds_s": builds,
+        "systems": rows,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
