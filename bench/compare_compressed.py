@@ -1,7 +1,7 @@
 """Compressed vectors against float32 and faiss, one query at a time, each system in its own
 fresh process.
 
-    python bench/compare_compressed.py [--rounds 3] [--queries 500] [--out bench/results/compressed.json]
+    python bench/compare_compressed.py [--rounds 3] [--queries 500] [--work DIR]
 
 Data: the cached WordNet-MiniLM matrix (all ~117k passages, 384-d; ``benchdata``), the last
 1,000 rows of its fixed shuffle held out as queries, k=10, cosine (the vectors are unit length,
@@ -191,9 +191,12 @@ def main() -> None:
         action, system = args.worker
         work = Path(args.work)
         if action == "build":
-            t0 = time.perf_counter()
-            build(system, work)
-            print(json.dumps({"seconds": time.perf_counter() - t0}))
+            done = work / f"built-{system}.json"
+            if not done.exists():  # a --work folder is reused as it is
+                t0 = time.perf_counter()
+                build(system, work)
+                done.write_text(json.dumps({"seconds": time.perf_counter() - t0}))
+            print(done.read_text())
         else:
             print(json.dumps(run(system, work, args.queries)))
         return
@@ -215,7 +218,7 @@ def main() -> None:
             continue
         got = spawn(["--work", str(work), "--worker", "build", system])
         builds[key] = got["seconds"]
-        print(f"built {system} in {got['seconds']:.1f} s", flush=True)
+        print(f"built {system}: {got}", flush=True)
 
     runs: dict[str, list[dict]] = {s: [] for s in systems}
     for r in range(args.rounds):
@@ -239,7 +242,8 @@ def main() -> None:
         }
     base = rows.get("float32", {}).get("qps")
     print(
-        f"\n{'system':<22}{'q/s':>9}{'x f32':>8}{'recall@10':>11}{'RssFile MB':>12}{'RssAnon MB':>12}"
+        f"\n{'system':<22}{'q/s':>9}{'x f32':>8}{'recall@10':>11}"
+        f"{'RssFile MB':>12}{'RssAnon MB':>12}"
     )
     for system, row in rows.items():
         row["vs_float32"] = row["qps"] / base if base else None
