@@ -45,6 +45,7 @@ FAISS = ["faiss-flat", "faiss-sq8", "faiss-binary", "faiss-binary+rerank"]
 
 
 def load_data():
+    """``(xb, xq)``: every WordNet-MiniLM passage but the 1,000 held out, and those."""
     sys.path.insert(0, str(HERE))
     from benchdata import wordnet_embeddings
 
@@ -52,6 +53,11 @@ def load_data():
     n = len(np.load(next(cache.glob("wordnet-minilm-*.npy")), mmap_mode="r"))
     xb, xq, _ = wordnet_embeddings(n_base=n - 1000, n_queries=1000)
     return xb, xq
+
+
+def saved(work: Path, name: str) -> np.ndarray:
+    """``xb`` or ``xq`` as the parent saved them in ``work`` (mapped read-only)."""
+    return np.load(work / f"{name}.npy", mmap_mode="r")
 
 
 def status() -> dict:
@@ -68,7 +74,7 @@ def status() -> dict:
 
 
 def build(system: str, work: Path) -> None:
-    xb, _ = load_data()
+    xb = np.ascontiguousarray(saved(work, "xb"))
     if system in VECSTORE:
         import vecstore
 
@@ -107,8 +113,7 @@ def build(system: str, work: Path) -> None:
 
 
 def run(system: str, work: Path, nq: int) -> dict:
-    _, xq = load_data()
-    xq = xq[: WARMUP + nq]
+    xq = np.array(saved(work, "xq")[: WARMUP + nq])
     before = status()
     if system in VECSTORE:
         import vecstore
@@ -205,8 +210,9 @@ def main() -> None:
     work = Path(args.work or tempfile.mkdtemp(prefix="vecstore-compressed-"))
     work.mkdir(parents=True, exist_ok=True)
     xb, xq = load_data()
-    if not (work / "xb.npy").exists():
-        np.save(work / "xb.npy", xb)
+    for name, a in (("xb", xb), ("xq", xq)):
+        if not (work / f"{name}.npy").exists():
+            np.save(work / f"{name}.npy", a)
     xq = xq[WARMUP : WARMUP + args.queries]
     truth = np.argsort(-(xq @ xb.T), axis=1)[:, :K]
     del xb

@@ -169,6 +169,7 @@ def test_damaged_code_file_is_refused(tmp_path, how):
     with vecstore.open(path, seal_rows=200) as db:
         c = db.create_collection("c", dim=DIM, vectors="int8")
         c.add(ids=ids(0, 500), vectors=clustered(500, DIM, seed=12))
+        assert db.verify().ok
     (victim,) = files(path, CODES_SUFFIX)
     data = bytearray(victim.read_bytes())
     if how == "payload":
@@ -179,6 +180,8 @@ def test_damaged_code_file_is_refused(tmp_path, how):
     else:
         victim.unlink()
     with vecstore.open(path) as db:
+        report = db.verify()
+        assert not report.ok and any(victim.name in p for p in report.problems)
         c = db.get_collection("c")
         with pytest.raises(CorruptStoreError):
             c.query(clustered(1, DIM, seed=13)[0], k=5)
