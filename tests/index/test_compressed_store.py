@@ -201,3 +201,17 @@ def test_recall_on_real_sentence_embeddings(tmp_path, kind):
         c.compact()
         got = recall(c.query_many(xq, k=10), c.query_many(xq, k=10, exact=True))
     assert got >= {"int8": 0.99, "binary": 0.95}[kind]
+
+
+def test_backup_carries_the_code_files(tmp_path):
+    x = clustered(600, DIM, seed=14)
+    q = near(x, 5, seed=15)
+    with vecstore.open(tmp_path / "s", seal_rows=200) as db:
+        c = db.create_collection("c", dim=DIM, vectors="int8")
+        c.add(ids=ids(0, 600), vectors=x)
+        want = [r.ids for r in c.query_many(q, k=5)]
+        db.backup(tmp_path / "b")
+    assert len(files(tmp_path / "b", CODES_SUFFIX)) == len(files(tmp_path / "b", ".vseg")) > 0
+    with vecstore.open(tmp_path / "b") as db:
+        assert db.verify().ok
+        assert [r.ids for r in db.get_collection("c").query_many(q, k=5)] == want
