@@ -127,7 +127,7 @@ def run(system: str, work: Path, nq: int) -> dict:
     else:
         import faiss
 
-        faiss.omp_set_num_threads(2)
+        faiss.omp_set_num_threads(int(os.environ.get("FAISS_THREADS", "2")))
         if system == "faiss-flat":
             index = faiss.read_index(str(work / "flat.faiss"))
         elif system == "faiss-sq8":
@@ -189,6 +189,12 @@ def main() -> None:
     ap.add_argument("--systems", default=",".join(VECSTORE + FAISS))
     ap.add_argument("--work", default=None, help="folder for stores and indexes (default: temp)")
     ap.add_argument("--out", default=str(HERE / "results" / "compressed.json"))
+    ap.add_argument(
+        "--faiss-threads",
+        type=int,
+        default=2,
+        help="faiss's OpenMP threads (default 2; on a busy machine 1 avoids its spin-waits)",
+    )
     ap.add_argument("--worker", nargs=2, metavar=("ACTION", "SYSTEM"), help=argparse.SUPPRESS)
     args = ap.parse_args()
 
@@ -206,6 +212,7 @@ def main() -> None:
             print(json.dumps(run(system, work, args.queries)))
         return
 
+    os.environ["FAISS_THREADS"] = str(args.faiss_threads)
     systems = args.systems.split(",")
     work = Path(args.work or tempfile.mkdtemp(prefix="vecstore-compressed-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -262,6 +269,7 @@ def main() -> None:
         "data": "wordnet-minilm (all passages less 1,000 held-out queries), 384-d, k=10",
         "queries": args.queries,
         "rounds": args.rounds,
+        "faiss_threads": args.faiss_threads,
         "cpus": os.cpu_count(),
         "builds_s": builds,
         "systems": rows,

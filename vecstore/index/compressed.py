@@ -5,9 +5,9 @@ Each segment gets one code file, written right after the segment (``encode_segme
 published with it: float16 copies of the rows, SQ8 codes with the segment's own per-dimension
 range (as Lucene trains its quantiles per segment), or sign bits of the rows less the
 segment's mean. A query scans the codes of every segment for ``k x oversample`` candidates
-each, then re-ranks those from the float32 originals (read with ``pread``, not mapped in),
-into the same heaps as the exactly scanned pending rows: the result is exact over the
-candidates, its scores exact float32 scores. Uses kernels (lazily) and storage; no SQL.
+each, then re-ranks those from the float32 originals (read with ``pread``, not mapped in) in
+one exact scan with the pending rows: the result is exact over the candidates, its scores
+exact float32 scores. Uses kernels (lazily) and storage; no SQL.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -184,24 +184,13 @@ def load_snapshot(
                 raise CorruptStoreError(
                     f"index file {lrec.info.file} does not match segment {rec.info.file}"
                 )
-        packed = None
+        release = seg.release_pages
+        part = Part(rec.id, seg.vectors, seg.norms, seg.rids, alive, offsets, codes, release)
         crec = code_recs.get(rec.id)
-        if crec is not None:
+        if crec is not None:  # compressed vectors: the codes, and re-ranking by pread
             packed = load_codes(_open_index(segments, directory, crec.info), rec.info)
-        parts.append(
-            Part(
-                rec.id,
-                seg.vectors,
-                seg.norms,
-                seg.rids,
-                alive,
-                offsets,
-                codes,
-                seg.release_pages,
-                packed,
-                seg.read_rows if packed is not None else None,
-            )
-        )
+            part = replace(part, packed=packed, read_rows=seg.read_rows)
+        parts.append(part)
     live = {rec.info.file for rec in records}
     live |= {r.info.file for r in list_recs.values()}
     live |= {r.info.file for r in code_recs.values()}
