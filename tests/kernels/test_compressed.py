@@ -77,7 +77,7 @@ def test_hamming_candidates_are_the_nearest(rng, n):
     words = rng.integers(0, 2**63, size=(n, 3), dtype=np.int64).astype(np.uint64)
     q = words[7].copy()
     q[0] ^= np.uint64(0b1011)  # 3 bits from row 7
-    pos, s = kc.hamming_candidates(q, words, 12)
+    pos, s = kc.hamming_candidates(q, np.ascontiguousarray(words.T), 12)
     dist = np.unpackbits((words ^ q).view(np.uint8), axis=1).sum(axis=1)
     assert pos[0] == 7 and s[0] == -3
     np.testing.assert_array_equal(-s, dist[pos])
@@ -94,7 +94,14 @@ def test_rows_and_mask_restrict_the_candidates(rng):
     mask = np.zeros(500, dtype=bool)
     mask[[3, 9, 27]] = True
     words = kc.binary_encode(x, x.mean(axis=0))
-    pos, _ = kc.hamming_candidates(words[0], words, 10, mask=mask)
+    pos, _ = kc.hamming_candidates(words[0], np.ascontiguousarray(words.T), 10, mask=mask)
+    assert sorted(pos.tolist()) == [3, 9, 27]
+    rows = np.array([3, 9, 27, 100], dtype=np.int64)
+    pos, _ = kc.hamming_candidates(words[0], np.ascontiguousarray(words.T), 10, rows=rows)
+    assert sorted(pos.tolist()) == [3, 9, 27, 100]
+    pos, _ = kc.hamming_candidates(
+        words[0], np.ascontiguousarray(words.T), 10, rows=rows, mask=mask
+    )
     assert sorted(pos.tolist()) == [3, 9, 27]
     pos, _ = kc.f16_candidates(
         q, x.astype(np.float16).view(np.uint16), norms, "l2", 5, rows=np.zeros(0, np.int64)

@@ -35,8 +35,8 @@ ENCODE_ROWS = 16_384
 @dataclass(frozen=True, eq=False)
 class Codes:
     """One segment's codes: ``kind`` "float16" (``codes`` their bits, uint16 (n, d)), "int8"
-    (uint8 (n, d), with ``lo``/``scale`` float32 (d,)) or "binary" (uint64 (n, ceil(d/64)),
-    with ``mean`` float32 (d,))."""
+    (uint8 (n, d), with ``lo``/``scale`` float32 (d,)) or "binary" (uint64 (ceil(d/64), n),
+    word-major, with ``mean`` float32 (d,))."""
 
     kind: str
     codes: np.ndarray
@@ -78,8 +78,9 @@ def encode_segment(directory: Path, name: str, segment: SegmentInfo, kind: str) 
             for a in range(0, n, ENCODE_ROWS):
                 mean += x[a : a + ENCODE_ROWS].sum(axis=0, dtype=np.float64)
             mean = (mean / max(n, 1)).astype(np.float32)
-            codes = kc.binary_encode(x, mean)
-            arrays.update(codes=codes.view(np.uint8).reshape(n, 8 * codes.shape[1]), mean=mean)
+            # word-major (w, n): the Hamming scan runs along contiguous words of many rows
+            codes = np.ascontiguousarray(kc.binary_encode(x, mean).T)
+            arrays.update(codes=codes.view(np.uint8).reshape(len(codes), 8 * n), mean=mean)
         else:
             raise ValueError(f"unknown vector encoding {kind!r}")
     finally:
@@ -107,7 +108,7 @@ def load(file: ArrayFile, segment: SegmentInfo) -> Codes:
             out = Codes(kind, codes, lo=arrays["lo"], scale=arrays["scale"])
         elif (
             kind == "binary"
-            and codes.shape == (n, 8 * ((d + 63) // 64))
+            and codes.shape == ((d + 63) // 64, 8 * n)
             and _vectors(arrays, d, "mean")
         ):
             out = Codes(kind, codes.view("<u8"), mean=arrays["mean"])

@@ -6,9 +6,10 @@ of one segment: their minimum and range / 255), and a row as uint8 codes with
 ``x[j] ~ lo[j] + scale[j] * code[j]``. A query's dot product with a row is then
 ``q.lo + sum_j (q[j] scale[j]) code[j]``: the scan reads 4x fewer bytes than a float32 scan,
 and widens each code to float32 in registers. float16 codes are widened the same way (LLVM's
-fpext from half). Binary codes are the signs of ``x - mean`` packed into uint64 words; a
-query is compared by Hamming distance (popcount of XOR). numpy + numba (+ llvmlite) only;
-imports no other kernels module; compiled lazily on first use, cached on disk.
+fpext from half). Binary codes are the signs of ``x - mean`` packed into uint64 words, kept
+word-major for the scan; a query is compared by Hamming distance (popcount of XOR).
+numpy + numba (+ llvmlite) only; imports no other kernels module; compiled lazily on first
+use, cached on disk.
 """
 
 from __future__ import annotations
@@ -165,22 +166,31 @@ def _f16_chunks(q, codes, norms, metric, rows, has_rows, mask, has_mask, CS, CL)
 
 @njit(cache=True, nogil=True)
 def _ham_range(qc, codes, rows, has_rows, mask, has_mask, lo, hi, hs, hl):
-    w = codes.shape[1]
+    """Rows lo:hi (of ``rows`` if given) into the heap by Hamming distance. ``codes`` is
+    word-major, (w, n): the loop over rows then runs over contiguous words, which LLVM
+    vectorises (vpopcntq where the CPU has it); row-major codes leave a 6-word inner loop."""
+    w = codes.shape[0]
+    dist = np.zeros(hi - lo, dtype=np.int32)
+    for j in range(w):
+        qj = qc[j]
+        if has_rows:
+            for t in range(lo, hi):
+                dist[t - lo] += np.int32(_popcount(qj ^ codes[j, rows[t]]))
+        else:
+            for t in range(lo, hi):
+                dist[t - lo] += np.int32(_popcount(qj ^ codes[j, t]))
     for t in range(lo, hi):
         i = rows[t] if has_rows else t
         if has_mask and not mask[i]:
             continue
-        h = np.uint64(0)
-        for j in range(w):
-            h += _popcount(qc[j] ^ codes[i, j])
-        s = -np.float32(h)
+        s = -np.float32(dist[t - lo])
         if s > hs[0]:
             _replace_top(hs, hl, s, i)
 
 
 @njit(cache=True, nogil=True, parallel=True)
 def _ham_chunks(qc, codes, rows, has_rows, mask, has_mask, CS, CL):
-    n = rows.shape[0] if has_rows else codes.shape[0]
+    n = rows.shape[0] if has_rows else codes.shape[1]
     nchunks = CS.shape[0]
     step = (n + nchunks - 1) // nchunks
     for c in prange(nchunks):
@@ -374,12 +384,13 @@ def f16_candidates(q, codes, norms, metric, kc, *, rows=None, mask=None):
 
 
 def hamming_candidates(qc, codes, kc, *, rows=None, mask=None):
-    """The ``kc`` rows of binary ``codes`` (uint64 (n, w)) nearest the binary query ``qc``
-    (uint64 (w,)) in Hamming distance. ``rows``/``mask`` as in ``sq8_candidates``.
+    """The ``kc`` rows of binary ``codes`` nearest the binary query ``qc`` (uint64 (w,)) in
+    Hamming distance. ``codes`` are word-major: uint64 (w, n), row i's words in column i
+    (``binary_encode(x, mean).T``). ``rows``/``mask`` as in ``sq8_candidates``.
     Returns ``(positions int64, minus the distances float32)``, nearest first."""
     _check("codes", codes, np.uint64, 2)
     _check("qc", qc, np.uint64, 1)
-    n, w = codes.shape
+    w, n = codes.shape
     if qc.shape[0] != w:
         raise ValueError(f"qc: expected ({w},), got {qc.shape}")
     rows, has_rows, mask, has_mask = _selection(rows, mask, n)

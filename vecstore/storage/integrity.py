@@ -269,12 +269,10 @@ def _code_problems(
             problems.append(f"{name}: {exc}")
             continue
         got = codes.arrays.get("codes")
-        if (
-            codes.meta.get("segment") != info.file
-            or got is None
-            or got.ndim != 2
-            or got.shape[0] != info.count
-        ):
+        # binary codes are word-major: 8 bytes a row along the second axis
+        binary = codes.meta.get("vectors") == "binary"
+        rows = None if got is None else (got.shape[-1] // 8 if binary else got.shape[0])
+        if codes.meta.get("segment") != info.file or rows != info.count:
             problems.append(f"{name}: code file {rec.info.file} does not fit segment {info.file}")
     return problems
 
