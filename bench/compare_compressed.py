@@ -39,6 +39,7 @@ HERE = Path(__file__).resolve().parent
 K = 10
 WARMUP = 50
 BINARY_RERANK = 20
+PAUSE = 0.1
 
 VECSTORE = ["float32", "float16", "int8", "binary"]
 FAISS = ["faiss-flat", "faiss-sq8", "faiss-binary", "faiss-binary+rerank"]
@@ -171,6 +172,39 @@ def run(system: str, work: Path, nq: int) -> dict:
     }
 
 
+def paired(work: Path, nq: int, kinds: list[str]) -> dict:
+    """One process, every vecstore setting open at once, the queries interleaved: query
+    i runs on each setting in turn (after a pause), so all see the same moment's load. Per setting, the median
+    and the 10th percentile of the per-query times, and recall@10."""
+    import vecstore
+
+    xq = np.array(saved(work, "xq")[: WARMUP + nq])
+    dbs = {kind: vecstore.open(work / f"store-{kind}") for kind in kinds}
+    cols = {kind: db.get_collection("wn") for kind, db in dbs.items()}
+    for c in cols.values():
+        for q in xq[:WARMUP]:
+            c.query(q, k=K)
+    times: dict[str, list[float]] = {kind: [] for kind in kinds}
+    labels: dict[str, list[list[int]]] = {kind: [] for kind in kinds}
+    for q in xq[WARMUP:]:
+        for kind, c in cols.items():
+            # outlast the spin-wait of the previous query's idle pool threads (numba's
+            # workqueue, OpenBLAS), which would otherwise steal a core from this one
+            time.sleep(PAUSE)
+            t0 = time.perf_counter()
+            got = c.query(q, k=K)
+            times[kind].append(time.perf_counter() - t0)
+            labels[kind].append([int(i) for i in got.ids])
+    return {
+        kind: {
+            "median_ms": float(np.median(times[kind])) * 1e3,
+            "p10_ms": float(np.percentile(times[kind], 10)) * 1e3,
+            "labels": labels[kind],
+        }
+        for kind in kinds
+    }
+
+
 def spawn(args: list[str]) -> dict | None:
     proc = subprocess.run(
         [sys.executable, __file__, *args], capture_output=True, text=True, check=False
@@ -190,6 +224,11 @@ def main() -> None:
     ap.add_argument("--work", default=None, help="folder for stores and indexes (default: temp)")
     ap.add_argument("--out", default=str(HERE / "results" / "compressed.json"))
     ap.add_argument(
+        "--paired",
+        action="store_true",
+        help="also time the vecstore settings in one process, queries interleaved",
+    )
+    ap.add_argument(
         "--faiss-threads",
         type=int,
         default=2,
@@ -208,6 +247,8 @@ def main() -> None:
                 build(system, work)
                 done.write_text(json.dumps({"seconds": time.perf_counter() - t0}))
             print(done.read_text())
+        elif action == "paired":
+            print(json.dumps(paired(work, args.queries, system.split(","))))
         else:
             print(json.dumps(run(system, work, args.queries)))
         return
@@ -253,6 +294,36 @@ def main() -> None:
             "rss_file_mb": float(np.median([g["rss_file"] for g in got])) / 2**20,
             "rss_anon_mb": float(np.median([g["rss_anon"] for g in got])) / 2**20,
         }
+    kinds = [s for s in systems if s in VECSTORE]
+    pair = {}
+    if args.paired and "float32" in kinds:
+        got = spawn(
+            [
+                "--work",
+                str(work),
+                "--queries",
+                str(args.queries),
+                "--worker",
+                "paired",
+                ",".join(kinds),
+            ]
+        )
+        f32 = got["float32"]
+        print("\npaired (one process, queries interleaved):")
+        for kind, g in got.items():
+            hits = sum(
+                len(set(a) & set(b.tolist())) for a, b in zip(g.pop("labels"), truth, strict=True)
+            )
+            g.update(
+                recall=hits / (K * len(truth)),
+                speedup_median=f32["median_ms"] / g["median_ms"],
+                speedup_p10=f32["p10_ms"] / g["p10_ms"],
+            )
+            pair[kind] = g
+            print(
+                f"{kind:<10} median {g['median_ms']:7.3f} ms ({g['speedup_median']:5.2f}x f32), "
+                f"p10 {g['p10_ms']:7.3f} ms ({g['speedup_p10']:5.2f}x), recall {g['recall']:.3f}"
+            )
     base = rows.get("float32", {}).get("qps")
     print(
         f"\n{'system':<22}{'q/s':>9}{'x f32':>8}{'recall@10':>11}"
@@ -273,6 +344,7 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "builds_s": builds,
         "systems": rows,
+        "paired": pair,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
