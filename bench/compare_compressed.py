@@ -174,8 +174,9 @@ def run(system: str, work: Path, nq: int) -> dict:
 
 def paired(work: Path, nq: int, kinds: list[str]) -> dict:
     """One process, every vecstore setting open at once, the queries interleaved: query
-    i runs on each setting in turn (after a pause), so all see the same moment's load. Per setting, the median
-    and the 10th percentile of the per-query times, and recall@10."""
+    i runs on each setting in turn (after a pause), so all see the same moment's load.
+    Per setting, the median and the 10th percentile of the per-query times, and
+    recall@10."""
     import vecstore
 
     xq = np.array(saved(work, "xq")[: WARMUP + nq])
