@@ -351,6 +351,13 @@ def build_parser(*, width: int | None = None) -> _Parser:
         help='flat (default: exact), ivf, ivfpq, or JSON such as \'{"kind": "ivfpq", "nlist": '
         "1024}' (see docs/indexes.md)",
     )
+    q.add_argument(
+        "--vectors",
+        choices=("float32", "float16", "int8", "binary"),
+        default="float32",
+        help="compressed codes exact queries scan before re-ranking with the float32 "
+        "originals (default float32: none; see docs/indexes.md)",
+    )
     q = action(
         "index",
         commands.collections_index,

@@ -72,6 +72,12 @@ class Collection:
         return self._record.metric  # type: ignore[return-value]  # checked when made
 
     @property
+    def vectors(self) -> str:
+        """How exact queries read the vectors: "float32", or the compressed codes
+        ("float16", "int8", "binary") re-ranked with the float32 originals."""
+        return self._config.vectors
+
+    @property
     def encoder(self) -> Encoder | None:
         """The encoder of an embedding collection (rebuilt from its stored spec on first
         use), or None for a collection of plain vectors."""
@@ -93,8 +99,10 @@ class Collection:
         spec = self._config.encoder
         enc = f" encoder={spec.model!r}" if spec is not None else ""
         lang = "" if self.language == "english" else f" language={self.language!r}"
+        vec = "" if self.vectors == "float32" else f" vectors={self.vectors!r}"
         return (
-            f"<vecstore.Collection {self.name!r} dim={self.dim} metric={self.metric!r}{enc}{lang}>"
+            f"<vecstore.Collection {self.name!r} dim={self.dim} metric={self.metric!r}"
+            f"{enc}{lang}{vec}>"
         )
 
     # -- writes -------------------------------------------------------------------------

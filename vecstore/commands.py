@@ -498,6 +498,7 @@ def collections_create(args: argparse.Namespace) -> int:
             encoder=args.encoder,
             index=args.index,
             language=args.language,
+            vectors=args.vectors,
         )
         _say(args, f"created {coll!r}")
     return EXIT_OK

@@ -23,6 +23,19 @@ from .text import Analyzer
 # The spelled-out choices, for type checkers (py.typed): a typo is caught before it runs.
 Metric = Literal["cosine", "dot", "l2"]
 METRICS: tuple[Metric, ...] = ("cosine", "dot", "l2")
+Vectors = Literal["float32", "float16", "int8", "binary"]
+VECTORS: tuple[Vectors, ...] = ("float32", "float16", "int8", "binary")
+
+
+def check_vectors(vectors: object) -> str:
+    """``vectors`` if it names a vector encoding; else ``InvalidInput``."""
+    if not isinstance(vectors, str) or vectors not in VECTORS:
+        raise InvalidInput(
+            f"vectors must be one of {VECTORS}; got {vectors!r} (float32 keeps only the "
+            "originals; the others add compressed codes that queries scan before re-ranking "
+            "with the originals)"
+        )
+    return vectors
 
 
 @dataclass(frozen=True)
@@ -30,13 +43,17 @@ class CollectionConfig:
     """What a collection is: ``dim``-dimensional vectors compared by ``metric``, searched
     through ``index``, embedded by the encoder ``encoder`` describes (None: the user
     gives vectors), its documents keyword-indexed by ``text``. A configuration stored
-    without ``"text"`` predates per-collection analyzers: version 1, English."""
+    without ``"text"`` predates per-collection analyzers: version 1, English. ``vectors``
+    is how exact queries read the vectors ("float32": the originals; "float16", "int8" or
+    "binary": compressed codes, then the originals for re-ranking); stored only when not
+    float32, so older configurations read as float32."""
 
     dim: int
     metric: str
     index: specs.Spec
     encoder: EncoderSpec | None = None
     text: Analyzer = Analyzer()
+    vectors: str = "float32"
 
     def to_json(self) -> str:
         data: dict[str, Any] = {"dim": self.dim, "metric": self.metric}
@@ -44,6 +61,8 @@ class CollectionConfig:
         if self.encoder is not None:
             data["encoder"] = self.encoder.to_json()
         data["text"] = self.text.to_json()
+        if self.vectors != "float32":
+            data["vectors"] = self.vectors
         return json.dumps(data)
 
     def with_index(self, index: specs.Spec) -> CollectionConfig:
@@ -73,12 +92,14 @@ class CollectionConfig:
             encoder = data.get("encoder")
             encoder = EncoderSpec.from_json(encoder) if encoder else None
             text = Analyzer.from_json(data.get("text"))
+            vectors = check_vectors(data.get("vectors", "float32"))
         except (InvalidInput, TypeError, AttributeError) as exc:
             raise CorruptStoreError(
                 f"collection {name!r}: its stored configuration is invalid ({exc})"
             ) from None
         dim = data.get("dim") if dim is None else dim
-        return cls(dim, data.get("metric") if metric is None else metric, index, encoder, text)
+        metric = data.get("metric") if metric is None else metric
+        return cls(dim, metric, index, encoder, text, vectors)
 
 
 def cache_key(config: str) -> str | None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from . import inputs
 from .collection import Collection
-from .config import METRICS, CollectionConfig, Metric
+from .config import METRICS, CollectionConfig, Metric, Vectors, check_vectors
 from .encoders.factory import resolve_encoder
 from .errors import (
     CollectionNotFound,
@@ -130,6 +130,7 @@ class Database:
         encoder: Any = None,
         index: Spec | None = None,
         language: str = DEFAULT_LANGUAGE,
+        vectors: Vectors = "float32",
     ) -> Collection:
         """Create a collection of ``dim``-dimensional vectors compared by ``metric``.
 
@@ -152,13 +153,20 @@ class Database:
             The keyword index's stemmer and stopwords (``"english"``, the default;
             ``"french"``, ``"german"``... any of ``vecstore.text.LANGUAGES``, through the
             ``languages`` extra; ``"none"``: neither). Stored with the collection.
+        vectors : {"float32", "float16", "int8", "binary"}
+            How exact queries read the vectors. ``"float32"`` (the default) scans the
+            originals. The others also keep compressed codes per segment (2 bytes, 1 byte or
+            1 bit per dimension), scan those for ``k`` times an oversampling factor of
+            candidates and re-rank them with the float32 originals, which stay on disk for
+            re-ranking, ``get`` and export. Fixed at creation.
 
         Raises ``CollectionExists`` if the name is taken; ``InvalidInput`` for an unknown
-        ``language``.
+        ``language`` or ``vectors``.
         """
         name = inputs.collection_name(name)
         if metric not in METRICS:
             raise InvalidInput(f"metric must be one of {METRICS}; got {metric!r}")
+        vectors = check_vectors(vectors)
         analyzer = Analyzer(language).require()
         enc, spec = None, None
         if encoder is not None:
@@ -175,7 +183,7 @@ class Database:
         dim = inputs.dimension(dim)
         index = specs.check(Flat() if index is None else index, dim)
         record = self._store.create_collection(
-            name, CollectionConfig(dim, metric, index, spec, analyzer), enc
+            name, CollectionConfig(dim, metric, index, spec, analyzer, vectors), enc
         )
         return Collection(self._store, record)
 

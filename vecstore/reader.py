@@ -151,7 +151,9 @@ class Reader:
         self._store = store
         self._record = record
         # fixed at creation (no later change of the configuration touches it)
-        self.analyzer = CollectionConfig.of(record).text
+        config = CollectionConfig.of(record)
+        self.analyzer = config.text
+        self.vectors = config.vectors
 
     @property
     def record(self) -> CollectionRecord:
@@ -485,9 +487,12 @@ class Reader:
                 f"collection {name!r} has a Flat index (exact search): nprobe does not "
                 "apply; use create_index(vecstore.IVF()) or vecstore.IVFPQ() for an ANN index"
             )
-        if ann.refine is not None and not isinstance(spec, specs.IVFPQ):
+        compressed = self.vectors != "float32"
+        if ann.refine is not None and not (isinstance(spec, specs.IVFPQ) or compressed):
             raise InvalidInput(
-                f"refine applies to IVFPQ indexes; collection {name!r} has {spec.kind}"
+                f"refine applies to IVFPQ indexes and to collections with compressed vectors "
+                f"(the candidates re-ranked are k x refine); collection {name!r} has "
+                f"{spec.kind} over float32 vectors"
             )
 
     def _query_result(

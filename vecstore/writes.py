@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from . import duplicates, inputs
-from .config import cache_key
+from .config import CollectionConfig, cache_key
 from .embedding import Embedder
 from .errors import (
     DiskFullError,
@@ -38,7 +38,7 @@ from .errors import (
     StoreIOError,
     VecstoreError,
 )
-from .index import ivf, specs, upkeep
+from .index import compressed, ivf, specs, upkeep
 from .reader import Reader
 from .storage import records
 from .storage.annfiles import IndexFileRecord
@@ -68,6 +68,8 @@ class Writer:
         self._record = record
         self._reader = reader
         self._embedder = embedder
+        # fixed at creation: every segment gets codes of this encoding (none for float32)
+        self._vectors = CollectionConfig.of(record).vectors
 
     # -- batches ------------------------------------------------------------------------
 
@@ -356,7 +358,7 @@ class Writer:
         """
         intent = Intent(self._store.path, cat)
         directory = self._store.collection_dir(self._record)
-        pub = _Publication(cat, self._record.id, directory, intent)
+        pub = _Publication(cat, self._record.id, directory, intent, self._vectors)
         try:
             with cat.write():
                 yield pub
@@ -659,8 +661,11 @@ class _Publication:
     transaction commits. ``retire`` names files to unlink once it has committed.
     """
 
-    def __init__(self, cat: Catalog, coll: int, directory: Path, intent: Intent):
+    def __init__(
+        self, cat: Catalog, coll: int, directory: Path, intent: Intent, vectors: str = "float32"
+    ):
         self._cat = cat
+        self._vectors = vectors
         self._coll = coll
         self._directory = directory
         self._intent = intent
@@ -691,18 +696,23 @@ class _Publication:
         lists: tuple[str, np.ndarray, np.ndarray, float] | None = None,
     ) -> int:
         """Write a segment file, and with ``lists`` = (model file, offsets, codes, err) the
-        list file of its rows (which must then be in list order)."""
+        list file of its rows (which must then be in list order); in a collection with
+        compressed vectors, its code file too."""
         if self._next_id is None:
             self._directory.mkdir(parents=True, exist_ok=True)
             self._next_id = self._cat.next_segment_id()
         seg = self._next_id
         self._next_id += 1
         name = uuid.uuid4().hex
+        coded = self._vectors != "float32"
         self._intent.publishing(
-            self._directory, [f"{name}{SUFFIX}"] + [f"{name}{INDEX_SUFFIX}"] * (lists is not None)
+            self._directory,
+            [f"{name}{SUFFIX}"]
+            + [f"{name}{INDEX_SUFFIX}"] * (lists is not None)
+            + [compressed.code_file_name(name)] * coded,
         )
         job: Future = Future()
-        args = (self._directory, name, blocks, norms, rids, lists)
+        args = (self._directory, name, blocks, norms, rids, lists, self._vectors)
         if background:
             threading.Thread(target=_run, args=(job, _write_files, args), daemon=True).start()
         else:
@@ -730,10 +740,12 @@ class _Publication:
         for rec in self._models:
             self._cat.insert_index_file(self._coll, None, rec)
         for seg, job in self._jobs:
-            info, lrec = job.result()
+            info, lrec, crec = job.result()
             self._cat.insert_segment(self._coll, info, seg)
             if lrec is not None:
                 self._cat.insert_index_file(self._coll, seg, lrec)
+            if crec is not None:
+                self._cat.insert_index_file(self._coll, seg, crec)
 
     def settle(self) -> None:
         """Wait for background writes to end, whatever their outcome."""
@@ -741,16 +753,19 @@ class _Publication:
             job.exception()
 
 
-def _write_files(directory, name, blocks, norms, rids, lists):
+def _write_files(directory, name, blocks, norms, rids, lists, vectors="float32"):
     info = write_segment(directory, f"{name}{SUFFIX}", blocks, norms, rids)
+    crec = None
+    if vectors != "float32":
+        crec = compressed.encode_segment(directory, compressed.code_file_name(name), info, vectors)
     if lists is None:
-        return info, None
+        return info, None, crec
     model_file, offsets, codes, err = lists
     meta = {"model": model_file, "segment": info.file}
     linfo = write_arrays(
         directory, f"{name}{INDEX_SUFFIX}", {"offsets": offsets, "codes": codes}, meta
     )
-    return info, IndexFileRecord(linfo, len(rids), err)
+    return info, IndexFileRecord(linfo, len(rids), err), crec
 
 
 def _run(job: Future, fn: Callable, args: tuple) -> None:

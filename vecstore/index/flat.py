@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,12 @@ class Part:
     codes: np.ndarray | None = None
     # unmaps the segment's pages from the process (None for the pending block)
     release: Callable[[], None] | None = None
+    # compressed codes of the rows (``compressed.Codes``) in a collection created with
+    # vectors="float16" | "int8" | "binary"; None for float32 collections and pending rows
+    packed: Any = None
+    # reads rows (sorted int64 positions) into a new array without mapping their pages in
+    # (``Segment.read_rows``; None for the pending block)
+    read_rows: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -141,9 +147,11 @@ def load_snapshot(
     fresh transaction.
     """
     from ..kernels.exact import row_norms
+    from .compressed import load as load_codes
 
     records = catalog.segments(coll)
     model_rec, list_recs = catalog.index_files(coll)
+    code_recs = catalog.code_files(coll)
     model = load_model(
         catalog, coll, directory, segments, model_rec, previous.model if previous else None
     )
@@ -176,11 +184,16 @@ def load_snapshot(
                 raise CorruptStoreError(
                     f"index file {lrec.info.file} does not match segment {rec.info.file}"
                 )
-        parts.append(
-            Part(rec.id, seg.vectors, seg.norms, seg.rids, alive, offsets, codes, seg.release_pages)
-        )
+        release = seg.release_pages
+        part = Part(rec.id, seg.vectors, seg.norms, seg.rids, alive, offsets, codes, release)
+        crec = code_recs.get(rec.id)
+        if crec is not None:  # compressed vectors: the codes, and re-ranking by pread
+            packed = load_codes(_open_index(segments, directory, crec.info), rec.info)
+            part = replace(part, packed=packed, read_rows=seg.read_rows)
+        parts.append(part)
     live = {rec.info.file for rec in records}
     live |= {r.info.file for r in list_recs.values()}
+    live |= {r.info.file for r in code_recs.values()}
     if model_rec is not None:
         live.add(model_rec.info.file)
     for name in [name for name in segments if name not in live]:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import flat, ivf
+from . import compressed, flat, ivf
 from .pages import release_compiler_pages
 
 #: A filter keeping at most this many rows is always scanned exactly.
@@ -53,10 +53,12 @@ def search(
     parts = snap.parts
     model = snap.model
     indexed = [i for i, p in enumerate(parts) if p.offsets is not None]
-    if model is None or exact or not indexed:
+    if exact:  # exact=True reads the float32 originals, even in a compressed collection
         return flat.search(parts, xq, metric, k, allowed)
+    if model is None or not indexed:
+        return _scan(parts, xq, metric, k, allowed, refine)
     if allowed is not None and _exact_is_cheaper(snap, allowed, k, nprobe, refine):
-        return flat.search(parts, xq, metric, k, allowed)
+        return _scan(parts, xq, metric, k, allowed, None)
     others = [i for i in range(len(parts)) if parts[i].offsets is None]
     masks = []
     for i in indexed:
@@ -86,6 +88,15 @@ def search(
     if model.codebooks.size and pages is not None:
         pages.charge([parts[i] for i in indexed], len(xq) * k * (refine or model.refine))
     return D, flat.labels_to_rids(I, [parts[i].rids for i in indexed + others]), counts
+
+
+def _scan(parts, xq, metric, k, allowed, oversample):
+    """The exact scan: of the compressed codes, re-ranked from float32 (``compressed``),
+    where the segments have codes, else of the float32 vectors."""
+    codes = [p.packed for p in parts]
+    if not any(c is not None for c in codes):
+        return flat.search(parts, xq, metric, k, allowed)
+    return compressed.search(parts, codes, xq, metric, k, allowed, oversample=oversample)
 
 
 class ResidentPages:

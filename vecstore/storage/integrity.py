@@ -238,7 +238,43 @@ def check_collection(
     if analyze is not None:
         problems += _text_problems(c, coll, name, analyze)
     problems += _ann_problems(cat, coll, name, directory, audit)
+    problems += _code_problems(cat, coll, name, directory, audit)
     return audit
+
+
+def _code_problems(
+    cat: Catalog, coll: int, name: str, directory: Path, audit: CollectionAudit
+) -> list[str]:
+    """Compressed-vector code files: each checksummed, naming a segment of the collection
+    and holding one code row per vector of it."""
+    problems = []
+    counts = {s.id: s.info for s in cat.segments(coll)}
+    for seg, rec in cat.code_files(coll).items():
+        problem = paths.name_problem(rec.info.file)
+        if problem is not None:
+            problems.append(f"{name}: its code file {rec.info.file!r} {problem}; refused")
+            continue
+        audit.bytes += rec.info.size
+        info = counts.get(seg)
+        if info is None:
+            problems.append(f"{name}: code file {rec.info.file} names no segment it has")
+            continue
+        try:
+            codes = open_arrays(directory / rec.info.file, rec.info, verify=True)
+        except FileNotFoundError:
+            audit.missing_files = True
+            problems.append(f"{name}: code file {directory / rec.info.file} is missing")
+            continue
+        except (CorruptStoreError, StoreIOError) as exc:
+            problems.append(f"{name}: {exc}")
+            continue
+        got = codes.arrays.get("codes")
+        # binary codes are word-major: 8 bytes a row along the second axis
+        binary = codes.meta.get("vectors") == "binary"
+        rows = None if got is None else (got.shape[-1] // 8 if binary else got.shape[0])
+        if codes.meta.get("segment") != info.file or rows != info.count:
+            problems.append(f"{name}: code file {rec.info.file} does not fit segment {info.file}")
+    return problems
 
 
 def _ann_problems(

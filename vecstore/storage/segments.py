@@ -150,6 +150,44 @@ class Segment:
     norms: np.ndarray  # float32 (count,)
     rids: np.ndarray  # int64 (count,)
     _map: FileMap | None
+    path: Path | None = None
+
+    def read_rows(self, positions: np.ndarray) -> np.ndarray:
+        """The vectors of rows ``positions`` (int64, sorted) as a new float32 array, read
+        with ``pread``, not through the map: a re-ranking that reads a few hundred random
+        rows per query would otherwise fault in up to a page-cache folio (2 MiB) per row,
+        the whole segment after one query. Falls back to the map when the file can no longer
+        be opened as the one mapped (a compaction has unlinked it)."""
+        count, dim = self.vectors.shape
+        out = np.empty((len(positions), dim), dtype=np.float32)
+        fd = None
+        if self.path is not None:
+            try:
+                fd = open_regular(self.path, "segment file")
+                if os.fstat(fd).st_size != self.info.size:
+                    os.close(fd)
+                    fd = None
+            except (OSError, CorruptStoreError):
+                fd = None
+        if fd is None:
+            return self.vectors[positions]
+        try:
+            view = memoryview(out).cast("B")
+            row = 4 * dim
+            pos = positions.tolist()
+            i = 0
+            while i < len(pos):  # runs of adjacent rows are read in one call
+                j = i + 1
+                while j < len(pos) and pos[j] == pos[j - 1] + 1:
+                    j += 1
+                want = (j - i) * row
+                got = os.preadv(fd, [view[i * row : j * row]], HEADER_SIZE + pos[i] * row)
+                if got != want:
+                    return self.vectors[positions]
+                i = j
+        finally:
+            os.close(fd)
+        return out
 
     def release_pages(self) -> None:
         """Unmap the file's pages from this process (they stay in the page cache, and fault
@@ -277,4 +315,4 @@ def open_segment(path: Path, expected: SegmentInfo, *, verify: bool = True) -> S
     vectors = vectors.reshape(count, dim)
     norms = np.frombuffer(mm.view, dtype="<f4", count=count, offset=no)
     rids = np.frombuffer(mm.view, dtype="<i8", count=count, offset=ro)
-    return Segment(expected, vectors, norms, rids, mm)
+    return Segment(expected, vectors, norms, rids, mm, path)

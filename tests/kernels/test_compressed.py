@@ -1,0 +1,120 @@
+"""The compressed-vector kernels against NumPy oracles: SQ8 and float16 scores, sign-bit
+packing and Hamming distances, and the rows/mask restrictions."""
+
+import numpy as np
+import pytest
+
+from vecstore.kernels import compressed as kc
+
+
+def _data(rng, n=3_000, d=48):
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    return x, np.linalg.norm(x, axis=1).astype(np.float32), x[0] + 0.1
+
+
+def _oracle_scores(dot, norms, metric):
+    if metric == "cosine":
+        return dot / norms
+    if metric == "l2":
+        return 2 * dot - norms * norms
+    return dot
+
+
+def test_sq8_roundtrip_error_is_within_half_a_step(rng):
+    x, _, _ = _data(rng)
+    lo, scale = kc.sq8_train(x)
+    codes = kc.sq8_encode(x, lo, scale)
+    err = np.abs(kc.sq8_decode(codes, lo, scale) - x)
+    assert (err <= scale / 2 + 1e-5).all()
+
+
+def test_sq8_constant_dimension_and_out_of_range_rows(rng):
+    x, _, _ = _data(rng, n=100, d=8)
+    x[:, 3] = 2.5
+    lo, scale = kc.sq8_train(x)
+    assert scale[3] == 1 and lo[3] == 2.5
+    codes = kc.sq8_encode(np.full((1, 8), 1e6, dtype=np.float32), lo, scale)
+    assert (codes == 255).all()  # clipped, never wrapped
+
+
+@pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
+@pytest.mark.parametrize("n", [50, 40_000])  # serial, and parallel chunks
+def test_sq8_candidates_match_the_decoded_oracle(rng, metric, n):
+    x, norms, q = _data(rng, n=n, d=40)
+    lo, scale = kc.sq8_train(x)
+    codes = kc.sq8_encode(x, lo, scale)
+    pos, s = kc.sq8_candidates(q, lo, scale, codes, norms, metric, 25)
+    want = _oracle_scores(kc.sq8_decode(codes, lo, scale) @ q, norms, metric)
+    assert len(pos) == 25 and (np.diff(s) <= 0).all()
+    np.testing.assert_allclose(s, want[pos], rtol=1e-4, atol=1e-3)
+    assert s[-1] >= np.sort(want)[-25] - 1e-3  # nothing better was left out
+
+
+@pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
+def test_f16_candidates_match_the_oracle(rng, metric):
+    x, norms, q = _data(rng, n=2_000, d=33)
+    bits = x.astype(np.float16).view(np.uint16)
+    pos, s = kc.f16_candidates(q, bits, norms, metric, 10)
+    want = _oracle_scores(x.astype(np.float16).astype(np.float32) @ q, norms, metric)
+    np.testing.assert_allclose(s, want[pos], rtol=1e-4, atol=1e-3)
+    assert s[-1] >= np.sort(want)[-10] - 1e-3
+
+
+@pytest.mark.parametrize("d", [1, 63, 64, 65, 384])
+def test_binary_encode_matches_packbits(rng, d):
+    x = rng.standard_normal((20, d)).astype(np.float32)
+    mean = x.mean(axis=0)
+    codes = kc.binary_encode(x, mean)
+    assert codes.shape == (20, kc.binary_words(d))
+    bits = np.packbits(x > mean, axis=1, bitorder="little")
+    padded = np.zeros((20, 8 * kc.binary_words(d)), dtype=np.uint8)
+    padded[:, : bits.shape[1]] = bits
+    np.testing.assert_array_equal(codes.view(np.uint8), padded)
+
+
+@pytest.mark.parametrize("n", [100, 200_000])
+def test_hamming_candidates_are_the_nearest(rng, n):
+    words = rng.integers(0, 2**63, size=(n, 3), dtype=np.int64).astype(np.uint64)
+    q = words[7].copy()
+    q[0] ^= np.uint64(0b1011)  # 3 bits from row 7
+    pos, s = kc.hamming_candidates(q, np.ascontiguousarray(words.T), 12)
+    dist = np.unpackbits((words ^ q).view(np.uint8), axis=1).sum(axis=1)
+    assert pos[0] == 7 and s[0] == -3
+    np.testing.assert_array_equal(-s, dist[pos])
+    assert -s[-1] <= np.sort(dist)[11]
+
+
+def test_rows_and_mask_restrict_the_candidates(rng):
+    x, norms, q = _data(rng, n=500, d=16)
+    lo, scale = kc.sq8_train(x)
+    codes = kc.sq8_encode(x, lo, scale)
+    rows = np.arange(1, 500, 2, dtype=np.int64)
+    pos, _ = kc.sq8_candidates(q, lo, scale, codes, norms, "dot", 600, rows=rows)
+    assert sorted(pos.tolist()) == rows.tolist()  # k beyond the rows: every allowed row
+    mask = np.zeros(500, dtype=bool)
+    mask[[3, 9, 27]] = True
+    words = kc.binary_encode(x, x.mean(axis=0))
+    pos, _ = kc.hamming_candidates(words[0], np.ascontiguousarray(words.T), 10, mask=mask)
+    assert sorted(pos.tolist()) == [3, 9, 27]
+    rows = np.array([3, 9, 27, 100], dtype=np.int64)
+    pos, _ = kc.hamming_candidates(words[0], np.ascontiguousarray(words.T), 10, rows=rows)
+    assert sorted(pos.tolist()) == [3, 9, 27, 100]
+    pos, _ = kc.hamming_candidates(
+        words[0], np.ascontiguousarray(words.T), 10, rows=rows, mask=mask
+    )
+    assert sorted(pos.tolist()) == [3, 9, 27]
+    pos, _ = kc.f16_candidates(
+        q, x.astype(np.float16).view(np.uint16), norms, "l2", 5, rows=np.zeros(0, np.int64)
+    )
+    assert len(pos) == 0
+
+
+def test_wrappers_refuse_wrong_arrays(rng):
+    x, norms, q = _data(rng, n=10, d=8)
+    lo, scale = kc.sq8_train(x)
+    with pytest.raises(ValueError):
+        kc.sq8_candidates(q, lo, scale, x, norms, "dot", 3)  # float codes
+    with pytest.raises(ValueError):
+        kc.sq8_candidates(q[:4], lo, scale, kc.sq8_encode(x, lo, scale), norms, "dot", 3)
+    with pytest.raises(ValueError):
+        kc.hamming_candidates(np.zeros(2, np.uint64), np.zeros((3, 1), np.uint64), 1)
