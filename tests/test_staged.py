@@ -65,6 +65,22 @@ def test_adopted_rows_equal_a_local_add(tmp_path):
         assert not any((tmp_path / "staged" / staging.STAGING).iterdir())  # run removed
 
 
+@pytest.mark.parametrize("vectors", ["int8", "binary"])
+def test_adopted_segments_get_their_codes_in_a_compressed_collection(tmp_path, vectors):
+    with vecstore.open(tmp_path / "local") as db:
+        local = db.create_collection("c", encoder=hashing_encoder, vectors=vectors)
+        local.add(IDS, documents=DOCS, metadata=METAS)
+        want = local.query("topic 3 colour 1", k=5, refine=50)
+    with vecstore.open(tmp_path / "staged") as db:
+        coll = db.create_collection("c", encoder=hashing_encoder, vectors=vectors)
+        with coll.stage() as run:
+            assert run.adopt(stage_all(run, PARTS)) == 120
+        got = coll.query("topic 3 colour 1", k=5, refine=50)
+        assert got.ids == want.ids
+        np.testing.assert_allclose(got.scores, want.scores, rtol=1e-6)
+        assert db.verify().ok
+
+
 def test_a_second_run_skips_adopted_partitions_and_refuses_duplicates(tmp_path):
     with vecstore.open(tmp_path / "s") as db:
         coll = db.create_collection("c", encoder=hashing_encoder)

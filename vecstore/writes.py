@@ -728,11 +728,19 @@ class _Publication:
             self._next_id = self._cat.next_segment_id()
         seg = self._next_id
         self._next_id += 1
-        name = f"{uuid.uuid4().hex}{SUFFIX}"
-        self._intent.publishing(self._directory, [name])
-        link_into(source, self._directory, name)
+        name = uuid.uuid4().hex
+        coded = self._vectors != "float32"
+        self._intent.publishing(
+            self._directory, [f"{name}{SUFFIX}"] + [compressed.code_file_name(name)] * coded
+        )
+        link_into(source, self._directory, f"{name}{SUFFIX}")
+        linked = SegmentInfo(f"{name}{SUFFIX}", info.count, info.dim, info.size, info.crc)
+        crec = None
+        if coded:  # the codes are derived here, from the linked (already checked) vectors
+            code_file = compressed.code_file_name(name)
+            crec = compressed.encode_segment(self._directory, code_file, linked, self._vectors)
         job: Future = Future()
-        job.set_result((SegmentInfo(name, info.count, info.dim, info.size, info.crc), None))
+        job.set_result((linked, None, crec))
         self._jobs.append((seg, job))
         return seg
 
