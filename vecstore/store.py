@@ -45,6 +45,7 @@ from .storage.files import WriterLock, make_dir
 from .storage.intents import Intent
 from .storage.layout import CATALOG, COLLECTIONS, LOCK
 from .storage.paths import collection_dir
+from .storage.records import Record
 from .storage.segments import Segment
 
 if TYPE_CHECKING:
@@ -54,6 +55,8 @@ PROGRESS_MIN = 500  # items of work before a progress bar is worth showing
 # Query embeddings kept in memory (1.5 MB at 384 dimensions): an interactive user or a
 # service repeats queries, and embedding one costs ~20 ms, a search far less.
 QUERY_CACHE_SIZE = 1024
+#: Records (id, document, metadata) a collection's ``Fresh`` keeps at most (then starts over).
+FRESH_RECORDS = 8192
 #: Names of collections being imported; a user's collection name cannot start with ".".
 STAGING_PREFIX = ".staged-"
 
@@ -61,6 +64,18 @@ STAGING_PREFIX = ".staged-"
 class SnapshotRace(Exception):
     """A file a snapshot needs was unlinked by a commit after the read transaction began
     (a compaction or retrain): retry in a fresh transaction. Never escapes the package."""
+
+
+class Fresh:
+    """A collection's snapshot and the records read for it, valid while the catalog's
+    ``stamp`` is unchanged: a query may then use them without a read transaction or SQL."""
+
+    __slots__ = ("stamp", "snap", "records")
+
+    def __init__(self, stamp: tuple, snap: flat.Snapshot, records: dict[int, Record]):
+        self.stamp = stamp
+        self.snap = snap
+        self.records = records
 
 
 class Store:
@@ -91,6 +106,7 @@ class Store:
         self._files: dict[str, dict[str, Segment]] = {}
         self._snapshots: dict[str, flat.Snapshot] = {}
         self._pages: dict[str, ResidentPages] = {}
+        self._fresh: dict[str, Fresh] = {}
         self._encoders: dict[str, Encoder] = {}
         self.text_cache = PostingCache()
         self.query_cache = LRU(QUERY_CACHE_SIZE)
@@ -325,6 +341,36 @@ class Store:
             self._snapshots[record.dir] = snap
         return snap
 
+    def fresh(self, record: CollectionRecord) -> Fresh | None:
+        """The collection's ``Fresh`` if no commit, by any connection of any process, has
+        happened since it was kept (one ``PRAGMA data_version``, no transaction); else None."""
+        with self.lock:
+            self.check_open()
+            entry = self._fresh.get(record.dir)
+            if entry is None or entry.stamp != self._catalog.stamp():
+                return None
+            return entry
+
+    def keep_fresh(
+        self, cat: Catalog, record: CollectionRecord, snap: flat.Snapshot, found: dict
+    ) -> None:
+        """Keep ``snap`` and the records ``found`` for the next queries, stamped with the
+        state of the current read transaction (nothing is kept inside a write)."""
+        stamp = cat.stamp()
+        if stamp is None:
+            return
+        entry = self._fresh.get(record.dir)
+        if entry is not None and entry.stamp == stamp and entry.snap is snap:
+            self.add_records(entry, found)
+        else:
+            self._fresh[record.dir] = Fresh(stamp, snap, dict(found))
+
+    def add_records(self, entry: Fresh, found: dict[int, Record]) -> None:
+        """Add records read at ``entry``'s stamp to it, within ``FRESH_RECORDS``."""
+        if len(entry.records) + len(found) > FRESH_RECORDS:
+            entry.records = {}
+        entry.records.update(found)
+
     def model(self, cat: Catalog, record: CollectionRecord):
         """The collection's ANN model, or None (read inside the current transaction)."""
         try:
@@ -346,6 +392,7 @@ class Store:
         self._files.pop(record.dir, None)
         self._snapshots.pop(record.dir, None)
         self._pages.pop(record.dir, None)
+        self._fresh.pop(record.dir, None)
         self._encoders.pop(record.dir, None)
         self.text_cache.drop(record.dir)
 
@@ -399,6 +446,7 @@ class Store:
             self._files.clear()
             self._snapshots.clear()
             self._pages.clear()
+            self._fresh.clear()
             self._encoders.clear()
             self.query_cache.clear()
             self.text_cache = PostingCache()
