@@ -323,12 +323,12 @@ class Reader:
             scores, rids, counts = self.topk(None, entry.snap, xq, k, None, ann, trace)
         found, missing = {}, []
         kept = entry.records
-        for rid in rids[rids >= 0].tolist():
+        for rid in rids.ravel().tolist():
             rec = kept.get(rid)
-            if rec is None:
-                missing.append(rid)
-            else:
+            if rec is not None:
                 found[rid] = rec
+            elif rid >= 0:
+                missing.append(rid)
         if missing:
             with stage(trace, "fetch rows"), self._store.reading() as cat:
                 if cat.stamp() != entry.stamp:
@@ -578,13 +578,16 @@ class Reader:
     def _query_result(
         self, scores: np.ndarray, rids: np.ndarray, found: dict[int, Record], **extra: Any
     ) -> QueryResult:
-        rows = [found[r] for r in rids.tolist()]
+        if not len(rids):
+            ids, documents, metas = [], [], []
+        else:
+            ids, documents, metas = map(list, zip(*[found[r] for r in rids.tolist()]))
         unpack = records.unpack
         return QueryResult(
-            [r.id for r in rows],
+            ids,
             np.ascontiguousarray(scores, dtype=np.float32),
-            [r.document for r in rows],
-            [unpack(r.meta) for r in rows],
+            documents,
+            [unpack(m) for m in metas],
             self._record.metric,
             **extra,
         )

@@ -7,8 +7,6 @@ otherwise. Imports the standard library only.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 
@@ -22,21 +20,41 @@ class Trace:
     def note(self, **facts: Any) -> None:
         self.facts.update(facts)
 
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        """Time the block as stage ``name`` (added up if it runs more than once)."""
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.stages[name] = self.stages.get(name, 0.0) + time.perf_counter() - start
+    def stage(self, name: str) -> _Stage:
+        """A context timing its block as stage ``name`` (added up if it runs again)."""
+        return _Stage(self, name)
 
 
-@contextmanager
-def stage(trace: Trace | None, name: str) -> Iterator[None]:
-    """``trace.stage(name)``, or nothing without a trace."""
-    if trace is None:
-        yield
-    else:
-        with trace.stage(name):
-            yield
+class _Stage:
+    __slots__ = ("trace", "name", "start")
+
+    def __init__(self, trace: Trace, name: str) -> None:
+        self.trace, self.name = trace, name
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        stages = self.trace.stages
+        stages[self.name] = stages.get(self.name, 0.0) + time.perf_counter() - self.start
+
+
+class _Nothing:
+    """The context of a stage without a trace: a shared object whose ``with`` costs about
+    0.1 us (a generator-based context manager costs some 1.5 us, per stage, per query)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+_NOTHING = _Nothing()
+
+
+def stage(trace: Trace | None, name: str) -> _Stage | _Nothing:
+    """``trace.stage(name)``, or a context that does nothing without a trace."""
+    return _NOTHING if trace is None else _Stage(trace, name)
