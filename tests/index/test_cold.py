@@ -4,6 +4,7 @@ kernels do, and a fresh process answers an exact query without loading Numba."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -99,3 +100,33 @@ def test_a_fresh_process_answers_without_numba_then_loads_it(tmp_path):
     assert got["loaded"]
     assert got["first"] == got["again"] and got["first"][0] == "7"
     np.testing.assert_allclose(*got["scores"], rtol=1e-5)
+
+
+def test_after_a_fresh_install_the_first_query_does_not_wait_for_the_compiler(tmp_path):
+    # An empty Numba cache (as after pip install): the kernels compile in the background
+    # for seconds; the first queries are answered meanwhile, and the process exits cleanly.
+    script = textwrap.dedent(
+        """
+        import json, sys, time
+        import numpy as np, vecstore
+        from vecstore.index import cold
+        x = np.random.default_rng(0).standard_normal((300, 16), dtype=np.float32)
+        with vecstore.open(sys.argv[1]) as db:
+            c = db.create_collection("c", dim=16)
+            c.add([str(i) for i in range(300)], vectors=x)
+            ids = [c.query(x[i], k=3).ids[0] for i in range(5)]
+            print(json.dumps({"ids": ids, "ready": cold.ready()}))
+        """
+    )
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "empty-numba-cache"))
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "s")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got["ids"] == ["0", "1", "2", "3", "4"]
+    assert not got["ready"]  # still compiling: every one of them took BLAS
