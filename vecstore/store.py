@@ -55,8 +55,10 @@ PROGRESS_MIN = 500  # items of work before a progress bar is worth showing
 # Query embeddings kept in memory (1.5 MB at 384 dimensions): an interactive user or a
 # service repeats queries, and embedding one costs ~20 ms, a search far less.
 QUERY_CACHE_SIZE = 1024
-#: Records (id, document, metadata) a collection's ``Fresh`` keeps at most (then starts over).
+#: Records (id, document, metadata) a collection's ``Fresh`` keeps at most, and their bytes
+#: (documents and packed metadata) at most: past either it starts over.
 FRESH_RECORDS = 8192
+FRESH_BYTES = 16 << 20
 #: Names of collections being imported; a user's collection name cannot start with ".".
 STAGING_PREFIX = ".staged-"
 
@@ -70,12 +72,13 @@ class Fresh:
     """A collection's snapshot and the records read for it, valid while the catalog's
     ``stamp`` is unchanged: a query may then use them without a read transaction or SQL."""
 
-    __slots__ = ("stamp", "snap", "records")
+    __slots__ = ("stamp", "snap", "records", "nbytes")
 
-    def __init__(self, stamp: tuple, snap: flat.Snapshot, records: dict[int, Record]):
+    def __init__(self, stamp: tuple, snap: flat.Snapshot):
         self.stamp = stamp
         self.snap = snap
-        self.records = records
+        self.records: dict[int, Record] = {}
+        self.nbytes = 0
 
 
 class Store:
@@ -360,16 +363,19 @@ class Store:
         if stamp is None:
             return
         entry = self._fresh.get(record.dir)
-        if entry is not None and entry.stamp == stamp and entry.snap is snap:
-            self.add_records(entry, found)
-        else:
-            self._fresh[record.dir] = Fresh(stamp, snap, dict(found))
+        if entry is None or entry.stamp != stamp or entry.snap is not snap:
+            entry = self._fresh[record.dir] = Fresh(stamp, snap)
+        self.add_records(entry, found)
 
     def add_records(self, entry: Fresh, found: dict[int, Record]) -> None:
-        """Add records read at ``entry``'s stamp to it, within ``FRESH_RECORDS``."""
-        if len(entry.records) + len(found) > FRESH_RECORDS:
-            entry.records = {}
-        entry.records.update(found)
+        """Add records read at ``entry``'s stamp to it, within ``FRESH_RECORDS`` and
+        ``FRESH_BYTES``."""
+        size = sum(len(r.id) + len(r.document or "") + len(r.meta or b"") for r in found.values())
+        if len(entry.records) + len(found) > FRESH_RECORDS or entry.nbytes + size > FRESH_BYTES:
+            entry.records, entry.nbytes = {}, 0
+        if size <= FRESH_BYTES:
+            entry.records.update(found)
+            entry.nbytes += size
 
     def model(self, cat: Catalog, record: CollectionRecord):
         """The collection's ANN model, or None (read inside the current transaction)."""
