@@ -93,6 +93,7 @@ def test_a_fresh_process_answers_without_numba_then_loads_it(tmp_path):
         capture_output=True,
         text=True,
         timeout=300,
+        env=dict(os.environ, VECSTORE_COLD_START="1"),  # conftest turns it off for the suite
     )
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout)
@@ -118,7 +119,9 @@ def test_after_a_fresh_install_the_first_query_does_not_wait_for_the_compiler(tm
             print(json.dumps({"ids": ids, "ready": cold.ready()}))
         """
     )
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "empty-numba-cache"))
+    env = dict(
+        os.environ, NUMBA_CACHE_DIR=str(tmp_path / "empty-numba-cache"), VECSTORE_COLD_START="1"
+    )
     out = subprocess.run(
         [sys.executable, "-c", script, str(tmp_path / "s")],
         capture_output=True,
