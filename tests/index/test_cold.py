@@ -133,3 +133,10 @@ def test_after_a_fresh_install_the_first_query_does_not_wait_for_the_compiler(tm
     got = json.loads(out.stdout)
     assert got["ids"] == ["0", "1", "2", "3", "4"]
     assert not got["ready"]  # still compiling: every one of them took BLAS
+
+
+def test_blas_path_blocks_a_large_batch(rng, monkeypatch):
+    monkeypatch.setattr(cold, "BLOCK_SCORES", 64)  # 1,024 rows per block at most
+    parts = _parts(rng, 8, [2500, 700])
+    xq = rng.standard_normal((5, 8), dtype=np.float32)
+    _same(cold.search(parts, xq, "dot", 10), flat.search(parts, xq, "dot", 10))

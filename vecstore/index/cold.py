@@ -26,8 +26,8 @@ from ..kernels import blas
 #: Seconds the loading thread waits before it starts: importing numba holds the GIL, and the
 #: query that started it should return first.
 LOAD_DELAY = 0.05
-#: Rows scored per BLAS call (bounds the temporary scores at nq x BLOCK_ROWS floats).
-BLOCK_ROWS = 1 << 16
+#: Scores held at once (nq x rows per BLAS call): 16 MiB, whatever the batch.
+BLOCK_SCORES = 1 << 22
 
 _lock = threading.Lock()
 _state: dict = {"ready": os.environ.get("VECSTORE_COLD_START", "1") == "0", "thread": None}
@@ -84,22 +84,23 @@ def search(
     """``flat.search`` with BLAS: exact top-k over ``parts`` (each with ``vectors``,
     ``norms``, ``rids``, ``alive``), returning ``(scores, rids, counts)`` alike."""
     qa = blas.query_terms(xq, metric)
+    step = max(1024, BLOCK_SCORES // max(1, len(xq)))
     Ds, Is = [], []
     for i, part in enumerate(parts):
         rows = None if allowed is None else allowed[i]
         if rows is not None:
             if not len(rows):
                 continue
-            for lo in range(0, len(rows), BLOCK_ROWS):
-                at = rows[lo : lo + BLOCK_ROWS]
+            for lo in range(0, len(rows), step):
+                at = rows[lo : lo + step]
                 S = blas.scores(xq, part.vectors[at], part.norms[at], metric, qa)
                 D, I = blas.topk(S, part.rids[at], k)
                 Ds.append(D)
                 Is.append(I)
             continue
         n = len(part.vectors)
-        for lo in range(0, n, BLOCK_ROWS):
-            hi = min(n, lo + BLOCK_ROWS)
+        for lo in range(0, n, step):
+            hi = min(n, lo + step)
             S = blas.scores(xq, part.vectors[lo:hi], part.norms[lo:hi], metric, qa)
             if part.alive is not None:
                 S[:, ~part.alive[lo:hi]] = -np.inf

@@ -9,9 +9,6 @@ query. Scores follow ``exact.py``'s formula and ``finish``'s clamps, so both pat
 
 import numpy as np
 
-#: Rows scored per matrix-vector product: bounds the temporary score block.
-BLOCK_ROWS = 1 << 16
-
 
 def query_terms(xq, metric):
     """Per query: 1/|q| for cosine (0 for a zero vector), 2 for l2, 1 for dot; float32 (nq,)."""
