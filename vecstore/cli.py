@@ -280,6 +280,11 @@ def build_parser(*, width: int | None = None) -> _Parser:
     p.add_argument(
         "--show", type=_fields, metavar="KEYS", help="metadata keys to show as table columns"
     )
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="also print the plan: why it was chosen, what it touched, each stage's time",
+    )
 
     p = command("get", commands.get, "Rows by id, or by filter in insertion order.", [enc, out])
     p.add_argument("store", help="the store's folder")

@@ -22,9 +22,11 @@ from .config import METRICS, CollectionConfig, Metric
 from .embedding import Embedder
 from .encoders.base import Encoder, EncoderSpec
 from .errors import InvalidInput, ReadOnlyError
+from .explain import Explanation
 from .hybrid import Fusion, Mode, Ranking, keywords
 from .index import specs
 from .index.ivf import TrainedModel
+from .index.trace import Trace, stage
 from .reader import AnnOptions, Reader
 from .results import GetResult, QueryResult
 from .storage.catalog import CollectionRecord
@@ -479,6 +481,49 @@ class Collection:
         ``exclude_ids``: rows never returned (as if a filter left them out, so the result
         still has ``min(k, matching rows)`` rows); ids that do not exist are ignored.
         """
+        return self._query(
+            q, image, k, where, where_document, mode, text, fusion, rrf_k, weight, nprobe,
+            refine, exact, exclude_ids, None,
+        )  # fmt: skip
+
+    @inputs.chroma_names
+    def explain(
+        self,
+        q: Any = None,
+        *,
+        image: Any = None,
+        k: int = 10,
+        where: dict | None = None,
+        where_document: dict | None = None,
+        mode: Mode = "vector",
+        text: str | None = None,
+        fusion: Fusion | None = None,
+        rrf_k: float | None = None,
+        weight: float | None = None,
+        nprobe: int | None = None,
+        refine: int | None = None,
+        exact: bool = False,
+        exclude_ids: Sequence[str] | None = None,
+    ) -> Explanation:
+        """Run ``query`` with the same arguments and say how it was answered: the plan
+        chosen (exact, filtered scan, IVF, IVF-PQ, keyword or hybrid) and why, the filter's
+        selectivity, the segments touched, the lists probed, the candidates scored and rows
+        re-ranked, and the time of each stage. The query runs exactly as ``query`` runs it
+        (the same code, recording as it goes); ``Explanation.result`` is its result.
+        """
+        trace = Trace()
+        with trace.stage("total"):
+            result = self._query(
+                q, image, k, where, where_document, mode, text, fusion, rrf_k, weight, nprobe,
+                refine, exact, exclude_ids, trace,
+            )  # fmt: skip
+        return Explanation.of(trace, result, k=k, mode=mode)
+
+    def _query(
+        self, q, image, k, where, where_document, mode, text, fusion, rrf_k, weight, nprobe,
+        refine, exact, exclude_ids, trace,
+    ) -> QueryResult:  # fmt: skip
+        """``query``'s work, recording into ``trace`` if given (``explain``)."""
         if image is not None:
             if q is not None:
                 raise InvalidInput("pass q or image, not both")
@@ -492,13 +537,18 @@ class Collection:
         ann = AnnOptions.of(mode, nprobe, refine, exact)
         k = inputs.top_k(k)
         skip = None if exclude_ids is None else inputs.ids(exclude_ids, what="exclude_ids")
+        reader = self._reader
         if mode == "text":
-            found = self._reader.ranked(None, texts, k, where, where_document, ranking, None, skip)
-            return found[0]
-        xq = self._query_vectors([q]) if isinstance(q, str) else inputs.query_vector(q, self.dim)
+            return reader.ranked(None, texts, k, where, where_document, ranking, None, skip, trace)[
+                0
+            ]
+        with stage(trace, "embed" if isinstance(q, str) else "check input"):
+            xq = (
+                self._query_vectors([q]) if isinstance(q, str) else inputs.query_vector(q, self.dim)
+            )
         if mode == "hybrid":
-            return self._reader.ranked(xq, texts, k, where, where_document, ranking, ann, skip)[0]
-        return self._reader.search(xq, k, where, where_document, ann, skip)[0]
+            return reader.ranked(xq, texts, k, where, where_document, ranking, ann, skip, trace)[0]
+        return reader.search(xq, k, where, where_document, ann, skip, trace)[0]
 
     @inputs.chroma_names
     def query_many(

@@ -225,7 +225,8 @@ def query(args: argparse.Namespace) -> int:
     q = _query_input(args)
     with _open(args) as db:
         coll = _collection(db, args, embeds=isinstance(q, str) and args.mode != "text")
-        res = coll.query(
+        run = coll.explain if args.explain else coll.query
+        res = run(
             q,
             k=args.k,
             where=args.where,
@@ -240,10 +241,17 @@ def query(args: argparse.Namespace) -> int:
             exact=args.exact,
             exclude_ids=args.exclude,
         )
+    plan = None
+    if args.explain:
+        plan, res = res, res.result
     if args.json:
-        _emit(res.to_list())
+        _emit(res.to_list() if plan is None else {**plan.to_dict(), "result": res.to_list()})
         return EXIT_OK
     _hits(args, res)
+    if plan is not None:
+        print()
+        for line in str(plan).splitlines():
+            print(printable(line))
     return EXIT_OK
 
 

@@ -22,6 +22,7 @@ from .config import CollectionConfig
 from .errors import CollectionNotFound, CorruptStoreError, IdNotFound, InvalidInput
 from .hybrid import Ranking, fuse, text_only
 from .index import bm25, flat, plan, specs
+from .index.trace import Trace, stage
 from .results import GetResult, QueryResult
 from .storage import fields, records, scan
 from .storage.catalog import Catalog, CollectionRecord
@@ -265,20 +266,81 @@ class Reader:
         where_document: Any,
         ann: AnnOptions,
         exclude: list[str] | None = None,
+        trace: Trace | None = None,
     ) -> list[QueryResult]:
-        """Vector queries: one result per row of ``xq``, never one of the ids ``exclude``."""
+        """Vector queries: one result per row of ``xq``, never one of the ids ``exclude``.
+        ``trace`` records the plan and the time of each stage (``Collection.explain``)."""
 
         narrowed = where is not None or where_document is not None or bool(exclude)
+        if not narrowed and ann.nprobe is None and ann.refine is None:
+            got = self._search_fresh(xq, k, ann, trace)
+            if got is not None:
+                with stage(trace, "results"):
+                    return self.results(*got)
 
         def read(cat: Catalog):
-            snap = self.snapshot(cat)
+            with stage(trace, "snapshot"):
+                snap = self.snapshot(cat)
             allowed = None
             if narrowed:
-                allowed = self.kept(cat, snap, where, where_document, self.rids_of(cat, exclude))
-            scores, rids, counts = self.topk(cat, snap, xq, k, allowed, ann)
-            return scores, rids, counts, self.found(cat, rids)
+                with stage(trace, "filter"):
+                    gone = self.rids_of(cat, exclude)
+                    allowed = self.kept(cat, snap, where, where_document, gone)
+                if trace is not None:
+                    self._note_filter(trace, snap, allowed)
+            with stage(trace, "search"):
+                scores, rids, counts = self.topk(cat, snap, xq, k, allowed, ann, trace)
+            with stage(trace, "fetch rows"):
+                found = self.found(cat, rids)
+            self._store.keep_fresh(cat, self._record, snap, found)
+            if trace is not None:
+                trace.note(snapshot="read in a catalog transaction")
+            return scores, rids, counts, found
 
-        return self.results(*self.consistent(read))
+        got = self.consistent(read)
+        with stage(trace, "results"):
+            return self.results(*got)
+
+    @staticmethod
+    def _note_filter(trace: Trace, snap: flat.Snapshot, allowed: list[np.ndarray]) -> None:
+        live = sum(len(p.vectors) if p.alive is None else int(p.alive.sum()) for p in snap.parts)
+        kept = sum(len(a) for a in allowed)
+        share = kept / live if live else 0.0
+        # The filter runs in SQL before the plan is chosen: the planner's estimate is the count.
+        trace.note(filter_rows=kept, live_rows=live, selectivity=share, estimated_selectivity=share)
+
+    def _search_fresh(
+        self, xq: np.ndarray, k: int, ann: AnnOptions, trace: Trace | None = None
+    ) -> tuple | None:
+        """``search`` without filters or overrides on the snapshot the last query kept, while
+        nothing has been committed since (``Store.fresh``): no read transaction, and SQL only
+        for records not kept yet. None when the snapshot is stale (take the full path)."""
+        with stage(trace, "snapshot"):
+            entry = self._store.fresh(self._record)
+        if entry is None:
+            return None
+        if trace is not None:
+            trace.note(snapshot="reused: nothing committed since the last query")
+        with stage(trace, "search"):
+            scores, rids, counts = self.topk(None, entry.snap, xq, k, None, ann, trace)
+        found, missing = {}, []
+        kept = entry.records
+        for rid in rids.ravel().tolist():
+            rec = kept.get(rid)
+            if rec is not None:
+                found[rid] = rec
+            elif rid >= 0:
+                missing.append(rid)
+        if missing:
+            with stage(trace, "fetch rows"), self._store.reading() as cat:
+                if cat.stamp() != entry.stamp:
+                    return None  # a commit landed after the check: start over
+                got = cat.records(list(set(missing)))
+                self._store.add_records(entry, got)
+            found.update(got)
+        if trace is not None:
+            trace.note(rows_fetched=len(set(missing)), rows_cached=len(found) - len(missing))
+        return scores, rids, counts, found
 
     def ranked(
         self,
@@ -290,9 +352,10 @@ class Reader:
         ranking: Ranking,
         ann: AnnOptions | None = None,
         exclude: list[str] | None = None,
+        trace: Trace | None = None,
     ) -> list[QueryResult]:
         """Keyword (``xq`` None) or hybrid queries, one result per text, never one of the
-        ids ``exclude``."""
+        ids ``exclude``; ``trace`` as for ``search``."""
         coll = self._record.id
         filtered = where is not None or where_document is not None or bool(exclude)
         sql, params = compile_filters(coll, where, where_document, self.analyzer.contains_terms)
@@ -301,19 +364,37 @@ class Reader:
         terms = [self.analyzer.query_terms(t) for t in texts]
 
         def read(cat: Catalog):
-            allowed = cat.filtered_rids(coll, sql, params) if filtered else None
-            if exclude:
-                gone = self.rids_of(cat, exclude)
-                allowed = allowed[~np.isin(allowed, gone, assume_unique=True)]
+            with stage(trace, "filter"):
+                allowed = cat.filtered_rids(coll, sql, params) if filtered else None
+                if exclude:
+                    gone = self.rids_of(cat, exclude)
+                    allowed = allowed[~np.isin(allowed, gone, assume_unique=True)]
             cache, scope = self._store.text_cache, self._record.dir
-            halves = [
-                bm25.search(cat, coll, t, window, allowed=allowed, cache=cache, scope=scope)
-                for t in terms
-            ]
+            with stage(trace, "keyword search"):
+                halves = [
+                    bm25.search(cat, coll, t, window, allowed=allowed, cache=cache, scope=scope)
+                    for t in terms
+                ]
+            if trace is not None:
+                trace.note(plan="keyword", reason="BM25 over the keyword index's postings")
+                if allowed is not None:
+                    live = cat.count(coll, "1", [])
+                    share = len(allowed) / live if live else 0.0
+                    trace.note(filter_rows=len(allowed), live_rows=live, selectivity=share)
+                    trace.note(estimated_selectivity=share)
             if hybrid:
-                snap = self.snapshot(cat)
+                with stage(trace, "snapshot"):
+                    snap = self.snapshot(cat)
                 rows = None if allowed is None else snap.allowed_rids(allowed)
-                vs, vr, vc = self.topk(cat, snap, xq, window, rows, ann)
+                with stage(trace, "search"):
+                    vs, vr, vc = self.topk(cat, snap, xq, window, rows, ann, trace)
+                if trace is not None:
+                    vector_plan = trace.facts["plan"]
+                    trace.note(
+                        plan=f"hybrid: keyword + {vector_plan}",
+                        reason=f"{window} rows from each half fused; vector half: "
+                        + trace.facts["reason"],
+                    )
                 fused = [
                     fuse(vs[i, : vc[i]], vr[i, : vc[i]], *halves[i], k, ranking)
                     for i in range(len(texts))
@@ -457,15 +538,18 @@ class Reader:
 
     def topk(
         self,
-        cat: Catalog,
+        cat: Catalog | None,
         snap: flat.Snapshot,
         xq: np.ndarray,
         k: int,
         allowed: list[np.ndarray] | None,
         ann: AnnOptions,
+        trace: Trace | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The vector half of every query: ``(scores, rids, counts)`` as ``flat.search``,
-        through the ANN index unless ``ann.exact``; ``allowed`` as ``kept`` gives it."""
+        through the ANN index unless ``ann.exact``; ``allowed`` as ``kept`` gives it. ``cat``
+        (the current read transaction) is needed only when ``ann`` overrides nprobe or
+        refine."""
         if ann.nprobe is not None or ann.refine is not None:
             self._check_overrides(self.config(cat).index, ann)
         return plan.search(
@@ -478,6 +562,7 @@ class Reader:
             refine=ann.refine,
             exact=ann.exact,
             pages=self._store.resident_pages(self._record),
+            trace=trace,
         )
 
     def _check_overrides(self, spec: specs.Spec, ann: AnnOptions) -> None:
@@ -498,13 +583,17 @@ class Reader:
     def _query_result(
         self, scores: np.ndarray, rids: np.ndarray, found: dict[int, Record], **extra: Any
     ) -> QueryResult:
-        rows = [found[int(r)] for r in rids]
+        if not len(rids):
+            ids, documents, metas = [], [], []
+        else:
+            ids, documents, metas = map(list, zip(*[found[r] for r in rids.tolist()]))
+        unpack = records.unpack
         return QueryResult(
-            ids=[r.id for r in rows],
-            scores=np.ascontiguousarray(scores, dtype=np.float32),
-            documents=[r.document for r in rows],
-            metadata=[records.unpack(r.meta) for r in rows],
-            metric=self._record.metric,
+            ids,
+            np.ascontiguousarray(scores, dtype=np.float32),
+            documents,
+            [unpack(m) for m in metas],
+            self._record.metric,
             **extra,
         )
 

@@ -45,6 +45,7 @@ from .storage.files import WriterLock, make_dir
 from .storage.intents import Intent
 from .storage.layout import CATALOG, COLLECTIONS, LOCK
 from .storage.paths import collection_dir
+from .storage.records import Record
 from .storage.segments import Segment
 
 if TYPE_CHECKING:
@@ -54,6 +55,10 @@ PROGRESS_MIN = 500  # items of work before a progress bar is worth showing
 # Query embeddings kept in memory (1.5 MB at 384 dimensions): an interactive user or a
 # service repeats queries, and embedding one costs ~20 ms, a search far less.
 QUERY_CACHE_SIZE = 1024
+#: Records (id, document, metadata) a collection's ``Fresh`` keeps at most, and their bytes
+#: (documents and packed metadata) at most: past either it starts over.
+FRESH_RECORDS = 8192
+FRESH_BYTES = 16 << 20
 #: Names of collections being imported; a user's collection name cannot start with ".".
 STAGING_PREFIX = ".staged-"
 
@@ -61,6 +66,19 @@ STAGING_PREFIX = ".staged-"
 class SnapshotRace(Exception):
     """A file a snapshot needs was unlinked by a commit after the read transaction began
     (a compaction or retrain): retry in a fresh transaction. Never escapes the package."""
+
+
+class Fresh:
+    """A collection's snapshot and the records read for it, valid while the catalog's
+    ``stamp`` is unchanged: a query may then use them without a read transaction or SQL."""
+
+    __slots__ = ("stamp", "snap", "records", "nbytes")
+
+    def __init__(self, stamp: tuple, snap: flat.Snapshot):
+        self.stamp = stamp
+        self.snap = snap
+        self.records: dict[int, Record] = {}
+        self.nbytes = 0
 
 
 class Store:
@@ -91,6 +109,7 @@ class Store:
         self._files: dict[str, dict[str, Segment]] = {}
         self._snapshots: dict[str, flat.Snapshot] = {}
         self._pages: dict[str, ResidentPages] = {}
+        self._fresh: dict[str, Fresh] = {}
         self._encoders: dict[str, Encoder] = {}
         self.text_cache = PostingCache()
         self.query_cache = LRU(QUERY_CACHE_SIZE)
@@ -326,6 +345,39 @@ class Store:
             self._snapshots[record.dir] = snap
         return snap
 
+    def fresh(self, record: CollectionRecord) -> Fresh | None:
+        """The collection's ``Fresh`` if no commit, by any connection of any process, has
+        happened since it was kept (one ``PRAGMA data_version``, no transaction); else None."""
+        with self.lock:
+            self.check_open()
+            entry = self._fresh.get(record.dir)
+            if entry is None or entry.stamp != self._catalog.stamp():
+                return None
+            return entry
+
+    def keep_fresh(
+        self, cat: Catalog, record: CollectionRecord, snap: flat.Snapshot, found: dict
+    ) -> None:
+        """Keep ``snap`` and the records ``found`` for the next queries, stamped with the
+        state of the current read transaction (nothing is kept inside a write)."""
+        stamp = cat.stamp()
+        if stamp is None:
+            return
+        entry = self._fresh.get(record.dir)
+        if entry is None or entry.stamp != stamp or entry.snap is not snap:
+            entry = self._fresh[record.dir] = Fresh(stamp, snap)
+        self.add_records(entry, found)
+
+    def add_records(self, entry: Fresh, found: dict[int, Record]) -> None:
+        """Add records read at ``entry``'s stamp to it, within ``FRESH_RECORDS`` and
+        ``FRESH_BYTES``."""
+        size = sum(len(r.id) + len(r.document or "") + len(r.meta or b"") for r in found.values())
+        if len(entry.records) + len(found) > FRESH_RECORDS or entry.nbytes + size > FRESH_BYTES:
+            entry.records, entry.nbytes = {}, 0
+        if size <= FRESH_BYTES:
+            entry.records.update(found)
+            entry.nbytes += size
+
     def model(self, cat: Catalog, record: CollectionRecord):
         """The collection's ANN model, or None (read inside the current transaction)."""
         try:
@@ -347,6 +399,7 @@ class Store:
         self._files.pop(record.dir, None)
         self._snapshots.pop(record.dir, None)
         self._pages.pop(record.dir, None)
+        self._fresh.pop(record.dir, None)
         self._encoders.pop(record.dir, None)
         self.text_cache.drop(record.dir)
 
@@ -400,6 +453,7 @@ class Store:
             self._files.clear()
             self._snapshots.clear()
             self._pages.clear()
+            self._fresh.clear()
             self._encoders.clear()
             self.query_cache.clear()
             self.text_cache = PostingCache()

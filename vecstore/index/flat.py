@@ -146,7 +146,6 @@ def load_snapshot(
     vanished, as it does when a concurrent compaction commits and unlinks it: retry in a
     fresh transaction.
     """
-    from ..kernels.exact import row_norms
     from .compressed import load as load_codes
 
     records = catalog.segments(coll)
@@ -217,13 +216,25 @@ def load_snapshot(
             rows[pseq] = row
         vectors = np.stack([rows[pseq] for pseq, _ in pending])
         rids = np.fromiter((rid for _, rid in pending), dtype=np.int64, count=len(pending))
-        parts.append(Part(None, vectors, row_norms(vectors), rids, None))
+        parts.append(Part(None, vectors, _row_norms(vectors), rids, None))
     carried, layouts = {}, {}
     if previous is not None:
         # what the previous snapshot derived from an array this one still holds
         carried = _still_held(previous.rid_index, {p.seg: p.rids for p in parts})
         layouts = _still_held(previous.layouts, {p.seg: p.codes for p in parts})
     return Snapshot(version, parts, model, rows, carried, layouts=layouts)
+
+
+def _row_norms(x: np.ndarray) -> np.ndarray:
+    """The pending rows' norms: with the kernels once they have loaded, else with NumPy (a
+    snapshot is loaded before the first query, which must not wait for Numba)."""
+    from . import cold
+
+    if cold.ready():
+        from ..kernels.exact import row_norms
+
+        return row_norms(x)
+    return np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float32)).astype(np.float32)
 
 
 def _still_held(derived: dict, arrays: dict) -> dict:
@@ -289,17 +300,21 @@ def search(
     from ..kernels import exact
 
     D, I = exact.new_heaps(xq.shape[0], k)
-    bases = np.zeros(len(parts) + 1, dtype=np.int64)
+    base = 0
     for i, part in enumerate(parts):
-        bases[i + 1] = bases[i] + part.vectors.shape[0]
+        n = part.vectors.shape[0]
         rows = None if allowed is None else allowed[i]
-        if part.vectors.shape[0] == 0 or (rows is not None and rows.size == 0):
-            continue
-        mask = part.alive if rows is None else None
-        exact.search_into(
-            xq, part.vectors, part.norms, metric, D, I, rows=rows, mask=mask, base=int(bases[i])
-        )
+        if n and (rows is None or rows.size):
+            mask = part.alive if rows is None else None
+            exact.search_into(
+                xq, part.vectors, part.norms, metric, D, I, rows=rows, mask=mask, base=base
+            )
+        base += n
     D, I, counts = exact.finish(D, I, xq, metric)
+    if len(parts) == 1:  # one block (a small collection): its rids at the labels, -1 kept
+        rids = parts[0].rids[I]
+        rids[I < 0] = -1
+        return D, rids, counts
     return D, labels_to_rids(I, [p.rids for p in parts]), counts
 
 

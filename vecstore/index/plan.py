@@ -13,8 +13,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import compressed, flat, ivf
+from . import cold, compressed, flat, ivf
 from .pages import release_compiler_pages
+from .trace import Trace
 
 #: A filter keeping at most this many rows is always scanned exactly.
 EXACT_FILTER_ROWS = 2_000
@@ -42,23 +43,86 @@ def search(
     refine: int | None = None,
     exact: bool = False,
     pages: ResidentPages | None = None,
+    trace: Trace | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Top-k over a snapshot: ``(scores, rids, counts)`` as ``flat.search`` returns them.
 
     ``allowed`` is, per part, the sorted positions of rows a filter keeps (see
     ``Snapshot.allowed_rids``), or None for no filter. ``pages`` bounds what IVF-PQ
-    re-ranking keeps mapped of the collection (None: no bound).
+    re-ranking keeps mapped of the collection (None: no bound). ``trace`` records the plan
+    chosen, why, and what it touched (``Collection.explain``).
+
+    Until the kernels have loaded in this process (``cold``), an exact query is answered with
+    BLAS, and the first one starts loading them in the background; an ANN query waits for
+    them (BLAS would answer it exactly: other rows than the index gives).
     """
+    ann = snap.model is not None and not exact and any(p.offsets is not None for p in snap.parts)
+    # compressed codes are scanned by the kernels only (BLAS would answer exactly: other
+    # rows than the codes' candidates may give)
+    coded = not exact and any(p.packed is not None for p in snap.parts)
+    if not ann and not coded and not cold.ready():
+        if trace is not None:
+            _note_exact(
+                trace, snap, allowed, _why_exact(snap, exact, allowed is not None), engine="numpy"
+            )
+        found = cold.search(snap.parts, xq, metric, k, allowed)
+        cold.warm(
+            lambda: kernel_search(
+                snap, xq[:1].copy(), metric, k, allowed, nprobe=nprobe, refine=refine, exact=exact
+            )
+        )
+        return found
     release_compiler_pages()  # LLVM pages the previous query's kernel loads left mapped
+    return kernel_search(
+        snap,
+        xq,
+        metric,
+        k,
+        allowed,
+        nprobe=nprobe,
+        refine=refine,
+        exact=exact,
+        pages=pages,
+        trace=trace,
+    )
+
+
+def kernel_search(
+    snap: flat.Snapshot,
+    xq: np.ndarray,
+    metric: str,
+    k: int,
+    allowed: Sequence[np.ndarray] | None = None,
+    *,
+    nprobe: int | None = None,
+    refine: int | None = None,
+    exact: bool = False,
+    pages: ResidentPages | None = None,
+    trace: Trace | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``search`` through the Numba kernels, whether they have loaded yet or not."""
     parts = snap.parts
     model = snap.model
     indexed = [i for i, p in enumerate(parts) if p.offsets is not None]
     if exact:  # exact=True reads the float32 originals, even in a compressed collection
+        if trace is not None:
+            _note_exact(trace, snap, allowed, _why_exact(snap, exact, allowed is not None))
         return flat.search(parts, xq, metric, k, allowed)
     if model is None or not indexed:
+        if trace is not None:
+            _note_exact(trace, snap, allowed, _why_exact(snap, exact, allowed is not None))
         return _scan(parts, xq, metric, k, allowed, refine)
     if allowed is not None and _exact_is_cheaper(snap, allowed, k, nprobe, refine):
+        if trace is not None:
+            why = (
+                f"the filter keeps {sum(len(a) for a in allowed):,} rows: scanning them reads "
+                "less than probing the index (or they are at most "
+                f"{EXACT_FILTER_ROWS:,})"
+            )
+            _note_exact(trace, snap, allowed, why)
         return _scan(parts, xq, metric, k, allowed, None)
+    if trace is not None:
+        _note_ann(trace, snap, xq, metric, k, allowed, indexed, nprobe, refine)
     others = [i for i in range(len(parts)) if parts[i].offsets is None]
     masks = []
     for i in indexed:
@@ -97,6 +161,75 @@ def _scan(parts, xq, metric, k, allowed, oversample):
     if not any(c is not None for c in codes):
         return flat.search(parts, xq, metric, k, allowed)
     return compressed.search(parts, codes, xq, metric, k, allowed, oversample=oversample)
+
+
+def _why_exact(snap: flat.Snapshot, exact: bool, filtered: bool) -> str:
+    if exact:
+        why = "exact=True bypasses the index"
+    elif snap.model is None:
+        why = "the collection has no trained ANN index (Flat, or too few rows to train yet)"
+    else:
+        why = "no segment is indexed yet: every row is pending or older than the model"
+    return why + ("; only the rows the filter keeps are scored" if filtered else "")
+
+
+def _live(part: flat.Part) -> int:
+    return len(part.vectors) if part.alive is None else int(part.alive.sum())
+
+
+def _note_exact(trace: Trace, snap, allowed, why: str, *, engine: str = "numba") -> None:
+    parts = snap.parts
+    rows = sum(_live(p) for p in parts) if allowed is None else sum(len(a) for a in allowed)
+    if not why.startswith("exact=True") and any(p.packed is not None for p in parts):
+        why += "; the segments' compressed codes are scanned and the best re-ranked in float32"
+    trace.note(
+        plan="filtered scan" if allowed is not None else "exact",
+        reason=why,
+        engine=engine,
+        segments=[p.seg for p in parts if p.seg is not None],
+        pending_rows=sum(len(p.vectors) for p in parts if p.seg is None),
+        candidates_scored=rows,
+        rows_reranked=0,
+    )
+
+
+def _note_ann(trace: Trace, snap, xq, metric, k, allowed, indexed, nprobe, refine) -> None:
+    """The IVF plan's facts: the lists the first query probes (found as the kernels find
+    them: the nprobe nearest centroids) and the rows they hold."""
+    model, parts = snap.model, snap.parts
+    pq = model.codebooks.size > 0
+    probe = min(model.nlist, nprobe or model.nprobe)
+    c = model.centroids
+    q = xq[0]
+    if metric == "l2":
+        dist = np.einsum("ij,ij->i", c, c) - 2 * (c @ q)
+    else:
+        dist = -(c @ q)
+    lists = np.argsort(dist, kind="stable")[:probe]
+    in_lists = sum(
+        int((parts[i].offsets[lists + 1] - parts[i].offsets[lists]).sum()) for i in indexed
+    )
+    others = [p for i, p in enumerate(parts) if i not in indexed]
+    exact_rows = sum(_live(p) for p in others)
+    what = "IVF-PQ" if pq else "IVF"
+    why = f"the collection has an {what} index over {len(indexed)} segment(s)"
+    if allowed is not None:
+        kept = sum(len(a) for a in allowed)
+        why += f"; the filter keeps {kept:,} rows, too many to scan them more cheaply"
+        why += " (a mask on the probed lists; more lists are probed until k rows match)"
+    trace.note(
+        plan="IVF-PQ" if pq else "IVF",
+        reason=why,
+        engine="numba",
+        segments=[p.seg for p in parts if p.seg is not None],
+        indexed_segments=[parts[i].seg for i in indexed],
+        pending_rows=sum(len(p.vectors) for p in parts if p.seg is None),
+        nlist=model.nlist,
+        lists_probed=int(probe),
+        candidates_scored=in_lists + exact_rows,
+        rows_scanned_exactly=exact_rows,
+        rows_reranked=k * (refine or model.refine) if pq else 0,
+    )
 
 
 class ResidentPages:

@@ -24,7 +24,7 @@ from ..errors import CorruptStoreError
 from .files import write_durable
 from .mapping import FileMap
 from .paths import open_regular
-from .segments import pread_crc32
+from .segments import crc32, pread_crc32
 
 MAGIC = b"VECSTIDX"
 FORMAT_VERSION = 1
@@ -103,16 +103,16 @@ def write_arrays(
         for _, a, _, offset in entries:
             if offset > pos:
                 pad = b"\0" * (offset - pos)
-                crc = zlib.crc32(pad, crc)
+                crc = crc32(pad, crc)
                 yield pad
             if a.nbytes:  # an empty array (say IVF's codes, m = 0) has no bytes to write
                 view = memoryview(a.reshape(-1)).cast("B")
-                crc = zlib.crc32(view, crc)
+                crc = crc32(view, crc)
                 yield view
             pos = offset + a.nbytes
         if size > pos:
             pad = b"\0" * (size - pos)
-            crc = zlib.crc32(pad, crc)
+            crc = crc32(pad, crc)
             yield pad
 
     def header() -> bytes:

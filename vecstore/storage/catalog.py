@@ -254,6 +254,8 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
         # collection versions already read in the current read transaction, which cannot
         # change under it (a query checks the collection exists, then takes its snapshot)
         self._versions: dict[tuple[int, str], int | None] | None = None
+        # whether the open transaction is one ``read`` began (nothing uncommitted in it)
+        self._reading = False
         with translate_errors(path):
             self.conn, self._frozen = catalogfile.connect(
                 path, read_only=read_only, busy_timeout=busy_timeout
@@ -382,12 +384,35 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
         with translate_errors(self.path):
             self.conn.execute("BEGIN")
             self._versions = {}
+            self._reading = True
             try:
                 yield
             finally:
                 self._versions = None
+                self._reading = False
                 if self.conn.in_transaction:
                     self.conn.execute("COMMIT")
+
+    def stamp(self) -> tuple[int, int] | None:
+        """What names the committed state this connection reads: two equal stamps mean that
+        no connection, in any process, committed a change between them. Inside a read
+        transaction, the state that transaction sees; None inside a transaction that may
+        hold uncommitted writes (a state no later stamp can vouch for).
+
+        ``PRAGMA data_version`` changes when another connection commits (it checks the
+        WAL index, about 3 us) but not for this connection's own commits, which
+        ``total_changes`` counts (and never counts down, even for a rollback).
+        """
+        if self.conn.in_transaction and not self._reading:
+            return None
+        if self._frozen is not None:
+            catalogfile.check_unchanged(self.path, self._frozen)
+        try:
+            version = self.conn.execute("PRAGMA data_version").fetchone()[0]
+        except sqlite3.DatabaseError:
+            with translate_errors(self.path):  # a context manager per query costs 1.5 us
+                raise
+        return version, self.conn.total_changes
 
     @contextmanager
     def write(self) -> Iterator[None]:

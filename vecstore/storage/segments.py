@@ -25,6 +25,18 @@ from .files import write_durable
 from .mapping import FileMap
 from .paths import open_regular
 
+try:
+    # zlib-ng computes the same CRC-32 as zlib with carry-less multiplication (PCLMULQDQ,
+    # VPCLMULQDQ): 25 GB/s against zlib's 3.3 on this machine, so the checksum pass over a
+    # 177 MB segment when it is first mapped takes 7 ms, not 53 (a fresh process's first
+    # query waits for it). Without it, zlib's.
+    from zlib_ng.zlib_ng import crc32
+    from zlib_ng.zlib_ng import crc32_combine as _combine
+except ImportError:  # pragma: no cover - an install without the wheel
+    from zlib import crc32
+
+    _combine = None
+
 MAGIC = b"VECSTSEG"
 FORMAT_VERSION = 1
 HEADER_SIZE = 128
@@ -104,7 +116,7 @@ def write_segment(
         for block in stream:
             seen += block.shape[0]
             part = memoryview(np.ascontiguousarray(block, dtype="<f4")).cast("B")
-            crc = zlib.crc32(part, crc)
+            crc = crc32(part, crc)
             yield part
         for part in (
             _pad(lay.norms - lay.vectors - count * dim * 4),
@@ -112,7 +124,7 @@ def write_segment(
             _pad(lay.rids - lay.norms - count * 4),
             memoryview(np.ascontiguousarray(rids, dtype="<i8")).cast("B"),
         ):
-            crc = zlib.crc32(part, crc)
+            crc = crc32(part, crc)
             yield part
 
     def header() -> bytes:
@@ -245,7 +257,7 @@ def pread_crc32(fd: int, start: int, end: int, *, block: int = 1 << 20) -> int:
             with memoryview(buf) as view:
                 for pos in range(lo, hi, block):
                     got = os.preadv(fd, [view[: min(block, hi - pos)]], pos)
-                    crc = zlib.crc32(view[:got], crc)
+                    crc = crc32(view[:got], crc)
         finally:
             buf.close()
         return crc
@@ -257,7 +269,7 @@ def pread_crc32(fd: int, start: int, end: int, *, block: int = 1 << 20) -> int:
     half = start + (end - start) // 2
     with ThreadPoolExecutor(2) as pool:
         a, b = pool.map(crc_of, (start, half), (half, end))
-    return crc32_combine(a, b, end - half)
+    return (_combine or crc32_combine)(a, b, end - half)
 
 
 def _corrupt(path: Path, what: str) -> CorruptStoreError:
@@ -269,7 +281,8 @@ def open_segment(path: Path, expected: SegmentInfo, *, verify: bool = True) -> S
 
     Every size the header declares is checked against the real file size, and both against
     the catalog, before anything is mapped. With ``verify`` the payload checksum is checked
-    too (crc32, about 3 GB/s), so flipped bytes surface as ``CorruptStoreError``.
+    too (CRC-32: 25 GB/s with zlib-ng, 3 with zlib), so flipped bytes surface as
+    ``CorruptStoreError``.
     Raises ``FileNotFoundError`` if the file is gone (a concurrent compaction removed it),
     and ``CorruptStoreError`` if it is not a regular file (never blocking on a FIFO). The
     map holds no file descriptor.

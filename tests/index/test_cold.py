@@ -1,0 +1,142 @@
+"""The first queries of a process: the BLAS path (index/cold.py) ranks exactly as the Numba
+kernels do, and a fresh process answers an exact query without loading Numba."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from vecstore.index import cold, flat
+from vecstore.kernels import exact
+
+
+def _part(x: np.ndarray, first_rid: int, alive=None) -> flat.Part:
+    rids = np.arange(first_rid, first_rid + len(x), dtype=np.int64)
+    return flat.Part(None, x, exact.row_norms(x), rids, alive)
+
+
+def _parts(rng, dim: int, sizes, dead: float = 0.0) -> list[flat.Part]:
+    parts, rid = [], 1
+    for n in sizes:
+        x = rng.standard_normal((n, dim), dtype=np.float32)
+        if n > 3:
+            x[2] = 0.0  # a zero vector
+            x[3] = x[1]  # a duplicate
+        alive = None
+        if dead:
+            alive = rng.random(n) >= dead
+        parts.append(_part(x, rid, alive))
+        rid += n + 5
+    return parts
+
+
+def _same(a, b) -> None:
+    (Da, Ra, Ca), (Db, Rb, Cb) = a, b
+    np.testing.assert_array_equal(Ca, Cb)
+    np.testing.assert_allclose(Da, Db, rtol=1e-5, atol=1e-4)
+    for i in range(len(Ca)):
+        # rows tied in score may come in either order; the sets and scores must agree
+        top = Ca[i]
+        assert sorted(Ra[i, :top]) == sorted(Rb[i, :top]) or np.allclose(
+            np.sort(Da[i, :top]), np.sort(Db[i, :top]), atol=1e-4
+        )
+        assert (Ra[i, top:] == -1).all() and (Rb[i, top:] == -1).all()
+
+
+@pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
+@pytest.mark.parametrize("sizes,k", [([100], 10), ([50, 300, 7], 10), ([5], 10), ([0, 40], 3)])
+def test_blas_path_matches_the_kernels(rng, metric, sizes, k):
+    parts = _parts(rng, 24, sizes, dead=0.2)
+    xq = rng.standard_normal((3, 24), dtype=np.float32)
+    xq[1] = 0.0
+    _same(cold.search(parts, xq, metric, k), flat.search(parts, xq, metric, k))
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_blas_path_matches_the_kernels_with_a_filter(rng, metric):
+    parts = _parts(rng, 16, [200, 120])
+    allowed = [np.sort(rng.choice(200, 30, replace=False)).astype(np.int64), np.zeros(0, np.int64)]
+    xq = rng.standard_normal((2, 16), dtype=np.float32)
+    got = cold.search(parts, xq, metric, 10, allowed)
+    _same(got, flat.search(parts, xq, metric, 10, allowed))
+    assert set(got[1][0].tolist()) <= set(parts[0].rids[allowed[0]].tolist())
+
+
+def test_a_fresh_process_answers_without_numba_then_loads_it(tmp_path):
+    script = textwrap.dedent(
+        """
+        import json, sys
+        import numpy as np, vecstore
+        from vecstore.index import cold
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((500, 32), dtype=np.float32)
+        with vecstore.open(sys.argv[1]) as db:
+            c = db.create_collection("c", dim=32)
+            c.add([str(i) for i in range(500)], vectors=x)
+            first = c.query(x[7], k=5)
+            numba_then = "numba" in sys.modules
+            loaded = cold.wait(120)
+            again = c.query(x[7], k=5)
+            print(json.dumps({"numba_at_first": numba_then, "loaded": loaded,
+                              "first": first.ids, "again": again.ids,
+                              "scores": [first.scores.tolist(), again.scores.tolist()]}))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "s")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, VECSTORE_COLD_START="1"),  # conftest turns it off for the suite
+    )
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert not got["numba_at_first"]
+    assert got["loaded"]
+    assert got["first"] == got["again"] and got["first"][0] == "7"
+    np.testing.assert_allclose(*got["scores"], rtol=1e-5)
+
+
+def test_after_a_fresh_install_the_first_query_does_not_wait_for_the_compiler(tmp_path):
+    # An empty Numba cache (as after pip install): the kernels compile in the background
+    # for seconds; the first queries are answered meanwhile, and the process exits cleanly.
+    script = textwrap.dedent(
+        """
+        import json, sys, time
+        import numpy as np, vecstore
+        from vecstore.index import cold
+        x = np.random.default_rng(0).standard_normal((300, 16), dtype=np.float32)
+        with vecstore.open(sys.argv[1]) as db:
+            c = db.create_collection("c", dim=16)
+            c.add([str(i) for i in range(300)], vectors=x)
+            ids = [c.query(x[i], k=3).ids[0] for i in range(5)]
+            print(json.dumps({"ids": ids, "ready": cold.ready()}))
+        """
+    )
+    env = dict(
+        os.environ, NUMBA_CACHE_DIR=str(tmp_path / "empty-numba-cache"), VECSTORE_COLD_START="1"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "s")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got["ids"] == ["0", "1", "2", "3", "4"]
+    assert not got["ready"]  # still compiling: every one of them took BLAS
+
+
+def test_blas_path_blocks_a_large_batch(rng, monkeypatch):
+    monkeypatch.setattr(cold, "BLOCK_SCORES", 64)  # 1,024 rows per block at most
+    parts = _parts(rng, 8, [2500, 700])
+    xq = rng.standard_normal((5, 8), dtype=np.float32)
+    _same(cold.search(parts, xq, "dot", 10), flat.search(parts, xq, "dot", 10))
