@@ -431,6 +431,7 @@ class Collection:
         refine: int | None = None,
         exact: bool = False,
         exclude_ids: Sequence[str] | None = None,
+        ef: int | None = None,
     ) -> QueryResult:
         """The ``k`` best rows for ``q``, best first.
 
@@ -448,7 +449,8 @@ class Collection:
         each half's ranks and scores.
 
         ``nprobe`` (lists probed) and ``refine`` (IVF-PQ re-rank factor) override the
-        index's values for this query (the vector half of a hybrid one too); ``exact=True``
+        index's values for this query (the vector half of a hybrid one too), as ``ef`` (the
+        beam width) does for an HNSW index; ``exact=True``
         bypasses the index. Passing them where they do not apply (to a collection whose spec
         has no such parameter, or in text mode) raises ``InvalidInput``.
 
@@ -469,7 +471,7 @@ class Collection:
             raise InvalidInput("query needs q (a vector or a text) or image=")
         ranking = Ranking.of(mode, fusion, rrf_k, weight)
         texts = keywords(q, text, mode, many=False)
-        ann = AnnOptions.of(mode, nprobe, refine, exact)
+        ann = AnnOptions.of(mode, nprobe, refine, exact, ef)
         k = inputs.top_k(k)
         skip = None if exclude_ids is None else inputs.ids(exclude_ids, what="exclude_ids")
         if mode == "text":
@@ -497,6 +499,7 @@ class Collection:
         refine: int | None = None,
         exact: bool = False,
         exclude_ids: Sequence[str] | None = None,
+        ef: int | None = None,
     ) -> list[QueryResult]:
         """``query`` for each row of a 2-D ``(nq, dim)`` array, or each text of a list (for an
         embedding collection, or keywords in text mode); one ``QueryResult`` per query.
@@ -508,7 +511,7 @@ class Collection:
         """
         ranking = Ranking.of(mode, fusion, rrf_k, weight)
         texts = keywords(queries, text, mode, many=True)
-        ann = AnnOptions.of(mode, nprobe, refine, exact)
+        ann = AnnOptions.of(mode, nprobe, refine, exact, ef)
         k = inputs.top_k(k)
         skip = None if exclude_ids is None else inputs.ids(exclude_ids, what="exclude_ids")
         if mode == "text":

@@ -21,6 +21,7 @@ from ..storage import arrays
 from ..storage.arrays import ArrayFile, ArrayFileInfo, open_arrays
 from ..storage.catalog import Catalog
 from ..storage.segments import Segment, open_segment
+from . import graph as graphs
 from .ivf import Model, fast_layout
 
 #: A part whose rids span at most this many times its rows maps rids to rows by a dense
@@ -49,6 +50,8 @@ class Part:
     codes: np.ndarray | None = None
     # unmaps the segment's pages from the process (None for the pending block)
     release: Callable[[], None] | None = None
+    # With an HNSW model: the segment's checked graph (``graph.Graph``), else None.
+    graph: Any = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -148,9 +151,11 @@ def load_snapshot(
         catalog, coll, directory, segments, model_rec, previous.model if previous else None
     )
     # a list file seen by the previous snapshot, under the same model, was checked then
-    checked = {}
+    checked, graphs_seen = {}, {}
     if previous is not None and previous.model is model:
         checked = {p.seg: p.codes for p in previous.parts if p.codes is not None}
+        graphs_seen = {p.seg: p.graph for p in previous.parts if p.graph is not None}
+    hnsw = graphs.is_graph(model)
     dead: dict[int, list[int]] = {}
     for seg, pos in catalog.tombstones(coll):
         dead.setdefault(seg, []).append(pos)
@@ -164,9 +169,20 @@ def load_snapshot(
         if rec.id in dead:
             alive = np.ones(rec.info.count, dtype=bool)
             alive[np.asarray(dead[rec.id], dtype=np.int64)] = False
-        offsets = codes = None
+        offsets = codes = graph = None
         lrec = list_recs.get(rec.id)
-        if model is not None and lrec is not None:
+        if hnsw and lrec is not None:
+            gfile = _open_index(segments, directory, lrec.info)
+            graph = graphs_seen.get(rec.id)
+            if graph is None or graph.L0 is not gfile.arrays.get("L0"):
+                if gfile.meta.get("model") != model.file:
+                    raise CorruptStoreError(
+                        f"graph file {lrec.info.file} does not match segment {rec.info.file}"
+                    )
+                graph = graphs.open_graph(
+                    lrec.info.file, model, gfile.arrays, gfile.meta, seg.vectors, seg.norms
+                )
+        elif model is not None and lrec is not None:
             lists = _open_index(segments, directory, lrec.info)
             offsets, codes = lists.arrays["offsets"], lists.arrays["codes"]
             if checked.get(rec.id) is not codes and (
@@ -177,7 +193,17 @@ def load_snapshot(
                     f"index file {lrec.info.file} does not match segment {rec.info.file}"
                 )
         parts.append(
-            Part(rec.id, seg.vectors, seg.norms, seg.rids, alive, offsets, codes, seg.release_pages)
+            Part(
+                rec.id,
+                seg.vectors,
+                seg.norms,
+                seg.rids,
+                alive,
+                offsets,
+                codes,
+                seg.release_pages,
+                graph,
+            )
         )
     live = {rec.info.file for rec in records}
     live |= {r.info.file for r in list_recs.values()}
@@ -238,6 +264,10 @@ def load_model(
     if record is None:
         return None
     mfile = _open_index(cache, directory, record.info)
+    if mfile.meta.get("kind") == graphs.KIND:
+        if previous is not None and previous.file == record.info.file:
+            return previous
+        return graphs.GraphModel.from_file(record.info.file, mfile.meta, mfile.arrays)
     if (
         previous is not None
         and previous.file == record.info.file

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import flat, ivf
+from . import graph as graphs
 from .pages import release_compiler_pages
 
 #: A filter keeping at most this many rows is always scanned exactly.
@@ -42,16 +43,21 @@ def search(
     refine: int | None = None,
     exact: bool = False,
     pages: ResidentPages | None = None,
+    ef: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Top-k over a snapshot: ``(scores, rids, counts)`` as ``flat.search`` returns them.
 
     ``allowed`` is, per part, the sorted positions of rows a filter keeps (see
     ``Snapshot.allowed_rids``), or None for no filter. ``pages`` bounds what IVF-PQ
-    re-ranking keeps mapped of the collection (None: no bound).
+    re-ranking keeps mapped of the collection (None: no bound). ``ef`` is the HNSW beam
+    width (None: the index's own).
     """
     release_compiler_pages()  # LLVM pages the previous query's kernel loads left mapped
     parts = snap.parts
     model = snap.model
+    if graphs.is_graph(model) and not exact:
+        D, I, counts = graphs.search(parts, xq, metric, k, ef or model.ef_search, allowed)
+        return D, flat.labels_to_rids(I, [p.rids for p in parts]), counts
     indexed = [i for i, p in enumerate(parts) if p.offsets is not None]
     if model is None or exact or not indexed:
         return flat.search(parts, xq, metric, k, allowed)
