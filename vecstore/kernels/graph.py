@@ -377,20 +377,24 @@ def _link_node(u, xb, w, c, a, levels, L0, UP, slot, H, entry, top, efc, M, VIS,
     return stamp
 
 
+#: Nodes a thread takes from a batch at a time: small chunks keep both cores busy to the
+#: end of a batch even when one of them is slowed by other work.
+_CHUNK = 8
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def _phase1(nodes, xb, w, c, a, levels, L0, UP, slot, H, entry, top, efc, M, VIS, STAMP,
             CD, CI, WD, WI, NB, SEL):  # fmt: skip
     nb = nodes.shape[0]
-    T = VIS.shape[0]
-    for t in prange(T):
-        lo = nb * t // T
-        hi = nb * (t + 1) // T
-        for b in range(lo, hi):
+    nchunks = (nb + _CHUNK - 1) // _CHUNK
+    for ch in prange(nchunks):  # the wrapper sets a parallel chunk size of 1
+        t = numba.get_thread_id()  # each thread owns row t of the scratch arrays
+        for b in range(ch * _CHUNK, min(nb, (ch + 1) * _CHUNK)):
             u = nodes[b]
             if u == entry:
                 continue
-            STAMP[t] = _link_node(u, xb, w, c, a, levels, L0, UP, slot, H, entry, top, efc, M,
-                                  VIS[t], STAMP[t], CD[t], CI[t], WD[t], WI[t], NB[t],
+            STAMP[t] = _link_node(u, xb, w, c, a, levels, L0, UP, slot, H, entry, top, efc,
+                                  M, VIS[t], STAMP[t], CD[t], CI[t], WD[t], WI[t], NB[t],
                                   SEL[t])  # fmt: skip
 
 
@@ -595,6 +599,19 @@ def build(xb, norms, metric, M, ef_construction, *, seed=0, threads=None):
     STAMP = np.zeros(T, dtype=np.int32)
     cap = max(1, int(math.ceil(BATCH_FRACTION * n)))
     done = 1
+    old_chunk = numba.set_parallel_chunksize(1)  # prange hands out chunks as threads free up
+    try:
+        _insert_all(xb, w, c, a, levels, L0, UP, slot, H, entry, top, efc, M, VIS, STAMP,
+                    CD, CI, WD, WI, NB, SEL, order, cap)  # fmt: skip
+    finally:
+        numba.set_parallel_chunksize(old_chunk)
+    return {"levels": levels, "L0": L0, "UP": UP, "entry": entry, "top": top}
+
+
+def _insert_all(xb, w, c, a, levels, L0, UP, slot, H, entry, top, efc, M, VIS, STAMP,
+                CD, CI, WD, WI, NB, SEL, order, cap):  # fmt: skip
+    n = xb.shape[0]
+    done = 1
     while done < n:
         b = min(done, cap, n - done)
         nodes = order[done : done + b]
@@ -605,7 +622,6 @@ def build(xb, norms, metric, M, ef_construction, *, seed=0, threads=None):
         keys, srcs = keys[perm], srcs[perm]
         _phase2(keys, srcs, _group_starts(keys), xb, w, c, a, L0, UP, slot, H, n)
         done += b
-    return {"levels": levels, "L0": L0, "UP": UP, "entry": entry, "top": top}
 
 
 class Scratch:
