@@ -593,18 +593,21 @@ def build(xb, norms, metric, M, ef_construction, *, seed=0, threads=None):
     top = int(levels[entry])
     order = np.random.default_rng(seed + 1).permutation(n).astype(np.int32)
     order = np.concatenate([[entry], order[order != entry]]).astype(np.int32)
-    T = max(1, threads or numba.get_num_threads())
+    old_threads = numba.get_num_threads()
+    T = max(1, min(threads or old_threads, numba.config.NUMBA_NUM_THREADS))
+    # scratch row t belongs to the thread numba.get_thread_id() numbers t (< T)
     VIS, CD, CI, WD, WI, NB = _scratch(T, n, efc, 2 * M)
     SEL = np.empty((T, M), dtype=np.int32)
     STAMP = np.zeros(T, dtype=np.int32)
     cap = max(1, int(math.ceil(BATCH_FRACTION * n)))
-    done = 1
+    numba.set_num_threads(T)
     old_chunk = numba.set_parallel_chunksize(1)  # prange hands out chunks as threads free up
     try:
         _insert_all(xb, w, c, a, levels, L0, UP, slot, H, entry, top, efc, M, VIS, STAMP,
                     CD, CI, WD, WI, NB, SEL, order, cap)  # fmt: skip
     finally:
         numba.set_parallel_chunksize(old_chunk)
+        numba.set_num_threads(old_threads)
     return {"levels": levels, "L0": L0, "UP": UP, "entry": entry, "top": top}
 
 
