@@ -486,9 +486,7 @@ class Reader:
     def _check_overrides(self, spec: specs.Spec, ann: AnnOptions) -> None:
         name = self._record.name
         if ann.ef is not None and not isinstance(spec, specs.HNSW):
-            raise InvalidInput(
-                f"ef applies to HNSW indexes; collection {name!r} has {spec.kind}"
-            )
+            raise InvalidInput(f"ef applies to HNSW indexes; collection {name!r} has {spec.kind}")
         if ann.nprobe is not None and isinstance(spec, specs.HNSW):
             raise InvalidInput(
                 f"collection {name!r} has an HNSW index: nprobe does not apply; use ef"

@@ -572,7 +572,6 @@ class Writer:
         arrays, meta = ivf.train(sample, self._record.metric, spec, nrows)
         self._rewrite(cat, seg_ids, model=(arrays, meta))
 
-
     def _index_graphs(self, cat: Catalog, spec: specs.HNSW, nrows: int) -> None:
         """Publish an HNSW model file and a graph for every segment, in one transaction.
         Segments written later get their graph as they are written (sealed or merged);
@@ -650,9 +649,9 @@ class _Publication:
         seg = self._next_id
         self._next_id += 1
         name = uuid.uuid4().hex
+        indexed = lists is not None or graph is not None
         self._intent.publishing(
-            self._directory,
-            [f"{name}{SUFFIX}"] + [f"{name}{INDEX_SUFFIX}"] * (lists is not None or graph is not None),
+            self._directory, [f"{name}{SUFFIX}"] + [f"{name}{INDEX_SUFFIX}"] * indexed
         )
         job: Future = Future()
         args = (self._directory, name, blocks, norms, rids, lists if graph is None else graph)

@@ -39,9 +39,8 @@ def shared(tmp_path_factory):
 
         def get(metric: str):
             if metric not in built:
-                c = db.create_collection(
-                    metric, dim=DIM, metric=metric, index=HNSW(M=12, ef_construction=80, min_rows=600)
-                )
+                spec = HNSW(M=12, ef_construction=80, min_rows=600)
+                c = db.create_collection(metric, dim=DIM, metric=metric, index=spec)
                 for lo in range(0, N, 700):
                     hi = min(N, lo + 700)
                     c.add(ids(lo, hi), vectors=data[lo:hi], metadata=meta[lo:hi])

@@ -173,15 +173,7 @@ def load_snapshot(
         lrec = list_recs.get(rec.id)
         if hnsw and lrec is not None:
             gfile = _open_index(segments, directory, lrec.info)
-            graph = graphs_seen.get(rec.id)
-            if graph is None or graph.L0 is not gfile.arrays.get("L0"):
-                if gfile.meta.get("model") != model.file:
-                    raise CorruptStoreError(
-                        f"graph file {lrec.info.file} does not match segment {rec.info.file}"
-                    )
-                graph = graphs.open_graph(
-                    lrec.info.file, model, gfile.arrays, gfile.meta, seg.vectors, seg.norms
-                )
+            graph = _checked_graph(model, gfile, lrec.info.file, seg, graphs_seen.get(rec.id))
         elif model is not None and lrec is not None:
             lists = _open_index(segments, directory, lrec.info)
             offsets, codes = lists.arrays["offsets"], lists.arrays["codes"]
@@ -192,18 +184,9 @@ def load_snapshot(
                 raise CorruptStoreError(
                     f"index file {lrec.info.file} does not match segment {rec.info.file}"
                 )
+        release = seg.release_pages
         parts.append(
-            Part(
-                rec.id,
-                seg.vectors,
-                seg.norms,
-                seg.rids,
-                alive,
-                offsets,
-                codes,
-                seg.release_pages,
-                graph,
-            )
+            Part(rec.id, seg.vectors, seg.norms, seg.rids, alive, offsets, codes, release, graph)
         )
     live = {rec.info.file for rec in records}
     live |= {r.info.file for r in list_recs.values()}
@@ -237,6 +220,16 @@ def load_snapshot(
         carried = _still_held(previous.rid_index, {p.seg: p.rids for p in parts})
         layouts = _still_held(previous.layouts, {p.seg: p.codes for p in parts})
     return Snapshot(version, parts, model, rows, carried, layouts=layouts)
+
+
+def _checked_graph(model, gfile: ArrayFile, name: str, seg: Segment, seen):
+    """The graph of segment ``seg`` in the mapped index file ``gfile``: ``seen`` (the previous
+    snapshot's, already checked) while it wraps the same arrays, else checked afresh."""
+    if seen is not None and seen.L0 is gfile.arrays.get("L0"):
+        return seen
+    if gfile.meta.get("model") != model.file:
+        raise CorruptStoreError(f"graph file {name} does not match segment {seg.info.file}")
+    return graphs.open_graph(name, model, gfile.arrays, gfile.meta, seg.vectors, seg.norms)
 
 
 def _still_held(derived: dict, arrays: dict) -> dict:

@@ -208,6 +208,10 @@ def search(
         if n == 0 or (rows is not None and rows.size == 0):
             base += n
             continue
+        if g is not None and rows is not None and nq == 1 and exact_is_cheaper(rows.size, n, ef):
+            kg.scan_rows_into(xq, metric, part.vectors, g.w, g.c, rows, D, I, base=base)
+            base += n
+            continue
         if g is None or (rows is not None and exact_is_cheaper(rows.size, n, ef)):
             mask = part.alive if rows is None else None
             exact.search_into(xq, part.vectors, part.norms, metric, D, I, rows=rows, mask=mask,
