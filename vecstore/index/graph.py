@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import CorruptStoreError
+from ..storage.arrays import graph_problem
 from . import specs
 
 KIND = "hnsw"
@@ -26,8 +27,6 @@ EXACT_FILTER_ROWS = 2_000
 #: MiniLM vectors at M=16: about 1,000 at ef=40); a filter keeping a fraction s of the rows
 #: makes it score about 1/s times as many. The exact scan of the kept rows reads each once.
 VISITS_PER_EF = 25
-#: Highest level a graph file may declare (the build caps levels at 15).
-MAX_LEVEL = 15
 
 _local = threading.local()
 
@@ -118,42 +117,13 @@ def open_graph(
     anything else raises ``CorruptStoreError``."""
     from ..kernels import graph as kg
 
-    def bad(what: str) -> CorruptStoreError:
-        return CorruptStoreError(f"graph file {name} is corrupt: {what}")
-
-    n = len(vectors)
-    M = model.M
-    levels, L0, UP = arrays.get("levels"), arrays.get("L0"), arrays.get("UP")
-    if levels is None or L0 is None or UP is None:
-        raise bad("arrays missing")
-    if levels.dtype != np.uint8 or L0.dtype != np.int32 or UP.dtype != np.int32:
-        raise bad("wrong dtypes")
-    if levels.shape != (n,) or L0.shape != (n, 2 * M) or UP.ndim != 2 or UP.shape[1] != M:
-        raise bad(f"shapes {levels.shape}, {L0.shape}, {UP.shape} do not fit {n} rows, M={M}")
-    try:
-        entry, top = int(meta["entry"]), int(meta["top"])
-    except (KeyError, TypeError, ValueError):
-        raise bad("unreadable record") from None
-    H = int(levels.max()) if n else 0
-    nu = int(np.count_nonzero(levels)) if n else 0
-    if H > MAX_LEVEL or UP.shape[0] != max(nu * H, 1):
-        raise bad("levels disagree with the upper-layer array")
-    if n and not (0 <= entry < n and int(levels[entry]) == top == H):
-        raise bad("entry node out of range")
-    if L0.size and (int(L0.min()) < -1 or int(L0.max()) >= n):
-        raise bad("a layer-0 neighbour id is out of range")
-    if nu:
-        U = UP.reshape(nu, H, M)
-        if int(U.min()) < -1 or int(U.max()) >= n:
-            raise bad("an upper-layer neighbour id is out of range")
-        for layer in range(1, H + 1):
-            links = U[:, layer - 1, :]
-            links = links[links >= 0]
-            if links.size and int(levels[links].min()) < layer:
-                raise bad(f"a layer-{layer} link leads to a node below that layer")
+    problem = graph_problem(arrays, meta, len(vectors), model.M)
+    if problem is not None:
+        raise CorruptStoreError(f"graph file {name} is corrupt: {problem}")
+    levels, L0, UP = arrays["levels"], arrays["L0"], arrays["UP"]
     slot, H2 = kg.upper_slots(levels)
     w, c = kg.row_terms(norms, model.metric)
-    return Graph(levels, L0, UP, entry, top, slot, H2, w, c)
+    return Graph(levels, L0, UP, int(meta["entry"]), int(meta["top"]), slot, H2, w, c)
 
 
 def _scratch(n: int, ef: int, width: int):
