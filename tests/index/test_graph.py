@@ -273,3 +273,16 @@ def test_open_graph_rejects_hostile_arrays(attack):
         m = {"entry": "x"}
     with pytest.raises(CorruptStoreError):
         graphs.open_graph("g.vidx", _model(), a, m, x, norms)
+
+
+def test_verify_checks_graph_files(pristine, tmp_path):
+    path = tmp_path / "s"
+    shutil.copytree(pristine, path)
+    with vecstore.open(path, progress=False) as db:
+        report = db.verify()
+        assert report.ok and not report.warnings, report.problems
+    files = sorted(collection_dir(path).glob("*.vidx"), key=lambda p: p.stat().st_size)
+    damage(files[-1], "payload")
+    with vecstore.open(path, progress=False) as db:
+        report = db.verify()
+        assert not report.ok and any(files[-1].name in p for p in report.problems)
