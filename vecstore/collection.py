@@ -909,13 +909,16 @@ class Collection:
 
     @property
     def index(self) -> specs.Spec:
-        """The collection's index spec (``Flat()``, ``IVF(...)`` or ``IVFPQ(...)``)."""
+        """The collection's index spec (``Flat()``, ``IVF(...)``, ``IVFPQ(...)`` or
+        ``HNSW(...)``)."""
         return self._reader.index_spec()
 
     def index_info(self) -> dict:
         """The spec and, once trained, the model's resolved parameters: ``kind``,
         ``trained``, ``nlist``, ``nprobe``, ``m``, ``nbits``, ``refine``, ``train_rows`` and
-        ``indexed_rows`` (rows in lists; the rest are searched exactly)."""
+        ``indexed_rows`` (rows in lists; the rest are searched exactly). For HNSW: ``kind``,
+        ``trained`` (the graphs exist), ``M``, ``ef_construction``, ``ef_search`` and
+        ``indexed_rows`` (rows in segments with a graph)."""
         return self._reader.index_info()
 
     def create_index(self, spec: specs.Spec) -> None:
@@ -923,7 +926,8 @@ class Collection:
 
         An IVF or IVFPQ spec is trained at once if the collection already holds its
         ``min_rows`` (this call then takes as long as training: seconds per 100k rows),
-        else when it grows to them. ``Flat()`` returns the collection to exact search.
+        else when it grows to them; an HNSW spec builds a graph for every segment then (and
+        for every segment written after). ``Flat()`` returns the collection to exact search.
         Readers are never blocked: they search the old index until this commits.
         """
         self._writer.set_index(specs.check(spec, self.dim))
