@@ -229,6 +229,7 @@ def test_api_doc_gives_open_and_the_index_specs():
         ("vecstore.Flat", vecstore.Flat),
         ("vecstore.IVF", vecstore.IVF),
         ("vecstore.IVFPQ", vecstore.IVFPQ),
+        ("vecstore.HNSW", vecstore.HNSW),
         ("vecstore.index_spec", vecstore.index_spec),
     ]:
         sig = signature(name, fn)

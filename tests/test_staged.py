@@ -156,3 +156,19 @@ def test_an_abandoned_run_is_swept_at_open(tmp_path):
         assert db.get_collection("c").count() == 0
     held.close()
     assert not Path(held.target.run).exists()
+
+
+def test_adopted_segments_get_their_graphs_in_an_hnsw_collection(tmp_path):
+    index = vecstore.HNSW(M=8, ef_construction=32, min_rows=50)
+    with vecstore.open(tmp_path / "s") as db:
+        coll = db.create_collection("c", encoder=hashing_encoder, index=index)
+        coll.add(IDS[:60], documents=DOCS[:60], metadata=METAS[:60])  # builds the graphs
+        assert coll.index_info()["trained"]
+        with coll.stage() as run:
+            assert run.adopt(stage_all(run, [(IDS[60:], DOCS[60:], METAS[60:])])) == 60
+        plan = coll.explain("passage 99", k=5)
+        assert plan.plan == "HNSW"
+        assert len(plan.facts["graph_segments"]) == len(plan.facts["segments"])  # all graphed
+        exact = coll.query("passage 99", k=5, exact=True)
+        assert coll.query("passage 99", k=5, ef=200).ids == exact.ids
+        assert db.verify().ok

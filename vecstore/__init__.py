@@ -31,7 +31,7 @@ from .errors import (
     StoreNotFound,
     VecstoreError,
 )
-from .index.specs import IVF, IVFPQ, Flat, index_spec
+from .index.specs import HNSW, IVF, IVFPQ, Flat, index_spec
 from .results import GetResult, Hit, QueryResult
 
 __version__ = "0.1.0"
@@ -46,6 +46,7 @@ __all__ = [
     "Flat",
     "IVF",
     "IVFPQ",
+    "HNSW",
     "index_spec",
     "VecstoreError",
     "InvalidInput",

@@ -270,6 +270,7 @@ def build_parser(*, width: int | None = None) -> _Parser:
     p.add_argument("--weight", type=float, help="hybrid mode: the vector half's share (0.5)")
     p.add_argument("--nprobe", type=_positive, help="lists to probe (IVF and IVF-PQ indexes)")
     p.add_argument("--refine", type=_positive, help="re-rank factor (IVF-PQ indexes)")
+    p.add_argument("--ef", type=_positive, help="beam width (HNSW indexes)")
     p.add_argument("--exact", action="store_true", help="bypass the ANN index: exact search")
     p.add_argument(
         "--exclude",

@@ -453,6 +453,7 @@ class Collection:
         refine: int | None = None,
         exact: bool = False,
         exclude_ids: Sequence[str] | None = None,
+        ef: int | None = None,
     ) -> QueryResult:
         """The ``k`` best rows for ``q``, best first.
 
@@ -470,8 +471,8 @@ class Collection:
         each half's ranks and scores.
 
         ``nprobe`` (lists probed) and ``refine`` (IVF-PQ re-rank factor) override the
-        index's values for this query (the vector half of a hybrid one too); ``exact=True``
-        bypasses the index. Passing them where they do not apply (to a collection whose spec
+        index's values for this query (the vector half of a hybrid one too), as ``ef`` (the
+        beam width) does for an HNSW index; ``exact=True`` bypasses the index. Passing them where they do not apply (to a collection whose spec
         has no such parameter, or in text mode) raises ``InvalidInput``.
 
         ``image`` (a path, PIL image or array), instead of ``q``: the rows most similar to
@@ -483,7 +484,7 @@ class Collection:
         """
         return self._query(
             q, image, k, where, where_document, mode, text, fusion, rrf_k, weight, nprobe,
-            refine, exact, exclude_ids, None,
+            refine, exact, exclude_ids, ef, None,
         )  # fmt: skip
 
     @inputs.chroma_names
@@ -504,9 +505,10 @@ class Collection:
         refine: int | None = None,
         exact: bool = False,
         exclude_ids: Sequence[str] | None = None,
+        ef: int | None = None,
     ) -> Explanation:
         """Run ``query`` with the same arguments and say how it was answered: the plan
-        chosen (exact, filtered scan, IVF, IVF-PQ, keyword or hybrid) and why, the filter's
+        chosen (exact, filtered scan, IVF, IVF-PQ, HNSW, keyword or hybrid) and why, the filter's
         selectivity, the segments touched, the lists probed, the candidates scored and rows
         re-ranked, and the time of each stage. The query runs exactly as ``query`` runs it
         (the same code, recording as it goes); ``Explanation.result`` is its result.
@@ -515,13 +517,13 @@ class Collection:
         with trace.stage("total"):
             result = self._query(
                 q, image, k, where, where_document, mode, text, fusion, rrf_k, weight, nprobe,
-                refine, exact, exclude_ids, trace,
+                refine, exact, exclude_ids, ef, trace,
             )  # fmt: skip
         return Explanation.of(trace, result, k=k, mode=mode)
 
     def _query(
         self, q, image, k, where, where_document, mode, text, fusion, rrf_k, weight, nprobe,
-        refine, exact, exclude_ids, trace,
+        refine, exact, exclude_ids, ef, trace,
     ) -> QueryResult:  # fmt: skip
         """``query``'s work, recording into ``trace`` if given (``explain``)."""
         if image is not None:
@@ -534,7 +536,7 @@ class Collection:
             raise InvalidInput("query needs q (a vector or a text) or image=")
         ranking = Ranking.of(mode, fusion, rrf_k, weight)
         texts = keywords(q, text, mode, many=False)
-        ann = AnnOptions.of(mode, nprobe, refine, exact)
+        ann = AnnOptions.of(mode, nprobe, refine, exact, ef)
         k = inputs.top_k(k)
         skip = None if exclude_ids is None else inputs.ids(exclude_ids, what="exclude_ids")
         reader = self._reader
@@ -567,6 +569,7 @@ class Collection:
         refine: int | None = None,
         exact: bool = False,
         exclude_ids: Sequence[str] | None = None,
+        ef: int | None = None,
     ) -> list[QueryResult]:
         """``query`` for each row of a 2-D ``(nq, dim)`` array, or each text of a list (for an
         embedding collection, or keywords in text mode); one ``QueryResult`` per query.
@@ -578,7 +581,7 @@ class Collection:
         """
         ranking = Ranking.of(mode, fusion, rrf_k, weight)
         texts = keywords(queries, text, mode, many=True)
-        ann = AnnOptions.of(mode, nprobe, refine, exact)
+        ann = AnnOptions.of(mode, nprobe, refine, exact, ef)
         k = inputs.top_k(k)
         skip = None if exclude_ids is None else inputs.ids(exclude_ids, what="exclude_ids")
         if mode == "text":
@@ -976,13 +979,16 @@ class Collection:
 
     @property
     def index(self) -> specs.Spec:
-        """The collection's index spec (``Flat()``, ``IVF(...)`` or ``IVFPQ(...)``)."""
+        """The collection's index spec (``Flat()``, ``IVF(...)``, ``IVFPQ(...)`` or
+        ``HNSW(...)``)."""
         return self._reader.index_spec()
 
     def index_info(self) -> dict:
         """The spec and, once trained, the model's resolved parameters: ``kind``,
         ``trained``, ``nlist``, ``nprobe``, ``m``, ``nbits``, ``refine``, ``train_rows`` and
-        ``indexed_rows`` (rows in lists; the rest are searched exactly)."""
+        ``indexed_rows`` (rows in lists; the rest are searched exactly). For HNSW: ``kind``,
+        ``trained`` (the graphs exist), ``M``, ``ef_construction``, ``ef_search`` and
+        ``indexed_rows`` (rows in segments with a graph)."""
         return self._reader.index_info()
 
     def install_index(self, spec: specs.Spec, model: TrainedModel) -> None:
@@ -1009,7 +1015,8 @@ class Collection:
 
         An IVF or IVFPQ spec is trained at once if the collection already holds its
         ``min_rows`` (this call then takes as long as training: seconds per 100k rows),
-        else when it grows to them. ``Flat()`` returns the collection to exact search.
+        else when it grows to them; an HNSW spec builds a graph for every segment then (and
+        for every segment written after). ``Flat()`` returns the collection to exact search.
         Readers are never blocked: they search the old index until this commits.
         """
         self._writer.set_index(specs.check(spec, self.dim))

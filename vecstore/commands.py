@@ -240,6 +240,7 @@ def query(args: argparse.Namespace) -> int:
             refine=args.refine,
             exact=args.exact,
             exclude_ids=args.exclude,
+            ef=args.ef,
         )
     plan = None
     if args.explain:
@@ -517,11 +518,12 @@ def collections_index(args: argparse.Namespace) -> int:
         coll = db.get_collection(args.name)
         coll.create_index(args.spec)
         info = coll.index_info()
-    state = (
-        f"trained, nlist={info['nlist']}, nprobe={info['nprobe']}"
-        if info["trained"]
-        else ("exact search" if info["kind"] == "flat" else "to be trained when large enough")
-    )
+    if info["trained"] and info["kind"] == "hnsw":
+        state = f"graphs built, M={info['M']}, ef_search={info['ef_search']}"
+    elif info["trained"]:
+        state = f"trained, nlist={info['nlist']}, nprobe={info['nprobe']}"
+    else:
+        state = "exact search" if info["kind"] == "flat" else "to be trained when large enough"
     _say(args, f"collection {args.name!r} index {info['kind']} ({state})")
     return EXIT_OK
 

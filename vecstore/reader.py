@@ -47,19 +47,23 @@ class AnnOptions:
     nprobe: int | None = None
     refine: int | None = None
     exact: bool = False
+    ef: int | None = None
 
     @classmethod
-    def of(cls, mode: str, nprobe: Any, refine: Any, exact: Any) -> AnnOptions:
-        if nprobe is None and refine is None and exact is False:
+    def of(cls, mode: str, nprobe: Any, refine: Any, exact: Any, ef: Any = None) -> AnnOptions:
+        if nprobe is None and refine is None and exact is False and ef is None:
             return INDEX_DEFAULTS  # the common case, without building an object per query
         opts = cls(
             inputs.integer("nprobe", nprobe, minimum=1, optional=True),
             inputs.integer("refine", refine, minimum=1, optional=True),
             inputs.flag("exact", exact),
+            inputs.integer("ef", ef, minimum=1, optional=True),
         )
+        if opts.ef is not None and opts.ef > 65536:
+            raise InvalidInput(f"ef must be at most 65536; got {opts.ef}")
         if mode == "text" and opts != INDEX_DEFAULTS:
             raise InvalidInput(
-                "nprobe, refine and exact apply to vector and hybrid queries, not text"
+                "nprobe, refine, ef and exact apply to vector and hybrid queries, not text"
             )
         return opts
 
@@ -272,7 +276,7 @@ class Reader:
         ``trace`` records the plan and the time of each stage (``Collection.explain``)."""
 
         narrowed = where is not None or where_document is not None or bool(exclude)
-        if not narrowed and ann.nprobe is None and ann.refine is None:
+        if not narrowed and ann.nprobe is None and ann.refine is None and ann.ef is None:
             got = self._search_fresh(xq, k, ann, trace)
             if got is not None:
                 with stage(trace, "results"):
@@ -548,9 +552,9 @@ class Reader:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The vector half of every query: ``(scores, rids, counts)`` as ``flat.search``,
         through the ANN index unless ``ann.exact``; ``allowed`` as ``kept`` gives it. ``cat``
-        (the current read transaction) is needed only when ``ann`` overrides nprobe or
-        refine."""
-        if ann.nprobe is not None or ann.refine is not None:
+        (the current read transaction) is needed only when ``ann`` overrides nprobe, refine
+        or ef."""
+        if ann.nprobe is not None or ann.refine is not None or ann.ef is not None:
             self._check_overrides(self.config(cat).index, ann)
         return plan.search(
             snap,
@@ -563,10 +567,17 @@ class Reader:
             exact=ann.exact,
             pages=self._store.resident_pages(self._record),
             trace=trace,
+            ef=ann.ef,
         )
 
     def _check_overrides(self, spec: specs.Spec, ann: AnnOptions) -> None:
         name = self._record.name
+        if ann.ef is not None and not isinstance(spec, specs.HNSW):
+            raise InvalidInput(f"ef applies to HNSW indexes; collection {name!r} has {spec.kind}")
+        if ann.nprobe is not None and isinstance(spec, specs.HNSW):
+            raise InvalidInput(
+                f"collection {name!r} has an HNSW index: nprobe does not apply; use ef"
+            )
         if ann.nprobe is not None and isinstance(spec, specs.Flat):
             raise InvalidInput(
                 f"collection {name!r} has a Flat index (exact search): nprobe does not "
@@ -613,7 +624,14 @@ class Reader:
 
         spec, model, lists = self.consistent(read)
         info = {"kind": spec.kind, "spec": spec.to_json(), "trained": model is not None}
-        if model is not None:
+        if model is not None and model.kind == "hnsw":
+            info.update(
+                M=model.M,
+                ef_construction=model.ef_construction,
+                ef_search=model.ef_search,
+                indexed_rows=sum(r.nrows for r in lists.values()),
+            )
+        elif model is not None:
             cb = model.codebooks
             info.update(
                 nlist=model.nlist,

@@ -39,6 +39,7 @@ from .errors import (
     VecstoreError,
 )
 from .index import compressed, ivf, specs, upkeep
+from .index import graph as graphs
 from .reader import Reader
 from .storage import records
 from .storage.annfiles import IndexFileRecord
@@ -49,7 +50,7 @@ from .storage.catalog import Catalog, CollectionRecord
 from .storage.filters import compile_filters
 from .storage.intents import Intent
 from .storage.records import Location, RowBatch
-from .storage.segments import SUFFIX, SegmentInfo, write_segment
+from .storage.segments import SUFFIX, SegmentInfo, open_segment, write_segment
 from .storage.staging import StagedPartition, link_into
 from .store import SnapshotRace, Store
 
@@ -253,6 +254,11 @@ class Writer:
 
         def apply(cat: Catalog, pub: _Publication) -> int:
             self._reader.require(cat)
+            try:
+                model = self._store.model(cat, self._record)
+            except SnapshotRace:  # nothing unlinks files while this writer holds the lock
+                raise self._reader.vanished() from None
+            graph = model if graphs.is_graph(model) else None
             done = cat.adopted([part.token for part, _ in parts])
             added = 0
             for part, rows in parts:
@@ -260,6 +266,8 @@ class Writer:
                     continue
                 done.add(part.token)
                 seg = pub.adopt(part.path, part.segment.info)
+                if graph is not None:  # an HNSW collection: the segment gets its graph
+                    pub.graph(seg, part.segment.vectors, part.segment.norms, graph)
                 rids = range(part.rid_start, part.rid_start + len(rows))
                 try:
                     cat.insert_rows(coll, rids, rows, seg, range(len(rows)))
@@ -482,6 +490,9 @@ class Writer:
             raise self._reader.vanished() from None
         if model is None:
             return pub.segment([x], norms, rids, background=background), range(len(rids))
+        if graphs.is_graph(model):
+            # built in this thread: the build runs on every core already
+            return pub.segment([x], norms, rids, graph=model), range(len(rids))
         listed = upkeep.list_new_rows(model, x, norms)
         order = listed.order
         positions = np.empty(len(order), dtype=np.int64)
@@ -580,15 +591,17 @@ class Writer:
                 for s in np.unique(segs):
                     sel = segs == s
                     norms[sel] = parts[int(s)].norms[pos[sel]]
-                lists = None
-                if current is not None:
+                lists = graph = None
+                if graphs.is_graph(current):
+                    graph = current  # rows stay in segment order; the new segment gets a graph
+                elif current is not None:
                     reuse = None if model else cat.index_files(coll)[1]
                     listed = upkeep.list_stored_rows(current, parts, segs, pos, norms, reuse)
                     order = listed.order
                     rids, segs, pos, norms = rids[order], segs[order], pos[order], norms[order]
                     lists = (current.file, listed.offsets, listed.codes[order], listed.err)
                 blocks = _gather(parts, segs, pos, self._record.dim)
-                seg = pub.segment(blocks, norms, rids, lists=lists)
+                seg = pub.segment(blocks, norms, rids, lists=lists, graph=graph)
                 cat.set_location(rids, seg, range(len(rids)))
             old_files += cat.drop_segments(seg_ids)
             cat.bump(coll)
@@ -605,6 +618,17 @@ class Writer:
                 return
             nrows = cat.count(self._record.id, "1", [])
             model, lists = cat.index_files(self._record.id)
+        if isinstance(spec, specs.HNSW):
+            if model is None and nrows >= specs.min_rows(spec):
+                start = time.perf_counter()
+                self._index_graphs(cat, spec, nrows)
+                log.info(
+                    "built the HNSW graphs of %r over %d rows in %.2f s",
+                    self._record.name,
+                    nrows,
+                    time.perf_counter() - start,
+                )
+            return
         if model is not None and self._shared_model(cat):
             return  # installed for a sharded collection: retrained by it, for every shard
         if upkeep.training_due(spec, nrows, model, lists):
@@ -640,6 +664,20 @@ class Writer:
         arrays, meta = ivf.train(sample, self._record.metric, spec, nrows)
         self._rewrite(cat, seg_ids, model=(arrays, meta))
 
+    def _index_graphs(self, cat: Catalog, spec: specs.HNSW, nrows: int) -> None:
+        """Publish an HNSW model file and a graph for every segment, in one transaction.
+        Segments written later get their graph as they are written (sealed or merged);
+        pending rows stay pending, scanned exactly."""
+        arrays, meta = graphs.model_file(spec, self._record.metric, nrows)
+        with self._publishing(cat) as pub:
+            snap = self._reader.snapshot(cat)
+            name = pub.model(arrays, meta)
+            model = graphs.GraphModel.from_file(name, meta, arrays)
+            for part in snap.parts:
+                if part.seg is not None:
+                    pub.graph(part.seg, part.vectors, part.norms, model)
+            cat.bump(self._record.id)
+
 
 def _gather(parts: dict, segs: np.ndarray, pos: np.ndarray, dim: int) -> Iterator[np.ndarray]:
     """The vectors of rows ``(segs, pos)``, ``WRITE_BLOCK_ROWS`` at a time."""
@@ -672,6 +710,7 @@ class _Publication:
         self._next_id: int | None = None
         self._jobs: list[tuple[int, Future]] = []
         self._models: list[IndexFileRecord] = []
+        self._graphs: list[tuple[int, IndexFileRecord]] = []
 
     def retire(self, names: Iterable[str]) -> None:
         """Files of the collection this transaction unpublishes: unlinked after the commit."""
@@ -694,25 +733,36 @@ class _Publication:
         *,
         background: bool = False,
         lists: tuple[str, np.ndarray, np.ndarray, float] | None = None,
+        graph: graphs.GraphModel | None = None,
     ) -> int:
         """Write a segment file, and with ``lists`` = (model file, offsets, codes, err) the
-        list file of its rows (which must then be in list order); in a collection with
-        compressed vectors, its code file too."""
+        list file of its rows (which must then be in list order), or with ``graph`` (an HNSW
+        model) the graph file of its rows, built over the written, mapped segment; in a
+        collection with compressed vectors, its code file too."""
         if self._next_id is None:
             self._directory.mkdir(parents=True, exist_ok=True)
             self._next_id = self._cat.next_segment_id()
         seg = self._next_id
         self._next_id += 1
         name = uuid.uuid4().hex
+        indexed = lists is not None or graph is not None
         coded = self._vectors != "float32"
         self._intent.publishing(
             self._directory,
             [f"{name}{SUFFIX}"]
-            + [f"{name}{INDEX_SUFFIX}"] * (lists is not None)
+            + [f"{name}{INDEX_SUFFIX}"] * indexed
             + [compressed.code_file_name(name)] * coded,
         )
         job: Future = Future()
-        args = (self._directory, name, blocks, norms, rids, lists, self._vectors)
+        args = (
+            self._directory,
+            name,
+            blocks,
+            norms,
+            rids,
+            lists if graph is None else graph,
+            self._vectors,
+        )
         if background:
             threading.Thread(target=_run, args=(job, _write_files, args), daemon=True).start()
         else:
@@ -744,9 +794,23 @@ class _Publication:
         self._jobs.append((seg, job))
         return seg
 
+    def graph(
+        self, seg: int, vectors: np.ndarray, norms: np.ndarray, model: graphs.GraphModel
+    ) -> None:
+        """Build and write the graph file of the published segment ``seg``; it is registered
+        with the rest."""
+        name = f"{uuid.uuid4().hex}{INDEX_SUFFIX}"
+        self._intent.publishing(self._directory, [name])
+        arrays, meta = graphs.build(model, vectors, norms)
+        meta["model"] = model.file
+        info = write_arrays(self._directory, name, arrays, meta)
+        self._graphs.append((seg, IndexFileRecord(info, len(vectors), 0.0)))
+
     def finish(self) -> None:
         for rec in self._models:
             self._cat.insert_index_file(self._coll, None, rec)
+        for seg, rec in self._graphs:
+            self._cat.insert_index_file(self._coll, seg, rec)
         for seg, job in self._jobs:
             info, lrec, crec = job.result()
             self._cat.insert_segment(self._coll, info, seg)
@@ -768,6 +832,12 @@ def _write_files(directory, name, blocks, norms, rids, lists, vectors="float32")
         crec = compressed.encode_segment(directory, compressed.code_file_name(name), info, vectors)
     if lists is None:
         return info, None, crec
+    if isinstance(lists, graphs.GraphModel):
+        seg = open_segment(directory / info.file, info, verify=False)  # just written
+        arrays, meta = graphs.build(lists, seg.vectors, seg.norms)
+        meta.update(model=lists.file, segment=info.file)
+        ginfo = write_arrays(directory, f"{name}{INDEX_SUFFIX}", arrays, meta)
+        return info, IndexFileRecord(ginfo, len(rids), 0.0), crec
     model_file, offsets, codes, err = lists
     meta = {"model": model_file, "segment": info.file}
     linfo = write_arrays(

@@ -88,7 +88,7 @@ def test_cli_index_options(tmp_path, rng):
     assert _cli("collections", "index", path, "c", "flat").returncode == 0
     refused = _cli("query", path, "c", q, "--nprobe", 8)
     assert refused.returncode == 1 and "Flat index" in refused.stderr
-    bad = _cli("collections", "create", path, "d", "--dim", 4, "--index", '{"kind": "hnsw"}')
+    bad = _cli("collections", "create", path, "d", "--dim", 4, "--index", '{"kind": "lsh"}')
     assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1
     with vecstore.open(path) as db:
         assert db.get_collection("c").index == vecstore.Flat()

@@ -21,6 +21,7 @@ from ..storage import arrays
 from ..storage.arrays import ArrayFile, ArrayFileInfo, open_arrays
 from ..storage.catalog import Catalog
 from ..storage.segments import Segment, open_segment
+from . import graph as graphs
 from .ivf import Model, fast_layout
 
 #: A part whose rids span at most this many times its rows maps rids to rows by a dense
@@ -55,6 +56,8 @@ class Part:
     # reads rows (sorted int64 positions) into a new array without mapping their pages in
     # (``Segment.read_rows``; None for the pending block)
     read_rows: Callable[[np.ndarray], np.ndarray] | None = None
+    # With an HNSW model: the segment's checked graph (``graph.Graph``), else None.
+    graph: Any = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -155,9 +158,11 @@ def load_snapshot(
         catalog, coll, directory, segments, model_rec, previous.model if previous else None
     )
     # a list file seen by the previous snapshot, under the same model, was checked then
-    checked = {}
+    checked, graphs_seen = {}, {}
     if previous is not None and previous.model is model:
         checked = {p.seg: p.codes for p in previous.parts if p.codes is not None}
+        graphs_seen = {p.seg: p.graph for p in previous.parts if p.graph is not None}
+    hnsw = graphs.is_graph(model)
     dead: dict[int, list[int]] = {}
     for seg, pos in catalog.tombstones(coll):
         dead.setdefault(seg, []).append(pos)
@@ -171,9 +176,12 @@ def load_snapshot(
         if rec.id in dead:
             alive = np.ones(rec.info.count, dtype=bool)
             alive[np.asarray(dead[rec.id], dtype=np.int64)] = False
-        offsets = codes = None
+        offsets = codes = graph = None
         lrec = list_recs.get(rec.id)
-        if model is not None and lrec is not None:
+        if hnsw and lrec is not None:
+            gfile = _open_index(segments, directory, lrec.info)
+            graph = _checked_graph(model, gfile, lrec.info.file, seg, graphs_seen.get(rec.id))
+        elif model is not None and lrec is not None:
             lists = _open_index(segments, directory, lrec.info)
             offsets, codes = lists.arrays["offsets"], lists.arrays["codes"]
             if checked.get(rec.id) is not codes and (
@@ -184,7 +192,9 @@ def load_snapshot(
                     f"index file {lrec.info.file} does not match segment {rec.info.file}"
                 )
         release = seg.release_pages
-        part = Part(rec.id, seg.vectors, seg.norms, seg.rids, alive, offsets, codes, release)
+        part = Part(
+            rec.id, seg.vectors, seg.norms, seg.rids, alive, offsets, codes, release, graph=graph
+        )
         crec = code_recs.get(rec.id)
         if crec is not None:  # compressed vectors: the codes, and re-ranking by pread
             packed = load_codes(_open_index(segments, directory, crec.info), rec.info)
@@ -237,6 +247,16 @@ def _row_norms(x: np.ndarray) -> np.ndarray:
     return np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float32)).astype(np.float32)
 
 
+def _checked_graph(model, gfile: ArrayFile, name: str, seg: Segment, seen):
+    """The graph of segment ``seg`` in the mapped index file ``gfile``: ``seen`` (the previous
+    snapshot's, already checked) while it wraps the same arrays, else checked afresh."""
+    if seen is not None and seen.L0 is gfile.arrays.get("L0"):
+        return seen
+    if gfile.meta.get("model") != model.file:
+        raise CorruptStoreError(f"graph file {name} does not match segment {seg.info.file}")
+    return graphs.open_graph(name, model, gfile.arrays, gfile.meta, seg.vectors, seg.norms)
+
+
 def _still_held(derived: dict, arrays: dict) -> dict:
     """The entries ``seg -> (array, ...)`` of ``derived`` whose array is ``arrays[seg]``."""
     return {
@@ -262,6 +282,10 @@ def load_model(
     if record is None:
         return None
     mfile = _open_index(cache, directory, record.info)
+    if mfile.meta.get("kind") == graphs.KIND:
+        if previous is not None and previous.file == record.info.file:
+            return previous
+        return graphs.GraphModel.from_file(record.info.file, mfile.meta, mfile.arrays)
     if (
         previous is not None
         and previous.file == record.info.file

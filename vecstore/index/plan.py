@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import cold, compressed, flat, ivf
+from . import graph as graphs
 from .pages import release_compiler_pages
 from .trace import Trace
 
@@ -44,19 +45,24 @@ def search(
     exact: bool = False,
     pages: ResidentPages | None = None,
     trace: Trace | None = None,
+    ef: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Top-k over a snapshot: ``(scores, rids, counts)`` as ``flat.search`` returns them.
 
     ``allowed`` is, per part, the sorted positions of rows a filter keeps (see
     ``Snapshot.allowed_rids``), or None for no filter. ``pages`` bounds what IVF-PQ
     re-ranking keeps mapped of the collection (None: no bound). ``trace`` records the plan
-    chosen, why, and what it touched (``Collection.explain``).
+    chosen, why, and what it touched (``Collection.explain``). ``ef`` is the HNSW beam
+    width (None: the index's own).
 
     Until the kernels have loaded in this process (``cold``), an exact query is answered with
     BLAS, and the first one starts loading them in the background; an ANN query waits for
     them (BLAS would answer it exactly: other rows than the index gives).
     """
-    ann = snap.model is not None and not exact and any(p.offsets is not None for p in snap.parts)
+    ann = not exact and (
+        graphs.is_graph(snap.model)
+        or (snap.model is not None and any(p.offsets is not None for p in snap.parts))
+    )
     # compressed codes are scanned by the kernels only (BLAS would answer exactly: other
     # rows than the codes' candidates may give)
     coded = not exact and any(p.packed is not None for p in snap.parts)
@@ -68,7 +74,15 @@ def search(
         found = cold.search(snap.parts, xq, metric, k, allowed)
         cold.warm(
             lambda: kernel_search(
-                snap, xq[:1].copy(), metric, k, allowed, nprobe=nprobe, refine=refine, exact=exact
+                snap,
+                xq[:1].copy(),
+                metric,
+                k,
+                allowed,
+                nprobe=nprobe,
+                refine=refine,
+                exact=exact,
+                ef=ef,
             )
         )
         return found
@@ -84,6 +98,7 @@ def search(
         exact=exact,
         pages=pages,
         trace=trace,
+        ef=ef,
     )
 
 
@@ -99,10 +114,16 @@ def kernel_search(
     exact: bool = False,
     pages: ResidentPages | None = None,
     trace: Trace | None = None,
+    ef: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``search`` through the Numba kernels, whether they have loaded yet or not."""
     parts = snap.parts
     model = snap.model
+    if graphs.is_graph(model) and not exact:
+        if trace is not None:
+            _note_graph(trace, snap, allowed, ef or model.ef_search)
+        D, I, counts = graphs.search(parts, xq, metric, k, ef or model.ef_search, allowed)
+        return D, flat.labels_to_rids(I, [p.rids for p in parts]), counts
     indexed = [i for i, p in enumerate(parts) if p.offsets is not None]
     if exact:  # exact=True reads the float32 originals, even in a compressed collection
         if trace is not None:
@@ -190,6 +211,31 @@ def _note_exact(trace: Trace, snap, allowed, why: str, *, engine: str = "numba")
         pending_rows=sum(len(p.vectors) for p in parts if p.seg is None),
         candidates_scored=rows,
         rows_reranked=0,
+    )
+
+
+def _note_graph(trace: Trace, snap, allowed, ef: int) -> None:
+    """The HNSW plan's facts: the graphs searched and the rows scanned exactly beside them
+    (pending rows, and segments written before the graphs)."""
+    parts = snap.parts
+    searched = [p for p in parts if p.graph is not None]
+    others = [p for p in parts if p.graph is None]
+    why = f"the collection has an HNSW index: {len(searched)} segment graph(s), beam width {ef}"
+    if allowed is not None:
+        kept = sum(len(a) for a in allowed)
+        why += (
+            f"; the filter keeps {kept:,} rows: each segment scans its kept rows when that "
+            "is cheaper, else searches its graph skipping rows the filter drops"
+        )
+    trace.note(
+        plan="HNSW",
+        reason=why,
+        engine="numba",
+        segments=[p.seg for p in parts if p.seg is not None],
+        graph_segments=[p.seg for p in searched],
+        pending_rows=sum(len(p.vectors) for p in parts if p.seg is None),
+        ef=int(ef),
+        rows_scanned_exactly=sum(_live(p) for p in others),
     )
 
 

@@ -1,4 +1,4 @@
-"""Index specifications: ``Flat``, ``IVF`` and ``IVFPQ``, frozen and stored as JSON.
+"""Index specifications: ``Flat``, ``IVF``, ``IVFPQ`` and ``HNSW``, frozen and stored as JSON.
 
 A spec says what a collection's search index should be; ``None`` parameters are resolved
 from the data when the index is trained (see ``resolve``), so one spec suits a collection
@@ -24,6 +24,12 @@ DEFAULT_REFINE = 10
 #: where quantization caps recall below it, comes within PLATEAU of the best reachable).
 TARGET_RECALL = 0.95
 PLATEAU = 0.01
+#: An HNSW collection searches exactly until it holds this many rows (a graph needs no
+#: training, so it starts earlier than IVF's lists).
+HNSW_MIN_ROWS = 5_000
+#: The HNSW beam width per query unless told otherwise: recall@10 about 0.97-0.98 on 115k
+#: MiniLM vectors with M=16 (hnswlib reaches 0.973 at ef=40 on the same graph parameters).
+DEFAULT_EF_SEARCH = 48
 
 
 def _check_int(name: str, value, lo: int, hi: int | None = None) -> None:
@@ -122,8 +128,45 @@ class IVFPQ:
         return {"kind": self.kind, **asdict(self)}
 
 
-Spec = Flat | IVF | IVFPQ
-_KINDS = {cls.kind: cls for cls in (Flat, IVF, IVFPQ)}
+@dataclass(frozen=True)
+class HNSW:
+    """A hierarchical navigable small-world graph per segment (Malkov & Yashunin), built when
+    a segment is sealed or merged, searched by a beam of width ``ef_search``.
+
+    Parameters
+    ----------
+    M : int
+        Links per node on the upper layers, *M* (2M on layer 0). Default 16.
+    ef_construction : int
+        Beam width while linking a node, *efConstruction*. Default 200.
+    ef_search : int, optional
+        Beam width per query, *ef* (at least k is used). Default 48; ``query(ef=...)``
+        overrides it per query.
+    min_rows : int, optional
+        Search exactly (and build nothing) until the collection holds this many rows.
+        Default 5,000.
+    """
+
+    M: int = 16
+    ef_construction: int = 200
+    ef_search: int | None = None
+    min_rows: int | None = None
+    kind = "hnsw"
+
+    def __post_init__(self) -> None:
+        if self.M is None or self.ef_construction is None:
+            raise InvalidInput("M and ef_construction must be ints, not None")
+        _check_int("M", self.M, 2, 128)
+        _check_int("ef_construction", self.ef_construction, 1, 4096)
+        _check_int("ef_search", self.ef_search, 1, 65536)
+        _check_int("min_rows", self.min_rows, 1)
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, **asdict(self)}
+
+
+Spec = Flat | IVF | IVFPQ | HNSW
+_KINDS = {cls.kind: cls for cls in (Flat, IVF, IVFPQ, HNSW)}
 
 
 def from_json(data: dict | None) -> Spec:
@@ -154,9 +197,10 @@ def index_spec(data: dict) -> Spec:
 
 def check(spec, dim: int) -> Spec:
     """Validate a user's spec against the collection's dimension."""
-    if not isinstance(spec, (Flat, IVF, IVFPQ)):
+    if not isinstance(spec, (Flat, IVF, IVFPQ, HNSW)):
         raise InvalidInput(
-            f"index must be vecstore.Flat(), IVF(...) or IVFPQ(...); got {type(spec).__name__}"
+            "index must be vecstore.Flat(), IVF(...), IVFPQ(...) or HNSW(...); "
+            f"got {type(spec).__name__}"
         )
     if isinstance(spec, IVFPQ) and spec.m is not None and dim % spec.m:
         raise InvalidInput(f"IVFPQ m={spec.m} must divide the collection's dim {dim}")
@@ -167,6 +211,8 @@ def min_rows(spec: Spec) -> int | None:
     """Rows at which the index is trained (None for Flat)."""
     if isinstance(spec, Flat):
         return None
+    if isinstance(spec, HNSW):
+        return spec.min_rows if spec.min_rows is not None else HNSW_MIN_ROWS
     floor = spec.min_rows if spec.min_rows is not None else DEFAULT_MIN_ROWS
     if spec.nlist is not None:
         floor = max(floor, 8 * spec.nlist)  # k-means needs several points per list

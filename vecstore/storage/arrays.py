@@ -222,3 +222,43 @@ def lists_fit(offsets: Any, codes: Any, count: int, nlist: int, m: int, ksub: in
         and codes.shape == (count, m)
         and (ksub >= 256 or not codes.size or int(codes.max()) < ksub)
     )
+
+
+#: Highest level an HNSW graph file may declare (the build caps levels at 15).
+MAX_GRAPH_LEVEL = 15
+
+
+def graph_problem(arrays: dict, meta: dict, count: int, M: int) -> str | None:
+    """What is wrong with an HNSW graph file's arrays for a segment of ``count`` rows and
+    ``M`` links a node (None if nothing). Searches follow these ids without bounds checks:
+    every neighbour id must be -1 or a row, every link on layer l >= 1 must lead to a node
+    whose level reaches l, and the entry node must sit on the top layer."""
+    levels, L0, UP = arrays.get("levels"), arrays.get("L0"), arrays.get("UP")
+    if not all(isinstance(a, np.ndarray) for a in (levels, L0, UP)):
+        return "arrays missing"
+    if levels.dtype != np.uint8 or L0.dtype != np.int32 or UP.dtype != np.int32:
+        return "wrong dtypes"
+    if levels.shape != (count,) or L0.shape != (count, 2 * M) or UP.ndim != 2 or UP.shape[1] != M:
+        return f"shapes {levels.shape}, {L0.shape}, {UP.shape} do not fit {count} rows, M={M}"
+    try:
+        entry, top = int(meta["entry"]), int(meta["top"])
+    except (KeyError, TypeError, ValueError):
+        return "unreadable record"
+    H = int(levels.max()) if count else 0
+    nu = int(np.count_nonzero(levels)) if count else 0
+    if H > MAX_GRAPH_LEVEL or UP.shape[0] != max(nu * H, 1):
+        return "levels disagree with the upper-layer array"
+    if count and not (0 <= entry < count and int(levels[entry]) == top == H):
+        return "entry node out of range"
+    if L0.size and (int(L0.min()) < -1 or int(L0.max()) >= count):
+        return "a layer-0 neighbour id is out of range"
+    if nu:
+        U = UP.reshape(nu, H, M)
+        if int(U.min()) < -1 or int(U.max()) >= count:
+            return "an upper-layer neighbour id is out of range"
+        for layer in range(1, H + 1):
+            links = U[:, layer - 1, :]
+            links = links[links >= 0]
+            if links.size and int(levels[links].min()) < layer:
+                return f"a layer-{layer} link leads to a node below that layer"
+    return None

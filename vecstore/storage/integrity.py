@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import CorruptStoreError, StoreIOError
 from . import paths, records
-from .arrays import lists_fit, open_arrays
+from .arrays import graph_problem, lists_fit, open_arrays
 from .catalog import Catalog, CollectionRecord
 from .checksums import RECORD_COLUMNS, blob_crc, cache_key, record_crc, rid_key, row_crc
 from .segments import open_segment
@@ -302,7 +302,14 @@ def _ann_problems(
     if lists and model is None:
         problems.append(f"{name}: {len(lists)} list files but no index model")
     shape = None  # (nlist, m, ksub) of the model
-    if None in opened:
+    graph_m = None  # M of an HNSW model
+    if None in opened and opened[None].meta.get("kind") == "hnsw":
+        mf = opened[None]
+        graph_m = mf.meta.get("M")
+        if not isinstance(graph_m, int) or not 2 <= graph_m <= 128:
+            problems.append(f"{name}: index model {mf.info.file} is malformed")
+            graph_m = None
+    elif None in opened:
         mf = opened[None]
         centroids, meta = mf.arrays.get("centroids"), mf.meta
         m, ksub = meta.get("m"), meta.get("ksub")
@@ -322,6 +329,12 @@ def _ann_problems(
         count = counts.get(seg)
         if count is None:
             problems.append(f"{name}: list file {f.info.file} belongs to no segment")
+        elif graph_m is not None:
+            problem = graph_problem(f.arrays, f.meta, count, graph_m)
+            if f.meta.get("model") != model.info.file:
+                problem = "it was built under another model"
+            if problem is not None:
+                problems.append(f"{name}: graph file {f.info.file} is corrupt: {problem}")
         elif shape is not None and (
             f.meta.get("model") != model.info.file
             or not lists_fit(f.arrays.get("offsets"), f.arrays.get("codes"), count, *shape)
