@@ -62,3 +62,18 @@ def test_a_dropped_collection_and_a_closed_store(tmp_path, rng):
     db.close()
     with pytest.raises(StoreClosed):
         c.query([1, 0, 0, 0], k=1)
+
+
+def test_per_query_overrides_reuse_the_snapshot_and_are_still_checked(two):
+    mine, other, x = two
+    q = x[3] + 0.01
+    for _ in range(2):  # kept by the first query, reused by the second: refused both times
+        assert mine.query(q, k=1).ids == ["3"]
+        with pytest.raises(vecstore.InvalidInput, match="ef applies to HNSW"):
+            mine.query(q, k=1, ef=20)
+    other.create_index(vecstore.HNSW(M=4, ef_construction=16, min_rows=10))  # another connection
+    for _ in range(2):
+        assert mine.query(q, k=1, ef=20).ids == ["3"]  # the new spec is seen
+        with pytest.raises(vecstore.InvalidInput, match="nprobe does not apply"):
+            mine.query(q, k=1, nprobe=2)
+    assert mine.explain(q, k=1, ef=20).facts["snapshot"].startswith("reused")

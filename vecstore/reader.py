@@ -276,7 +276,7 @@ class Reader:
         ``trace`` records the plan and the time of each stage (``Collection.explain``)."""
 
         narrowed = where is not None or where_document is not None or bool(exclude)
-        if not narrowed and ann.nprobe is None and ann.refine is None and ann.ef is None:
+        if not narrowed:
             got = self._search_fresh(xq, k, ann, trace)
             if got is not None:
                 with stage(trace, "results"):
@@ -296,7 +296,7 @@ class Reader:
                 scores, rids, counts = self.topk(cat, snap, xq, k, allowed, ann, trace)
             with stage(trace, "fetch rows"):
                 found = self.found(cat, rids)
-            self._store.keep_fresh(cat, self._record, snap, found)
+            self._store.keep_fresh(cat, self._record, snap, found, lambda: self.config(cat).index)
             if trace is not None:
                 trace.note(snapshot="read in a catalog transaction")
             return scores, rids, counts, found
@@ -316,13 +316,18 @@ class Reader:
     def _search_fresh(
         self, xq: np.ndarray, k: int, ann: AnnOptions, trace: Trace | None = None
     ) -> tuple | None:
-        """``search`` without filters or overrides on the snapshot the last query kept, while
-        nothing has been committed since (``Store.fresh``): no read transaction, and SQL only
-        for records not kept yet. None when the snapshot is stale (take the full path)."""
+        """``search`` without filters on the snapshot the last query kept, while nothing has
+        been committed since (``Store.fresh``): no read transaction, and SQL only for records
+        not kept yet (per-query overrides are checked against the spec kept with it). None
+        when the snapshot is stale (take the full path)."""
         with stage(trace, "snapshot"):
             entry = self._store.fresh(self._record)
         if entry is None:
             return None
+        if ann is not INDEX_DEFAULTS and (
+            ann.nprobe is not None or ann.refine is not None or ann.ef is not None
+        ):
+            self._check_overrides(entry.spec, ann)  # the spec at the entry's stamp
         if trace is not None:
             trace.note(snapshot="reused: nothing committed since the last query")
         with stage(trace, "search"):
@@ -554,7 +559,8 @@ class Reader:
         through the ANN index unless ``ann.exact``; ``allowed`` as ``kept`` gives it. ``cat``
         (the current read transaction) is needed only when ``ann`` overrides nprobe, refine
         or ef."""
-        if ann.nprobe is not None or ann.refine is not None or ann.ef is not None:
+        overrides = ann.nprobe is not None or ann.refine is not None or ann.ef is not None
+        if overrides and cat is not None:  # None: checked against the reused entry's spec
             self._check_overrides(self.config(cat).index, ann)
         return plan.search(
             snap,

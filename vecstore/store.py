@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .config import CollectionConfig, cache_key
 from .encoders import base as encoder_base
@@ -72,11 +72,12 @@ class Fresh:
     """A collection's snapshot and the records read for it, valid while the catalog's
     ``stamp`` is unchanged: a query may then use them without a read transaction or SQL."""
 
-    __slots__ = ("stamp", "snap", "records", "nbytes")
+    __slots__ = ("stamp", "snap", "spec", "records", "nbytes")
 
-    def __init__(self, stamp: tuple, snap: flat.Snapshot):
+    def __init__(self, stamp: tuple, snap: flat.Snapshot, spec: Any):
         self.stamp = stamp
         self.snap = snap
+        self.spec = spec  # the index spec at ``stamp``, for checking per-query overrides
         self.records: dict[int, Record] = {}
         self.nbytes = 0
 
@@ -356,16 +357,22 @@ class Store:
             return entry
 
     def keep_fresh(
-        self, cat: Catalog, record: CollectionRecord, snap: flat.Snapshot, found: dict
+        self,
+        cat: Catalog,
+        record: CollectionRecord,
+        snap: flat.Snapshot,
+        found: dict,
+        spec: Callable[[], Any],
     ) -> None:
         """Keep ``snap`` and the records ``found`` for the next queries, stamped with the
-        state of the current read transaction (nothing is kept inside a write)."""
+        state of the current read transaction (nothing is kept inside a write). ``spec``
+        gives the collection's index spec in that transaction, read once per new entry."""
         stamp = cat.stamp()
         if stamp is None:
             return
         entry = self._fresh.get(record.dir)
         if entry is None or entry.stamp != stamp or entry.snap is not snap:
-            entry = self._fresh[record.dir] = Fresh(stamp, snap)
+            entry = self._fresh[record.dir] = Fresh(stamp, snap, spec())
         self.add_records(entry, found)
 
     def add_records(self, entry: Fresh, found: dict[int, Record]) -> None:
