@@ -4,8 +4,9 @@
     python bench/compare_peers.py --quick              # a few minutes: smaller sets, no 1M
     python bench/compare_peers.py --datasets glove --systems vecstore-flat,faiss-flat
 
-Systems (bench/peers/, one adapter each): vecstore exact and IVF-PQ; faiss Flat, IVF-Flat
-and IVF-PQ + IndexRefineFlat; hnswlib; Chroma (PersistentClient); LanceDB (brute force and
+Systems (bench/peers/, one adapter each): vecstore exact, IVF-PQ, HNSW, and exact over int8
+or binary codes with float32 re-ranking; faiss Flat, IVF-Flat, IVF-PQ + IndexRefineFlat and
+SQ8 + IndexRefineFlat; hnswlib; Chroma (PersistentClient); LanceDB (brute force and
 IVF-PQ); sqlite-vec (through apsw); Qdrant local mode; Milvus Lite. A system whose package
 is missing, or that fails or is too slow here, is recorded as skipped with the reason.
 
@@ -20,9 +21,9 @@ rounds, round-robin over the systems so that load changes on this shared machine
 all of them, of open (reopen in a new process, time to the first result) and query (recall
 and single / batched QPS over the system's knob; filtered QPS, result counts and recall at
 ~1% and ~10% selectivity; RSS of the process tree afterwards). Figures are medians over all
-passes of all rounds. The ratio tables compare each peer with vecstore-flat (exact
-peers) or vecstore-ivfpq (approximate peers), at the first knob setting reaching recall@10
->= --target. Writes bench/results/peers.json, docs/benchmarks.md and docs/img/peers-*.png.
+passes of all rounds. The ratio tables compare each peer with the vecstore systems named in
+peers/report.py (COUNTERPARTS: exact peers with vecstore-flat, approximate ones with
+vecstore-ivfpq and vecstore-hnsw), at the first knob setting reaching recall@10 >= --target. Writes bench/results/peers.json, docs/benchmarks.md and docs/img/peers-*.png.
 """
 
 from __future__ import annotations

@@ -61,6 +61,8 @@ def test_report_written(run):
     assert "## tiny: 2,000 × 32" in text
     assert (img / "peers-tiny.png").stat().st_size > 0
     assert "img/peers-tiny.png" in text
-    for peer, row in res["ratios"]["tiny"].items():
-        assert row["vs"] in ("vecstore-flat", "vecstore-ivfpq"), peer
-        assert row["qps_single"] is not None and row["qps_single"] > 0
+    vecstore = {"vecstore-flat", "vecstore-ivfpq", "vecstore-hnsw", "vecstore-int8"}
+    for row in res["ratios"]["tiny"]:
+        assert row["vs"] in vecstore, row
+        assert row["qps_single"] is not None and row["qps_single"] > 0, row
+    assert {"hnswlib", "vecstore-int8", "vecstore-binary"} <= {r["peer"] for r in res["ratios"]["tiny"]}

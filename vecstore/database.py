@@ -145,10 +145,11 @@ class Database:
             embed through it. A str is a sentence-transformers model name or path, such as
             ``"sentence-transformers/all-MiniLM-L6-v2"``. Its spec is stored, so reopening
             the collection rebuilds it.
-        index : Flat, IVF or IVFPQ, optional
+        index : Flat, IVF, IVFPQ or HNSW, optional
             The search index (default ``Flat()``: exact). An IVF or IVFPQ collection searches
             exactly until it holds the spec's ``min_rows``, then trains its index and keeps
-            it up to date by itself (see ``Collection.create_index``).
+            it up to date by itself (see ``Collection.create_index``). An HNSW collection
+            builds a graph per segment once it holds ``min_rows``.
         language : str
             The keyword index's stemmer and stopwords (``"english"``, the default;
             ``"french"``, ``"german"``... any of ``vecstore.text.LANGUAGES``, through the

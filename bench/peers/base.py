@@ -14,14 +14,18 @@ from pathlib import Path
 
 import numpy as np
 
-# system -> (module in bench/peers, adapter class); compared with vecstore-flat if exact,
-# vecstore-ivfpq if approximate
+# system -> (module in bench/peers, adapter class); the vecstore systems each peer is
+# compared with are in report.COUNTERPARTS
 SYSTEMS: dict[str, tuple[str, str]] = {
     "vecstore-flat": ("vecstore_sys", "VecstoreFlat"),
     "vecstore-ivfpq": ("vecstore_sys", "VecstoreIVFPQ"),
+    "vecstore-hnsw": ("vecstore_sys", "VecstoreHNSW"),
+    "vecstore-int8": ("vecstore_sys", "VecstoreInt8"),
+    "vecstore-binary": ("vecstore_sys", "VecstoreBinary"),
     "faiss-flat": ("faiss_sys", "FaissFlat"),
     "faiss-ivfflat": ("faiss_sys", "FaissIVFFlat"),
     "faiss-ivfpq-refine": ("faiss_sys", "FaissIVFPQRefine"),
+    "faiss-sq8-refine": ("faiss_sys", "FaissSQ8Refine"),
     "hnswlib": ("hnswlib_sys", "Hnswlib"),
     "chroma": ("chroma_sys", "Chroma"),
     "lancedb-flat": ("lance_sys", "LanceFlat"),

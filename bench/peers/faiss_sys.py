@@ -1,5 +1,5 @@
-"""faiss (a library, not a store): IndexFlatIP, IndexIVFFlat and IndexIVFPQ wrapped in
-IndexRefineFlat, written with write_index (+ fsync) and read back with read_index.
+"""faiss (a library, not a store): IndexFlatIP, IndexIVFFlat, IndexIVFPQ wrapped in
+IndexRefineFlat, and IndexScalarQuantizer (QT_8bit) wrapped in IndexRefineFlat, written with write_index (+ fsync) and read back with read_index.
 
 faiss keeps no metadata, so the two filter fields are saved beside the index as .npy and a
 filter becomes an IDSelectorBatch of the matching rows, built once per (field, value) and
@@ -169,4 +169,38 @@ class FaissIVFPQRefine(FaissIVFFlat):
             k_factor=REFINE, base_index_params=self._ivf_params(sel)
         )
         self._keep_refine = p
+        return p
+
+
+class FaissSQ8Refine(FaissFlat):
+    kind = "ann"
+    knob_name = "k_factor"
+    notes = (
+        "IndexScalarQuantizer(QT_8bit) scanned exhaustively + IndexRefineFlat re-ranking "
+        "k x k_factor candidates (the counterpart of vecstore-int8)"
+    )
+
+    def knobs(self) -> tuple:
+        return (1, 2, 4)
+
+    def _new_index(self):
+        import faiss
+
+        sq = faiss.IndexScalarQuantizer(
+            self.d, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+        )
+        self._sq = sq  # IndexRefineFlat does not own its base index from Python
+        return faiss.IndexRefineFlat(sq)
+
+    def _train(self, index, xb: np.ndarray) -> None:
+        index.train(xb)
+
+    def _params(self, sel=None):
+        import faiss
+
+        base = None if sel is None else faiss.SearchParameters(sel=sel)
+        p = faiss.IndexRefineSearchParameters(k_factor=float(self.knob or 1))
+        if base is not None:
+            p.base_index_params = base
+        self._keep = (p, base)
         return p

@@ -1,5 +1,6 @@
 """vecstore through its public API only: vecstore.open, create_collection, add, create_index,
-query and query_many. Exact search (the default Flat index) and IVF-PQ.
+query and query_many. Exact search (the default Flat index), IVF-PQ, the HNSW graph index,
+and exact search over int8 or binary codes re-ranked against the float32 vectors.
 
 Imports vecstore and numpy; never its private modules.
 """
@@ -13,6 +14,7 @@ import numpy as np
 from .base import Adapter
 
 NPROBES = (4, 8, 16, 32, 64, 128)
+EFS = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 
 
 class VecstoreFlat(Adapter):
@@ -31,7 +33,12 @@ class VecstoreFlat(Adapter):
         import vecstore
 
         self.db = vecstore.open(path, progress=False)
-        self.col = self.db.create_collection("bench", dim=self.d, metric="cosine")
+        self.col = self.db.create_collection(
+            "bench", dim=self.d, metric="cosine", **self._collection_options()
+        )
+
+    def _collection_options(self) -> dict:
+        return {}
 
     def add(self, start: int, x: np.ndarray, fields: dict[str, np.ndarray]) -> None:
         ids = [str(i) for i in range(start, start + len(x))]
@@ -100,3 +107,71 @@ class VecstoreIVFPQ(VecstoreFlat):
 
     def info(self) -> dict:
         return self.col.index_info()
+
+
+class VecstoreHNSW(VecstoreFlat):
+    kind = "ann"
+    knob_name = "ef"
+    notes = (
+        "HNSW(M=16, ef_construction=100) (as hnswlib and Chroma here), one graph per segment "
+        "built as the rows are written, cosine"
+    )
+    ef: int | None = None
+
+    def _collection_options(self) -> dict:
+        import vecstore
+
+        return {"index": vecstore.HNSW(M=16, ef_construction=100)}
+
+    def knobs(self) -> tuple:
+        return EFS
+
+    def set_knob(self, value) -> None:
+        self.ef = value
+
+    def _params(self) -> dict:
+        return {} if self.ef is None else {"ef": self.ef}
+
+    def info(self) -> dict:
+        return self.col.index_info()
+
+
+class VecstoreCompressed(VecstoreFlat):
+    """Exact search over codes: the scan ranks by the codes, then the best ``k x refine``
+    candidates are re-ranked against the float32 vectors (``refine`` is the knob)."""
+
+    kind = "ann"
+    knob_name = "refine"
+    vectors = "int8"
+    refine: int | None = None
+
+    def _collection_options(self) -> dict:
+        return {"vectors": self.vectors}
+
+    def set_knob(self, value) -> None:
+        self.refine = value
+
+    def _params(self) -> dict:
+        return {} if self.refine is None else {"refine": self.refine}
+
+
+class VecstoreInt8(VecstoreCompressed):
+    vectors = "int8"
+    notes = (
+        "Flat index, vectors='int8' (per-segment scalar quantisation), the code scan's best "
+        "k x refine candidates re-ranked against float32, cosine"
+    )
+
+    def knobs(self) -> tuple:
+        return (1, 2, 4)
+
+
+class VecstoreBinary(VecstoreCompressed):
+    vectors = "binary"
+    notes = (
+        "Flat index, vectors='binary' (1 bit per dimension, Hamming scan), the best "
+        "k x refine candidates re-ranked against float32, cosine"
+    )
+
+    def knobs(self) -> tuple:
+        return (5, 10, 20, 40)
