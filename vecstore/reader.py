@@ -648,6 +648,7 @@ class Reader:
                 nlist=model.nlist,
                 nprobe=model.nprobe,
                 m=cb.shape[0],
+                lists="pq" if cb.size else "flat",
                 nbits=int(cb.shape[1]).bit_length() - 1 if cb.size else 0,
                 refine=model.refine,
                 train_rows=model.train_rows,

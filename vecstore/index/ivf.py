@@ -137,7 +137,7 @@ def train(
     # Summed in float64: one row's float32 square cannot overflow (inputs.MAX_COMPONENT), but
     # a float32 sum of many can, and an infinite error would make every write retrain.
     err = float(np.einsum("ij,ij->i", resid, resid).mean(dtype=np.float64)) if len(xs) else 0.0
-    pq = isinstance(spec, specs.IVFPQ)
+    pq = not specs.flat_lists(spec, x.shape[1])
     if pq:
         d = x.shape[1]
         m = spec.m or specs.default_m(d)
@@ -154,7 +154,7 @@ def train(
         codes = np.zeros((len(xs), 0), np.uint8)
         refine = 1
     meta = {
-        "kind": spec.kind,
+        "kind": spec.kind,  # an IVFPQ model with m = 0 stores flat lists (specs.flat_lists)
         "metric": metric,
         "nlist": nlist,
         "m": m,
