@@ -260,7 +260,10 @@ def _note_ann(trace: Trace, snap, xq, metric, k, allowed, indexed, nprobe, refin
     if allowed is not None:
         kept = sum(len(a) for a in allowed)
         why += f"; the filter keeps {kept:,} rows, too many to scan them more cheaply"
-        why += " (a mask on the probed lists; more lists are probed until k rows match)"
+        why += (
+            " (a mask on the probed lists, the default nprobe widened by 1/sqrt(selectivity)"
+            " unless one is given; more lists are probed until k rows match)"
+        )
     trace.note(
         plan="IVF-PQ" if pq else "IVF",
         reason=why,
