@@ -25,12 +25,14 @@ MAX_CACHED_ROWS = 4_000_000
 
 class Kept(list):
     """Per part of a snapshot, the sorted int64 positions of the live rows a filter keeps
-    (what ``Reader.kept`` returns), plus their bool masks, built once per part on demand and
-    kept while the filter's cache entry lives (``plan.kept_mask``)."""
+    (what ``Reader.kept`` returns), plus their bool masks and their split by inverted list,
+    built once per part on demand and kept while the filter's cache entry lives
+    (``plan.kept_mask``, ``plan.kept_lists``)."""
 
     def __init__(self, positions: Sequence[np.ndarray]):
         super().__init__(positions)
         self._masks: dict[int, np.ndarray] = {}
+        self._lists: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._lock = threading.Lock()
 
     def mask(self, i: int, n: int, alive: np.ndarray | None) -> np.ndarray:
@@ -44,9 +46,22 @@ class Kept(list):
                 self._masks[i] = got
         return got
 
+    def lists(self, i: int, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Part ``i``'s positions and, per inverted list of ``offsets`` (CSR over the part's
+        rows in list order), where its share of them starts: ``(rows, koff)`` with list L's
+        kept rows ``rows[koff[L]:koff[L+1]]``."""
+        got = self._lists.get(i)
+        if got is None or got[0] is not offsets:
+            koff = np.searchsorted(self[i], offsets).astype(np.int64)
+            got = (offsets, koff)
+            with self._lock:
+                self._lists[i] = got
+        return self[i], got[1]
+
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in self) + sum(m.nbytes for m in self._masks.values())
+        masks = sum(m.nbytes for m in self._masks.values())
+        return sum(a.nbytes for a in self) + masks + sum(k.nbytes for _, k in self._lists.values())
 
 
 class _Entry:

@@ -151,6 +151,9 @@ def kernel_search(
     masks = []
     for i in indexed:
         masks.append(parts[i].alive if allowed is None else kept_mask(allowed, i, parts[i]))
+    kept = None
+    if allowed is not None and len(xq) == 1:
+        kept = [kept_lists(allowed, i, parts[i]) for i in indexed]
     exact_parts = []
     for i in others:
         p = parts[i]
@@ -167,6 +170,7 @@ def kernel_search(
         masks=masks,
         exact_parts=exact_parts,
         layouts=[snap.fast_layout(parts[i]) for i in indexed],
+        kept=kept,
     )
     if model.codebooks.size and pages is not None:
         pages.charge([parts[i] for i in indexed], len(xq) * k * (refine or model.refine))
@@ -327,6 +331,16 @@ def filtered_plan(
 def _exact_is_cheaper(snap, allowed, k: int, nprobe: int | None, refine: int | None) -> bool:
     """Whether the cost model prefers the exact scan of the kept rows (``filtered_plan``)."""
     return filtered_plan(snap, allowed, k, nprobe, refine)[0].plan == "filtered scan"
+
+
+def kept_lists(allowed, i: int, part: flat.Part) -> tuple[np.ndarray, np.ndarray]:
+    """Part ``i``'s kept rows and, per list, where its share of them starts and ends
+    (``ivf.search``'s ``kept``): from ``allowed``'s own cache when it keeps one."""
+    cached = getattr(allowed, "lists", None)
+    if cached is not None:
+        return cached(i, part.offsets)
+    rows = allowed[i]
+    return rows, np.searchsorted(rows, part.offsets).astype(np.int64)
 
 
 def kept_mask(allowed, i: int, part: flat.Part) -> np.ndarray:
