@@ -53,8 +53,7 @@ BENCH = REPO / "bench"
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(BENCH))
 
-from peers.data import DATASETS, FILTERS, K, cache_root, filter_value  # noqa: E402
-from peers.data import prepare, recall  # noqa: E402
+from peers.data import DATASETS, FILTERS, K, cache_root, filter_value, prepare, recall  # noqa: E402  # noqa: E402
 
 SUITES = {
     "filtered": (
@@ -191,7 +190,7 @@ def worker(args) -> dict:
             }
             if rec >= args.target:
 
-                def one(j, q):
+                def one(j, q, field=field, name=name):
                     return ad.search_filtered(q, K, field, filter_value(name, j))
 
                 t = _timed(ad, one, xq, args.budget, args.repeats, 20)
@@ -301,9 +300,7 @@ def _brief(got: dict) -> str:
         if p is None:
             parts.append(f"{name}: target not reached (best recall {last.get('recall', 0):.3f})")
         else:
-            parts.append(
-                f"{name}: knob {p['knob']} recall {p['recall']:.3f} {p['qps']:,.0f} q/s"
-            )
+            parts.append(f"{name}: knob {p['knob']} recall {p['recall']:.3f} {p['qps']:,.0f} q/s")
     return "; ".join(parts)
 
 
@@ -354,7 +351,8 @@ def _print(results: dict) -> None:
                 continue
             for name, v in per.items():
                 if name in ours:
-                    print(f"  vecstore-ivfpq / {system} ({name}): {ours[name]['qps'] / v['qps']:.2f}x")
+                    ratio = ours[name]["qps"] / v["qps"]
+                    print(f"  vecstore-ivfpq / {system} ({name}): {ratio:.2f}x")
         if "vecstore-ivfpq-nocache" in s:
             for system, per in s.items():
                 if system.startswith("vecstore"):

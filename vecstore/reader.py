@@ -454,7 +454,9 @@ class Reader:
                 return cache.kept(scope, stamp, sql, params, snap,
                                   lambda: cat.filtered_rids(coll, sql, params),
                                   snap.allowed_rids)  # fmt: skip
-            rids = cache.rids(scope, stamp, sql, params, lambda: cat.filtered_rids(coll, sql, params))
+            rids = cache.rids(
+                scope, stamp, sql, params, lambda: cat.filtered_rids(coll, sql, params)
+            )
             if within is not None:
                 rids = rids[np.isin(rids, within, assume_unique=True)]
         elif within is not None:

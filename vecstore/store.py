@@ -35,8 +35,8 @@ from .errors import (
     StoreIOError,
     StoreNotFound,
 )
-from .index import flat
 from .filtercache import FilterCache
+from .index import flat
 from .index.bm25 import PostingCache
 from .index.plan import ResidentPages
 from .lru import LRU

@@ -150,7 +150,9 @@ def test_repeated_filters_with_different_values_do_not_mix(tmp_path):
     x = embeddings(1200, seed=5)
     with vecstore.open(tmp_path / "s", progress=False) as db:
         c = db.create_collection("c", dim=DIM, index=IVF(nlist=8, min_rows=500))
-        c.add(ids(0, 1200), vectors=x, metadata=[{"g": i % 3, "h": str(i % 2)} for i in range(1200)])
+        c.add(
+            ids(0, 1200), vectors=x, metadata=[{"g": i % 3, "h": str(i % 2)} for i in range(1200)]
+        )
         for _ in range(2):
             for where in ({"g": 0}, {"g": 1}, {"h": "1"}, {"g": {"$in": [0, 2]}}):
                 got = c.query_many(x[:5], k=20, where=where, nprobe=8)
