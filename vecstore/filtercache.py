@@ -27,7 +27,8 @@ class Kept(list):
     """Per part of a snapshot, the sorted int64 positions of the live rows a filter keeps
     (what ``Reader.kept`` returns), plus their bool masks and their split by inverted list,
     built once per part on demand and kept while the filter's cache entry lives
-    (``plan.kept_mask``, ``plan.kept_lists``)."""
+    (``plan.kept_mask``, ``plan.kept_lists``). A cached one is shared by every query that
+    hits the cache: its arrays are read, never written."""
 
     def __init__(self, positions: Sequence[np.ndarray]):
         super().__init__(positions)
