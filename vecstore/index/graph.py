@@ -188,6 +188,8 @@ def search(
             continue
         if rows is None:
             mask = part.alive
+        elif getattr(allowed, "mask", None) is not None:  # kept with a cached filter
+            mask = allowed.mask(i, n, part.alive)
         else:
             mask = np.zeros(n, dtype=np.bool_)
             mask[rows] = True
