@@ -449,7 +449,14 @@ class Reader:
         if has_filter:
             coll = self._record.id
             sql, params = compile_filters(coll, where, where_document, self.analyzer.contains_terms)
-            rids = cat.filtered_rids(coll, sql, params)
+            cache, scope, stamp = self._store.filter_cache, self._record.dir, cat.stamp()
+            if within is None and not excluding:
+                return cache.kept(scope, stamp, sql, params, snap,
+                                  lambda: cat.filtered_rids(coll, sql, params),
+                                  snap.allowed_rids)  # fmt: skip
+            rids = cache.rids(
+                scope, stamp, sql, params, lambda: cat.filtered_rids(coll, sql, params)
+            )
             if within is not None:
                 rids = rids[np.isin(rids, within, assume_unique=True)]
         elif within is not None:
@@ -643,6 +650,7 @@ class Reader:
                 nlist=model.nlist,
                 nprobe=model.nprobe,
                 m=cb.shape[0],
+                lists="pq" if cb.size else "flat",
                 nbits=int(cb.shape[1]).bit_length() - 1 if cb.size else 0,
                 refine=model.refine,
                 train_rows=model.train_rows,

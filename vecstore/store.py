@@ -35,6 +35,7 @@ from .errors import (
     StoreIOError,
     StoreNotFound,
 )
+from .filtercache import FilterCache
 from .index import flat
 from .index.bm25 import PostingCache
 from .index.plan import ResidentPages
@@ -114,6 +115,7 @@ class Store:
         self._encoders: dict[str, Encoder] = {}
         self.text_cache = PostingCache()
         self.query_cache = LRU(QUERY_CACHE_SIZE)
+        self.filter_cache = FilterCache()
         self._broken: str | None = None
         self._writer: WriterLock | None = None
         self._catalog: Catalog | None = None
@@ -409,6 +411,7 @@ class Store:
         self._fresh.pop(record.dir, None)
         self._encoders.pop(record.dir, None)
         self.text_cache.drop(record.dir)
+        self.filter_cache.drop(record.dir)
 
     # -- encoders and progress ----------------------------------------------------------
 
@@ -463,6 +466,7 @@ class Store:
             self._fresh.clear()
             self._encoders.clear()
             self.query_cache.clear()
+            self.filter_cache.clear()
             self.text_cache = PostingCache()
             # Closing the last connection checkpoints the WAL; serialise that with writers in
             # other processes (SQLite's WAL-reset bug needs two at once). If another writer

@@ -115,7 +115,8 @@ def shared(tmp_path_factory):
         def get(kind: str, metric: str):
             name = f"{kind}-{metric}"
             if name not in built:
-                spec = IVF(min_rows=N // 2) if kind == "ivf" else IVFPQ(min_rows=N // 2)
+                # m=16, the PQ default below 64-d before flat lists: PQ codes stay covered
+                spec = IVF(min_rows=N // 2) if kind == "ivf" else IVFPQ(m=16, min_rows=N // 2)
                 c = db.create_collection(name, dim=DIM, metric=metric, index=spec)
                 try:
                     c.add(ids(0, N), vectors=data, metadata=meta)

@@ -379,3 +379,27 @@ def test_rerank_scores_candidates_exactly(metric, rng):
         want = c[np.argsort(-S[i, c], kind="stable")][:4]
         np.testing.assert_allclose(D[i], S[i, want], rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(S[i, I[i] - 100], S[i, want], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["ivf", "ivfpq"])
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("keep", [0.0, 0.02, 0.1, 0.7])
+def test_kept_rows_scan_as_the_mask_does(kind, metric, keep, rng):
+    # A single query may scan a filter's kept rows list by list (``kept``: sorted positions
+    # and each list's share of them) instead of testing a mask row by row: the same answer,
+    # at any nprobe (widening included).
+    d, k, n = 16, 10, 800
+    x, xq = data(n, d, seed=19)
+    model, part, order = cached_build(kind, metric, d, n, 19)
+    mask = rng.random(n) < keep
+    rows = np.flatnonzero(mask).astype(np.int64)
+    koff = np.searchsorted(rows, part[2]).astype(np.int64)
+    for nprobe in (1, 3, model.nlist):
+        for i in range(8):
+            want = index_ivf.search([part], model, xq[i : i + 1], metric, k, nprobe=nprobe,
+                                    masks=[mask])  # fmt: skip
+            got = index_ivf.search([part], model, xq[i : i + 1], metric, k, nprobe=nprobe,
+                                   masks=[mask], kept=[(rows, koff)])  # fmt: skip
+            np.testing.assert_array_equal(got[1], want[1])
+            np.testing.assert_array_equal(got[2], want[2])
+            np.testing.assert_allclose(got[0], want[0], rtol=1e-6, atol=1e-6)

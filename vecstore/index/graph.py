@@ -18,15 +18,13 @@ import numpy as np
 
 from ..errors import CorruptStoreError
 from ..storage.arrays import graph_problem
-from . import specs
+from . import costs, specs
 
 KIND = "hnsw"
-#: A filter keeping at most this many rows of a segment is scanned exactly there.
-EXACT_FILTER_ROWS = 2_000
-#: Rows a beam search scores per unit of ef on an unfiltered graph (measured on 115k x 384
-#: MiniLM vectors at M=16: about 1,000 at ef=40); a filter keeping a fraction s of the rows
-#: makes it score about 1/s times as many. The exact scan of the kept rows reads each once.
-VISITS_PER_EF = 25
+#: A filter keeping at most this many rows of a segment is scanned exactly there; a graph
+#: search under a filter scores about VISITS_PER_EF * ef / selectivity rows (index/costs.py).
+EXACT_FILTER_ROWS = costs.EXACT_FILTER_ROWS
+VISITS_PER_EF = costs.VISITS_PER_EF
 
 _local = threading.local()
 
@@ -141,10 +139,10 @@ def _scratch(n: int, ef: int, width: int):
 
 def exact_is_cheaper(n_allowed: int, n: int, ef: int) -> bool:
     """Whether scanning a segment's ``n_allowed`` kept rows (of ``n``) beats searching its
-    graph under the filter, which scores about VISITS_PER_EF * ef / selectivity rows."""
-    if n_allowed <= EXACT_FILTER_ROWS:
-        return True
-    return n_allowed <= VISITS_PER_EF * ef * n / max(n_allowed, 1)
+    graph under the filter, which scores about VISITS_PER_EF * ef / selectivity rows
+    (``costs.graph_cost``; the dimension cancels out)."""
+    estimates = [costs.scan_cost(n_allowed, 1), costs.graph_cost(n_allowed, n, 1, ef=ef)]
+    return costs.cheapest(estimates, n_allowed).plan == "filtered scan"
 
 
 def search(
@@ -190,6 +188,8 @@ def search(
             continue
         if rows is None:
             mask = part.alive
+        elif getattr(allowed, "mask", None) is not None:  # kept with a cached filter
+            mask = allowed.mask(i, n, part.alive)
         else:
             mask = np.zeros(n, dtype=np.bool_)
             mask[rows] = True

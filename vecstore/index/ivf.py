@@ -137,7 +137,7 @@ def train(
     # Summed in float64: one row's float32 square cannot overflow (inputs.MAX_COMPONENT), but
     # a float32 sum of many can, and an infinite error would make every write retrain.
     err = float(np.einsum("ij,ij->i", resid, resid).mean(dtype=np.float64)) if len(xs) else 0.0
-    pq = isinstance(spec, specs.IVFPQ)
+    pq = not specs.flat_lists(spec, x.shape[1])
     if pq:
         d = x.shape[1]
         m = spec.m or specs.default_m(d)
@@ -154,7 +154,7 @@ def train(
         codes = np.zeros((len(xs), 0), np.uint8)
         refine = 1
     meta = {
-        "kind": spec.kind,
+        "kind": spec.kind,  # an IVFPQ model with m = 0 stores flat lists (specs.flat_lists)
         "metric": metric,
         "nlist": nlist,
         "m": m,
@@ -256,6 +256,7 @@ def search(
     exact_parts: list[tuple] = (),
     widen: bool = True,
     layouts: list | None = None,
+    kept: list[tuple | None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Approximate top-k over indexed parts, plus exact top-k over ``exact_parts``.
 
@@ -267,7 +268,10 @@ def search(
     ``k * refine`` searchable rows have been seen (so a filter that keeps few rows still
     yields ``min(k, matches)`` hits), unless ``widen`` is False. ``layouts`` gives per
     indexed part its ``fast_layout`` (built here, for this call only, when not given).
-    Returns ``exact.finish``'s ``(D, I, counts)``.
+    ``kept`` gives, per indexed part, None or the ``(rows, koff)`` a filter keeps (sorted
+    positions, and each list's share of them: ``adc.scan_kept``), which a single query scans
+    instead of testing ``masks`` row by row (8-bit codes and flat lists; 4-bit fast-scan
+    blocks keep the mask). Returns ``exact.finish``'s ``(D, I, counts)``.
     """
     from ..kernels import adc, exact, fastscan
 
@@ -290,7 +294,10 @@ def search(
     else:
         fast = layouts or [fast_layout(model, p[2], p[3]) for p in parts]
     if nq == 1:
-        _search_one(parts, masks, bases, fast, model, xq, metric, D, I, kc, width, seen, widen)
+        kept = kept or [None] * len(parts)
+        _search_one(
+            parts, masks, bases, fast, model, xq, metric, D, I, kc, width, seen, widen, kept
+        )
         return exact.finish(D, I, xq, metric)
     code = adc.METRICS[metric]
     # Lists are probed in the order rows were assigned to them: nearest centroid in L2 (of the
@@ -363,7 +370,7 @@ def _search_exact_parts(exact_parts, bases, xq, metric, D, I) -> np.ndarray:
     return seen
 
 
-def _search_one(parts, masks, bases, fast, model, xq, metric, D, I, kc, width, seen, widen):
+def _search_one(parts, masks, bases, fast, model, xq, metric, D, I, kc, width, seen, widen, kept):
     """``search`` for a single query, into heaps D/I (1, k): one kernel call prepares the
     query (centroid products, the lists to probe, the look-up table), one per part scans,
     one per part re-ranks, so the fixed cost per query stays a few microseconds of Python."""
@@ -387,7 +394,14 @@ def _search_one(parts, masks, bases, fast, model, xq, metric, D, I, kc, width, s
 
     def scan(lo, hi, ords) -> int:
         n = 0
-        for (xb, norms, offsets, codes), mask, base, blocks in zip(parts, masks, bases, fast):
+        for (xb, norms, offsets, codes), mask, base, blocks, rk in zip(
+            parts, masks, bases, fast, kept
+        ):
+            if rk is not None and blocks is None:
+                n += adc.scan_kept(
+                    qn, qc, code, ords, lo, hi, rk[1], rk[0], codes, T, xb, norms, base, cd, ci
+                )
+                continue
             if blocks is not None:
                 n += fastscan.scan(
                     qc, code, ords, lo, hi, offsets, blocks, tables, norms, mask, base, cd, ci

@@ -13,13 +13,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import cold, compressed, flat, ivf
+from . import cold, compressed, costs, flat, ivf
 from . import graph as graphs
 from .pages import release_compiler_pages
 from .trace import Trace
 
 #: A filter keeping at most this many rows is always scanned exactly.
-EXACT_FILTER_ROWS = 2_000
+EXACT_FILTER_ROWS = costs.EXACT_FILTER_ROWS
 #: IVF-PQ re-ranking reads a few random rows per query. A collection whose segments hold at
 #: most this many bytes of vectors keeps what it maps (at most that much; releasing and
 #: faulting the pages back cost about 0.2 ms a query at 100k x 384, a fifth of its time) ...
@@ -133,26 +133,27 @@ def kernel_search(
         if trace is not None:
             _note_exact(trace, snap, allowed, _why_exact(snap, exact, allowed is not None))
         return _scan(parts, xq, metric, k, allowed, refine)
-    if allowed is not None and _exact_is_cheaper(snap, allowed, k, nprobe, refine):
-        if trace is not None:
-            why = (
-                f"the filter keeps {sum(len(a) for a in allowed):,} rows: scanning them reads "
-                "less than probing the index (or they are at most "
-                f"{EXACT_FILTER_ROWS:,})"
-            )
-            _note_exact(trace, snap, allowed, why)
-        return _scan(parts, xq, metric, k, allowed, None)
+    if allowed is not None:
+        choice, probe = filtered_plan(snap, allowed, k, nprobe, refine)
+        if choice.plan == "filtered scan":
+            if trace is not None:
+                why = (
+                    f"the filter keeps {sum(len(a) for a in allowed):,} rows: scanning them "
+                    f"reads less than probing the index (estimated {choice.cost:,.0f} values "
+                    f"read, {choice.detail}; or they are at most {EXACT_FILTER_ROWS:,})"
+                )
+                _note_exact(trace, snap, allowed, why)
+            return _scan(parts, xq, metric, k, allowed, None)
+        nprobe = probe
     if trace is not None:
         _note_ann(trace, snap, xq, metric, k, allowed, indexed, nprobe, refine)
     others = [i for i in range(len(parts)) if parts[i].offsets is None]
     masks = []
     for i in indexed:
-        mask = parts[i].alive
-        if allowed is not None:
-            keep = np.zeros(len(parts[i].vectors), dtype=bool)
-            keep[allowed[i]] = True
-            mask = keep if mask is None else keep & mask
-        masks.append(mask)
+        masks.append(parts[i].alive if allowed is None else kept_mask(allowed, i, parts[i]))
+    kept = None
+    if allowed is not None and len(xq) == 1:
+        kept = [kept_lists(allowed, i, parts[i]) for i in indexed]
     exact_parts = []
     for i in others:
         p = parts[i]
@@ -169,6 +170,7 @@ def kernel_search(
         masks=masks,
         exact_parts=exact_parts,
         layouts=[snap.fast_layout(parts[i]) for i in indexed],
+        kept=kept,
     )
     if model.codebooks.size and pages is not None:
         pages.charge([parts[i] for i in indexed], len(xq) * k * (refine or model.refine))
@@ -262,7 +264,10 @@ def _note_ann(trace: Trace, snap, xq, metric, k, allowed, indexed, nprobe, refin
     if allowed is not None:
         kept = sum(len(a) for a in allowed)
         why += f"; the filter keeps {kept:,} rows, too many to scan them more cheaply"
-        why += " (a mask on the probed lists; more lists are probed until k rows match)"
+        why += (
+            " (a mask on the probed lists, the default nprobe widened by 1/sqrt(selectivity)"
+            " unless one is given; more lists are probed until k rows match)"
+        )
     trace.note(
         plan="IVF-PQ" if pq else "IVF",
         reason=why,
@@ -300,20 +305,50 @@ class ResidentPages:
             self.rows = 0
 
 
-def _exact_is_cheaper(snap, allowed, k: int, nprobe: int | None, refine: int | None) -> bool:
-    """Compare the values an exact scan of the kept rows reads (rows x dim) with what probing
-    reads: the rows of nprobe lists, or of as many lists as it takes to meet k x refine kept
-    rows at the filter's selectivity, in bytes per row (m codes, or dim floats for IVF), plus
-    the re-ranking."""
+def filtered_plan(
+    snap, allowed, k: int, nprobe: int | None, refine: int | None
+) -> tuple[costs.Estimate, int]:
+    """The cheaper of scanning the rows a filter keeps and probing the IVF index with the
+    filter as a mask (``costs``), and the lists the probe would take: the nprobe asked for,
+    or the index's default widened for the filter's selectivity (``costs.filtered_nprobe``)."""
     model = snap.model
     n_allowed = sum(len(a) for a in allowed)
-    if n_allowed <= EXACT_FILTER_ROWS:
-        return True
-    n_total = max(1, sum(len(p.vectors) for p in snap.parts))
+    n_total = max(1, sum(_live(p) for p in snap.parts))
     d = model.centroids.shape[1]
     m = model.codebooks.shape[0]
-    pq = m > 0
-    kc = k * (refine or model.refine) if pq else k
-    probed = (nprobe or model.nprobe) / model.nlist * n_total
-    rows = max(probed, kc * n_total / n_allowed)
-    return n_allowed * d <= rows * (m if pq else d) + (kc * d if pq else 0)
+    share = costs.selectivity(n_allowed, n_total)
+    probe = nprobe or costs.filtered_nprobe(model.nprobe, model.nlist, share)
+    estimates = [
+        costs.scan_cost(n_allowed, d),
+        costs.index_cost(
+            n_allowed, n_total, d, nlist=model.nlist, nprobe=probe, m=m, k=k,
+            refine=(refine or model.refine) if m else 1,
+        ),
+    ]  # fmt: skip
+    return costs.cheapest(estimates, n_allowed), probe
+
+
+def _exact_is_cheaper(snap, allowed, k: int, nprobe: int | None, refine: int | None) -> bool:
+    """Whether the cost model prefers the exact scan of the kept rows (``filtered_plan``)."""
+    return filtered_plan(snap, allowed, k, nprobe, refine)[0].plan == "filtered scan"
+
+
+def kept_lists(allowed, i: int, part: flat.Part) -> tuple[np.ndarray, np.ndarray]:
+    """Part ``i``'s kept rows and, per list, where its share of them starts and ends
+    (``ivf.search``'s ``kept``): from ``allowed``'s own cache when it keeps one."""
+    cached = getattr(allowed, "lists", None)
+    if cached is not None:
+        return cached(i, part.offsets)
+    rows = allowed[i]
+    return rows, np.searchsorted(rows, part.offsets).astype(np.int64)
+
+
+def kept_mask(allowed, i: int, part: flat.Part) -> np.ndarray:
+    """A bool mask of part ``i``'s rows the filter keeps (and that are alive): from
+    ``allowed``'s own cache when it keeps one (``filtercache.Kept``), else built here."""
+    cached = getattr(allowed, "mask", None)
+    if cached is not None:
+        return cached(i, len(part.vectors), part.alive)
+    keep = np.zeros(len(part.vectors), dtype=bool)
+    keep[allowed[i]] = True
+    return keep if part.alive is None else keep & part.alive

@@ -30,6 +30,11 @@ HNSW_MIN_ROWS = 5_000
 #: The HNSW beam width per query unless told otherwise: recall@10 about 0.97-0.98 on 115k
 #: MiniLM vectors with M=16 (hnswlib reaches 0.973 at ef=40 on the same graph parameters).
 DEFAULT_EF_SEARCH = 48
+#: At this dimension and below, ``IVFPQ()`` without an explicit ``m`` stores flat float32
+#: lists (IVF-Flat): sub-vectors of 2 dimensions barely compress (a 50-d row is 200 bytes
+#: flat, 25 as codes, but then needs re-ranking from the float32 rows anyway), so scanning
+#: the rows themselves is as fast, exact within the probed lists, and needs no PQ training.
+FLAT_LISTS_MAX_DIM = 64
 
 
 def _check_int(name: str, value, lo: int, hi: int | None = None) -> None:
@@ -97,8 +102,9 @@ class IVFPQ:
         As for ``IVF``.
     m : int, optional
         Sub-quantizers, *M* (bytes per vector); must divide the dimension. Default: the
-        divisor of dim nearest dim / 8 from 256-d up (48 for 384), dim / 4 from 64-d, and
-        dim / 2 below.
+        divisor of dim nearest dim / 8 from 256-d up (48 for 384), dim / 4 above 64-d; at
+        64-d and below (``FLAT_LISTS_MAX_DIM``) no PQ: the lists hold the float32 rows, as
+        ``IVF`` (pass ``m`` to quantize anyway), scored exactly, so ``refine`` has no effect.
     nbits : int
         Bits per sub-quantizer code, 1 to 8 (*ksub* = 2**nbits centroids each). Default 8.
     refine : int, optional
@@ -219,6 +225,14 @@ def min_rows(spec: Spec) -> int | None:
     if isinstance(spec, IVFPQ):
         floor = max(floor, 4 << spec.nbits)  # ... and each sub-quantizer per centroid
     return floor
+
+
+def flat_lists(spec: Spec, dim: int) -> bool:
+    """Whether an IVF or IVF-PQ spec stores flat float32 lists at this dimension: always for
+    ``IVF``; for ``IVFPQ`` when ``m`` is left to the default and dim <= FLAT_LISTS_MAX_DIM."""
+    if isinstance(spec, IVF):
+        return True
+    return isinstance(spec, IVFPQ) and spec.m is None and dim <= FLAT_LISTS_MAX_DIM
 
 
 def default_nlist(n: int) -> int:

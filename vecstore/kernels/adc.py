@@ -136,6 +136,65 @@ def _scan_lists(
 
 
 @njit(cache=True, nogil=True)
+def _scan_kept(q, qa, qc, metric, order, lo, hi, koff, rows, codes, T, xb, norms, base, D, I):
+    """``_scan_lists`` over only the rows a filter keeps, without reading a mask: ``rows``
+    holds their sorted positions and list L's are ``rows[koff[L]:koff[L+1]]`` (the lists
+    being contiguous runs of positions, ``koff`` is ``searchsorted(rows, offsets)``). A probe
+    under a filter keeping a tenth of the rows then touches a tenth of them, with no
+    unpredictable branch per row. Returns the rows scored."""
+    if codes.shape[1] > 0:
+        return _scan_kept_codes(metric, qc, order, lo, hi, koff, rows, codes, T, norms, base, D, I)
+    seen = 0
+    for o in range(lo, hi):
+        L = order[o]
+        start, end = koff[L], koff[L + 1]
+        seen += end - start
+        for j in range(start, end):
+            i = rows[j]
+            s = _exact_score(q, qa, metric, xb, norms, i)
+            if s > D[0]:
+                replace_top(D, I, s, base + i)
+    return seen
+
+
+@njit(cache=True, nogil=True)
+def _scan_kept_codes(metric, qc, order, lo, hi, koff, rows, codes, T, norms, base, D, I):
+    """``_scan_kept`` with PQ codes: four kept rows at a time, as ``_scan_codes`` (four
+    independent sums, and four rows' code bytes fetched at once: kept rows are scattered)."""
+    m = codes.shape[1]
+    seen = 0
+    for o in range(lo, hi):
+        L = order[o]
+        b = qc[L]
+        j, end = koff[L], koff[L + 1]
+        seen += end - j
+        while j + 4 <= end:
+            i0 = rows[j]
+            i1 = rows[j + 1]
+            i2 = rows[j + 2]
+            i3 = rows[j + 3]
+            a0 = b
+            a1 = b
+            a2 = b
+            a3 = b
+            for t in range(m):
+                a0 += T[t, codes[i0, t]]
+                a1 += T[t, codes[i1, t]]
+                a2 += T[t, codes[i2, t]]
+                a3 += T[t, codes[i3, t]]
+            offer(metric, a0, norms, i0, base, D, I)
+            offer(metric, a1, norms, i1, base, D, I)
+            offer(metric, a2, norms, i2, base, D, I)
+            offer(metric, a3, norms, i3, base, D, I)
+            j += 4
+        while j < end:
+            i = rows[j]
+            offer(metric, b + _adc(T, codes, i), norms, i, base, D, I)
+            j += 1
+    return seen
+
+
+@njit(cache=True, nogil=True)
 def offer(metric, ip, norms, i, base, D, I):
     """Offer row i, label ``base + i``, to the heap D/I (k,) with the heap score of its ADC
     estimate ``ip`` (q.x): ``2 ip - |x|^2`` for l2, else ``ip``."""
@@ -562,6 +621,14 @@ def scan_lists(q, qc, metric, order, lo, hi, offsets, codes, T, xb, norms, mask,
         D,
         I,
     )
+
+
+def scan_kept(q, qc, metric, order, lo, hi, koff, rows, codes, T, xb, norms, base, D, I):
+    """``scan_lists`` over only the kept ``rows`` (sorted int64 positions) of the lists,
+    ``koff`` (nlist + 1,) int64 giving list L's as ``rows[koff[L]:koff[L+1]]``; serially.
+    Returns the rows scored."""
+    return _scan_kept(q, np.float32(1.0), qc, metric, order, lo, hi, koff, rows, codes, T, xb,
+                      norms, base, D, I)  # fmt: skip
 
 
 def scan_lists_threaded(
