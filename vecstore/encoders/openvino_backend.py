@@ -9,12 +9,13 @@ model-layout check); torch, openvino and nncf only when called.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,9 +91,10 @@ def convert(model: Any, target: str, out: Path, *, compress: bool) -> None:
     batch and sequence axes dynamic, from the local files ``target`` names (never the
     network); with ``compress``, weights to int8 (asymmetric, one scale and zero point per
     output channel, NNCF's data-free weight compression)."""
-    import openvino as ov
     import torch
     from transformers import AutoModel
+
+    ov = load_openvino()
 
     # eager attention traces as MatMul/Softmax, which OpenVINO fuses into its own attention
     hf = AutoModel.from_pretrained(target, attn_implementation="eager", local_files_only=True)
@@ -110,7 +112,12 @@ def convert(model: Any, target: str, out: Path, *, compress: bool) -> None:
         def forward(self, *tensors):
             return self.inner(**dict(zip(names, tensors))).last_hidden_state
 
-    with warnings.catch_warnings(), torch.no_grad(), onnx_backend.quiet_logging():
+    with (
+        warnings.catch_warnings(),
+        torch.no_grad(),
+        onnx_backend.quiet_logging(),
+        no_telemetry(),
+    ):
         warnings.simplefilter("ignore")  # tracing warnings about data-dependent branches
         ov_model = ov.convert_model(LastHidden(hf), example_input=tuple(sample[n] for n in names))
         for port, name in zip(ov_model.inputs, names):
@@ -121,6 +128,35 @@ def convert(model: Any, target: str, out: Path, *, compress: bool) -> None:
 
             ov_model = nncf.compress_weights(ov_model, mode=nncf.CompressWeightsMode.INT8_ASYM)
     ov.save_model(ov_model, str(out), compress_to_fp16=False)
+
+
+def load_openvino() -> Any:
+    """``import openvino``, with its usage reporting declined (see ``no_telemetry``)."""
+    with no_telemetry():
+        import openvino
+
+    return openvino
+
+
+@contextlib.contextmanager
+def no_telemetry() -> Iterator[None]:
+    """Keep OpenVINO and NNCF from reporting usage: an embedded database must not phone home.
+
+    ``import openvino`` (its converter package), each conversion and NNCF's import send
+    usage statistics and write a client id under ``~/intel`` unless a consent file says no;
+    all of them decline when they believe they run in CI. ``CI=true`` (both) and ``NNCF_CI``
+    (NNCF) are set while they import and convert, and restored after."""
+    saved = {name: os.environ.get(name) for name in ("CI", "NNCF_CI")}
+    os.environ["CI"] = "true"
+    os.environ["NNCF_CI"] = "1"
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def runtime_config(quantize: str | None, threads: int | None, capabilities: Sequence[str]) -> dict:
@@ -158,8 +194,7 @@ class OpenVinoRunner:
         threads: int | None,
         batch_size: int,
     ):
-        import openvino as ov
-
+        ov = load_openvino()
         core = ov.Core()
         capabilities = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
         config = runtime_config(quantize, threads, capabilities)
