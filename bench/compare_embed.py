@@ -10,7 +10,7 @@ end against the encoder alone on the same text. Writes bench/results/embed.json.
 
     python bench/compare_embed.py --backends [--rounds 3 --short 1500 --long 163 --threads 2]
         [--paths torch,onnx-int8,openvino-bf16,openvino-int8] [--repeats 2]
-        [--abstracts corpus.jsonl] [--scifact DIR]
+        [--abstracts corpus.jsonl] [--scifact DIR] [--wordnet-ndcg 10000]
 
 compares the torch path with the faster paths (ONNX Runtime int8, OpenVINO bf16 and int8
 weights; ``--paths`` picks, torch is always the baseline): each path embeds the same short
@@ -25,7 +25,11 @@ Abstracts come from a BEIR ``corpus.jsonl`` (``--abstracts``, title + text, e.g.
 SciFact's); without one, from prose of the installed packages' descriptions cut to abstract
 length (about 250 words). ``--scifact DIR`` (a BEIR SciFact folder: corpus.jsonl,
 queries.jsonl, qrels/test.tsv) adds vector-mode nDCG@10 through the public API for every
-path. Writes bench/results/embed-backends.json.
+path. SciFact is not packaged; ``--wordnet-ndcg N`` measures retrieval quality on data this
+machine has instead: bench/compare_hybrid.py's WordNet task (a gloss's example sentence as
+the query, the passages whose gloss held it as the relevant set) over a seeded sample of
+``N`` passages, vector mode, nDCG@10 and recall@10 through the public API for every path.
+Writes bench/results/embed-backends.json.
 """
 
 from __future__ import annotations
@@ -217,8 +221,50 @@ def run_backends(args) -> None:
     if args.scifact:
         report["scifact_ndcg10"] = {p: scifact_ndcg(args.scifact, p, args.threads) for p in paths}
         print("SciFact vector-mode nDCG@10:", report["scifact_ndcg10"])
+    if args.wordnet_ndcg:
+        report["wordnet_retrieval"] = {
+            p: wordnet_ndcg(args.wordnet_ndcg, args.wordnet_queries, p, args.threads) for p in paths
+        }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2))
+
+
+def wordnet_ndcg(n: int, queries: int, path: str, threads: int, seed: int = 0) -> dict:
+    """compare_hybrid's WordNet retrieval task in vector mode, embedded by ``path``: the
+    same seeded sample of passages and queries for every path."""
+    sys.path.insert(0, str(REPO / "bench"))
+    from compare_hybrid import corpus, ndcg_at_10
+
+    ids, texts, _metas, examples = corpus()
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(len(ids), size=min(n, len(ids)), replace=False))
+    inside = set(chosen.tolist())
+    usable = sorted(e for e, where in examples.items() if set(where) <= inside)
+    picked = [
+        usable[i] for i in rng.choice(len(usable), size=min(queries, len(usable)), replace=False)
+    ]
+    enc = make_encoder(path, threads)
+    with tempfile.TemporaryDirectory() as tmp, vecstore.open(Path(tmp) / "s", progress=False) as db:
+        c = db.create_collection("wordnet", encoder=enc)
+        c.add([ids[i] for i in chosen], documents=[texts[i] for i in chosen])
+        results = c.query_many(picked, k=10)
+    scores, recalls = [], []
+    for q, res in zip(picked, results):
+        relevant = {ids[i] for i in examples[q]}
+        scores.append(ndcg_at_10(res.ids, relevant))
+        recalls.append(len(relevant & set(res.ids)) / len(relevant))
+    out = {
+        "passages": len(chosen),
+        "queries": len(picked),
+        "ndcg@10": float(np.mean(scores)),
+        "recall@10": float(np.mean(recalls)),
+    }
+    print(
+        f"  WordNet retrieval, {path:<14} nDCG@10 {out['ndcg@10']:.4f}"
+        f"  recall@10 {out['recall@10']:.4f}",
+        flush=True,
+    )
+    return out
 
 
 def scifact_ndcg(folder: str, path: str, threads: int) -> float:
@@ -266,6 +312,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--abstracts", default=None, help="a BEIR corpus.jsonl")
     ap.add_argument("--scifact", default=None, help="a BEIR SciFact folder")
+    ap.add_argument("--wordnet-ndcg", type=int, default=0, help="passages of the WordNet task")
+    ap.add_argument("--wordnet-queries", type=int, default=1000)
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--texts-file", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--vectors", default=None, help=argparse.SUPPRESS)
