@@ -154,6 +154,27 @@ class TableRows:
     metadata: list[dict]
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _metadata(kept: dict[int, dict], rids: list[int], found: list[Record]) -> list[dict]:
+    """The unpacked metadata of records ``found`` (of rows ``rids``): a fresh dict each,
+    copied from ``kept`` where a row's was unpacked before (only metadata of scalar values
+    is kept there, so a shallow copy shares nothing a caller could change)."""
+    out = []
+    for rid, rec in zip(rids, found):
+        meta = kept.get(rid)
+        if meta is None:
+            meta = records.unpack(rec[2])
+            if meta and all(type(v) in _SCALARS for v in meta.values()):
+                kept[rid] = meta
+                meta = dict(meta)
+        else:
+            meta = dict(meta)
+        out.append(meta)
+    return out
+
+
 class Reader:
     """The read side of one collection."""
 
@@ -397,12 +418,11 @@ class Reader:
             if more is None:
                 return None
             found = [rec if rec is not None else more[r] for r, rec in zip(rids, found)]
-        unpack = records.unpack
         return QueryResult(
             [rec[0] for rec in found],
             scores,
             [rec[1] for rec in found],
-            [unpack(rec[2]) for rec in found],
+            _metadata(entry.metas, rids, found),
             record.metric,
         )
 

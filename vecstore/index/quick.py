@@ -26,6 +26,9 @@ class Quick:
     """A snapshot's single-query plan (``prepare`` makes one, or says there is none)."""
 
     def __init__(self, part: flat.Part, metric: str, graph_ef: int | None):
+        from ..kernels import single
+
+        self.kernels = single  # imported once, not per query
         self.part = part
         self.metric = metric
         self.code = ("cosine", "dot", "l2").index(metric)
@@ -43,8 +46,7 @@ class Quick:
         """``(scores, rids)`` of one query ``xq`` float32 (1, d): float32 (c,) best first
         and a list of c rids; ``None`` when the plan cannot answer it (take ``plan.search``);
         ``False`` when ``xq`` has a component outside [lo, hi] (or NaN, inf)."""
-        from ..kernels import single
-
+        single = self.kernels
         release_compiler_pages()  # LLVM pages a kernel load may have left mapped
         part = self.part
         R = np.empty(k, dtype=np.int64)
