@@ -414,7 +414,12 @@ class Store:
             self.check_open()
             cat = self._catalog
             if self.still_fresh(entry):
-                got = cat.records(rids)
+                try:
+                    got = cat.records(rids)
+                except CorruptStoreError:
+                    if self.still_fresh(entry):
+                        raise
+                    return None  # a commit deleted rows meanwhile: no damage, start over
                 if not self.still_fresh(entry):
                     return None
             else:
