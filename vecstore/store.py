@@ -401,8 +401,8 @@ class Store:
         """Whether nothing was committed since ``entry`` was last confirmed fresh, by the
         change counter alone (False when the counter cannot tell). Call holding ``lock``."""
         changes = self._changes
-        return changes is not None and entry.counter is not None and (
-            changes.read() == entry.counter
+        return (
+            changes is not None and entry.counter is not None and (changes.read() == entry.counter)
         )
 
     def records_at(self, entry: Fresh, rids: list[int]) -> dict[int, Record] | None:
