@@ -482,6 +482,24 @@ class Collection:
         ``exclude_ids``: rows never returned (as if a filter left them out, so the result
         still has ``min(k, matching rows)`` rows); ids that do not exist are ignored.
         """
+        if (
+            type(q) is np.ndarray
+            and where is None
+            and where_document is None
+            and exclude_ids is None
+            and mode == "vector"
+            and image is None
+            and nprobe is None
+            and refine is None
+            and exact is False
+            and text is None
+            and fusion is None
+            and rrf_k is None
+            and weight is None
+        ):  # the common query: one vector, nothing else
+            got = self._reader.quick(q, k, ef)
+            if got is not None:
+                return got
         return self._query(
             q, image, k, where, where_document, mode, text, fusion, rrf_k, weight, nprobe,
             refine, exact, exclude_ids, ef, None,

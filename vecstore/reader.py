@@ -21,7 +21,7 @@ from . import inputs
 from .config import CollectionConfig
 from .errors import CollectionNotFound, CorruptStoreError, IdNotFound, InvalidInput
 from .hybrid import Ranking, fuse, text_only
-from .index import bm25, flat, plan, specs
+from .index import bm25, flat, plan, quick, specs
 from .index.trace import Trace, stage
 from .results import GetResult, QueryResult
 from .storage import fields, records, scan
@@ -69,6 +69,11 @@ class AnnOptions:
 
 
 INDEX_DEFAULTS = AnnOptions()
+
+# The float32 bounds of a query's largest component (``inputs.matrix``'s rule).
+_LOW, _HIGH = float(np.float32(inputs.MIN_COMPONENT)), float(np.float32(inputs.MAX_COMPONENT))
+# A kept snapshot without a single-query plan (``Fresh.plan``).
+_NO_PLAN = object()
 
 
 @dataclass(frozen=True, eq=False)
@@ -147,6 +152,27 @@ class TableRows:
     rows: LiveRows
     documents: list[str | None]
     metadata: list[dict]
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _metadata(kept: dict[int, dict], rids: list[int], found: list[Record]) -> list[dict]:
+    """The unpacked metadata of records ``found`` (of rows ``rids``): a fresh dict each,
+    copied from ``kept`` where a row's was unpacked before (only metadata of scalar values
+    is kept there, so a shallow copy shares nothing a caller could change)."""
+    out = []
+    for rid, rec in zip(rids, found):
+        meta = kept.get(rid)
+        if meta is None:
+            meta = records.unpack(rec[2])
+            if meta and all(type(v) in _SCALARS for v in meta.values()):
+                kept[rid] = meta
+                meta = dict(meta)
+        else:
+            meta = dict(meta)
+        out.append(meta)
+    return out
 
 
 class Reader:
@@ -350,6 +376,55 @@ class Reader:
         if trace is not None:
             trace.note(rows_fetched=len(set(missing)), rows_cached=len(found) - len(missing))
         return scores, rids, counts, found
+
+    def quick(self, q: np.ndarray, k: Any, ef: Any) -> QueryResult | None:
+        """``search`` of one unfiltered vector query without overrides (but ``ef``) on the
+        snapshot the last query kept, in one compiled call (``index.quick``), while nothing
+        has been committed since: the common query, with one check of each argument and
+        SQL only for rows not kept yet. None where it does not apply or an argument is not
+        plainly valid: the caller takes the full path (which raises the right error)."""
+        record = self._record
+        if (
+            q.dtype != np.float32
+            or q.ndim != 1
+            or q.shape[0] != record.dim
+            or type(k) is not int
+            or not 1 <= k <= inputs.MAX_K
+            or (ef is not None and (type(ef) is not int or not 1 <= ef <= 65536))
+        ):
+            return None
+        entry = self._store.fresh(record)
+        if entry is None:
+            return None
+        if ef is not None and not isinstance(entry.spec, specs.HNSW):
+            return None
+        how = entry.plan
+        if how is None:
+            how = entry.plan = quick.prepare(entry.snap, record.metric) or _NO_PLAN
+        if how is _NO_PLAN:
+            return None
+        xq = q.reshape(1, -1)
+        if not (xq.flags.c_contiguous and xq.flags.writeable):
+            xq = xq.copy()  # one compiled specialisation: C-contiguous and writable
+        got = how.search(xq, k, ef, _LOW, _HIGH)
+        if not got:
+            return None
+        scores, rids = got
+        kept = entry.records
+        found = [kept.get(r) for r in rids]
+        if None in found:
+            missing = list({r for r, rec in zip(rids, found) if rec is None})
+            more = self._store.records_at(entry, missing)
+            if more is None:
+                return None
+            found = [rec if rec is not None else more[r] for r, rec in zip(rids, found)]
+        return QueryResult(
+            [rec[0] for rec in found],
+            scores,
+            [rec[1] for rec in found],
+            _metadata(entry.metas, rids, found),
+            record.metric,
+        )
 
     def ranked(
         self,

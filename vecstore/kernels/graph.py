@@ -264,7 +264,8 @@ def _beam(q, qa, xb, w, c, L0, UP, slot, H, ep, s_ep, layer, ef, mask, has_mask,
 
 
 @njit(cache=True, nogil=True)
-def _next_stamp(VIS, stamp):
+def next_stamp(VIS, stamp):
+    """The visit stamp of the next search using VIS (VIS cleared when the stamp wraps)."""
     if stamp >= 2147483000:
         VIS[:] = 0
         return 1
@@ -300,8 +301,11 @@ def _query_factor(q, metric):
 
 
 @njit(cache=True, nogil=True)
-def _search_one(q, metric, xb, w, c, L0, UP, slot, H, entry, top, ef, mask, has_mask, VIS, stamp,
+def search_one(q, metric, xb, w, c, L0, UP, slot, H, entry, top, ef, mask, has_mask, VIS, stamp,
                 CD, CI, WD, WI, NB, D, I, base):  # fmt: skip
+    """One query q (d,) of metric code ``metric`` (see METRICS) offered to the heap D/I (k,):
+    returns the number of rows offered. VIS/stamp from ``next_stamp``; the other scratch as
+    ``Scratch`` allocates it."""
     qa = _query_factor(q, metric)
     return _search_into(q, qa, xb, w, c, L0, UP, slot, H, entry, top, ef, mask, has_mask, VIS,
                         stamp, CD, CI, WD, WI, NB, D, I, base)  # fmt: skip
@@ -318,7 +322,7 @@ def _search_batch(xq, metric, xb, w, c, L0, UP, slot, H, entry, top, ef, mask, h
         hi = nq * (t + 1) // T
         stamp = 0
         for qi in range(lo, hi):
-            stamp = _next_stamp(VIS[t], stamp)
+            stamp = next_stamp(VIS[t], stamp)
             qa = _query_factor(xq[qi], metric)
             found[qi] = _search_into(xq[qi], qa, xb, w, c, L0, UP, slot, H, entry, top, ef,
                                      mask, has_mask, VIS[t], stamp, CD[t], CI[t], WD[t], WI[t],
@@ -381,7 +385,7 @@ def _link_node(u, xb, w, c, a, levels, L0, UP, slot, H, entry, top, efc, M, VIS,
     for layer in range(top, lu, -1):
         ep, s_ep = _greedy(q, qa, xb, w, c, L0, UP, slot, H, ep, s_ep, layer)
     for layer in range(min(lu, top), -1, -1):
-        stamp = _next_stamp(VIS, stamp)
+        stamp = next_stamp(VIS, stamp)
         nw = _beam(q, qa, xb, w, c, L0, UP, slot, H, ep, s_ep, layer, efc, levels, False, VIS,
                    stamp, CD, CI, WD, WI, NB)  # fmt: skip
         _sort_desc(WD, WI, nw)
@@ -696,8 +700,8 @@ def search_into(xq, metric, xb, w, c, levels_slot_H, L0, UP, entry, top, ef, D, 
     if nq == 1:
         if scratch is None or scratch.n < n or scratch.ef < ef or scratch.width < L0.shape[1]:
             scratch = Scratch(n, ef, L0.shape[1])
-        scratch.stamp = int(_next_stamp(scratch.VIS[0], scratch.stamp))
-        found[0] = _search_one(xq[0], code, xb, w, c, L0, UP, slot, H, entry, top, ef, m,
+        scratch.stamp = int(next_stamp(scratch.VIS[0], scratch.stamp))
+        found[0] = search_one(xq[0], code, xb, w, c, L0, UP, slot, H, entry, top, ef, m,
                                has_mask, scratch.VIS[0], scratch.stamp, scratch.CD[0],
                                scratch.CI[0], scratch.WD[0], scratch.WI[0], scratch.NB[0],
                                D[0], I[0], base)  # fmt: skip

@@ -267,6 +267,12 @@ class Catalog(TextIndex, AnnFiles, Buffers, SegmentTables):
                 raise
 
     @property
+    def immutable(self) -> bool:
+        """Whether the catalog was opened immutable, from read-only media (no writer is
+        expected: every read checks the file is unchanged, see ``catalogfile.py``)."""
+        return self._frozen is not None
+
+    @property
     def db(self) -> sqlite_utils.Database:
         """The connection as a sqlite-utils Database (created on first use)."""
         if self._db is None:

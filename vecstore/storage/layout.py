@@ -15,6 +15,8 @@ from ..errors import CorruptStoreError, StoreNotFound
 
 CATALOG = "catalog.db"
 LOCK = "LOCK"
+#: The change counter (``changes.py``), made beside the writer lock.
+CHANGES = "CHANGES"
 COLLECTIONS = "collections"
 INTENTS = "intents"
 QUARANTINE = "quarantine"
@@ -40,7 +42,9 @@ def prepare(path: Path) -> None:
             f"{path} exists and is not a directory; pass a new or empty folder for the store"
         )
     if path.is_dir() and not (path / CATALOG).exists():
-        stray = [p.name for p in path.iterdir() if p.name not in (LOCK, COLLECTIONS, *KEPT)]
+        stray = [
+            p.name for p in path.iterdir() if p.name not in (LOCK, CHANGES, COLLECTIONS, *KEPT)
+        ]
         if stray:
             raise StoreNotFound(
                 f"{path} is a non-empty directory without a vecstore catalog "
