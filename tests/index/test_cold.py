@@ -271,3 +271,48 @@ def test_a_fresh_process_answers_an_ann_query_without_numba(tmp_path, spec):
     assert got["loaded"]
     assert got["first"] == got["again"]
     np.testing.assert_allclose(*got["scores"], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["1", "0"])  # the NumPy path, the kernels
+@pytest.mark.parametrize("where", ["vectors", "tail"])
+def test_a_damaged_segment_never_answers_a_first_query(tmp_path, mode, where):
+    # A fresh process maps the segment without reading it; its first query checks it as it
+    # scans (cold path) or first (kernels): a flipped bit in the vectors or in the norms and
+    # rids behind them gives CorruptStoreError, never a result.
+    import vecstore
+
+    x = np.random.default_rng(4).standard_normal((3000, 16), dtype=np.float32)
+    with vecstore.open(tmp_path / "s") as db:
+        c = db.create_collection("c", dim=16)
+        c.add([str(i) for i in range(len(x))], vectors=x)
+        c.compact()
+    (seg,) = (tmp_path / "s").rglob("*.vseg")
+    raw = bytearray(seg.read_bytes())
+    at = 128 + 1000 * 64 + 5 if where == "vectors" else len(raw) - 3
+    raw[at] ^= 0x10
+    seg.write_bytes(bytes(raw))
+    script = textwrap.dedent(
+        """
+        import sys
+        import numpy as np, vecstore
+        from vecstore.errors import CorruptStoreError
+        with vecstore.open(sys.argv[1], read_only=True) as db:
+            c = db.get_collection("c")
+            for _ in range(2):
+                try:
+                    c.query(np.ones(16, np.float32), k=5)
+                except CorruptStoreError:
+                    print("corrupt")
+                else:
+                    print("answered")
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "s")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, VECSTORE_COLD_START=mode),
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["corrupt", "corrupt"]

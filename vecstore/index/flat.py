@@ -58,6 +58,9 @@ class Part:
     read_rows: Callable[[np.ndarray], np.ndarray] | None = None
     # With an HNSW model: the segment's checked graph (``graph.Graph``), else None.
     graph: Any = None
+    # The segment's payload checksum when it is still to verify (``segments.SegmentCheck``;
+    # see ``load_snapshot(defer_checks=True)``), else None.
+    check: Any = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,6 +76,13 @@ class Snapshot:
     # per segment id: (its codes array, their fast-scan layout or None), built on a segment's
     # first ANN query and carried over to later snapshots as rid_index is
     layouts: dict[int | None, tuple] = field(default_factory=dict)
+
+    def verify(self) -> None:
+        """Verify the checksums ``load_snapshot(defer_checks=True)`` left to verify (raises
+        ``CorruptStoreError``); a no-op once they have passed."""
+        for part in self.parts:
+            if part.check is not None:
+                part.check.run()
 
     def fast_layout(self, part: Part):
         """``part``'s codes laid out for fast-scan (``ivf.fast_layout``), or None."""
@@ -141,8 +151,15 @@ def load_snapshot(
     version: int,
     previous: Snapshot | None,
     segments: dict[str, Segment | ArrayFile],
+    *,
+    defer_checks: bool = False,
 ) -> Snapshot:
     """Build the snapshot of catalog ``version``; call inside one read transaction.
+
+    With ``defer_checks``, segments mapped now have their payload checksum left to verify
+    (``Part.check``): the caller must pass them (``Snapshot.verify``, or a scan that checks
+    as it reads) before it trusts what it read, so a query can check its segments while it
+    scans them instead of reading them twice.
 
     ``segments`` caches mapped segment and index files by file name across snapshots (entries
     no longer referenced are evicted). Raises ``FileNotFoundError`` if a referenced file has
@@ -171,7 +188,9 @@ def load_snapshot(
         # Keyed by file name, which is never reused (segment ids may be).
         seg = segments.get(rec.info.file)
         if not isinstance(seg, Segment) or seg.info != rec.info:
-            seg = segments[rec.info.file] = open_segment(directory / rec.info.file, rec.info)
+            seg = segments[rec.info.file] = open_segment(
+                directory / rec.info.file, rec.info, defer=defer_checks
+            )
         alive = None
         if rec.id in dead:
             alive = np.ones(rec.info.count, dtype=bool)
@@ -192,9 +211,11 @@ def load_snapshot(
                     f"index file {lrec.info.file} does not match segment {rec.info.file}"
                 )
         release = seg.release_pages
+        check = seg.check if seg.check is not None and not seg.check.done else None
         part = Part(
-            rec.id, seg.vectors, seg.norms, seg.rids, alive, offsets, codes, release, graph=graph
-        )
+            rec.id, seg.vectors, seg.norms, seg.rids, alive, offsets, codes, release, graph=graph,
+            check=check,
+        )  # fmt: skip
         crec = code_recs.get(rec.id)
         if crec is not None:  # compressed vectors: the codes, and re-ranking by pread
             packed = load_codes(_open_index(segments, directory, crec.info), rec.info)

@@ -58,11 +58,20 @@ def search(
     Until the kernels have loaded in this process (``cold``), a query is answered with NumPy
     and BLAS (``cold_search``: the same plan, the same rows), and the first one starts
     loading them in the background; compressed collections wait for them.
+
+    Segments the snapshot still has to verify (``Snapshot.verify``) are verified before any
+    result is returned: by the exact scan as it reads them on the NumPy path (each block
+    checksummed, then scored while in cache), else first.
     """
     coded = not exact and any(p.packed is not None for p in snap.parts)
+    exact_scan = allowed is None and (exact or snap.model is None or not any(
+        p.offsets is not None or p.graph is not None for p in snap.parts
+    ))  # fmt: skip
     # compressed codes are scanned by the kernels only (BLAS would answer exactly: other
     # rows than the codes' candidates may give)
     if not coded and not cold.ready():
+        if not exact_scan:  # only a full exact scan verifies segments as it reads them
+            snap.verify()
         found = cold_search(
             snap, xq, metric, k, allowed, nprobe=nprobe, refine=refine, exact=exact, trace=trace,
             ef=ef,
@@ -80,7 +89,9 @@ def search(
                 ef=ef,
             )
         )
+        snap.verify()  # a no-op: every path above verified what it read
         return found
+    snap.verify()
     release_compiler_pages()  # LLVM pages the previous query's kernel loads left mapped
     return kernel_search(
         snap,
