@@ -316,3 +316,44 @@ def test_a_damaged_segment_never_answers_a_first_query(tmp_path, mode, where):
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["corrupt", "corrupt"]
+
+
+@pytest.mark.parametrize("spec", ["IVFPQ(nlist=16, m=4)", "HNSW(M=8)"])
+def test_a_damaged_segment_never_answers_a_first_ann_query(tmp_path, spec):
+    # An ANN query's segments are verified on another thread while it runs; it returns
+    # only once they have passed.
+    import vecstore
+
+    x = _clustered(np.random.default_rng(5), 5200, 16)
+    with vecstore.open(tmp_path / "s") as db:
+        c = db.create_collection("c", dim=16)
+        c.add([str(i) for i in range(len(x))], vectors=x)
+        c.create_index(eval("vecstore." + spec))  # noqa: S307 - a literal of this test
+    (seg,) = (tmp_path / "s").rglob("*.vseg")
+    raw = bytearray(seg.read_bytes())
+    raw[128 + 4000 * 64 + 1] ^= 0x04
+    seg.write_bytes(bytes(raw))
+    script = textwrap.dedent(
+        """
+        import sys
+        import numpy as np, vecstore
+        from vecstore.errors import CorruptStoreError
+        with vecstore.open(sys.argv[1], read_only=True) as db:
+            c = db.get_collection("c")
+            try:
+                c.query(np.ones(16, np.float32), k=5)
+            except CorruptStoreError:
+                print("corrupt")
+            else:
+                print("answered")
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "s")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, VECSTORE_COLD_START="1"),
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["corrupt"]

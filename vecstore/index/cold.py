@@ -85,6 +85,32 @@ def warm(run: Callable[[], object]) -> None:
         thread.start()
 
 
+def verifying(snap) -> Callable[[], None]:
+    """Start ``snap.verify()`` (the checksums of segments mapped unverified) on a thread, so
+    an ANN query that reads a few rows of them runs meanwhile; return the function that
+    waits for it and raises what it raised (``CorruptStoreError``). Call it before using
+    anything the query computed."""
+    if all(p.check is None or p.check.done for p in snap.parts):
+        return lambda: None
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            snap.verify()
+        except BaseException as exc:  # noqa: BLE001 - raised on the caller's thread
+            failed.append(exc)
+
+    thread = threading.Thread(target=run, name="vecstore-verify", daemon=True)
+    thread.start()
+
+    def join() -> None:
+        thread.join()
+        if failed:
+            raise failed[0]
+
+    return join
+
+
 def search(
     parts: Sequence,
     xq: np.ndarray,

@@ -70,12 +70,18 @@ def search(
     # compressed codes are scanned by the kernels only (BLAS would answer exactly: other
     # rows than the codes' candidates may give)
     if not coded and not cold.ready():
-        if not exact_scan:  # only a full exact scan verifies segments as it reads them
-            snap.verify()
-        found = cold_search(
-            snap, xq, metric, k, allowed, nprobe=nprobe, refine=refine, exact=exact, trace=trace,
-            ef=ef,
-        )  # fmt: skip
+        # a full exact scan verifies segments as it reads them; other plans read a few
+        # rows, and verify the segments meanwhile on another thread
+        verified = (lambda: None) if exact_scan else cold.verifying(snap)
+        try:
+            found = cold_search(
+                snap, xq, metric, k, allowed, nprobe=nprobe, refine=refine, exact=exact,
+                trace=trace, ef=ef,
+            )  # fmt: skip
+        except Exception:
+            verified()  # a damaged segment is reported as such
+            raise
+        verified()
         cold.warm(
             lambda: kernel_search(
                 snap,
