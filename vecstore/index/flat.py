@@ -143,6 +143,20 @@ class Snapshot:
         return out
 
 
+def _segment(segments: dict, directory: Path, info, defer: bool) -> Segment:
+    """The mapped segment of ``info``, from ``segments`` (keyed by file name, which is never
+    reused; segment ids may be), or opened now and kept there."""
+    seg = segments.get(info.file)
+    if not isinstance(seg, Segment) or seg.info != info:
+        seg = segments[info.file] = open_segment(directory / info.file, info, defer=defer)
+    return seg
+
+
+def _pending(seg: Segment):
+    """The segment's checksum still to verify (``Segment.check``), or None."""
+    return seg.check if seg.check is not None and not seg.check.done else None
+
+
 def load_snapshot(
     catalog: Catalog,
     coll: int,
@@ -156,15 +170,11 @@ def load_snapshot(
 ) -> Snapshot:
     """Build the snapshot of catalog ``version``; call inside one read transaction.
 
-    With ``defer_checks``, segments mapped now have their payload checksum left to verify
-    (``Part.check``): the caller must pass them (``Snapshot.verify``, or a scan that checks
-    as it reads) before it trusts what it read, so a query can check its segments while it
-    scans them instead of reading them twice.
-
     ``segments`` caches mapped segment and index files by file name across snapshots (entries
     no longer referenced are evicted). Raises ``FileNotFoundError`` if a referenced file has
     vanished, as it does when a concurrent compaction commits and unlinks it: retry in a
-    fresh transaction.
+    fresh transaction. With ``defer_checks``, segments mapped now leave their checksum to
+    the caller (``Part.check``, see ``Snapshot.verify``), to verify before it trusts them.
     """
     from .compressed import load as load_codes
 
@@ -185,12 +195,7 @@ def load_snapshot(
         dead.setdefault(seg, []).append(pos)
     parts = []
     for rec in records:
-        # Keyed by file name, which is never reused (segment ids may be).
-        seg = segments.get(rec.info.file)
-        if not isinstance(seg, Segment) or seg.info != rec.info:
-            seg = segments[rec.info.file] = open_segment(
-                directory / rec.info.file, rec.info, defer=defer_checks
-            )
+        seg = _segment(segments, directory, rec.info, defer_checks)
         alive = None
         if rec.id in dead:
             alive = np.ones(rec.info.count, dtype=bool)
@@ -211,11 +216,8 @@ def load_snapshot(
                     f"index file {lrec.info.file} does not match segment {rec.info.file}"
                 )
         release = seg.release_pages
-        check = seg.check if seg.check is not None and not seg.check.done else None
-        part = Part(
-            rec.id, seg.vectors, seg.norms, seg.rids, alive, offsets, codes, release, graph=graph,
-            check=check,
-        )  # fmt: skip
+        part = Part(rec.id, seg.vectors, seg.norms, seg.rids, alive, offsets, codes, release,
+                    graph=graph, check=_pending(seg))  # fmt: skip
         crec = code_recs.get(rec.id)
         if crec is not None:  # compressed vectors: the codes, and re-ranking by pread
             packed = load_codes(_open_index(segments, directory, crec.info), rec.info)
