@@ -342,6 +342,20 @@ def binary_encode(x, mean):
     return out
 
 
+@njit(cache=True, nogil=True, fastmath=True)  # fastmath: a reordered float sum is fine here
+def _rescore(T, codes, pos, out):
+    """out[c] = sum over the bytes p of row pos[c]'s codes of T[p, byte]."""
+    w = codes.shape[0]
+    for c in range(pos.shape[0]):
+        i = pos[c]
+        acc = np.float32(0.0)
+        for j in range(w):
+            word = codes[j, i]
+            for b in range(8):
+                acc += T[8 * j + b, (word >> np.uint64(8 * b)) & np.uint64(255)]
+        out[c] = acc
+
+
 # bit i of a byte value, as float32 (256, 8): the look-up tables of ``binary_rescore``
 _BYTE_BITS = ((np.arange(256)[:, None] >> np.arange(8)) & 1).astype(np.float32)
 
@@ -357,10 +371,10 @@ def binary_rescore(q, codes, pos):
     w = codes.shape[0]
     qq = np.zeros(64 * w, dtype=np.float32)
     qq[: min(q.shape[0], 64 * w)] = q[: 64 * w]
-    T = qq.reshape(8 * w, 8) @ _BYTE_BITS.T  # (8w, 256)
-    rows = np.ascontiguousarray(codes[:, pos].T).view(np.uint8)  # (len(pos), 8w)
-    shift = np.arange(8 * w, dtype=np.intp) * 256
-    return np.take(T.ravel(), rows.astype(np.intp) + shift).sum(axis=1, dtype=np.float32)
+    T = np.ascontiguousarray(qq.reshape(8 * w, 8) @ _BYTE_BITS.T)  # (8w, 256)
+    out = np.empty(pos.shape[0], dtype=np.float32)
+    _rescore(T, codes, np.ascontiguousarray(pos, dtype=np.int64), out)
+    return out
 
 
 def _chunks(n, row_bytes):
