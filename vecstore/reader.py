@@ -310,7 +310,8 @@ class Reader:
 
         def read(cat: Catalog):
             with stage(trace, "snapshot"):
-                snap = self.snapshot(cat)
+                # an unfiltered query verifies new segments as it scans them (plan.search)
+                snap = self._store.snapshot(cat, self._record, defer_checks=not narrowed)
             allowed = None
             if narrowed:
                 with stage(trace, "filter"):

@@ -350,8 +350,12 @@ class Store:
         for name in names:
             cache.pop(name, None)
 
-    def snapshot(self, cat: Catalog, record: CollectionRecord) -> flat.Snapshot:
-        """The snapshot of the catalog version visible in the current read transaction.
+    def snapshot(
+        self, cat: Catalog, record: CollectionRecord, *, defer_checks: bool = False
+    ) -> flat.Snapshot:
+        """The snapshot of the catalog version visible in the current read transaction, its
+        segments verified; with ``defer_checks``, segments mapped now may still have to be
+        (see ``flat.load_snapshot``: the query path verifies them as it scans them).
 
         Raises ``CollectionNotFound`` if the collection was deleted, ``SnapshotRace`` if a
         file it names vanished meanwhile (retry in a fresh transaction).
@@ -370,10 +374,13 @@ class Store:
                     version,
                     snap,
                     self.file_cache(record),
+                    defer_checks=defer_checks,
                 )
             except FileNotFoundError as exc:
                 raise SnapshotRace(str(exc)) from exc
             self._snapshots[record.dir] = snap
+        if not defer_checks:
+            snap.verify()
         return snap
 
     def fresh(self, record: CollectionRecord) -> Fresh | None:

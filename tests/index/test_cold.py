@@ -140,3 +140,220 @@ def test_blas_path_blocks_a_large_batch(rng, monkeypatch):
     parts = _parts(rng, 8, [2500, 700])
     xq = rng.standard_normal((5, 8), dtype=np.float32)
     _same(cold.search(parts, xq, "dot", 10), flat.search(parts, xq, "dot", 10))
+
+
+# -- ANN queries: the NumPy walks of IVF, IVF-PQ and HNSW pick what the kernels pick --------
+
+
+def _clustered(rng, n: int, dim: int) -> np.ndarray:
+    centers = rng.standard_normal((20, dim), dtype=np.float32) * 3
+    x = centers[rng.integers(0, 20, n)] + rng.standard_normal((n, dim), dtype=np.float32)
+    return x.astype(np.float32)
+
+
+def _ivf_index(rng, metric: str, spec, n: int = 3000, dim: int = 32):
+    """An IVF model over a segment of ``n`` rows in list order, a pending block beside it."""
+    from vecstore.index import ivf
+
+    x = _clustered(rng, n + 40, dim)
+    xb, pending = x[:n], x[n:]
+    arrays, meta = ivf.train(xb[:2000], metric, spec, n)
+    model = ivf.Model.from_file("m", meta, arrays)
+    lists, codes, _ = ivf.encode(model, xb, exact.row_norms(xb))
+    order, offsets = ivf.list_order(lists, model.nlist)
+    xs = np.ascontiguousarray(xb[order])
+    part = (xs, exact.row_norms(xs), offsets, np.ascontiguousarray(codes[order]))
+    return model, part, (pending, exact.row_norms(pending))
+
+
+def _same_ann(got, want, min_overlap: float = 1.0) -> None:
+    (Dg, Ig, Cg), (Dw, Iw, Cw) = got, want
+    np.testing.assert_array_equal(Cg, Cw)
+    overlap = np.mean([len(set(a[a >= 0]) & set(b[b >= 0])) / max(1, (b >= 0).sum())
+                       for a, b in zip(Ig, Iw)])  # fmt: skip
+    assert overlap >= min_overlap
+    if min_overlap == 1.0:
+        np.testing.assert_allclose(Dg, Dw, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
+@pytest.mark.parametrize("pq", [True, False])
+@pytest.mark.parametrize("nq", [1, 4])
+def test_ivf_numpy_path_matches_the_kernels(rng, metric, pq, nq):
+    from vecstore.index import ivf, specs
+
+    spec = specs.IVFPQ(nlist=32, nprobe=4, m=8) if pq else specs.IVF(nlist=32, nprobe=4)
+    model, part, (pend, pnorms) = _ivf_index(rng, metric, spec)
+    xq = _clustered(rng, nq, 32)
+    n = len(part[0])
+    alive = rng.random(n) >= 0.1  # deletes
+    kept = np.zeros(n, dtype=bool)
+    kept[rng.choice(n, 300, replace=False)] = True  # a filter
+    for masks, exact_parts in (
+        (None, ()),
+        ([alive], [(pend, pnorms, None, None)]),
+        ([alive & kept], [(pend, pnorms, np.arange(0, 40, 3, dtype=np.int64), None)]),
+    ):
+        want = ivf.search([part], model, xq, metric, 10, masks=masks, exact_parts=exact_parts)
+        got = cold.search_ivf([part], model, xq, metric, 10, masks=masks, exact_parts=exact_parts)
+        _same_ann(got, want)
+
+
+def _graph_part(rng, metric: str, n: int = 2500, dim: int = 24, alive=None):
+    from vecstore.index import graph as graphs
+
+    x = _clustered(rng, n, dim)
+    norms = exact.row_norms(x)
+    model = graphs.GraphModel("g", "hnsw", metric, 8, 60, 32, n)
+    arrays, meta = graphs.build(model, x, norms)
+    g = graphs.open_graph("g", model, arrays, meta, x, norms)
+    rids = np.arange(1, n + 1, dtype=np.int64)
+    return flat.Part(1, x, norms, rids, alive, graph=g)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
+def test_hnsw_numpy_walk_matches_the_kernel(rng, metric):
+    from vecstore.index import graph as graphs
+
+    n = 2500
+    alive = rng.random(n) >= 0.1
+    parts = [_graph_part(rng, metric, n, alive=alive), _part(_clustered(rng, 30, 24), 9000)]
+    xq = _clustered(rng, 3, 24)
+    wide = np.sort(rng.choice(n, 2200, replace=False)).astype(np.int64)  # walked under a mask
+    narrow = np.sort(rng.choice(n, 50, replace=False)).astype(np.int64)  # scanned exactly
+    for allowed in (None, [wide[alive[wide]], np.arange(10)], [narrow, np.zeros(0, np.int64)]):
+        want = graphs.search(parts, xq, metric, 10, 40, allowed)
+        got = cold.search_graph(parts, xq, metric, 10, 40, allowed)
+        _same_ann(got, want)
+
+
+@pytest.mark.parametrize("spec", ["IVFPQ(nlist=16, m=4)", "IVF(nlist=16)", "HNSW(M=8)"])
+def test_a_fresh_process_answers_an_ann_query_without_numba(tmp_path, spec):
+    # The store is built here (kernels loaded); the child opens it with the cold path on and
+    # answers before numba is imported, then again through the kernels: the same rows.
+    import vecstore
+
+    rng = np.random.default_rng(1)
+    x = _clustered(rng, 5200, 16)
+    with vecstore.open(tmp_path / "s") as db:
+        c = db.create_collection("c", dim=16)
+        c.add([str(i) for i in range(len(x))], vectors=x)
+        c.create_index(eval("vecstore." + spec))  # noqa: S307 - a literal of this test
+        c.delete(["3", "4"])
+    script = textwrap.dedent(
+        """
+        import json, sys
+        import numpy as np, vecstore
+        from vecstore.index import cold
+        q = np.random.default_rng(2).standard_normal((1, 16), dtype=np.float32)
+        with vecstore.open(sys.argv[1], read_only=True) as db:
+            c = db.get_collection("c")
+            first = c.query(q[0], k=10)
+            plan = c.explain(q[0], k=10)
+            numba_then = "numba" in sys.modules
+            loaded = cold.wait(120)
+            again = c.query(q[0], k=10)
+            print(json.dumps({"numba_at_first": numba_then, "loaded": loaded,
+                              "first": first.ids, "again": again.ids, "plan": str(plan),
+                              "scores": [first.scores.tolist(), again.scores.tolist()]}))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "s")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, VECSTORE_COLD_START="1"),
+    )
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert not got["numba_at_first"]
+    assert got["loaded"]
+    assert got["first"] == got["again"]
+    np.testing.assert_allclose(*got["scores"], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["1", "0"])  # the NumPy path, the kernels
+@pytest.mark.parametrize("where", ["vectors", "tail"])
+def test_a_damaged_segment_never_answers_a_first_query(tmp_path, mode, where):
+    # A fresh process maps the segment without reading it; its first query checks it as it
+    # scans (cold path) or first (kernels): a flipped bit in the vectors or in the norms and
+    # rids behind them gives CorruptStoreError, never a result.
+    import vecstore
+
+    x = np.random.default_rng(4).standard_normal((3000, 16), dtype=np.float32)
+    with vecstore.open(tmp_path / "s") as db:
+        c = db.create_collection("c", dim=16)
+        c.add([str(i) for i in range(len(x))], vectors=x)
+        c.compact()
+    (seg,) = (tmp_path / "s").rglob("*.vseg")
+    raw = bytearray(seg.read_bytes())
+    at = 128 + 1000 * 64 + 5 if where == "vectors" else len(raw) - 3
+    raw[at] ^= 0x10
+    seg.write_bytes(bytes(raw))
+    script = textwrap.dedent(
+        """
+        import sys
+        import numpy as np, vecstore
+        from vecstore.errors import CorruptStoreError
+        with vecstore.open(sys.argv[1], read_only=True) as db:
+            c = db.get_collection("c")
+            for _ in range(2):
+                try:
+                    c.query(np.ones(16, np.float32), k=5)
+                except CorruptStoreError:
+                    print("corrupt")
+                else:
+                    print("answered")
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "s")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, VECSTORE_COLD_START=mode),
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["corrupt", "corrupt"]
+
+
+@pytest.mark.parametrize("spec", ["IVFPQ(nlist=16, m=4)", "HNSW(M=8)"])
+def test_a_damaged_segment_never_answers_a_first_ann_query(tmp_path, spec):
+    # An ANN query's segments are verified on another thread while it runs; it returns
+    # only once they have passed.
+    import vecstore
+
+    x = _clustered(np.random.default_rng(5), 5200, 16)
+    with vecstore.open(tmp_path / "s") as db:
+        c = db.create_collection("c", dim=16)
+        c.add([str(i) for i in range(len(x))], vectors=x)
+        c.create_index(eval("vecstore." + spec))  # noqa: S307 - a literal of this test
+    (seg,) = (tmp_path / "s").rglob("*.vseg")
+    raw = bytearray(seg.read_bytes())
+    raw[128 + 4000 * 64 + 1] ^= 0x04
+    seg.write_bytes(bytes(raw))
+    script = textwrap.dedent(
+        """
+        import sys
+        import numpy as np, vecstore
+        from vecstore.errors import CorruptStoreError
+        with vecstore.open(sys.argv[1], read_only=True) as db:
+            c = db.get_collection("c")
+            try:
+                c.query(np.ones(16, np.float32), k=5)
+            except CorruptStoreError:
+                print("corrupt")
+            else:
+                print("answered")
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "s")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, VECSTORE_COLD_START="1"),
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["corrupt"]

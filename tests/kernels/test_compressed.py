@@ -72,6 +72,19 @@ def test_binary_encode_matches_packbits(rng, d):
     np.testing.assert_array_equal(codes.view(np.uint8), padded)
 
 
+@pytest.mark.parametrize("d", [1, 7, 63, 64, 65, 384])
+def test_binary_rescore_is_the_query_against_the_sign_bits(rng, d):
+    x = rng.standard_normal((300, d)).astype(np.float32)
+    mean = x.mean(axis=0)
+    codes = np.ascontiguousarray(kc.binary_encode(x, mean).T)
+    q = rng.standard_normal(d).astype(np.float32)
+    pos = np.array([299, 0, 5, 5, 17], dtype=np.int64)
+    got = kc.binary_rescore(q, codes, pos)
+    signs = np.where(x[pos] > mean, 1.0, -1.0)
+    np.testing.assert_allclose(2 * got - q.sum(), signs @ q, rtol=1e-4, atol=1e-3)
+    assert kc.binary_rescore(q, codes, pos[:0]).shape == (0,)
+
+
 @pytest.mark.parametrize("n", [100, 200_000])
 def test_hamming_candidates_are_the_nearest(rng, n):
     words = rng.integers(0, 2**63, size=(n, 3), dtype=np.int64).astype(np.uint64)
@@ -82,6 +95,35 @@ def test_hamming_candidates_are_the_nearest(rng, n):
     assert pos[0] == 7 and s[0] == -3
     np.testing.assert_array_equal(-s, dist[pos])
     assert -s[-1] <= np.sort(dist)[11]
+
+
+@pytest.mark.parametrize("kc", [1, 10, 64, 5000])
+def test_hamming_candidates_with_ties_rows_and_mask(rng, kc):
+    # Few distinct words, so many rows tie at the cut-off distance: the candidates are kc
+    # distinct allowed rows whose distances are the kc smallest, nearest first.
+    n = 3000
+    pool = rng.integers(0, 2**63, size=(6, 2), dtype=np.int64).astype(np.uint64)
+    words = pool[rng.integers(0, 6, n)]
+    q = pool[0].copy()
+    dist = np.unpackbits((words ^ q).view(np.uint8), axis=1).sum(axis=1)
+    rows = np.sort(rng.choice(n, 2000, replace=False)).astype(np.int64)
+    mask = rng.random(n) < 0.7
+    codes = np.ascontiguousarray(words.T)
+    for r, m in ((None, None), (rows, None), (None, mask), (rows, mask)):
+        keep = np.ones(n, dtype=bool) if r is None else np.isin(np.arange(n), r)
+        if m is not None:
+            keep &= m
+        pos, s = kc_candidates(codes, q, kc, r, m)
+        want = np.sort(dist[keep])[:kc]
+        assert len(pos) == len(want) == len(set(pos.tolist()))
+        assert keep[pos].all()
+        np.testing.assert_array_equal(-s, dist[pos])
+        np.testing.assert_array_equal(np.sort(-s), want)
+        assert (np.diff(-s) >= 0).all()
+
+
+def kc_candidates(codes, q, k, rows, mask):
+    return kc.hamming_candidates(q, codes, k, rows=rows, mask=mask)
 
 
 def test_rows_and_mask_restrict_the_candidates(rng):

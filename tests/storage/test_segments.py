@@ -62,3 +62,42 @@ def test_every_byte_flip_is_caught(tmp_path, rng):
     (tmp_path / "b.vseg").write_bytes(os.urandom(len(raw)))
     with pytest.raises(CorruptStoreError, match="magic|checksum"):
         open_segment(tmp_path / "b.vseg", info)
+
+
+@pytest.mark.parametrize("threads,rows", [(1, 7), (2, 7), (2, 1000), (3, 4)])
+def test_a_deferred_check_scans_every_row_once_then_passes(tmp_path, rng, threads, rows):
+    x = rng.standard_normal((101, 5)).astype(np.float32)
+    info = write_segment(tmp_path, "a.vseg", [x], np.ones(101, np.float32), np.arange(101))
+    seg = open_segment(tmp_path / "a.vseg", info, defer=True)
+    assert not seg.check.done
+    seen = []
+    seg.check.scan(lambda lo, hi: seen.append((lo, hi)), rows, threads)
+    assert seg.check.done
+    covered = np.zeros(101, dtype=int)
+    for lo, hi in seen:
+        assert hi - lo <= rows
+        covered[lo:hi] += 1
+    assert (covered == 1).all()
+    seen.clear()
+    seg.check.scan(lambda lo, hi: seen.append((lo, hi)), 50)  # passed: a plain scan
+    assert sorted(seen) == [(0, 50), (50, 100), (100, 101)]
+
+
+def test_every_byte_flip_is_caught_by_a_deferred_check(tmp_path, rng):
+    # Past the header (which open_segment checks at once), a flip anywhere, in the vectors,
+    # the padding, the norms or the rids, fails the scan's check and the plain one.
+    x = rng.standard_normal((20, 3)).astype(np.float32)
+    info = write_segment(tmp_path, "a.vseg", [x], np.ones(20, np.float32), np.arange(20))
+    raw = (tmp_path / "a.vseg").read_bytes()
+    for offset in range(128, len(raw)):
+        flipped = bytearray(raw)
+        flipped[offset] ^= 1 << (offset % 8)
+        (tmp_path / "b.vseg").write_bytes(flipped)
+        for how in ("scan", "run"):
+            seg = open_segment(tmp_path / "b.vseg", info, defer=True)
+            with pytest.raises(CorruptStoreError, match="checksum"):
+                if how == "scan":
+                    seg.check.scan(lambda lo, hi: None, 3, 2)
+                else:
+                    seg.check.run()
+            assert not seg.check.done

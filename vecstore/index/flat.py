@@ -61,6 +61,9 @@ class Part:
     read_rows: Callable[[np.ndarray], np.ndarray] | None = None
     # With an HNSW model: the segment's checked graph (``graph.Graph``), else None.
     graph: Any = None
+    # The segment's payload checksum when it is still to verify (``segments.SegmentCheck``;
+    # see ``load_snapshot(defer_checks=True)``), else None.
+    check: Any = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,6 +79,13 @@ class Snapshot:
     # per segment id: (its codes array, their fast-scan layout or None), built on a segment's
     # first ANN query and carried over to later snapshots as rid_index is
     layouts: dict[int | None, tuple] = field(default_factory=dict)
+
+    def verify(self) -> None:
+        """Verify the checksums ``load_snapshot(defer_checks=True)`` left to verify (raises
+        ``CorruptStoreError``); a no-op once they have passed."""
+        for part in self.parts:
+            if part.check is not None:
+                part.check.run()
 
     def fast_layout(self, part: Part):
         """``part``'s codes laid out for fast-scan (``ivf.fast_layout``), or None."""
@@ -145,6 +155,20 @@ class Snapshot:
         return out
 
 
+def _segment(segments: dict, directory: Path, info, defer: bool) -> Segment:
+    """The mapped segment of ``info``, from ``segments`` (keyed by file name, which is never
+    reused; segment ids may be), or opened now and kept there."""
+    seg = segments.get(info.file)
+    if not isinstance(seg, Segment) or seg.info != info:
+        seg = segments[info.file] = open_segment(directory / info.file, info, defer=defer)
+    return seg
+
+
+def _pending(seg: Segment):
+    """The segment's checksum still to verify (``Segment.check``), or None."""
+    return seg.check if seg.check is not None and not seg.check.done else None
+
+
 def load_snapshot(
     catalog: Catalog,
     coll: int,
@@ -153,13 +177,16 @@ def load_snapshot(
     version: int,
     previous: Snapshot | None,
     segments: dict[str, Segment | ArrayFile],
+    *,
+    defer_checks: bool = False,
 ) -> Snapshot:
     """Build the snapshot of catalog ``version``; call inside one read transaction.
 
     ``segments`` caches mapped segment and index files by file name across snapshots (entries
     no longer referenced are evicted). Raises ``FileNotFoundError`` if a referenced file has
     vanished, as it does when a concurrent compaction commits and unlinks it: retry in a
-    fresh transaction.
+    fresh transaction. With ``defer_checks``, segments mapped now leave their checksum to
+    the caller (``Part.check``, see ``Snapshot.verify``), to verify before it trusts them.
     """
     from .compressed import load as load_codes
 
@@ -180,10 +207,7 @@ def load_snapshot(
         dead.setdefault(seg, []).append(pos)
     parts = []
     for rec in records:
-        # Keyed by file name, which is never reused (segment ids may be).
-        seg = segments.get(rec.info.file)
-        if not isinstance(seg, Segment) or seg.info != rec.info:
-            seg = segments[rec.info.file] = open_segment(directory / rec.info.file, rec.info)
+        seg = _segment(segments, directory, rec.info, defer_checks)
         alive = None
         if rec.id in dead:
             alive = np.ones(rec.info.count, dtype=bool)
@@ -204,9 +228,8 @@ def load_snapshot(
                     f"index file {lrec.info.file} does not match segment {rec.info.file}"
                 )
         release = seg.release_pages
-        part = Part(
-            rec.id, seg.vectors, seg.norms, seg.rids, alive, offsets, codes, release, graph=graph
-        )
+        part = Part(rec.id, seg.vectors, seg.norms, seg.rids, alive, offsets, codes, release,
+                    graph=graph, check=_pending(seg))  # fmt: skip
         crec = code_recs.get(rec.id)
         if crec is not None:  # compressed vectors: the codes, and re-ranking by pread
             packed = load_codes(_open_index(segments, directory, crec.info), rec.info)

@@ -112,8 +112,9 @@ def open_graph(
 
     Every neighbour id must name a row of the segment (or be -1), and every link on layer
     l >= 1 must lead to a node whose level reaches l, so no kernel can read out of bounds;
-    anything else raises ``CorruptStoreError``."""
-    from ..kernels import graph as kg
+    anything else raises ``CorruptStoreError``. Loads no Numba kernel (``blas_graph``'s
+    terms), so a process's first query can walk the graph before the kernels load."""
+    from ..kernels import blas_graph as kg
 
     problem = graph_problem(arrays, meta, len(vectors), model.M)
     if problem is not None:

@@ -55,23 +55,33 @@ def search(
     chosen, why, and what it touched (``Collection.explain``). ``ef`` is the HNSW beam
     width (None: the index's own).
 
-    Until the kernels have loaded in this process (``cold``), an exact query is answered with
-    BLAS, and the first one starts loading them in the background; an ANN query waits for
-    them (BLAS would answer it exactly: other rows than the index gives).
+    Until the kernels have loaded in this process (``cold``), a query is answered with NumPy
+    and BLAS (``cold_search``: the same plan, the same rows), and the first one starts
+    loading them in the background; compressed collections wait for them.
+
+    Segments the snapshot still has to verify (``Snapshot.verify``) are verified before any
+    result is returned: by the exact scan as it reads them on the NumPy path (each block
+    checksummed, then scored while in cache), else first.
     """
-    ann = not exact and (
-        graphs.is_graph(snap.model)
-        or (snap.model is not None and any(p.offsets is not None for p in snap.parts))
-    )
+    coded = not exact and any(p.packed is not None for p in snap.parts)
+    exact_scan = allowed is None and (exact or snap.model is None or not any(
+        p.offsets is not None or p.graph is not None for p in snap.parts
+    ))  # fmt: skip
     # compressed codes are scanned by the kernels only (BLAS would answer exactly: other
     # rows than the codes' candidates may give)
-    coded = not exact and any(p.packed is not None for p in snap.parts)
-    if not ann and not coded and not cold.ready():
-        if trace is not None:
-            _note_exact(
-                trace, snap, allowed, _why_exact(snap, exact, allowed is not None), engine="numpy"
-            )
-        found = cold.search(snap.parts, xq, metric, k, allowed)
+    if not coded and not cold.ready():
+        # a full exact scan verifies segments as it reads them; other plans read a few
+        # rows, and verify the segments meanwhile on another thread
+        verified = (lambda: None) if exact_scan else cold.verifying(snap)
+        try:
+            found = cold_search(
+                snap, xq, metric, k, allowed, nprobe=nprobe, refine=refine, exact=exact,
+                trace=trace, ef=ef,
+            )  # fmt: skip
+        except Exception:
+            verified()  # a damaged segment is reported as such
+            raise
+        verified()
         cold.warm(
             lambda: kernel_search(
                 snap,
@@ -85,7 +95,9 @@ def search(
                 ef=ef,
             )
         )
+        snap.verify()  # a no-op: every path above verified what it read
         return found
+    snap.verify()
     release_compiler_pages()  # LLVM pages the previous query's kernel loads left mapped
     return kernel_search(
         snap,
@@ -177,6 +189,87 @@ def kernel_search(
     return D, flat.labels_to_rids(I, [parts[i].rids for i in indexed + others]), counts
 
 
+def cold_search(
+    snap: flat.Snapshot,
+    xq: np.ndarray,
+    metric: str,
+    k: int,
+    allowed: Sequence[np.ndarray] | None = None,
+    *,
+    nprobe: int | None = None,
+    refine: int | None = None,
+    exact: bool = False,
+    trace: Trace | None = None,
+    ef: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``kernel_search``'s plan run with NumPy and BLAS (``cold``), without loading the
+    kernels: exact scans, IVF and IVF-PQ probes, HNSW walks. Not for compressed codes."""
+    parts = snap.parts
+    model = snap.model
+    if graphs.is_graph(model) and not exact:
+        if trace is not None:
+            _note_graph(trace, snap, allowed, ef or model.ef_search, engine="numpy")
+        D, I, counts = cold.search_graph(parts, xq, metric, k, ef or model.ef_search, allowed)
+        return D, flat.labels_to_rids(I, [p.rids for p in parts]), counts
+    indexed = [i for i, p in enumerate(parts) if p.offsets is not None]
+    cheaper = (
+        not exact
+        and model is not None
+        and indexed
+        and allowed is not None
+        and _exact_is_cheaper(snap, allowed, k, nprobe, refine)
+    )
+    if exact or model is None or not indexed or cheaper:
+        if trace is not None:
+            why = _why_exact(snap, exact, allowed is not None)
+            if cheaper:
+                why = (
+                    f"the filter keeps {sum(len(a) for a in allowed):,} rows: scanning them "
+                    "reads less than probing the index (or they are at most "
+                    f"{EXACT_FILTER_ROWS:,})"
+                )
+            _note_exact(trace, snap, allowed, why, engine="numpy")
+        return cold.search(parts, xq, metric, k, allowed)
+    if trace is not None:
+        _note_ann(trace, snap, xq, metric, k, allowed, indexed, nprobe, refine, engine="numpy")
+    others = [i for i in range(len(parts)) if parts[i].offsets is None]
+    D, I, counts = cold.search_ivf(
+        [(parts[i].vectors, parts[i].norms, parts[i].offsets, parts[i].codes) for i in indexed],
+        model,
+        xq,
+        metric,
+        k,
+        nprobe=nprobe,
+        refine=refine,
+        masks=_ivf_masks(parts, indexed, allowed),
+        exact_parts=_exact_parts(parts, others, allowed),
+    )
+    return D, flat.labels_to_rids(I, [parts[i].rids for i in indexed + others]), counts
+
+
+def _ivf_masks(parts, indexed, allowed):
+    """Per indexed part, its searchable rows: live and kept by the filter (None: all)."""
+    masks = []
+    for i in indexed:
+        mask = parts[i].alive
+        if allowed is not None:
+            keep = np.zeros(len(parts[i].vectors), dtype=bool)
+            keep[allowed[i]] = True
+            mask = keep if mask is None else keep & mask
+        masks.append(mask)
+    return masks
+
+
+def _exact_parts(parts, others, allowed):
+    """The parts without lists as ``ivf.search`` scans them exactly."""
+    out = []
+    for i in others:
+        p = parts[i]
+        rows = None if allowed is None else allowed[i]
+        out.append((p.vectors, p.norms, rows, p.alive if rows is None else None))
+    return out
+
+
 def _scan(parts, xq, metric, k, allowed, oversample):
     """The exact scan: of the compressed codes, re-ranked from float32 (``compressed``),
     where the segments have codes, else of the float32 vectors."""
@@ -216,7 +309,7 @@ def _note_exact(trace: Trace, snap, allowed, why: str, *, engine: str = "numba")
     )
 
 
-def _note_graph(trace: Trace, snap, allowed, ef: int) -> None:
+def _note_graph(trace: Trace, snap, allowed, ef: int, *, engine: str = "numba") -> None:
     """The HNSW plan's facts: the graphs searched and the rows scanned exactly beside them
     (pending rows, and segments written before the graphs)."""
     parts = snap.parts
@@ -232,7 +325,7 @@ def _note_graph(trace: Trace, snap, allowed, ef: int) -> None:
     trace.note(
         plan="HNSW",
         reason=why,
-        engine="numba",
+        engine=engine,
         segments=[p.seg for p in parts if p.seg is not None],
         graph_segments=[p.seg for p in searched],
         pending_rows=sum(len(p.vectors) for p in parts if p.seg is None),
@@ -241,7 +334,9 @@ def _note_graph(trace: Trace, snap, allowed, ef: int) -> None:
     )
 
 
-def _note_ann(trace: Trace, snap, xq, metric, k, allowed, indexed, nprobe, refine) -> None:
+def _note_ann(
+    trace: Trace, snap, xq, metric, k, allowed, indexed, nprobe, refine, *, engine: str = "numba"
+) -> None:
     """The IVF plan's facts: the lists the first query probes (found as the kernels find
     them: the nprobe nearest centroids) and the rows they hold."""
     model, parts = snap.model, snap.parts
@@ -271,7 +366,7 @@ def _note_ann(trace: Trace, snap, xq, metric, k, allowed, indexed, nprobe, refin
     trace.note(
         plan="IVF-PQ" if pq else "IVF",
         reason=why,
-        engine="numba",
+        engine=engine,
         segments=[p.seg for p in parts if p.seg is not None],
         indexed_segments=[parts[i].seg for i in indexed],
         pending_rows=sum(len(p.vectors) for p in parts if p.seg is None),

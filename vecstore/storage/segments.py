@@ -12,8 +12,9 @@ import itertools
 import mmap
 import os
 import struct
+import threading
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,6 +164,8 @@ class Segment:
     rids: np.ndarray  # int64 (count,)
     _map: FileMap | None
     path: Path | None = None
+    # the payload checksum still to verify (``open_segment(..., defer=True)``), else None
+    check: SegmentCheck | None = None
 
     def read_rows(self, positions: np.ndarray) -> np.ndarray:
         """The vectors of rows ``positions`` (int64, sorted) as a new float32 array, read
@@ -272,17 +275,100 @@ def pread_crc32(fd: int, start: int, end: int, *, block: int = 1 << 20) -> int:
     return (_combine or crc32_combine)(a, b, end - half)
 
 
+class SegmentCheck:
+    """The payload checksum of a segment mapped before it was verified: ``run`` verifies it,
+    ``scan`` verifies it while a caller reads the vectors block by block. Either raises
+    ``CorruptStoreError`` on a mismatch, and both are no-ops once it has passed; until then
+    the segment's arrays must not be trusted. Thread-safe: one verification at a time."""
+
+    def __init__(self, path: Path, view: memoryview, lay: Layout, crc: int):
+        self._path, self._view, self._lay, self._crc = path, view, lay, crc
+        self._lock = threading.Lock()
+        self.done = False
+
+    def run(self) -> None:
+        """Verify the payload (``pread`` in two threads, as ``open_segment`` does; through the
+        map when the file can no longer be opened, a compaction having unlinked it)."""
+        with self._lock:
+            if self.done:
+                return
+            try:
+                fd = open_regular(self._path, "segment file")
+            except (OSError, CorruptStoreError):
+                got = crc32(self._view[HEADER_SIZE:])
+            else:
+                try:
+                    got = pread_crc32(fd, HEADER_SIZE, self._lay.size)
+                finally:
+                    os.close(fd)
+            self._finish(got)
+
+    def scan(self, block: Callable[[int, int], object], rows: int, threads: int = 2) -> None:
+        """Call ``block(lo, hi)`` on consecutive row ranges ``[lo, hi)`` of the vectors, at most
+        ``rows`` each, covering them all, in ``threads`` threads (one contiguous share each),
+        each range checksummed just before: its bytes are read once from memory and are
+        still in the CPU cache when ``block`` scans them. Then verifies the whole payload and
+        raises ``CorruptStoreError`` on a mismatch (the caller must not use what ``block``
+        computed). ``block`` must be thread-safe; when the check has already passed (or
+        another thread is running it) the ranges are scanned without it."""
+        count, dim = self._lay.count, self._lay.dim
+        if self.done or not self._lock.acquire(blocking=False):
+            self.run()  # waits for a verification under way, then passes or raises
+            for lo in range(0, count, rows):
+                block(lo, min(count, lo + rows))
+            return
+        try:
+            if self.done:
+                for lo in range(0, count, rows):
+                    block(lo, min(count, lo + rows))
+                return
+            row = 4 * dim
+            view = self._view
+
+            def share(lo: int, hi: int) -> int:
+                crc = 0
+                for a in range(lo, hi, rows):
+                    b = min(hi, a + rows)
+                    crc = crc32(view[HEADER_SIZE + a * row : HEADER_SIZE + b * row], crc)
+                    block(a, b)
+                return crc
+
+            cuts = [count * t // threads for t in range(threads + 1)]
+            if threads > 1 and count >= 2 * rows:
+                with ThreadPoolExecutor(threads) as pool:
+                    crcs = list(pool.map(share, cuts[:-1], cuts[1:]))
+            else:
+                crcs, cuts = [share(0, count)], [0, count]
+            combine = _combine or crc32_combine
+            got = crcs[0]
+            for c, lo, hi in zip(crcs[1:], cuts[1:-1], cuts[2:]):
+                got = combine(got, c, (hi - lo) * row)
+            tail = view[HEADER_SIZE + count * row : self._lay.size]  # padding, norms, rids
+            got = combine(got, crc32(tail), len(tail))
+            self._finish(got)
+        finally:
+            self._lock.release()
+
+    def _finish(self, got: int) -> None:
+        if got != self._crc:
+            raise _corrupt(self._path, "payload checksum mismatch")
+        self.done = True
+
+
 def _corrupt(path: Path, what: str) -> CorruptStoreError:
     return CorruptStoreError(f"segment file {path} is corrupt: {what}")
 
 
-def open_segment(path: Path, expected: SegmentInfo, *, verify: bool = True) -> Segment:
+def open_segment(
+    path: Path, expected: SegmentInfo, *, verify: bool = True, defer: bool = False
+) -> Segment:
     """Map a segment read-only after checking it against its header and catalog record.
 
     Every size the header declares is checked against the real file size, and both against
     the catalog, before anything is mapped. With ``verify`` the payload checksum is checked
     too (CRC-32: 25 GB/s with zlib-ng, 3 with zlib), so flipped bytes surface as
-    ``CorruptStoreError``.
+    ``CorruptStoreError``; with ``defer`` as well, it is left to the segment's ``check``
+    (``SegmentCheck``), which its reader must pass before trusting the arrays.
     Raises ``FileNotFoundError`` if the file is gone (a concurrent compaction removed it),
     and ``CorruptStoreError`` if it is not a regular file (never blocking on a FIFO). The
     map holds no file descriptor.
@@ -316,7 +402,7 @@ def open_segment(path: Path, expected: SegmentInfo, *, verify: bool = True) -> S
         want = (expected.count, expected.dim, expected.size, expected.crc)
         if got != want:
             raise _corrupt(path, f"(count, dim, size, crc) {got} disagree with the catalog {want}")
-        if verify and count and pread_crc32(fd, HEADER_SIZE, size) != crc:
+        if verify and not defer and count and pread_crc32(fd, HEADER_SIZE, size) != crc:
             raise _corrupt(path, "payload checksum mismatch")
         mm = FileMap(fd, size) if count else None
     finally:
@@ -328,4 +414,5 @@ def open_segment(path: Path, expected: SegmentInfo, *, verify: bool = True) -> S
     vectors = vectors.reshape(count, dim)
     norms = np.frombuffer(mm.view, dtype="<f4", count=count, offset=no)
     rids = np.frombuffer(mm.view, dtype="<i8", count=count, offset=ro)
-    return Segment(expected, vectors, norms, rids, mm, path)
+    check = SegmentCheck(path, mm.view, lay, crc) if verify and defer else None
+    return Segment(expected, vectors, norms, rids, mm, path, check)
