@@ -357,3 +357,45 @@ def test_a_damaged_segment_never_answers_a_first_ann_query(tmp_path, spec):
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["corrupt"]
+
+
+def test_a_filtered_ivf_query_takes_the_kernels_plan_on_the_numpy_path(tmp_path):
+    # Under a filter the kernels' plan widens the default nprobe by the selectivity (or scans
+    # the kept rows when that is cheaper); the NumPy path must take the same plan, so a
+    # filtered query gives the same rows before and after the kernels load.
+    import vecstore
+
+    rng = np.random.default_rng(3)
+    x = _clustered(rng, 40_000, 16)
+    with vecstore.open(tmp_path / "s") as db:
+        c = db.create_collection("c", dim=16)
+        c.add([str(i) for i in range(len(x))], vectors=x,
+              metadata=[{"g": i % 10, "h": i % 4} for i in range(len(x))])  # fmt: skip
+        c.create_index(vecstore.IVFPQ(nlist=64, nprobe=2, m=4))
+    script = textwrap.dedent(
+        """
+        import json, sys
+        import numpy as np, vecstore
+        q = np.random.default_rng(4).standard_normal((5, 16), dtype=np.float32)
+        with vecstore.open(sys.argv[1], read_only=True) as db:
+            c = db.get_collection("c")
+            out = {w: [c.query(v, k=10, where={w: 3}).ids for v in q] for w in ("g", "h")}
+            out["plans"] = [str(c.explain(q[0], k=10, where={w: 3})) for w in ("g", "h")]
+            print(json.dumps(out))
+        """
+    )
+    got = {}
+    for mode in ("numpy", "0"):
+        out = subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path / "s")],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=dict(os.environ, VECSTORE_COLD_START=mode),
+        )
+        assert out.returncode == 0, out.stderr
+        got[mode] = json.loads(out.stdout)
+    assert "numpy" in got["numpy"]["plans"][0] and "numpy" not in got["0"]["plans"][0]
+    assert all("IVF-PQ" in plan for plan in got["0"]["plans"])  # the index, with the filter
+    assert got["numpy"]["g"] == got["0"]["g"]
+    assert got["numpy"]["h"] == got["0"]["h"]

@@ -146,31 +146,17 @@ def kernel_search(
             _note_exact(trace, snap, allowed, _why_exact(snap, exact, allowed is not None))
         return _scan(parts, xq, metric, k, allowed, refine)
     if allowed is not None:
-        choice, probe = filtered_plan(snap, allowed, k, nprobe, refine)
+        choice, nprobe = filtered_plan(snap, allowed, k, nprobe, refine)
         if choice.plan == "filtered scan":
             if trace is not None:
-                why = (
-                    f"the filter keeps {sum(len(a) for a in allowed):,} rows: scanning them "
-                    f"reads less than probing the index (estimated {choice.cost:,.0f} values "
-                    f"read, {choice.detail}; or they are at most {EXACT_FILTER_ROWS:,})"
-                )
-                _note_exact(trace, snap, allowed, why)
+                _note_exact(trace, snap, allowed, _why_filtered_scan(allowed, choice))
             return _scan(parts, xq, metric, k, allowed, None)
-        nprobe = probe
     if trace is not None:
         _note_ann(trace, snap, xq, metric, k, allowed, indexed, nprobe, refine)
     others = [i for i in range(len(parts)) if parts[i].offsets is None]
-    masks = []
-    for i in indexed:
-        masks.append(parts[i].alive if allowed is None else kept_mask(allowed, i, parts[i]))
     kept = None
     if allowed is not None and len(xq) == 1:
         kept = [kept_lists(allowed, i, parts[i]) for i in indexed]
-    exact_parts = []
-    for i in others:
-        p = parts[i]
-        rows = None if allowed is None else allowed[i]
-        exact_parts.append((p.vectors, p.norms, rows, p.alive if rows is None else None))
     D, I, counts = ivf.search(
         [(parts[i].vectors, parts[i].norms, parts[i].offsets, parts[i].codes) for i in indexed],
         model,
@@ -179,8 +165,8 @@ def kernel_search(
         k,
         nprobe=nprobe,
         refine=refine,
-        masks=masks,
-        exact_parts=exact_parts,
+        masks=_ivf_masks(parts, indexed, allowed),
+        exact_parts=_exact_parts(parts, others, allowed),
         layouts=[snap.fast_layout(parts[i]) for i in indexed],
         kept=kept,
     )
@@ -212,22 +198,15 @@ def cold_search(
         D, I, counts = cold.search_graph(parts, xq, metric, k, ef or model.ef_search, allowed)
         return D, flat.labels_to_rids(I, [p.rids for p in parts]), counts
     indexed = [i for i, p in enumerate(parts) if p.offsets is not None]
-    cheaper = (
-        not exact
-        and model is not None
-        and indexed
-        and allowed is not None
-        and _exact_is_cheaper(snap, allowed, k, nprobe, refine)
-    )
+    choice = None
+    if not exact and model is not None and indexed and allowed is not None:
+        choice, nprobe = filtered_plan(snap, allowed, k, nprobe, refine)  # as the kernels
+    cheaper = choice is not None and choice.plan == "filtered scan"
     if exact or model is None or not indexed or cheaper:
         if trace is not None:
             why = _why_exact(snap, exact, allowed is not None)
             if cheaper:
-                why = (
-                    f"the filter keeps {sum(len(a) for a in allowed):,} rows: scanning them "
-                    "reads less than probing the index (or they are at most "
-                    f"{EXACT_FILTER_ROWS:,})"
-                )
+                why = _why_filtered_scan(allowed, choice)
             _note_exact(trace, snap, allowed, why, engine="numpy")
         return cold.search(parts, xq, metric, k, allowed)
     if trace is not None:
@@ -249,15 +228,17 @@ def cold_search(
 
 def _ivf_masks(parts, indexed, allowed):
     """Per indexed part, its searchable rows: live and kept by the filter (None: all)."""
-    masks = []
-    for i in indexed:
-        mask = parts[i].alive
-        if allowed is not None:
-            keep = np.zeros(len(parts[i].vectors), dtype=bool)
-            keep[allowed[i]] = True
-            mask = keep if mask is None else keep & mask
-        masks.append(mask)
-    return masks
+    if allowed is None:
+        return [parts[i].alive for i in indexed]
+    return [kept_mask(allowed, i, parts[i]) for i in indexed]
+
+
+def _why_filtered_scan(allowed, choice) -> str:
+    return (
+        f"the filter keeps {sum(len(a) for a in allowed):,} rows: scanning them "
+        f"reads less than probing the index (estimated {choice.cost:,.0f} values "
+        f"read, {choice.detail}; or they are at most {EXACT_FILTER_ROWS:,})"
+    )
 
 
 def _exact_parts(parts, others, allowed):
@@ -421,11 +402,6 @@ def filtered_plan(
         ),
     ]  # fmt: skip
     return costs.cheapest(estimates, n_allowed), probe
-
-
-def _exact_is_cheaper(snap, allowed, k: int, nprobe: int | None, refine: int | None) -> bool:
-    """Whether the cost model prefers the exact scan of the kept rows (``filtered_plan``)."""
-    return filtered_plan(snap, allowed, k, nprobe, refine)[0].plan == "filtered scan"
 
 
 def kept_lists(allowed, i: int, part: flat.Part) -> tuple[np.ndarray, np.ndarray]:

@@ -51,9 +51,9 @@ class Quick:
         part = self.part
         R = np.empty(k, dtype=np.int64)
         R[0] = 0  # not a status, whatever the kernel leaves
+        if not cold.ready():
+            return None  # plan.search answers with NumPy while the kernels load
         if self.graph_ef is None:
-            if not cold.ready():
-                return None  # plan.search answers with BLAS while the kernels load
             scores = single.exact_one(xq, part.vectors, part.norms, self.code, self.mask,
                                       self.has_mask, part.rids, R, lo, hi)  # fmt: skip
         else:
