@@ -85,8 +85,9 @@ class VecstoreIVFPQ(VecstoreFlat):
     kind = "ann"
     knob_name = "nprobe"
     notes = (
-        "IVFPQ() defaults (nlist 4*sqrt(N), 8-bit PQ, re-ranking x10 against the float32 "
-        "vectors), created with create_index() after the bulk load, cosine"
+        "IVFPQ() defaults (nlist 4*sqrt(N); 8-bit PQ re-ranked x10 against the float32 "
+        "vectors, or flat float32 lists at d <= 64), created with create_index() after the "
+        "bulk load, cosine"
     )
     nprobe: int | None = None
 
