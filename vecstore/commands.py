@@ -499,12 +499,24 @@ def collections_list(args: argparse.Namespace) -> int:
 def collections_create(args: argparse.Namespace) -> int:
     if (args.dim is None) == (args.encoder is None):
         raise UsageError("collections create needs exactly one of --dim and --encoder")
+    encoder = args.encoder
+    if args.backend != "torch" or args.quantize is not None:
+        if not isinstance(encoder, str):
+            raise UsageError("--backend and --quantize need --encoder naming a model")
+        if args.quantize is not None and (args.backend, args.quantize) not in (
+            ("onnx", "int8"), ("openvino", "int8"), ("openvino", "bf16"),
+        ):  # fmt: skip
+            raise UsageError(f"--quantize {args.quantize} does not apply to --backend "
+                             f"{args.backend}")  # fmt: skip
+        encoder = encoders.SentenceTransformerEncoder(
+            encoder, backend=args.backend, quantize=args.quantize
+        )
     with _open(args, write=True, create=True) as db:
         coll = db.create_collection(
             args.name,
             dim=args.dim,
             metric=args.metric,
-            encoder=args.encoder,
+            encoder=encoder,
             index=args.index,
             language=args.language,
             vectors=args.vectors,
