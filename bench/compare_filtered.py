@@ -115,11 +115,11 @@ def _bitmap_faiss(base):
 
 def _nocache_vecstore(base):
     class VecstoreNoFilterCache(base):
-        """vecstore with its filter cache emptied before every query (diagnostic: reaches
-        into the store's private cache, which the public API does not expose)."""
+        """vecstore with its filter cache emptied before every query
+        (``Database.clear_query_caches``): each query evaluates its filter in SQL."""
 
         def search_filtered(self, q, k, field, value):
-            self.db._store.filter_cache.clear()
+            self.db.clear_query_caches()
             return super().search_filtered(q, k, field, value)
 
     return VecstoreNoFilterCache

@@ -285,6 +285,12 @@ class Database:
         next time they are written. (``compact`` already drops those no live row has.)"""
         return self._store.clear_embedding_cache()
 
+    def clear_query_caches(self) -> None:
+        """Forget what this process keeps to answer repeated queries faster: filter results
+        and query embeddings. Nothing on disk changes; the next queries evaluate their filters
+        and embed their texts again (for measuring a first-time query, say)."""
+        self._store.clear_query_caches()
+
     def restore_quarantine(self) -> RestoreInfo:
         """Move back into the store the quarantined files that the catalog names again.
 

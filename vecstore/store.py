@@ -536,6 +536,11 @@ class Store:
 
     # -- closing ------------------------------------------------------------------------
 
+    def clear_query_caches(self) -> None:
+        """Drop the in-process filter results and query embeddings (``Database``)."""
+        self.filter_cache.clear()
+        self.query_cache.clear()
+
     def close(self) -> None:
         """Close the store. Further use raises ``StoreClosed``. Closing twice is harmless."""
         with self.lock:

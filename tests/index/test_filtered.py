@@ -158,3 +158,23 @@ def test_repeated_filters_with_different_values_do_not_mix(tmp_path):
                 got = c.query_many(x[:5], k=20, where=where, nprobe=8)
                 exact = c.query_many(x[:5], k=20, where=where, exact=True)
                 assert [r.ids for r in got] == [r.ids for r in exact]
+
+
+def test_clear_query_caches_makes_a_repeated_filter_run_its_sql_again(tmp_path, monkeypatch):
+    from vecstore.storage.catalog import Catalog
+
+    calls = []
+    evaluate = Catalog.filtered_rids
+    monkeypatch.setattr(
+        Catalog, "filtered_rids", lambda self, *a: calls.append(a) or evaluate(self, *a)
+    )
+    x = embeddings(1200, seed=6)
+    with vecstore.open(tmp_path / "s", progress=False) as db:
+        c = db.create_collection("c", dim=DIM, index=IVF(nlist=8, min_rows=500))
+        c.add(ids(0, 1200), vectors=x, metadata=[{"g": i % 3} for i in range(1200)])
+        first = c.query(x[0], k=10, where={"g": 1})
+        assert c.query(x[0], k=10, where={"g": 1}).ids == first.ids
+        assert len(calls) == 1  # the second query read the cache
+        db.clear_query_caches()
+        assert c.query(x[0], k=10, where={"g": 1}).ids == first.ids
+        assert len(calls) == 2
