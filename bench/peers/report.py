@@ -13,6 +13,14 @@ from .base import SYSTEMS, adapter_class
 from .data import FILTERS
 
 VECSTORE = ("vecstore-flat", "vecstore-ivfpq", "vecstore-hnsw", "vecstore-int8", "vecstore-binary")
+# how the recall-QPS plots draw vecstore's own systems (colour, marker)
+VECSTORE_STYLE = {
+    "vecstore-flat": ("black", "s"),
+    "vecstore-ivfpq": ("red", "o"),
+    "vecstore-hnsw": ("darkred", "D"),
+    "vecstore-int8": ("darkorange", "^"),
+    "vecstore-binary": ("gold", "v"),
+}
 # the vecstore systems a peer is compared with, in this order (a row per pair); a peer not
 # listed is compared with vecstore-flat if exact, vecstore-ivfpq if approximate
 COUNTERPARTS = {
@@ -200,12 +208,14 @@ def plot(name: str, entry: dict, target: float, path: Path) -> bool:
             xs = [p["recall"] for p in pts]
             ys = [p[f"qps_{mode}"] / ref for p in pts]
             exact = sysres.get("kind") == "exact"
-            if system in VECSTORE:
-                color, width = ("black" if exact else "red"), 2.6
+            marker = "s" if exact else "o"
+            if system in VECSTORE:  # heavy lines, told apart by shade and marker
+                color, width = VECSTORE_STYLE.get(system, ("red", "o"))[0], 2.6
+                marker = "s" if exact else VECSTORE_STYLE.get(system, ("red", "o"))[1]
             else:
                 color, width = plt.cm.tab10(peers.index(system) % 10), 1.3
             ax.plot(
-                xs, ys, "" if exact else "-", marker="s" if exact else "o", ms=7 if exact else 4,
+                xs, ys, "" if exact else "-", marker=marker, ms=7 if exact else 5,
                 lw=width, label=system, color=color,
             )  # fmt: skip
             drawn = True
