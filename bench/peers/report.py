@@ -237,6 +237,12 @@ def plot(name: str, entry: dict, target: float, path: Path) -> bool:
     return True
 
 
+def _datasets_flag(settings: dict) -> str:
+    """`` --datasets ...`` when the run was not over the default datasets."""
+    given = settings.get("datasets")
+    return "" if not given or given == "glove,wordnet,synthetic-1m" else f" --datasets {given}"
+
+
 def _env_lines(res: dict) -> list[str]:
     env, s = res["environment"], res["settings"]
     pk = env["packages"]
@@ -245,7 +251,7 @@ def _env_lines(res: dict) -> list[str]:
     return [
         f"- **Run:** {env['date']}, vecstore at git `{env['git_head']}` (source sha1 "
         f"`{env['vecstore_source_sha1']}`), `python bench/compare_peers.py"
-        f"{' --quick' if s.get('quick') else ''}`.",
+        f"{' --quick' if s.get('quick') else ''}{_datasets_flag(s)}`.",
         f"- **Machine:** {env['cpu']}, {env['cores']} cores, {env['memory_gib']} GiB, "
         f"{env['platform']}, Python {env['python']}. Shared with other jobs: load average "
         f"{env['loadavg_start'][0]:.1f} at the start, {env.get('loadavg_end', [math.nan])[0]:.1f} "
@@ -487,8 +493,9 @@ def _reading(res: dict) -> list[str]:
                 f"- Never reaching recall {res['settings']['target']} at any setting (their rows "
                 "compare best points, and the interpolated column is n/a): "
                 + ", ".join(capped)
-                + ". Their recall stops rising with the knob, the signature of product-"
-                "quantization noise that a re-ranking of k × 10 candidates does not remove."
+                + ". Their recall stops rising with the knob: the noise of their codes (PQ, or "
+                "one bit per dimension, which 50-d vectors cannot spare) is more than the "
+                "re-ranking of the candidates removes."
             )
         ff = systems.get("faiss-flat") or {}
         d = res["datasets"][name]["info"]["d"]
