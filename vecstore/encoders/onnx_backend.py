@@ -2,7 +2,8 @@
 transformer to ONNX once (offline, from the files already loaded), fuses it, optionally
 int8-quantises its weights, caches the result on disk and embeds through it.
 
-Imports nothing from vecstore but ``errors``; torch, onnx and onnxruntime only when called.
+Imports nothing from vecstore but ``errors`` and ``tracing`` (the module it exports); torch,
+onnx and onnxruntime only when called.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidInput, MissingDependency
+from . import tracing
 
 QUANTIZE = (None, "int8")
 # Bumped whenever the export, fusion or quantisation recipe changes: a cached file made by
@@ -103,31 +105,15 @@ def export(model: Any, target: str, out: Path) -> tuple[int, int]:
     sequence axes dynamic, from the local files ``target`` names (never the network).
     Returns the attention heads and hidden size, which the fusion needs."""
     import torch
-    from transformers import AutoModel
 
-    # eager attention exports as plain MatMul/Softmax, which the fusion step turns into ORT's
-    # Attention kernel; the SDPA form does not fuse and runs about 1.5x slower on long texts
-    hf = AutoModel.from_pretrained(target, attn_implementation="eager", local_files_only=True)
-    hf.train(False)  # inference mode (dropout off)
-    sample = model.tokenizer(["an example text", "two"], padding=True, return_tensors="pt")
-    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
-
-    class LastHidden(torch.nn.Module):
-        """Keyword inputs in a fixed order (transformers' positional order varies)."""
-
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, *tensors):
-            return self.inner(**dict(zip(names, tensors))).last_hidden_state
-
+    traced = tracing.last_hidden(model, target)
+    names = traced.names
     axes = {n: {0: "batch", 1: "sequence"} for n in [*names, "last_hidden_state"]}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         torch.onnx.export(
-            LastHidden(hf),
-            tuple(sample[n] for n in names),
+            traced.module,
+            traced.sample,
             str(out),
             input_names=names,
             output_names=["last_hidden_state"],
@@ -135,7 +121,7 @@ def export(model: Any, target: str, out: Path) -> tuple[int, int]:
             opset_version=17,
             dynamo=False,
         )
-    config = hf.config
+    config = traced.config
     return int(getattr(config, "num_attention_heads", 0)), int(getattr(config, "hidden_size", 0))
 
 

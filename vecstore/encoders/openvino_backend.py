@@ -3,8 +3,9 @@ transformer to an OpenVINO model once (offline, from the files already loaded), 
 compresses its weights to int8, caches it on disk and embeds through OpenVINO's CPU plugin,
 in fp32, bf16 or int8 weights.
 
-Imports nothing from vecstore but ``errors`` and ``onnx_backend`` (the cache root and the
-model-layout check); torch, openvino and nncf only when called.
+Imports nothing from vecstore but ``errors``, ``tracing`` (the module it converts) and
+``onnx_backend`` (the cache root and the model-layout check); torch, openvino and nncf only
+when called.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import MissingDependency
-from . import onnx_backend
+from . import onnx_backend, tracing
 
 QUANTIZE = (None, "bf16", "int8")
 # Bumped whenever the conversion or weight compression changes: a cached model made by
@@ -92,26 +93,10 @@ def convert(model: Any, target: str, out: Path, *, compress: bool) -> None:
     network); with ``compress``, weights to int8 (asymmetric, one scale and zero point per
     output channel, NNCF's data-free weight compression)."""
     import torch
-    from transformers import AutoModel
 
     ov = load_openvino()
-
-    # eager attention traces as MatMul/Softmax, which OpenVINO fuses into its own attention
-    hf = AutoModel.from_pretrained(target, attn_implementation="eager", local_files_only=True)
-    hf.train(False)  # inference mode (dropout off)
-    sample = model.tokenizer(["an example text", "two"], padding=True, return_tensors="pt")
-    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
-
-    class LastHidden(torch.nn.Module):
-        """Keyword inputs in a fixed order (transformers' positional order varies)."""
-
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, *tensors):
-            return self.inner(**dict(zip(names, tensors))).last_hidden_state
-
+    traced = tracing.last_hidden(model, target)
+    names = traced.names
     with (
         warnings.catch_warnings(),
         torch.no_grad(),
@@ -119,7 +104,7 @@ def convert(model: Any, target: str, out: Path, *, compress: bool) -> None:
         no_telemetry(),
     ):
         warnings.simplefilter("ignore")  # tracing warnings about data-dependent branches
-        ov_model = ov.convert_model(LastHidden(hf), example_input=tuple(sample[n] for n in names))
+        ov_model = ov.convert_model(traced.module, example_input=traced.sample)
         for port, name in zip(ov_model.inputs, names):
             port.get_tensor().set_names({name})
         ov_model.outputs[0].get_tensor().set_names({"last_hidden_state"})
