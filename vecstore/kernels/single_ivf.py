@@ -111,3 +111,15 @@ def ivf_one(xq, metric, C8, cs, cn2, cbt, width, offsets, codes, xb, norms, mask
     if pq:
         rerank_into(qn, np.float32(1.0), metric, xb, norms, CI, D, I, 0, 0)
     return _final(D, I, metric, xq, rids, R)
+
+
+@njit(cache=True, nogil=True)
+def finish_one(D, I, metric, xq, rids, R, lo, hi):
+    """The last step of a query whose lists were scanned by adc.py's wrappers (several
+    segments, or lists split over threads): returns the heap D/I (k,)'s scores best first
+    and writes their rids into R, as ``ivf_one`` ends; R[0] = BAD_QUERY (no scores) if xq is
+    out of [lo, hi]."""
+    if not _fits(xq[0], lo, hi):
+        R[0] = BAD_QUERY
+        return np.empty(0, dtype=np.float32)
+    return _final(D, I, metric, xq, rids, R)
