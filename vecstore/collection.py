@@ -489,7 +489,6 @@ class Collection:
             and exclude_ids is None
             and mode == "vector"
             and image is None
-            and nprobe is None
             and refine is None
             and exact is False
             and text is None
@@ -497,7 +496,7 @@ class Collection:
             and rrf_k is None
             and weight is None
         ):  # the common query: one vector, nothing else
-            got = self._reader.quick(q, k, ef)
+            got = self._reader.quick(q, k, ef, nprobe)
             if got is not None:
                 return got
         return self._query(

@@ -378,12 +378,13 @@ class Reader:
             trace.note(rows_fetched=len(set(missing)), rows_cached=len(found) - len(missing))
         return scores, rids, counts, found
 
-    def quick(self, q: np.ndarray, k: Any, ef: Any) -> QueryResult | None:
-        """``search`` of one unfiltered vector query without overrides (but ``ef``) on the
-        snapshot the last query kept, in one compiled call (``index.quick``), while nothing
-        has been committed since: the common query, with one check of each argument and
-        SQL only for rows not kept yet. None where it does not apply or an argument is not
-        plainly valid: the caller takes the full path (which raises the right error)."""
+    def quick(self, q: np.ndarray, k: Any, ef: Any, nprobe: Any = None) -> QueryResult | None:
+        """``search`` of one unfiltered vector query without overrides (but ``ef`` or
+        ``nprobe``) on the snapshot the last query kept, in one compiled call
+        (``index.quick``), while nothing has been committed since: the common query, with
+        one check of each argument and SQL only for rows not kept yet. None where it does
+        not apply or an argument is not plainly valid: the caller takes the full path (which
+        raises the right error)."""
         record = self._record
         if (
             q.dtype != np.float32
@@ -392,12 +393,15 @@ class Reader:
             or type(k) is not int
             or not 1 <= k <= inputs.MAX_K
             or (ef is not None and (type(ef) is not int or not 1 <= ef <= 65536))
+            or (nprobe is not None and (type(nprobe) is not int or nprobe < 1))
         ):
             return None
         entry = self._store.fresh(record)
         if entry is None:
             return None
         if ef is not None and not isinstance(entry.spec, specs.HNSW):
+            return None
+        if nprobe is not None and not isinstance(entry.spec, (specs.IVF, specs.IVFPQ)):
             return None
         how = entry.plan
         if how is None:
@@ -407,7 +411,7 @@ class Reader:
         xq = q.reshape(1, -1)
         if not (xq.flags.c_contiguous and xq.flags.writeable):
             xq = xq.copy()  # one compiled specialisation: C-contiguous and writable
-        got = how.search(xq, k, ef, _LOW, _HIGH)
+        got = how.search(xq, k, ef, _LOW, _HIGH, nprobe)
         if not got:
             return None
         scores, rids = got

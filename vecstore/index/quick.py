@@ -3,10 +3,11 @@ kept between queries (``store.Fresh``) is answered in one compiled call, from th
 vector to the final scores and catalog row ids (``kernels/single.py``).
 
 It covers the common shapes: one block of float32 rows scanned exactly on the calling thread
-(a small collection), or one segment with its HNSW graph. Anything else (several blocks, IVF,
-compressed codes, a block large enough for threads, kernels not loaded yet) has no plan and
-is answered by ``plan.search``, as is a graph search that meets tombstones and finds fewer
-rows than asked for. Uses kernels lazily; no SQL.
+(a small collection), or one segment with its HNSW graph; a snapshot with IVF or IVF-PQ lists
+gets ``quick_ivf``'s plan. Anything else (several blocks, compressed codes, a block large
+enough for threads, kernels not loaded yet) has no plan and is answered by ``plan.search``,
+as is a graph search that meets tombstones and finds fewer rows than asked for. Uses
+kernels lazily; no SQL.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import threading
 
 import numpy as np
 
-from . import cold, flat
+from . import cold, flat, quick_ivf
 from . import graph as graphs
 from .pages import release_compiler_pages
 
@@ -42,10 +43,12 @@ class Quick:
         self.has_mask = alive is not None
         self.live = len(part.vectors) if alive is None else int(np.count_nonzero(alive))
 
-    def search(self, xq: np.ndarray, k: int, ef: int | None, lo: float, hi: float):
+    def search(self, xq: np.ndarray, k: int, ef: int | None, lo: float, hi: float,
+               nprobe: int | None = None):  # fmt: skip
         """``(scores, rids)`` of one query ``xq`` float32 (1, d): float32 (c,) best first
         and a list of c rids; ``None`` when the plan cannot answer it (take ``plan.search``);
-        ``False`` when ``xq`` has a component outside [lo, hi] (or NaN, inf)."""
+        ``False`` when ``xq`` has a component outside [lo, hi] (or NaN, inf). ``nprobe`` is
+        an IVF parameter (``quick_ivf``; always None here)."""
         single = self.kernels
         release_compiler_pages()  # LLVM pages a kernel load may have left mapped
         part = self.part
@@ -74,17 +77,19 @@ class Quick:
         return scores, R[: len(scores)].tolist()
 
 
-def prepare(snap: flat.Snapshot, metric: str) -> Quick | None:
+def prepare(snap: flat.Snapshot, metric: str) -> Quick | quick_ivf.IvfQuick | None:
     """The single-query plan of ``snap``, or None where ``plan.search`` must answer."""
     from ..kernels import single
 
+    model = snap.model
+    if not graphs.is_graph(model) and any(p.offsets is not None for p in snap.parts):
+        return quick_ivf.prepare(snap, metric)  # IVF or IVF-PQ lists
     parts = snap.parts
     if len(parts) != 1:
         return None
     part = parts[0]
     if part.packed is not None or not len(part.vectors):
         return None
-    model = snap.model
     if graphs.is_graph(model):
         if part.graph is None:
             return None

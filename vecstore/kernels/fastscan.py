@@ -31,7 +31,7 @@ from numba.extending import intrinsic
 from .adc import L2, lut, offer
 
 # The kernels modules whose jitted helpers this one calls, and their hashes: see exact.py.
-JIT_SOURCES = {"adc": "ef4fd0544517", "exact": "f41f649f7e2b", "heap": "e0cd3a2ed0e7"}
+JIT_SOURCES = {"adc": "80d8347d0b4c", "exact": "f41f649f7e2b", "heap": "e0cd3a2ed0e7"}
 
 BLOCK = 32  # rows per block: one 256-bit register of codes, a byte per row
 KSUB = 16  # centroids per sub-quantizer (4-bit codes)
