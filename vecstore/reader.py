@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from . import inputs
+from . import fieldeval, inputs
 from .config import CollectionConfig
 from .errors import CollectionNotFound, CorruptStoreError, IdNotFound, InvalidInput
 from .hybrid import Ranking, fuse, text_only
@@ -526,13 +526,13 @@ class Reader:
             coll = self._record.id
             sql, params = compile_filters(coll, where, where_document, self.analyzer.contains_terms)
             cache, scope, stamp = self._store.filter_cache, self._record.dir, cat.stamp()
+
+            def compute() -> np.ndarray:
+                return self.filtered_rids(cat, stamp, where, where_document, sql, params)
+
             if within is None and not excluding:
-                return cache.kept(scope, stamp, sql, params, snap,
-                                  lambda: cat.filtered_rids(coll, sql, params),
-                                  snap.allowed_rids)  # fmt: skip
-            rids = cache.rids(
-                scope, stamp, sql, params, lambda: cat.filtered_rids(coll, sql, params)
-            )
+                return cache.kept(scope, stamp, sql, params, snap, compute, snap.allowed_rids)
+            rids = cache.rids(scope, stamp, sql, params, compute)
             if within is not None:
                 rids = rids[np.isin(rids, within, assume_unique=True)]
         elif within is not None:
@@ -550,6 +550,36 @@ class Reader:
         if excluding:
             rids = rids[~np.isin(rids, exclude)]
         return snap.allowed_rids(rids)
+
+    def filtered_rids(
+        self,
+        cat: Catalog,
+        stamp: Any,
+        where: Any,
+        where_document: Any,
+        sql: str,
+        params: list,
+    ) -> np.ndarray:
+        """The sorted rids the filters (compiled to ``sql``, ``params``) keep at ``stamp``:
+        from the per-field columns when the fields' columns are read (or worth reading),
+        else in SQL."""
+        coll = self._record.id
+        if where_document is None and where is not None:
+            fields_ = fieldeval.keys(where)
+            got = fields_ and self._store.field_columns.columns(
+                self._record.dir,
+                stamp,
+                fields_,
+                lambda: fields.row_ids(cat, coll),
+                lambda key: fields.field_groups(cat, coll, key),
+            )
+            if got:
+                n, rids, cols = got
+                try:
+                    return rids[fieldeval.evaluate(where, n, cols)]
+                except fieldeval.Unsupported:
+                    pass
+        return cat.filtered_rids(coll, sql, params)
 
     def rids_of(self, cat: Catalog, ids: list[str] | None) -> np.ndarray | None:
         """The rids of those of ``ids`` that exist (int64, any order), or None for None."""

@@ -1,0 +1,250 @@
+"""Per-field columns of metadata, as Lucene's doc values: one metadata key of every row of a
+collection, dictionary-encoded from the filter index in one read and kept while the catalog's
+stamp is unchanged, so that a filter seen for the first time on a field already read is
+evaluated with NumPy (vecstore.fieldeval) instead of SQL. numpy, the standard library and
+storage.filters only; must not import the catalog, the index or the collection.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .lru import LRU
+from .storage.filters import KIND_BOOL, KIND_NULL, KIND_NUMBER, KIND_STR
+
+#: Bytes of columns and row-id lists kept for all collections of a store.
+FIELD_COLUMN_BYTES = 64 << 20
+#: Columns (and row-id lists, and counters of fields not yet read) kept at most.
+FIELD_COLUMN_ENTRIES = 256
+#: A field is read into a column once this many of its filters were evaluated in SQL at one
+#: stamp. Reading a column costs about as much as 20-60 SQL evaluations of one filter (one
+#: pass over the field's index entries, measured on 100k rows), so a store whose filters on a
+#: field change with every commit keeps answering in SQL, and one answering many filters (a
+#: tenant id per query) reads the column early.
+BUILD_AFTER = 8
+#: Collections with more rows get no columns (every filter stays in SQL).
+MAX_COLUMN_ROWS = 4_000_000
+
+_KINDS = (KIND_NULL, KIND_BOOL, KIND_NUMBER, KIND_STR)
+_TYPES = {KIND_NULL: (int,), KIND_BOOL: (int,), KIND_NUMBER: (int, float), KIND_STR: (str,)}
+
+
+class FieldColumn:
+    """One metadata key of every row of a collection at one stamp, dictionary-encoded.
+
+    ``values`` holds each distinct ``(elem, kind, value)`` once, sorted, so that the groups
+    of one (elem, kind) form a contiguous code range ordered as SQLite orders them (numbers
+    numerically, exactly, ints and floats alike; strings by code point, which is UTF-8 byte
+    order, SQLite's BINARY collation). ``row_code`` gives, per row of the collection's sorted
+    rid list, the code of its scalar value, or ``len(values)`` when it has none (the key is
+    missing or holds a list); ``list_pos``/``list_code`` pair rows with the codes of their
+    list elements.
+    """
+
+    __slots__ = ("values", "spans", "row_code", "list_pos", "list_code")
+
+    def __init__(self, values, spans, row_code, list_pos, list_code):
+        self.values: list = values
+        self.spans: dict[tuple[int, int], tuple[int, int]] = spans
+        self.row_code: np.ndarray = row_code
+        self.list_pos: np.ndarray = list_pos
+        self.list_code: np.ndarray = list_code
+
+    @classmethod
+    def build(cls, universe: np.ndarray, groups: Sequence[tuple], rids: np.ndarray):
+        """The column over the sorted rids ``universe`` from ``storage.fields.field_groups``'s
+        ``(groups, rids)``; None when an entry is not what the filter index may hold (then
+        filters on this key stay in SQL)."""
+        if len(groups) and sum(g[3] for g in groups) != len(rids):
+            return None
+        for elem, kind, value, _ in groups:
+            types = _TYPES.get(kind)
+            if elem not in (0, 1) or types is None or not isinstance(value, types):
+                return None
+            if isinstance(value, bool):
+                return None
+        # Within one (elem, kind) the values are of comparable types, so the tuple sort never
+        # compares a str with a number.
+        order = sorted(range(len(groups)), key=lambda i: groups[i][:3])
+        g = len(groups)
+        group_code = np.empty(g, dtype=np.int32)
+        group_code[order] = np.arange(g, dtype=np.int32)
+        values, spans = [], {}
+        for code, i in enumerate(order):
+            elem, kind, value, _ = groups[i]
+            lo, _hi = spans.get((elem, kind), (code, code))
+            spans[(elem, kind)] = (lo, code + 1)
+            values.append(value)
+        counts = np.fromiter((grp[3] for grp in groups), dtype=np.int64, count=g)
+        codes = np.repeat(group_code, counts)
+        elems = np.repeat(np.fromiter((grp[0] for grp in groups), np.int8, count=g), counts)
+        pos = np.searchsorted(universe, rids)
+        if len(pos) and (pos.max() >= len(universe) or (universe[pos] != rids).any()):
+            return None  # an entry of a row that is not in the collection
+        scalar = elems == 0
+        row_code = np.full(len(universe), g, dtype=np.int32)
+        row_code[pos[scalar]] = codes[scalar]
+        if (np.bincount(pos[scalar], minlength=len(universe)) > 1).any():
+            return None  # two scalar values for one key of one row
+        listed = ~scalar
+        return cls(values, spans, row_code, pos[listed], codes[listed])
+
+    @property
+    def nbytes(self) -> int:
+        # the Python values: about 60 bytes each for short strings and numbers
+        return (
+            self.row_code.nbytes + self.list_pos.nbytes + self.list_code.nbytes
+            + 60 * len(self.values)
+        )  # fmt: skip
+
+    def span(self, elem: int, kind: int) -> tuple[int, int]:
+        """The code range of the entries of one (elem, kind); empty if there are none."""
+        return self.spans.get((elem, kind), (0, 0))
+
+    def ranges(self, elem: int, kind: int, op: str, value: Any) -> list[tuple[int, int]]:
+        """The code ranges of the entries of ``(elem, kind)`` satisfying ``entry OP value``
+        (``op`` one of = > >= < <=), where ``value`` is the SQL value ``kind_of`` gives."""
+        lo, hi = self.span(elem, kind)
+        if lo == hi:
+            return []
+        left = bisect.bisect_left(self.values, value, lo, hi)
+        right = bisect.bisect_right(self.values, value, lo, hi)
+        got = {
+            "=": (left, right),
+            ">": (right, hi),
+            ">=": (left, hi),
+            "<": (lo, left),
+            "<=": (lo, right),
+        }[op]
+        return [got] if got[0] < got[1] else []
+
+    def scalar_rows(self, ranges: list[tuple[int, int]]) -> np.ndarray:
+        """Per row, whether its scalar value's code falls in one of ``ranges``."""
+        rc = self.row_code
+        if not ranges:
+            return np.zeros(len(rc), dtype=bool)
+        if len(ranges) == 1:
+            lo, hi = ranges[0]
+            if hi - lo == 1:
+                return rc == lo
+            return (rc >= lo) & (rc < hi)
+        hit = self._hits(ranges)
+        return hit[rc]
+
+    def list_rows(self, ranges: list[tuple[int, int]]) -> np.ndarray:
+        """Per row, whether one of its list elements' codes falls in one of ``ranges``."""
+        out = np.zeros(len(self.row_code), dtype=bool)
+        if ranges and len(self.list_code):
+            out[self.list_pos[self._hits(ranges)[self.list_code]]] = True
+        return out
+
+    def _hits(self, ranges: list[tuple[int, int]]) -> np.ndarray:
+        hit = np.zeros(len(self.values) + 1, dtype=bool)
+        for lo, hi in ranges:
+            hit[lo:hi] = True
+        return hit
+
+
+class _Seen:
+    """How many filters on a field were evaluated in SQL at one stamp."""
+
+    __slots__ = ("stamp", "count")
+
+    def __init__(self, stamp: Hashable):
+        self.stamp = stamp
+        self.count = 0
+
+
+class FieldColumns:
+    """Columns by ``(scope, key)`` and each collection's sorted rid list by scope, each valid
+    at one catalog stamp, in one LRU bounded by entries and bytes. ``scope`` is the
+    collection's directory name (unique for every collection ever created). Thread-safe
+    (two threads may read the same column at once; the last one is kept)."""
+
+    def __init__(
+        self,
+        *,
+        max_bytes: int = FIELD_COLUMN_BYTES,
+        max_entries: int = FIELD_COLUMN_ENTRIES,
+        build_after: int | None = None,
+    ):
+        self._lru = LRU(max_entries, max_bytes=max_bytes)
+        self.build_after = build_after
+        self.built = 0
+        self.answered = 0
+
+    def columns(
+        self,
+        scope: str,
+        stamp: Hashable | None,
+        keys: Sequence[str],
+        read_rows: Callable[[], np.ndarray],
+        read_field: Callable[[str], tuple[list[tuple], np.ndarray]],
+    ) -> tuple[int, np.ndarray, dict[str, FieldColumn]] | None:
+        """``(n, rids, columns)`` for a filter on ``keys`` at ``stamp``: the collection's
+        sorted rids and every key's column, reading (with ``read_rows``/``read_field``,
+        inside the read transaction at ``stamp``) those whose field has seen enough SQL
+        evaluations at this stamp; None (the filter goes to SQL, and counts) otherwise."""
+        if stamp is None or not keys:
+            return None
+        cols: dict[str, FieldColumn] = {}
+        wanted = []
+        for key in keys:
+            col = self._get(("col", scope, key), stamp)
+            if col is None:
+                wanted.append(key)
+            else:
+                cols[key] = col
+        if wanted:
+            ready = True
+            for key in wanted:
+                seen = self._get(("seen", scope, key), stamp)
+                if seen is None:
+                    seen = _Seen(stamp)
+                    self._lru.put(("seen", scope, key), seen, nbytes=100)
+                seen.count += 1
+                after = BUILD_AFTER if self.build_after is None else self.build_after
+                ready = ready and seen.count >= after
+            if not ready:
+                return None
+        universe = self._get(("rows", scope), stamp)
+        if universe is None and (wanted or cols):
+            universe = read_rows()
+            if len(universe) > MAX_COLUMN_ROWS:
+                return None
+            self._lru.put(("rows", scope), (stamp, universe), nbytes=universe.nbytes)
+        for key in wanted:
+            col = FieldColumn.build(universe, *read_field(key))
+            if col is None:
+                return None
+            self.built += 1
+            self._lru.put(("col", scope, key), (stamp, col), nbytes=col.nbytes)
+            cols[key] = col
+        self.answered += 1
+        return len(universe), universe, cols
+
+    def _get(self, key: tuple, stamp: Hashable) -> Any:
+        got = self._lru.get(key)
+        if got is None:
+            return None
+        if isinstance(got, _Seen):
+            return got if got.stamp == stamp else None
+        at, value = got
+        return value if at == stamp else None
+
+    def clear(self) -> None:
+        self._lru.clear()
+
+    def drop(self, scope: str) -> None:
+        """Forget the columns of one collection (it was deleted)."""
+        self._lru.discard(lambda key: key[1] == scope)
+
+    def __len__(self) -> int:
+        return len(self._lru)
+
+    def __repr__(self) -> str:
+        return f"FieldColumns({len(self)} entries, built={self.built}, answered={self.answered})"
