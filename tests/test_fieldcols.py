@@ -178,9 +178,7 @@ def test_columns_follow_every_commit(tmp_path, answered):
             assert by_columns == by_sql
 
 
-def test_a_field_is_read_after_some_sql_evaluations(tmp_path, monkeypatch):
-    """By default the first filters on a field run in SQL; later ones, once the field was
-    read, from the column; clearing the query caches forgets the columns."""
+def _counting(monkeypatch) -> dict:
     calls = {"n": 0}
     real = fieldeval.evaluate
 
@@ -189,17 +187,40 @@ def test_a_field_is_read_after_some_sql_evaluations(tmp_path, monkeypatch):
         return real(*args)
 
     monkeypatch.setattr(fieldeval, "evaluate", counting)
+    return calls
+
+
+def test_a_field_is_read_after_some_sql_evaluations(tmp_path, monkeypatch):
+    """The first filters on a field run in SQL; once BUILD_AFTER of them ran (reading being
+    made dear here), later ones are answered from the column; clearing the query caches
+    forgets the columns unless told to keep them."""
+    monkeypatch.setattr(fieldcols, "READ_SECONDS_PER_ROW", 1.0)
+    monkeypatch.setattr(fieldcols, "BUILD_AFTER", 3)
+    calls = _counting(monkeypatch)
+    q = np.ones(DIM, np.float32)
     db, coll = _store(tmp_path / "s")
     with db:
-        for v in range(fieldcols.BUILD_AFTER - 1):
-            coll.query(np.ones(DIM, np.float32), k=5, where={"a": v})
+        for v in range(3):
+            coll.query(q, k=5, where={"a": v})
         assert calls["n"] == 0
         for v in range(5):
-            coll.query(np.ones(DIM, np.float32), k=5, where={"a": f"s{v}"})
+            coll.query(q, k=5, where={"a": f"s{v}"})
         assert calls["n"] == 5
         db.clear_query_caches(filter_columns=False)  # a repeated filter, columns kept
-        coll.query(np.ones(DIM, np.float32), k=5, where={"a": "s0"})
+        coll.query(q, k=5, where={"a": "s0"})
         assert calls["n"] == 6
         db.clear_query_caches()
-        coll.query(np.ones(DIM, np.float32), k=5, where={"a": "s0"})
+        coll.query(q, k=5, where={"a": "s0"})
         assert calls["n"] == 6
+
+
+def test_a_field_is_read_once_its_sql_took_as_long_as_reading_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(fieldcols, "READ_SECONDS_PER_ROW", 0.0)
+    calls = _counting(monkeypatch)
+    q = np.ones(DIM, np.float32)
+    db, coll = _store(tmp_path / "s")
+    with db:
+        coll.query(q, k=5, where={"b": 1})
+        assert calls["n"] == 0
+        coll.query(q, k=5, where={"b": 2})
+        assert calls["n"] == 1

@@ -8,6 +8,7 @@ storage.filters only; must not import the catalog, the index or the collection.
 from __future__ import annotations
 
 import bisect
+import time
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
@@ -20,12 +21,16 @@ from .storage.filters import KIND_BOOL, KIND_NULL, KIND_NUMBER, KIND_STR
 FIELD_COLUMN_BYTES = 64 << 20
 #: Columns (and row-id lists, and counters of fields not yet read) kept at most.
 FIELD_COLUMN_ENTRIES = 256
-#: A field is read into a column once this many of its filters were evaluated in SQL at one
-#: stamp. Reading a column costs about as much as 20-60 SQL evaluations of one filter (one
-#: pass over the field's index entries, measured on 100k rows), so a store whose filters on a
-#: field change with every commit keeps answering in SQL, and one answering many filters (a
-#: tenant id per query) reads the column early.
-BUILD_AFTER = 8
+#: When to read a field into a column (a ski rental): once the filters on it evaluated in SQL
+#: at one stamp took as long as reading it is expected to take (its rows times the reading
+#: cost per row this process last measured), or once BUILD_AFTER of them ran, whichever comes
+#: first. Reading costs as much as 20-500 SQL evaluations of an equality filter (100k rows),
+#: so a store whose filters change with every commit keeps answering in SQL, and one
+#: answering many filters on a field (a tenant id per query) soon reads it. Which path
+#: answers never changes what is answered.
+BUILD_AFTER = 64
+#: The reading cost per row assumed before this process has read one.
+READ_SECONDS_PER_ROW = 0.6e-6
 #: Collections with more rows get no columns (every filter stays in SQL).
 MAX_COLUMN_ROWS = 4_000_000
 
@@ -150,13 +155,14 @@ class FieldColumn:
 
 
 class _Seen:
-    """How many filters on a field were evaluated in SQL at one stamp."""
+    """How many filters on a field were evaluated in SQL at one stamp, and in how long."""
 
-    __slots__ = ("stamp", "count")
+    __slots__ = ("stamp", "count", "seconds")
 
     def __init__(self, stamp: Hashable):
         self.stamp = stamp
         self.count = 0
+        self.seconds = 0.0
 
 
 class FieldColumns:
@@ -166,14 +172,10 @@ class FieldColumns:
     (two threads may read the same column at once; the last one is kept)."""
 
     def __init__(
-        self,
-        *,
-        max_bytes: int = FIELD_COLUMN_BYTES,
-        max_entries: int = FIELD_COLUMN_ENTRIES,
-        build_after: int | None = None,
+        self, *, max_bytes: int = FIELD_COLUMN_BYTES, max_entries: int = FIELD_COLUMN_ENTRIES
     ):
         self._lru = LRU(max_entries, max_bytes=max_bytes)
-        self.build_after = build_after
+        self.read_seconds_per_row = READ_SECONDS_PER_ROW
         self.built = 0
         self.answered = 0
 
@@ -182,13 +184,15 @@ class FieldColumns:
         scope: str,
         stamp: Hashable | None,
         keys: Sequence[str],
+        nrows: Callable[[], int],
         read_rows: Callable[[], np.ndarray],
         read_field: Callable[[str], tuple[list[tuple], np.ndarray]],
     ) -> tuple[int, np.ndarray, dict[str, FieldColumn]] | None:
         """``(n, rids, columns)`` for a filter on ``keys`` at ``stamp``: the collection's
         sorted rids and every key's column, reading (with ``read_rows``/``read_field``,
-        inside the read transaction at ``stamp``) those whose field has seen enough SQL
-        evaluations at this stamp; None (the filter goes to SQL, and counts) otherwise."""
+        inside the read transaction at ``stamp``) the fields whose SQL evaluations at this
+        stamp paid for it (``nrows()``: about how many rows the collection has); None
+        otherwise (the filter goes to SQL: report its time with ``charge``)."""
         if stamp is None or not keys:
             return None
         cols: dict[str, FieldColumn] = {}
@@ -199,20 +203,18 @@ class FieldColumns:
                 wanted.append(key)
             else:
                 cols[key] = col
+        universe = self._get(("rows", scope), stamp)
         if wanted:
-            ready = True
+            n = len(universe) if universe is not None else nrows()
+            if n > MAX_COLUMN_ROWS:
+                return None
+            cost = n * self.read_seconds_per_row
             for key in wanted:
                 seen = self._get(("seen", scope, key), stamp)
-                if seen is None:
-                    seen = _Seen(stamp)
-                    self._lru.put(("seen", scope, key), seen, nbytes=100)
-                seen.count += 1
-                after = BUILD_AFTER if self.build_after is None else self.build_after
-                ready = ready and seen.count >= after
-            if not ready:
-                return None
-        universe = self._get(("rows", scope), stamp)
-        if universe is None and (wanted or cols):
+                if seen is None or (seen.seconds < cost and seen.count < BUILD_AFTER):
+                    return None
+        t0 = time.perf_counter()
+        if universe is None:
             universe = read_rows()
             if len(universe) > MAX_COLUMN_ROWS:
                 return None
@@ -224,8 +226,25 @@ class FieldColumns:
             self.built += 1
             self._lru.put(("col", scope, key), (stamp, col), nbytes=col.nbytes)
             cols[key] = col
+        if wanted and len(universe):
+            per_row = (time.perf_counter() - t0) / (len(universe) * len(wanted))
+            self.read_seconds_per_row = max(per_row, 1e-8)
         self.answered += 1
         return len(universe), universe, cols
+
+    def charge(self, scope: str, stamp: Hashable | None, keys: Sequence[str], seconds: float):
+        """Count a filter on ``keys`` evaluated in SQL at ``stamp`` in ``seconds``."""
+        if stamp is None:
+            return
+        for key in keys:
+            if self._get(("col", scope, key), stamp) is not None:
+                continue
+            seen = self._get(("seen", scope, key), stamp)
+            if seen is None:
+                seen = _Seen(stamp)
+                self._lru.put(("seen", scope, key), seen, nbytes=100)
+            seen.count += 1
+            seen.seconds += seconds
 
     def _get(self, key: tuple, stamp: Hashable) -> Any:
         got = self._lru.get(key)

@@ -11,6 +11,7 @@ are planned by ``index.plan``; filters become SQL in ``storage.filters``. Must n
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -563,13 +564,14 @@ class Reader:
         """The sorted rids the filters (compiled to ``sql``, ``params``) keep at ``stamp``:
         from the per-field columns when the fields' columns are read (or worth reading),
         else in SQL."""
-        coll = self._record.id
-        if where_document is None and where is not None:
-            fields_ = fieldeval.keys(where)
-            got = fields_ and self._store.field_columns.columns(
-                self._record.dir,
+        coll, columns, scope = self._record.id, self._store.field_columns, self._record.dir
+        keys = fieldeval.keys(where) if where_document is None and where is not None else None
+        if keys:
+            got = columns.columns(
+                scope,
                 stamp,
-                fields_,
+                keys,
+                lambda: cat.count(coll, "1", []),
                 lambda: fields.row_ids(cat, coll),
                 lambda key: fields.field_groups(cat, coll, key),
             )
@@ -578,8 +580,12 @@ class Reader:
                 try:
                     return rids[fieldeval.evaluate(where, n, cols)]
                 except fieldeval.Unsupported:
-                    pass
-        return cat.filtered_rids(coll, sql, params)
+                    keys = None
+        t0 = time.perf_counter()
+        rids = cat.filtered_rids(coll, sql, params)
+        if keys:
+            columns.charge(scope, stamp, keys, time.perf_counter() - t0)
+        return rids
 
     def rids_of(self, cat: Catalog, ids: list[str] | None) -> np.ndarray | None:
         """The rids of those of ``ids`` that exist (int64, any order), or None for None."""
