@@ -224,3 +224,15 @@ def test_a_field_is_read_once_its_sql_took_as_long_as_reading_it(tmp_path, monke
         assert calls["n"] == 0
         coll.query(q, k=5, where={"b": 2})
         assert calls["n"] == 1
+
+
+def test_a_column_too_large_to_keep_leaves_its_filters_to_sql(tmp_path, monkeypatch):
+    monkeypatch.setattr(fieldcols, "BUILD_AFTER", 1)
+    monkeypatch.setattr(fieldcols, "FIELD_COLUMN_BYTES", 2_000)  # a column here: ~2.5 kB
+    calls = _counting(monkeypatch)
+    db, coll = _store(tmp_path / "s")
+    with db:
+        for v in range(6):
+            by_sql, by_columns = _both(coll, {"a": {"$ne": v}})
+            assert by_columns == by_sql
+    assert calls["n"] == 0

@@ -157,12 +157,13 @@ class FieldColumn:
 class _Seen:
     """How many filters on a field were evaluated in SQL at one stamp, and in how long."""
 
-    __slots__ = ("stamp", "count", "seconds")
+    __slots__ = ("stamp", "count", "seconds", "refused")
 
     def __init__(self, stamp: Hashable):
         self.stamp = stamp
         self.count = 0
         self.seconds = 0.0
+        self.refused = False  # its column was too large to keep: no second read at this stamp
 
 
 class FieldColumns:
@@ -171,10 +172,11 @@ class FieldColumns:
     collection's directory name (unique for every collection ever created). Thread-safe
     (two threads may read the same column at once; the last one is kept)."""
 
-    def __init__(
-        self, *, max_bytes: int = FIELD_COLUMN_BYTES, max_entries: int = FIELD_COLUMN_ENTRIES
-    ):
-        self._lru = LRU(max_entries, max_bytes=max_bytes)
+    def __init__(self, *, max_bytes: int | None = None, max_entries: int | None = None):
+        self._lru = LRU(
+            FIELD_COLUMN_ENTRIES if max_entries is None else max_entries,
+            max_bytes=FIELD_COLUMN_BYTES if max_bytes is None else max_bytes,
+        )
         self.read_seconds_per_row = READ_SECONDS_PER_ROW
         self.built = 0
         self.answered = 0
@@ -211,7 +213,9 @@ class FieldColumns:
             cost = n * self.read_seconds_per_row
             for key in wanted:
                 seen = self._get(("seen", scope, key), stamp)
-                if seen is None or (seen.seconds < cost and seen.count < BUILD_AFTER):
+                if seen is None or seen.refused:
+                    return None
+                if seen.seconds < cost and seen.count < BUILD_AFTER:
                     return None
         t0 = time.perf_counter()
         if universe is None:
@@ -221,7 +225,10 @@ class FieldColumns:
             self._lru.put(("rows", scope), (stamp, universe), nbytes=universe.nbytes)
         for key in wanted:
             col = FieldColumn.build(universe, *read_field(key))
-            if col is None:
+            if col is None or col.nbytes > self._lru.max_bytes // 4:
+                seen = self._get(("seen", scope, key), stamp)
+                if seen is not None:
+                    seen.refused = True  # a bad entry, or too large: SQL at this stamp
                 return None
             self.built += 1
             self._lru.put(("col", scope, key), (stamp, col), nbytes=col.nbytes)
