@@ -50,7 +50,7 @@ class FieldColumn:
     list elements.
     """
 
-    __slots__ = ("values", "spans", "row_code", "list_pos", "list_code")
+    __slots__ = ("values", "spans", "row_code", "list_pos", "list_code", "_by_code", "_parts")
 
     def __init__(self, values, spans, row_code, list_pos, list_code):
         self.values: list = values
@@ -58,6 +58,9 @@ class FieldColumn:
         self.row_code: np.ndarray = row_code
         self.list_pos: np.ndarray = list_pos
         self.list_code: np.ndarray = list_code
+        self._by_code: tuple[np.ndarray, np.ndarray] | None = None
+        # per part of a snapshot (by segment id): (its rids array, offsets, positions)
+        self._parts: dict[Any, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     @classmethod
     def build(cls, universe: np.ndarray, groups: Sequence[tuple], rids: np.ndarray):
@@ -100,11 +103,38 @@ class FieldColumn:
 
     @property
     def nbytes(self) -> int:
-        # the Python values: about 60 bytes each for short strings and numbers
+        # the Python values: about 60 bytes each for short strings and numbers; 16 bytes a
+        # row for the by-value orders (``rows_of``, ``positions_of``), built on demand
         return (
             self.row_code.nbytes + self.list_pos.nbytes + self.list_code.nbytes
-            + 60 * len(self.values)
+            + 60 * len(self.values) + 16 * len(self.row_code)
         )  # fmt: skip
+
+    def rows_of(self, code: int) -> np.ndarray:
+        """The rows (indices into the column's rows, rising) whose scalar value has ``code``."""
+        if self._by_code is None:
+            self._by_code = _by_code(self.row_code, len(self.values))
+        offsets, order = self._by_code
+        return order[offsets[code] : offsets[code + 1]]
+
+    def positions_of(
+        self, code: int, seg: Any, part_rids: np.ndarray, universe: np.ndarray
+    ) -> np.ndarray:
+        """The positions (rising) among ``part_rids`` (one part of a snapshot, any order;
+        ``seg`` names it) of the rows whose scalar value has ``code``; ``universe`` is the
+        column's sorted rids. Built once per part: then a value costs a slice, not a pass
+        over the part (its rows are in inverted-list order, so positions cannot be read off
+        a mask over the sorted rids cheaply)."""
+        got = self._parts.get(seg)
+        if got is None or got[0] is not part_rids:
+            g = len(self.values)
+            at = np.minimum(np.searchsorted(universe, part_rids), max(len(universe) - 1, 0))
+            known = universe[at] == part_rids if len(universe) else np.zeros(len(part_rids), bool)
+            codes = np.where(known, self.row_code[at] if len(universe) else g, g)
+            got = (part_rids, *_by_code(codes.astype(np.int32), g))
+            self._parts[seg] = got
+        _, offsets, order = got
+        return order[offsets[code] : offsets[code + 1]]
 
     def span(self, elem: int, kind: int) -> tuple[int, int]:
         """The code range of the entries of one (elem, kind); empty if there are none."""
@@ -152,6 +182,15 @@ class FieldColumn:
         for lo, hi in ranges:
             hit[lo:hi] = True
         return hit
+
+
+def _by_code(codes: np.ndarray, g: int) -> tuple[np.ndarray, np.ndarray]:
+    """CSR of row indices by code (0..g, g the missing value): ``(offsets, order)``, each
+    code's rows rising."""
+    order = np.argsort(codes, kind="stable").astype(np.int64)
+    offsets = np.zeros(g + 2, dtype=np.int64)
+    np.cumsum(np.bincount(codes, minlength=g + 1), out=offsets[1:])
+    return offsets, order
 
 
 class _Seen:

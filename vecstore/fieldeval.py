@@ -50,6 +50,30 @@ def _keys(node: Any, out: dict[str, None]) -> None:
             raise Unsupported
 
 
+def single_value(where: Any, columns: dict[str, FieldColumn]) -> tuple[str, int | None] | None:
+    """For a filter that is one equality, ``{key: v}`` or ``{key: {"$eq": v}}``: its key and
+    the code of ``v`` in that key's column (None if no row holds it); else None."""
+    if not isinstance(where, dict) or len(where) != 1:
+        return None
+    ((key, cond),) = where.items()
+    if isinstance(cond, dict):
+        if len(cond) != 1 or "$eq" not in cond:
+            return None
+        cond = cond["$eq"]
+    col = columns.get(key)
+    if col is None or (isinstance(key, str) and key.startswith("$")):
+        return None
+    try:
+        kind, v = _scalar(cond)
+    except Unsupported:
+        return None
+    got = col.ranges(0, kind, "=", v)
+    if not got:
+        return key, None
+    ((lo, hi),) = got
+    return (key, lo) if hi - lo == 1 else None
+
+
 def evaluate(where: Any, n: int, columns: dict[str, FieldColumn]) -> np.ndarray:
     """Per row (``n`` of them, in the order of the columns' rows), whether ``where``
     keeps it: a bool array. Raises ``Unsupported`` for what it does not answer."""
