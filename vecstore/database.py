@@ -285,11 +285,14 @@ class Database:
         next time they are written. (``compact`` already drops those no live row has.)"""
         return self._store.clear_embedding_cache()
 
-    def clear_query_caches(self) -> None:
-        """Forget what this process keeps to answer repeated queries faster: filter results
-        and query embeddings. Nothing on disk changes; the next queries evaluate their filters
-        and embed their texts again (for measuring a first-time query, say)."""
-        self._store.clear_query_caches()
+    def clear_query_caches(self, *, filter_columns: bool = True) -> None:
+        """Forget what this process keeps to answer repeated queries faster: filter results,
+        query embeddings and the per-field columns filters are evaluated on. Nothing on disk
+        changes; the next queries evaluate their filters and embed their texts again (for
+        measuring a first-time query, say). ``filter_columns=False`` keeps the columns: a
+        filter then runs as one seen for the first time on a field already read (as a new
+        tenant id would)."""
+        self._store.clear_query_caches(filter_columns=filter_columns)
 
     def restore_quarantine(self) -> RestoreInfo:
         """Move back into the store the quarantined files that the catalog names again.

@@ -11,13 +11,14 @@ are planned by ``index.plan``; filters become SQL in ``storage.filters``. Must n
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
 
-from . import inputs
+from . import fieldeval, inputs
 from .config import CollectionConfig
 from .errors import CollectionNotFound, CorruptStoreError, IdNotFound, InvalidInput
 from .hybrid import Ranking, fuse, text_only
@@ -530,13 +531,28 @@ class Reader:
             coll = self._record.id
             sql, params = compile_filters(coll, where, where_document, self.analyzer.contains_terms)
             cache, scope, stamp = self._store.filter_cache, self._record.dir, cat.stamp()
+
+            one: dict = {}  # a single-value filter answered from a column: its positions
+
+            def compute() -> np.ndarray:
+                return self.filtered_rids(cat, stamp, where, where_document, sql, params, one)
+
+            def positions(rids: np.ndarray) -> list[np.ndarray]:
+                if "column" not in one:
+                    return snap.allowed_rids(rids)
+                col, code, universe = one["column"]
+                out = []
+                for part in snap.parts:
+                    if code is None:
+                        out.append(np.zeros(0, dtype=np.int64))
+                        continue
+                    pos = col.positions_of(code, part.seg, part.rids, universe)
+                    out.append(pos if part.alive is None else pos[part.alive[pos]])
+                return out
+
             if within is None and not excluding:
-                return cache.kept(scope, stamp, sql, params, snap,
-                                  lambda: cat.filtered_rids(coll, sql, params),
-                                  snap.allowed_rids)  # fmt: skip
-            rids = cache.rids(
-                scope, stamp, sql, params, lambda: cat.filtered_rids(coll, sql, params)
-            )
+                return cache.kept(scope, stamp, sql, params, snap, compute, positions)
+            rids = cache.rids(scope, stamp, sql, params, compute)
             if within is not None:
                 rids = rids[np.isin(rids, within, assume_unique=True)]
         elif within is not None:
@@ -554,6 +570,50 @@ class Reader:
         if excluding:
             rids = rids[~np.isin(rids, exclude)]
         return snap.allowed_rids(rids)
+
+    def filtered_rids(
+        self,
+        cat: Catalog,
+        stamp: Any,
+        where: Any,
+        where_document: Any,
+        sql: str,
+        params: list,
+        one: dict | None = None,
+    ) -> np.ndarray:
+        """The sorted rids the filters (compiled to ``sql``, ``params``) keep at ``stamp``:
+        from the per-field columns when the fields' columns are read (or worth reading),
+        else in SQL. A filter that is one equality answered from a column leaves
+        ``(column, code, its rids)`` in ``one["column"]`` (for ``FieldColumn.positions_of``)."""
+        coll, columns, scope = self._record.id, self._store.field_columns, self._record.dir
+        keys = fieldeval.keys(where) if where_document is None and where is not None else None
+        if keys:
+            got = columns.columns(
+                scope,
+                stamp,
+                keys,
+                lambda: cat.count(coll, "1", []),
+                lambda: fields.row_ids(cat, coll),
+                lambda key: fields.field_groups(cat, coll, key),
+            )
+            if got:
+                n, rids, cols = got
+                single = fieldeval.single_value(where, cols) if one is not None else None
+                if single is not None:
+                    key, code = single
+                    one["column"] = (cols[key], code, rids)
+                    if code is None:
+                        return np.zeros(0, dtype=np.int64)
+                    return rids[cols[key].rows_of(code)]
+                try:
+                    return rids.compress(fieldeval.evaluate(where, n, cols))  # 2x rids[mask]
+                except fieldeval.Unsupported:
+                    keys = None
+        t0 = time.perf_counter()
+        rids = cat.filtered_rids(coll, sql, params)
+        if keys:
+            columns.charge(scope, stamp, keys, time.perf_counter() - t0)
+        return rids
 
     def rids_of(self, cat: Catalog, ids: list[str] | None) -> np.ndarray | None:
         """The rids of those of ``ids`` that exist (int64, any order), or None for None."""

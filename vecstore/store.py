@@ -35,6 +35,7 @@ from .errors import (
     StoreIOError,
     StoreNotFound,
 )
+from .fieldcols import FieldColumns
 from .filtercache import FilterCache
 from .index import flat
 from .index.bm25 import PostingCache
@@ -127,6 +128,7 @@ class Store:
         self.text_cache = PostingCache()
         self.query_cache = LRU(QUERY_CACHE_SIZE)
         self.filter_cache = FilterCache()
+        self.field_columns = FieldColumns()
         self._broken: str | None = None
         self._writer: WriterLock | None = None
         self._catalog: Catalog | None = None
@@ -493,6 +495,7 @@ class Store:
         self._encoders.pop(record.dir, None)
         self.text_cache.drop(record.dir)
         self.filter_cache.drop(record.dir)
+        self.field_columns.drop(record.dir)
 
     # -- encoders and progress ----------------------------------------------------------
 
@@ -536,10 +539,13 @@ class Store:
 
     # -- closing ------------------------------------------------------------------------
 
-    def clear_query_caches(self) -> None:
-        """Drop the in-process filter results and query embeddings (``Database``)."""
+    def clear_query_caches(self, *, filter_columns: bool = True) -> None:
+        """Drop the in-process filter results and query embeddings, and unless told
+        otherwise the per-field filter columns (``Database``)."""
         self.filter_cache.clear()
         self.query_cache.clear()
+        if filter_columns:
+            self.field_columns.clear()
 
     def close(self) -> None:
         """Close the store. Further use raises ``StoreClosed``. Closing twice is harmless."""
@@ -553,6 +559,7 @@ class Store:
             self._encoders.clear()
             self.query_cache.clear()
             self.filter_cache.clear()
+            self.field_columns.clear()
             self.text_cache = PostingCache()
             # Closing the last connection checkpoints the WAL; serialise that with writers in
             # other processes (SQLite's WAL-reset bug needs two at once). If another writer

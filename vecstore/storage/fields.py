@@ -76,3 +76,35 @@ def field_values(cat: Catalog, coll: int, key: str) -> tuple[np.ndarray, list[An
     rids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     values = [bool(v) if kind == KIND_BOOL else v for _, kind, v in rows]
     return rids, values
+
+
+def row_ids(cat: Catalog, coll: int) -> np.ndarray:
+    """Every rid of ``coll``'s rows (the rows a filter chooses among), sorted (int64)."""
+    (text,) = cat.conn.execute(
+        "SELECT group_concat(rid) FROM rows WHERE coll = ?", (coll,)
+    ).fetchone()
+    return np.sort(_rids(cat, text))
+
+
+def field_groups(cat: Catalog, coll: int, key: str) -> tuple[list[tuple], np.ndarray]:
+    """Metadata ``key`` of every row of ``coll``, dictionary-encoded from its filter index
+    in one read: ``(groups, rids)`` with one ``(elem, kind, value, count)`` per distinct
+    entry (elem 0 a scalar value, 1 a list element; values SQLite compares as equal, such
+    as 1 and 1.0, form one group) and the rids of each group's rows, group after group
+    (int64, ``count`` of them each, any order within a group)."""
+    rows = cat.conn.execute(
+        "SELECT elem, kind, value, count(*), group_concat(rid) FROM mindex "
+        "WHERE coll = ? AND key = ? GROUP BY elem, kind, value",
+        (coll, key),
+    ).fetchall()
+    rids = _rids(cat, ",".join([r[4] for r in rows]))
+    return [r[:4] for r in rows], rids
+
+
+def _rids(cat: Catalog, text: str | None) -> np.ndarray:
+    if not text:
+        return np.zeros(0, dtype=np.int64)
+    try:
+        return np.fromstring(text, dtype=np.int64, sep=",")
+    except ValueError:
+        raise CorruptStoreError(f"{cat.path}: a row id in the catalog is not an integer") from None
