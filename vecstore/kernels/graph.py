@@ -187,6 +187,9 @@ def _sort_desc(D, I, n):
 
 # -- search -----------------------------------------------------------------------------------
 
+#: Rows whose loads are kept in flight ahead of the one being scored.
+_AHEAD = 4
+
 
 @njit(cache=True, nogil=True)
 def _links(L0, UP, slot, H, u, layer):
@@ -202,20 +205,21 @@ def _greedy(q, qa, xb, w, c, L0, UP, slot, H, ep, s_ep, layer):
     while changed:
         changed = False
         nb = _links(L0, UP, slot, H, ep, layer)
+        for t in range(min(nb.shape[0], _AHEAD)):
+            if nb[t] >= 0:
+                _prefetch_row(xb, nb[t])
         for t in range(nb.shape[0]):
             j = nb[t]
             if j < 0:
                 break
+            if t + _AHEAD < nb.shape[0] and nb[t + _AHEAD] >= 0:
+                _prefetch_row(xb, nb[t + _AHEAD])
             s = qa * w[j] * _dotq(q, xb, j) - c[j]
             if s > s_ep:
                 s_ep = s
                 ep = j
                 changed = True
     return ep, s_ep
-
-
-#: Rows whose loads are kept in flight ahead of the one being scored.
-_AHEAD = 4
 
 
 @njit(cache=True, nogil=True)
