@@ -54,3 +54,20 @@ def test_quick_graph_path_agrees_with_the_full_one(tmp_path, rng, metric, monkey
     for read_only in (False, True):
         with vecstore.open(tmp_path / "s", read_only=read_only, progress=False) as db:
             assert check(db.get_collection("c")) == after_delete
+
+
+def test_of_vector_makes_the_same_result_as_the_constructor():
+    import dataclasses
+
+    from vecstore.results import QueryResult
+
+    args = (["a", "b"], np.array([0.5, 0.25], np.float32), [None, "doc"], [{}, {"x": 1}], "l2")
+    fast, slow = QueryResult.of_vector(*args), QueryResult(*args)
+    for f in dataclasses.fields(QueryResult):
+        assert getattr(fast, f.name) is getattr(slow, f.name)
+    assert repr(fast) == repr(slow) and fast.to_dict() == slow.to_dict()
+    assert list(fast) == list(slow) and len(fast) == 2
+    np.testing.assert_array_equal(fast.distances, slow.distances)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.ids = []
+    assert dataclasses.replace(fast, metric="dot").metric == "dot"

@@ -188,7 +188,7 @@ def _sort_desc(D, I, n):
 # -- search -----------------------------------------------------------------------------------
 
 #: Rows whose loads are kept in flight ahead of the one being scored.
-_AHEAD = 4
+_AHEAD = 2
 
 
 @njit(cache=True, nogil=True)

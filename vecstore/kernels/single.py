@@ -17,7 +17,7 @@ from numba import njit
 from .graph import next_stamp, search_one
 from .heap import replace_top, sort
 
-JIT_SOURCES = {"graph": "7bc444da53fb", "heap": "e0cd3a2ed0e7"}
+JIT_SOURCES = {"graph": "0874802b4ddd", "heap": "e0cd3a2ed0e7"}
 
 METRICS = ("cosine", "dot", "l2")
 _COSINE = 0
