@@ -163,6 +163,9 @@ def _metadata(kept: dict[int, dict], rids: list[int], found: list[Record]) -> li
     is kept there, so a shallow copy shares nothing a caller could change)."""
     out = []
     for rid, rec in zip(rids, found):
+        if rec[2] is None:  # a row without metadata: nothing to unpack or keep
+            out.append({})
+            continue
         meta = kept.get(rid)
         if meta is None:
             meta = records.unpack(rec[2])
