@@ -109,8 +109,9 @@ class Graph:
     @functools.cached_property
     def walk(self) -> np.ndarray:
         """Layer 0 as a search walks it (``kernels.graph.walk_block``: each node's links and
-        its neighbours' score terms in one row), built in memory on the first search that
-        needs it and kept with the graph (no file holds it)."""
+        its neighbours' score terms in one row), built in memory on the first kernel search
+        that needs it and kept with the graph (no file holds it). Two threads may both build
+        it at once; either result is the same array, and one is kept."""
         from ..kernels import graph as kg
 
         return kg.walk_block(self.L0, self.w, self.c, self.metric)

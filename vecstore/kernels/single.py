@@ -17,7 +17,7 @@ from numba import njit
 from .graph import next_stamp, search_one
 from .heap import replace_top, sort
 
-JIT_SOURCES = {"graph": "0874802b4ddd", "heap": "e0cd3a2ed0e7"}
+JIT_SOURCES = {"graph": "a94baba3f7f0", "heap": "e0cd3a2ed0e7"}
 
 METRICS = ("cosine", "dot", "l2")
 _COSINE = 0
@@ -136,11 +136,6 @@ def graph_scratch(n, ef, width):
     S = np.zeros(_HEAD + n + 2 * (n + 1) + 2 * (ef + 1) + width, dtype=np.int32)
     S[0], S[1], S[2] = n, ef, width
     return S
-
-
-def graph_fits(S, n, ef, width):
-    """Whether the buffer ``S`` of ``graph_scratch`` serves a search of these sizes."""
-    return S[0] >= n and S[1] >= ef and S[2] >= width
 
 
 @njit(cache=True, nogil=True)
