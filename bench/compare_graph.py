@@ -172,11 +172,12 @@ def query_kernel(xb, xq, gts, where):
     w, c = kg.row_terms(norms, "cosine")
     sh = kg.upper_slots(levels)
     scratch = kg.Scratch(len(xb), max(EFS) + K, L0.shape[1])
+    walk = kg.walk_block(L0, w, c, "cosine")  # layer 0 as the search walks it, kept
 
     def search(q, ef):
         D, I = exact.new_heaps(1, K)
         kg.search_into(q[None, :], "cosine", xb, w, c, sh, L0, UP, entry, top, ef, D, I,
-                       scratch=scratch)  # fmt: skip
+                       scratch=scratch, walk=walk)  # fmt: skip
         return I[0]
 
     return {"curve": sweep(search, xq, gts)}

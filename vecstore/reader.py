@@ -164,6 +164,9 @@ def _metadata(kept: dict[int, dict], rids: list[int], found: list[Record]) -> li
     is kept there, so a shallow copy shares nothing a caller could change)."""
     out = []
     for rid, rec in zip(rids, found):
+        if rec[2] is None:  # a row without metadata: nothing to unpack or keep
+            out.append({})
+            continue
         meta = kept.get(rid)
         if meta is None:
             meta = records.unpack(rec[2])
@@ -417,14 +420,16 @@ class Reader:
             return None
         scores, rids = got
         kept = entry.records
-        found = [kept.get(r) for r in rids]
-        if None in found:
+        try:
+            found = [kept[r] for r in rids]
+        except KeyError:  # rows not read yet: one SELECT
+            found = [kept.get(r) for r in rids]
             missing = list({r for r, rec in zip(rids, found) if rec is None})
             more = self._store.records_at(entry, missing)
             if more is None:
                 return None
             found = [rec if rec is not None else more[r] for r, rec in zip(rids, found)]
-        return QueryResult(
+        return QueryResult.of_vector(
             [rec[0] for rec in found],
             scores,
             [rec[1] for rec in found],

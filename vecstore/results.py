@@ -69,6 +69,26 @@ class QueryResult:
 
     _HALVES = ("vector_ranks", "text_ranks", "vector_scores", "text_scores")
 
+    @classmethod
+    def of_vector(
+        cls,
+        ids: list[str],
+        scores: np.ndarray,
+        documents: list[str | None],
+        metadata: list[dict[str, Any]],
+        metric: str,
+    ) -> QueryResult:
+        """``QueryResult(ids, scores, documents, metadata, metric)`` for a vector query,
+        made without the frozen dataclass's ten ``object.__setattr__`` calls (most of the
+        cost of making one: the quick single-query path's result)."""
+        out = object.__new__(cls)
+        out.__dict__.update(
+            ids=ids, scores=scores, documents=documents, metadata=metadata, metric=metric,
+            mode="vector", vector_ranks=None, text_ranks=None, vector_scores=None,
+            text_scores=None,
+        )  # fmt: skip
+        return out
+
     @property
     def distances(self) -> np.ndarray:
         """Lower is better: ``1 - cosine``, ``-dot`` or the squared L2 distance (for text and

@@ -137,3 +137,41 @@ def test_zero_and_duplicate_vectors(data):
     _, I, counts, _ = graph_search(g, x, norms, "cosine", np.vstack([xq[:5], x[:1] * 0]), 10, 40)
     assert (counts == 10).all()
     assert (I[I >= 0] < len(x)).all()
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_walk_block_holds_the_links_and_their_score_terms(data, graphs, metric):
+    xb, _ = data
+    g = graphs[metric]
+    w, c = kg.row_terms(exact.row_norms(xb), metric)
+    G = kg.walk_block(g["L0"], w, c, metric)
+    W = g["L0"].shape[1]
+    assert G.shape == (len(xb), 2 * W) and G.dtype == np.int32 and G.flags.c_contiguous
+    np.testing.assert_array_equal(G[:, :W], g["L0"])
+    linked = g["L0"] >= 0
+    term = w if metric == "cosine" else c
+    np.testing.assert_array_equal(G.view(np.float32)[:, W:][linked], term[g["L0"][linked]])
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_a_kept_walk_block_gives_the_same_results(data, graphs, metric):
+    xb, xq = data
+    g = graphs[metric]
+    norms = exact.row_norms(xb)
+    w, c = kg.row_terms(norms, metric)
+    G = kg.walk_block(g["L0"], w, c, metric)
+    sh = kg.upper_slots(g["levels"])
+    scratch = kg.Scratch(len(xb), 64, g["L0"].shape[1])
+    for nq in (1, len(xq)):
+        q = xq[:nq]
+        want = graph_search(g, xb, norms, metric, q, 10, 40)
+        D, I = exact.new_heaps(nq, 10)
+        kg.search_into(q, metric, xb, w, c, sh, g["L0"], g["UP"], g["entry"], g["top"], 40,
+                       D, I, scratch=scratch if nq == 1 else None, walk=G)  # fmt: skip
+        D, I, counts = exact.finish(D, I, q, metric)
+        np.testing.assert_array_equal(I, want[1])
+        np.testing.assert_array_equal(D, want[0])
+    with pytest.raises(ValueError):
+        D, I = exact.new_heaps(1, 10)
+        kg.search_into(xq[:1], metric, xb, w, c, sh, g["L0"], g["UP"], g["entry"], g["top"], 40,
+                       D, I, walk=G[:-1])  # fmt: skip

@@ -10,6 +10,7 @@ exactly into the same heaps. Uses kernels (lazily) and storage's errors; never t
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -103,6 +104,17 @@ class Graph:
     H: int
     w: np.ndarray  # float32 (n,)
     c: np.ndarray  # float32 (n,)
+    metric: str  # the score terms w/c are this metric's
+
+    @functools.cached_property
+    def walk(self) -> np.ndarray:
+        """Layer 0 as a search walks it (``kernels.graph.walk_block``: each node's links and
+        its neighbours' score terms in one row), built in memory on the first kernel search
+        that needs it and kept with the graph (no file holds it). Two threads may both build
+        it at once; either result is the same array, and one is kept."""
+        from ..kernels import graph as kg
+
+        return kg.walk_block(self.L0, self.w, self.c, self.metric)
 
 
 def open_graph(
@@ -122,7 +134,8 @@ def open_graph(
     levels, L0, UP = arrays["levels"], arrays["L0"], arrays["UP"]
     slot, H2 = kg.upper_slots(levels)
     w, c = kg.row_terms(norms, model.metric)
-    return Graph(levels, L0, UP, int(meta["entry"]), int(meta["top"]), slot, H2, w, c)
+    entry, top = int(meta["entry"]), int(meta["top"])
+    return Graph(levels, L0, UP, entry, top, slot, H2, w, c, model.metric)
 
 
 def _scratch(n: int, ef: int, width: int):
@@ -197,7 +210,7 @@ def search(
         scratch = _scratch(n, ef, g.L0.shape[1]) if nq == 1 else None
         found = kg.search_into(xq, metric, part.vectors, g.w, g.c, (g.slot, g.H), g.L0, g.UP,
                                g.entry, g.top, ef, D, I, mask=mask, base=base,
-                               scratch=scratch)  # fmt: skip
+                               scratch=scratch, walk=g.walk)  # fmt: skip
         if (found < k).any():
             if rows is not None:
                 matches = rows.size

@@ -42,6 +42,10 @@ class Quick:
         )
         self.has_mask = alive is not None
         self.live = len(part.vectors) if alive is None else int(np.count_nonzero(alive))
+        self.n = len(part.vectors)
+        if graph_ef is not None:
+            self.walk = part.graph.walk  # built once per graph, kept with it
+            self.width = part.graph.L0.shape[1]
 
     def search(self, xq: np.ndarray, k: int, ef: int | None, lo: float, hi: float,
                nprobe: int | None = None):  # fmt: skip
@@ -61,13 +65,11 @@ class Quick:
                                       self.has_mask, part.rids, R, lo, hi)  # fmt: skip
         else:
             g = part.graph
-            n = len(part.vectors)
             ef = max(ef or self.graph_ef, k)
-            s = _scratch(n, ef, g.L0.shape[1])
-            scores = single.graph_one(xq, self.code, part.vectors, g.w, g.c, g.L0, g.UP, g.slot,
-                                      g.H, g.entry, g.top, ef, self.mask, self.has_mask,
-                                      min(k, self.live), s.VIS, s.ST, s.CD, s.CI, s.WD, s.WI,
-                                      s.NB, part.rids, R, lo, hi)  # fmt: skip
+            S = _scratch(self.n, ef, self.width)
+            scores = single.graph_one(xq, self.code, part.vectors, g.w, g.c, self.walk, g.UP,
+                                      g.slot, g.H, g.entry, g.top, ef, self.mask, self.has_mask,
+                                      min(k, self.live), S, part.rids, R, lo, hi)  # fmt: skip
         if not len(scores) and k:
             status = R[0]
             if status == single.BAD_QUERY:
@@ -99,25 +101,16 @@ def prepare(snap: flat.Snapshot, metric: str) -> Quick | quick_ivf.IvfQuick | No
     return Quick(part, metric, None)
 
 
-class _Scratch:
-    """One thread's buffers for single graph searches (graph.py's layout), grown to fit."""
+def _scratch(n: int, ef: int, width: int) -> np.ndarray:
+    """This thread's buffer for single graph searches (``single.graph_scratch``), grown to
+    fit. Its capacities are kept beside it as Python ints: comparing them costs less than
+    reading the buffer's header (a microsecond of a query's fixed cost)."""
+    got = getattr(_local, "scratch", None)
+    if got is not None and n <= got[1] and ef <= got[2] and width <= got[3]:
+        return got[0]
+    from ..kernels import single
 
-    def __init__(self, n: int, ef: int, width: int):
-        self.n, self.ef, self.width = n, ef, width
-        self.VIS = np.zeros(max(n, 1), dtype=np.int32)
-        self.CD = np.empty(max(n, 1) + 1, dtype=np.float32)
-        self.CI = np.empty(max(n, 1) + 1, dtype=np.int32)
-        self.WD = np.empty(ef + 1, dtype=np.float32)
-        self.WI = np.empty(ef + 1, dtype=np.int32)
-        self.NB = np.empty(width, dtype=np.int32)
-        self.ST = np.zeros(1, dtype=np.int64)
-
-
-def _scratch(n: int, ef: int, width: int) -> _Scratch:
-    s = getattr(_local, "scratch", None)
-    if s is None or s.n < n or s.ef < ef or s.width < width:
-        s = _Scratch(
-            max(n, s.n if s else 0), max(ef, s.ef if s else 0), max(width, s.width if s else 0)
-        )
-        _local.scratch = s
-    return s
+    old = (None, 0, 0, 0) if got is None else got
+    n, ef, width = max(n, old[1]), max(ef, old[2]), max(width, old[3])
+    _local.scratch = (single.graph_scratch(n, ef, width), n, ef, width)
+    return _local.scratch[0]

@@ -17,7 +17,7 @@ from numba import njit
 from .graph import next_stamp, search_one
 from .heap import replace_top, sort
 
-JIT_SOURCES = {"graph": "78aec3a43fc2", "heap": "e0cd3a2ed0e7"}
+JIT_SOURCES = {"graph": "a94baba3f7f0", "heap": "e0cd3a2ed0e7"}
 
 METRICS = ("cosine", "dot", "l2")
 _COSINE = 0
@@ -122,21 +122,59 @@ def exact_one(xq, xb, norms, metric, mask, has_mask, rids, R, lo, hi):
     return _final(D, I, metric, xq, rids, R)
 
 
+#: Header of a graph scratch buffer (``graph_scratch``): the capacities its regions were
+#: carved for, and the visit stamp of the last search.
+_HEAD = 4
+
+
+def graph_scratch(n, ef, width):
+    """One int32 buffer holding every scratch array of a single graph search over up to ``n``
+    nodes with beams up to ``ef`` and ``width`` links a node (graph.py's VIS, CD/CI, WD/WI,
+    NB), so the compiled call unboxes one array instead of seven. Its layout depends only on
+    these capacities, kept in its header (a buffer grown for a larger graph is a new one)."""
+    n, ef, width = max(int(n), 1), int(ef), int(width)
+    S = np.zeros(_HEAD + n + 2 * (n + 1) + 2 * (ef + 1) + width, dtype=np.int32)
+    S[0], S[1], S[2] = n, ef, width
+    return S
+
+
 @njit(cache=True, nogil=True)
-def graph_one(xq, metric, xb, w, c, L0, UP, slot, H, entry, top, ef, mask, has_mask, need,
-              VIS, ST, CD, CI, WD, WI, NB, rids, R, lo, hi):  # fmt: skip
-    """``exact_one`` through the block's HNSW graph (graph.py's arrays and scratch; ST (1,)
-    int64 holds VIS's stamp). R[0] = TOO_FEW (no scores) when the search offers fewer than
-    ``need`` rows."""
+def _carve(S):
+    n = S[0]
+    ef = S[1]
+    width = S[2]
+    at = _HEAD
+    VIS = S[at : at + n]
+    at += n
+    CI = S[at : at + n + 1]
+    at += n + 1
+    CD = S[at : at + n + 1].view(np.float32)
+    at += n + 1
+    WI = S[at : at + ef + 1]
+    at += ef + 1
+    WD = S[at : at + ef + 1].view(np.float32)
+    at += ef + 1
+    NB = S[at : at + width]
+    return VIS, CD, CI, WD, WI, NB
+
+
+@njit(cache=True, nogil=True)
+def graph_one(xq, metric, xb, w, c, G, UP, slot, H, entry, top, ef, mask, has_mask, need, S,
+              rids, R, lo, hi):  # fmt: skip
+    """``exact_one`` through the block's HNSW graph (graph.py's arrays; G its layer-0 walk
+    block, ``walk_block``; S a ``graph_scratch`` buffer that fits). R[0] = TOO_FEW (no
+    scores) when the search offers fewer than ``need`` rows."""
     k = R.shape[0]
     if not _fits(xq[0], lo, hi):
         R[0] = BAD_QUERY
         return np.empty(0, dtype=np.float32)
     D = np.full(k, -np.inf, dtype=np.float32)
     I = np.full(k, -1, dtype=np.int64)
-    ST[0] = next_stamp(VIS, ST[0])
-    found = search_one(xq[0], metric, xb, w, c, L0, UP, slot, H, entry, top, ef, mask,
-                       has_mask, VIS, ST[0], CD, CI, WD, WI, NB, D, I, 0)  # fmt: skip
+    VIS, CD, CI, WD, WI, NB = _carve(S)
+    stamp = next_stamp(VIS, S[3])
+    S[3] = stamp
+    found = search_one(xq[0], metric, xb, w, c, G, UP, slot, H, entry, top, ef, mask,
+                       has_mask, VIS, stamp, CD, CI, WD, WI, NB, D, I, 0)  # fmt: skip
     if found < need:
         R[0] = TOO_FEW
         return np.empty(0, dtype=np.float32)
