@@ -22,6 +22,7 @@ from ..errors import CorruptStoreError
 from ..storage.annfiles import CODES_SUFFIX, IndexFileRecord
 from ..storage.arrays import ArrayFile, write_arrays
 from ..storage.segments import SegmentInfo, open_segment
+from .pages import release_compiler_pages
 
 #: Default candidates re-ranked per segment: k x this (measured on 115k x 384 MiniLM
 #: vectors: recall@10 after re-ranking 1.00 for int8 at x2; binary: see BINARY_POOL) ...
@@ -152,11 +153,9 @@ def candidates(
             q, codes.lo, codes.scale, codes.codes, norms, metric, kc, rows=rows, mask=mask
         )
     elif codes.kind == "binary":
-        qc = kc_.binary_encode(q[None, :], codes.mean)[0]
-        pos, _ = kc_.hamming_candidates(qc, codes.codes, BINARY_POOL * kc, rows=rows, mask=mask)
-        if len(pos) > kc:
-            s = kc_.binary_rescore(q, codes.codes, pos)
-            pos = pos[np.argpartition(-s, kc - 1)[:kc]]
+        return kc_.binary_candidates(
+            q, codes.mean, codes.codes, kc, BINARY_POOL * kc, rows=rows, mask=mask
+        )
     else:
         pos, _ = kc_.f16_candidates(q, codes.codes, norms, metric, kc, rows=rows, mask=mask)
     return np.sort(pos)
@@ -245,3 +244,45 @@ def search(
             I = np.where(I >= 0, lab[np.maximum(I, 0)], -1)
         OD[qi], OI[qi], counts[qi] = D[0], I[0], got[0]
     return OD, labels_to_rids(OI, [p.rids for p in parts]), counts
+
+
+class Quick:
+    """The single-query plan (``index.quick``) of a snapshot that is one segment with codes:
+    its candidates in one compiled call (``candidates``), their float32 rows read back
+    (``Part.read_rows``), and the exact re-ranking, scores and rids in another
+    (``single.exact_one``), the same rows and scores ``search`` gives, without its per-query
+    bookkeeping for several parts, filters and batches."""
+
+    def __init__(self, part, metric: str):
+        from ..kernels import single
+
+        self.kernels = single  # imported once, not per query
+        self.part = part
+        self.metric = metric
+        self.code = ("cosine", "dot", "l2").index(metric)
+        self.none = np.zeros(1, dtype=np.uint8)  # the re-ranked rows are all live
+
+    def search(self, xq: np.ndarray, k: int, ef: int | None, lo: float, hi: float):
+        """``(scores, rids)`` of one query ``xq`` float32 (1, d), as ``quick.Quick.search``;
+        ``False`` when ``xq`` has a component outside [lo, hi] (or NaN, inf)."""
+        release_compiler_pages()  # LLVM pages a kernel load may have left mapped
+        part = self.part
+        c = part.packed
+        pick = candidates(c, xq[0], part.norms, self.metric, oversampled(c.kind, k, None),
+                          None, part.alive)  # fmt: skip
+        x = part.read_rows(pick)
+        R = np.empty(k, dtype=np.int64)
+        R[0] = 0  # not a status, whatever the kernel leaves
+        scores = self.kernels.exact_one(xq, x, part.norms[pick], self.code, self.none, False,
+                                        part.rids[pick], R, lo, hi)  # fmt: skip
+        if not len(scores) and k and R[0] == self.kernels.BAD_QUERY:
+            return False
+        return scores, R[: len(scores)].tolist()
+
+
+def quick_plan(part, metric: str) -> Quick | None:
+    """The single-query plan of a snapshot whose one part is ``part``, or None: a segment
+    with codes whose rows can be read back by ``pread``."""
+    if part.packed is None or part.read_rows is None or not len(part.vectors):
+        return None
+    return Quick(part, metric)

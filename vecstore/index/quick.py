@@ -15,7 +15,7 @@ import threading
 
 import numpy as np
 
-from . import cold, flat
+from . import cold, compressed, flat
 from . import graph as graphs
 from .pages import release_compiler_pages
 
@@ -82,9 +82,12 @@ def prepare(snap: flat.Snapshot, metric: str) -> Quick | None:
     if len(parts) != 1:
         return None
     part = parts[0]
-    if part.packed is not None or not len(part.vectors):
-        return None
     model = snap.model
+    if part.packed is not None:  # compressed codes, scanned where no index is searched
+        scanned = not graphs.is_graph(model) and (model is None or part.offsets is None)
+        return compressed.quick_plan(part, metric) if scanned else None
+    if not len(part.vectors):
+        return None
     if graphs.is_graph(model):
         if part.graph is None:
             return None
