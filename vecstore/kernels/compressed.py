@@ -413,16 +413,16 @@ def _rescore(T, codes, pos, out):
 @njit(cache=True, nogil=True)
 def _byte_table(q, T):
     """T[p, v] = the sum of q[8p + b] over the bits b set in the byte value v (0 past the end
-    of q): float32 (8w, 256), each entry one add from an entry with one bit fewer."""
+    of q): float32 (8w, 256), each entry one add to the entry without its top bit."""
     d = q.shape[0]
     for p in range(T.shape[0]):
         T[p, 0] = np.float32(0.0)
-        for v in range(1, 256):
-            b = 0
-            while not (v >> b) & 1:
-                b += 1
+        for b in range(8):  # the values with top bit b: those below 2^b, plus q[8p + b]
             j = 8 * p + b
-            T[p, v] = T[p, v & (v - 1)] + (q[j] if j < d else np.float32(0.0))
+            qj = q[j] if j < d else np.float32(0.0)
+            lo = 1 << b
+            for v in range(lo):
+                T[p, lo + v] = T[p, v] + qj
 
 
 @njit(cache=True, nogil=True)
