@@ -215,3 +215,30 @@ def test_backup_carries_the_code_files(tmp_path):
     with vecstore.open(tmp_path / "b") as db:
         assert db.verify().ok
         assert [r.ids for r in db.get_collection("c").query_many(q, k=5)] == want
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_single_queries_give_the_batch_rows_and_exact_scores(tmp_path, kind):
+    """A single query on a one-segment collection (the lean single-query plan, once a
+    query has kept the snapshot) returns the rows ``query_many`` returns, with the same
+    exact float32 cosine scores, and never a deleted row."""
+    x = clustered(2_000, DIM, seed=16)
+    q = near(x, 12, seed=17)
+    with vecstore.open(tmp_path / "s") as db:
+        c = db.create_collection("c", dim=DIM, vectors=kind)
+        c.add(ids=ids(0, 2_000), vectors=x)
+        c.compact()
+        gone = [str(i) for i in range(0, 2_000, 3)]
+        for step in ("all", "deleted"):
+            if step == "deleted":
+                c.delete(ids=gone)
+            batch = c.query_many(q, k=10)
+            for qi in range(len(q)):
+                one = c.query(q[qi], k=10)
+                assert one.ids == batch[qi].ids
+                np.testing.assert_array_equal(one.scores, batch[qi].scores)
+                rows = x[[int(i) for i in one.ids]].astype(np.float64)
+                exact = rows @ q[qi] / np.linalg.norm(rows, axis=1) / np.linalg.norm(q[qi])
+                np.testing.assert_allclose(one.scores, exact, rtol=0, atol=1e-5)
+                if step == "deleted":
+                    assert not set(one.ids) & set(gone)
