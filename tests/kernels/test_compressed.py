@@ -213,3 +213,28 @@ def test_binary_candidates_edge_cases(rng):
     np.testing.assert_array_equal(kc.binary_candidates(q, mean, sc, 4, 9), np.arange(4))
     with pytest.raises(ValueError):
         kc.binary_candidates(q[:10], mean, codes, 5, 10)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
+def test_numpy_candidates_match_the_kernels(rng, metric):
+    # kernels/blas_codes.py, what a process runs while the kernels load: the same rows
+    from vecstore.kernels import blas_codes as bc
+
+    x, norms, q = _data(rng, n=3_000, d=70)
+    rows = np.sort(rng.choice(3_000, 1_000, replace=False)).astype(np.int64)
+    mask = rng.random(3_000) < 0.8
+    lo, scale = kc.sq8_train(x)
+    codes = kc.sq8_encode(x, lo, scale)
+    bits = x.astype(np.float16).view(np.uint16)
+    mean = x.mean(axis=0)
+    words = np.ascontiguousarray(kc.binary_encode(x, mean).T)
+    for r, m in ((None, None), (rows, None), (None, mask)):
+        got, _ = bc.sq8_candidates(q, lo, scale, codes, norms, metric, 20, rows=r, mask=m)
+        want, _ = kc.sq8_candidates(q, lo, scale, codes, norms, metric, 20, rows=r, mask=m)
+        assert set(got.tolist()) == set(want.tolist())
+        got, _ = bc.f16_candidates(q, bits, norms, metric, 20, rows=r, mask=m)
+        want, _ = kc.f16_candidates(q, bits, norms, metric, 20, rows=r, mask=m)
+        assert set(got.tolist()) == set(want.tolist())
+        got = bc.binary_candidates(q, mean, words, 20, 160, rows=r, mask=m)
+        want = kc.binary_candidates(q, mean, words, 20, 160, rows=r, mask=m)
+        np.testing.assert_array_equal(got, want)

@@ -587,7 +587,7 @@ def hamming_candidates(qc, codes, kc, *, rows=None, mask=None):
     rows, has_rows, mask, has_mask = _selection(rows, mask, n)
     m = rows.shape[0] if has_rows else n
     nchunks = _chunks(m, 8 * w)
-    if nchunks == 1:  # one thread: select by counting distances, no heap
+    if nchunks == 1:  # one thread: a running cut-off and a count of distances, no heap
         pos = np.empty(max(kc, 0), dtype=np.int64)
         dist = np.empty(max(kc, 0), dtype=np.int32)
         got = 0
