@@ -238,3 +238,15 @@ def test_numpy_candidates_match_the_kernels(rng, metric):
         got = bc.binary_candidates(q, mean, words, 20, 160, rows=r, mask=m)
         want = kc.binary_candidates(q, mean, words, 20, 160, rows=r, mask=m)
         np.testing.assert_array_equal(got, want)
+
+
+def test_binary_candidates_over_threads_match_one_thread(rng, monkeypatch):
+    # codes too large for one thread go through the chunked Hamming scan: the same rows
+    x = rng.standard_normal((20_000, 128)).astype(np.float32)
+    mean = x.mean(axis=0)
+    codes = np.ascontiguousarray(kc.binary_encode(x, mean).T)
+    mask = rng.random(20_000) < 0.9
+    q = (x[11] + 0.5 * rng.standard_normal(128)).astype(np.float32)
+    want = kc.binary_candidates(q, mean, codes, 10, 80, mask=mask)
+    monkeypatch.setattr(kc, "_PARALLEL_MIN_BYTES", 0)
+    np.testing.assert_array_equal(kc.binary_candidates(q, mean, codes, 10, 80, mask=mask), want)
