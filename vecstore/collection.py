@@ -472,8 +472,9 @@ class Collection:
 
         ``nprobe`` (lists probed) and ``refine`` (IVF-PQ re-rank factor) override the
         index's values for this query (the vector half of a hybrid one too), as ``ef`` (the
-        beam width) does for an HNSW index; ``exact=True`` bypasses the index. Passing them where they do not apply (to a collection whose spec
-        has no such parameter, or in text mode) raises ``InvalidInput``.
+        beam width) does for an HNSW index; ``exact=True`` bypasses the index. Passing them
+        where they do not apply (to a collection whose spec has no such parameter, or in text
+        mode) raises ``InvalidInput``.
 
         ``image`` (a path, PIL image or array), instead of ``q``: the rows most similar to
         that image, for a collection with a CLIP encoder (vector mode, or hybrid with

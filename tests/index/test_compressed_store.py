@@ -215,3 +215,77 @@ def test_backup_carries_the_code_files(tmp_path):
     with vecstore.open(tmp_path / "b") as db:
         assert db.verify().ok
         assert [r.ids for r in db.get_collection("c").query_many(q, k=5)] == want
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_single_queries_give_the_batch_rows_and_exact_scores(tmp_path, kind):
+    """A single query on a one-segment collection (the lean single-query plan, once a
+    query has kept the snapshot) returns the rows ``query_many`` returns, with the same
+    exact float32 cosine scores, and never a deleted row."""
+    x = clustered(2_000, DIM, seed=16)
+    q = near(x, 12, seed=17)
+    with vecstore.open(tmp_path / "s") as db:
+        c = db.create_collection("c", dim=DIM, vectors=kind)
+        c.add(ids=ids(0, 2_000), vectors=x)
+        c.compact()
+        gone = [str(i) for i in range(0, 2_000, 3)]
+        for step in ("all", "deleted"):
+            if step == "deleted":
+                c.delete(ids=gone)
+            batch = c.query_many(q, k=10)
+            for qi in range(len(q)):
+                one = c.query(q[qi], k=10)
+                assert one.ids == batch[qi].ids
+                np.testing.assert_array_equal(one.scores, batch[qi].scores)
+                rows = x[[int(i) for i in one.ids]].astype(np.float64)
+                exact = rows @ q[qi] / np.linalg.norm(rows, axis=1) / np.linalg.norm(q[qi])
+                np.testing.assert_allclose(one.scores, exact, rtol=0, atol=1e-5)
+                if step == "deleted":
+                    assert not set(one.ids) & set(gone)
+
+
+def test_first_queries_take_numpy_and_give_the_kernels_rows(tmp_path):
+    """Until the kernels load, a process answers exact queries on compressed codes with
+    NumPy (``VECSTORE_COLD_START=numpy`` keeps it there): the same rows and scores as the
+    kernels give."""
+    import json
+    import subprocess
+    import sys
+    import textwrap
+
+    x = clustered(1_500, DIM, seed=18)
+    with vecstore.open(tmp_path / "s", seal_rows=600) as db:
+        for kind in KINDS:
+            c = db.create_collection(kind, dim=DIM, vectors=kind)
+            c.add(ids=ids(0, 1_500), vectors=x)  # two segments and pending rows
+            c.delete(ids=["3", "700"])
+    np.save(tmp_path / "q.npy", near(x, 8, seed=19))
+    script = textwrap.dedent(
+        """
+        import json, sys
+        import numpy as np, vecstore
+        q = np.load(sys.argv[2])
+        out = {}
+        with vecstore.open(sys.argv[1], read_only=True) as db:
+            for kind in ("float16", "int8", "binary"):
+                c = db.get_collection(kind)
+                got = [c.query(v, k=10) for v in q] + c.query_many(q, k=10, refine=3)
+                out[kind] = [(r.ids, r.scores.tolist()) for r in got]
+        print(json.dumps(out))
+        """
+    )
+    runs = {}
+    for mode in ("numpy", "0"):
+        got = subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path / "s"), str(tmp_path / "q.npy")],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=dict(os.environ, VECSTORE_COLD_START=mode),
+        )
+        assert got.returncode == 0, got.stderr
+        runs[mode] = json.loads(got.stdout.splitlines()[-1])
+    for kind in KINDS:
+        for (a_ids, a_s), (b_ids, b_s) in zip(runs["numpy"][kind], runs["0"][kind], strict=True):
+            assert a_ids == b_ids and "3" not in a_ids and "700" not in a_ids
+            np.testing.assert_allclose(a_s, b_s, rtol=0, atol=1e-5)

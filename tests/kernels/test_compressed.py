@@ -160,3 +160,93 @@ def test_wrappers_refuse_wrong_arrays(rng):
         kc.sq8_candidates(q[:4], lo, scale, kc.sq8_encode(x, lo, scale), norms, "dot", 3)
     with pytest.raises(ValueError):
         kc.hamming_candidates(np.zeros(2, np.uint64), np.zeros((3, 1), np.uint64), 1)
+
+
+def _binary_oracle(q, mean, x, kc_, pool, keep):
+    """binary_candidates by NumPy: the ``pool`` nearest allowed rows by Hamming distance of
+    the sign bits (ties to the lower row), then the ``kc_`` best of those by q against
+    their sign vectors (ties to the nearer in the pool)."""
+    bits, qb = x > mean, q > mean
+    dist = (bits != qb).sum(axis=1)
+    allowed = np.flatnonzero(keep)
+    near_ = allowed[np.argsort(dist[allowed], kind="stable")[:pool]]
+    s = np.where(bits[near_], 1.0, -1.0) @ q.astype(np.float64)
+    return np.sort(near_[np.argsort(-s, kind="stable")[:kc_]])
+
+
+@pytest.mark.parametrize("d", [1, 63, 64, 65, 384])
+@pytest.mark.parametrize("n", [7, 1_000, 20_000])
+def test_binary_candidates_match_the_numpy_oracle(rng, d, n):
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    mean = x.mean(axis=0)
+    codes = np.ascontiguousarray(kc.binary_encode(x, mean).T)
+    rows = np.sort(rng.choice(n, max(1, n // 2), replace=False)).astype(np.int64)
+    mask = rng.random(n) < 0.8
+    for qi in range(3):
+        q = (x[qi] + 0.5 * rng.standard_normal(d)).astype(np.float32)
+        for r, m in ((None, None), (rows, None), (None, mask), (rows, mask)):
+            keep = np.ones(n, dtype=bool) if r is None else np.isin(np.arange(n), r)
+            if m is not None:
+                keep &= m
+            got = kc.binary_candidates(q, mean, codes, 10, 80, rows=r, mask=m)
+            want = _binary_oracle(q, mean, x, 10, 80, keep)
+            if d >= 64:  # tied float scores are rare: the same rows
+                np.testing.assert_array_equal(got, want)
+            else:  # few bits: many rows share a sign vector, and any of the tied may come
+                assert len(got) == len(want) and keep[got].all()
+            assert (np.diff(got) > 0).all()
+
+
+def test_binary_candidates_edge_cases(rng):
+    x = rng.standard_normal((50, 70)).astype(np.float32)
+    mean = x.mean(axis=0)
+    codes = np.ascontiguousarray(kc.binary_encode(x, mean).T)
+    q = x[3].copy()
+    every = kc.binary_candidates(q, mean, codes, 100, 400)  # more asked than rows
+    np.testing.assert_array_equal(every, np.arange(50))
+    assert kc.binary_candidates(q, mean, codes, 0, 10).shape == (0,)
+    none = np.zeros(50, dtype=bool)
+    assert kc.binary_candidates(q, mean, codes, 5, 10, mask=none).shape == (0,)
+    assert 3 in kc.binary_candidates(q, mean, codes, 1, 10)  # the row itself
+    same = np.repeat(x[:1], 300, axis=0)  # every row ties: the first ones, in row order
+    sc = np.ascontiguousarray(kc.binary_encode(same, mean).T)
+    np.testing.assert_array_equal(kc.binary_candidates(q, mean, sc, 4, 9), np.arange(4))
+    with pytest.raises(ValueError):
+        kc.binary_candidates(q[:10], mean, codes, 5, 10)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
+def test_numpy_candidates_match_the_kernels(rng, metric):
+    # kernels/blas_codes.py, what a process runs while the kernels load: the same rows
+    from vecstore.kernels import blas_codes as bc
+
+    x, norms, q = _data(rng, n=3_000, d=70)
+    rows = np.sort(rng.choice(3_000, 1_000, replace=False)).astype(np.int64)
+    mask = rng.random(3_000) < 0.8
+    lo, scale = kc.sq8_train(x)
+    codes = kc.sq8_encode(x, lo, scale)
+    bits = x.astype(np.float16).view(np.uint16)
+    mean = x.mean(axis=0)
+    words = np.ascontiguousarray(kc.binary_encode(x, mean).T)
+    for r, m in ((None, None), (rows, None), (None, mask)):
+        got, _ = bc.sq8_candidates(q, lo, scale, codes, norms, metric, 20, rows=r, mask=m)
+        want, _ = kc.sq8_candidates(q, lo, scale, codes, norms, metric, 20, rows=r, mask=m)
+        assert set(got.tolist()) == set(want.tolist())
+        got, _ = bc.f16_candidates(q, bits, norms, metric, 20, rows=r, mask=m)
+        want, _ = kc.f16_candidates(q, bits, norms, metric, 20, rows=r, mask=m)
+        assert set(got.tolist()) == set(want.tolist())
+        got = bc.binary_candidates(q, mean, words, 20, 160, rows=r, mask=m)
+        want = kc.binary_candidates(q, mean, words, 20, 160, rows=r, mask=m)
+        np.testing.assert_array_equal(got, want)
+
+
+def test_binary_candidates_over_threads_match_one_thread(rng, monkeypatch):
+    # codes too large for one thread go through the chunked Hamming scan: the same rows
+    x = rng.standard_normal((20_000, 128)).astype(np.float32)
+    mean = x.mean(axis=0)
+    codes = np.ascontiguousarray(kc.binary_encode(x, mean).T)
+    mask = rng.random(20_000) < 0.9
+    q = (x[11] + 0.5 * rng.standard_normal(128)).astype(np.float32)
+    want = kc.binary_candidates(q, mean, codes, 10, 80, mask=mask)
+    monkeypatch.setattr(kc, "_PARALLEL_MIN_BYTES", 0)
+    np.testing.assert_array_equal(kc.binary_candidates(q, mean, codes, 10, 80, mask=mask), want)

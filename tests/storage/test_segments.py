@@ -101,3 +101,21 @@ def test_every_byte_flip_is_caught_by_a_deferred_check(tmp_path, rng):
                 else:
                     seg.check.run()
             assert not seg.check.done
+
+
+def test_read_rows_reads_the_file_mapped_even_once_unlinked(tmp_path, rng):
+    # read_rows keeps the file it opened first: a compaction that unlinks it changes nothing;
+    # a segment whose file is gone before its first read falls back to the map
+    x = rng.standard_normal((500, 9)).astype(np.float32)
+    norms = np.linalg.norm(x, axis=1).astype(np.float32)
+    info = write_segment(tmp_path, "a.vseg", [x], norms, np.arange(500))
+    seg = open_segment(tmp_path / "a.vseg", info)
+    late = open_segment(tmp_path / "a.vseg", info)
+    pos = np.array([0, 1, 2, 17, 250, 499], dtype=np.int64)  # a run of three, then singles
+    got = seg.read_rows(pos)
+    np.testing.assert_array_equal(got, x[pos])
+    got[0, 0] = 1.0  # a new, writable array
+    os.unlink(tmp_path / "a.vseg")
+    np.testing.assert_array_equal(seg.read_rows(pos), x[pos])
+    np.testing.assert_array_equal(late.read_rows(pos), x[pos])
+    assert seg.read_rows(pos[:0]).shape == (0, 9)

@@ -22,6 +22,8 @@ from ..errors import CorruptStoreError
 from ..storage.annfiles import CODES_SUFFIX, IndexFileRecord
 from ..storage.arrays import ArrayFile, write_arrays
 from ..storage.segments import SegmentInfo, open_segment
+from . import cold
+from .pages import release_compiler_pages
 
 #: Default candidates re-ranked per segment: k x this (measured on 115k x 384 MiniLM
 #: vectors: recall@10 after re-ranking 1.00 for int8 at x2; binary: see BINARY_POOL) ...
@@ -152,13 +154,37 @@ def candidates(
             q, codes.lo, codes.scale, codes.codes, norms, metric, kc, rows=rows, mask=mask
         )
     elif codes.kind == "binary":
-        qc = kc_.binary_encode(q[None, :], codes.mean)[0]
-        pos, _ = kc_.hamming_candidates(qc, codes.codes, BINARY_POOL * kc, rows=rows, mask=mask)
-        if len(pos) > kc:
-            s = kc_.binary_rescore(q, codes.codes, pos)
-            pos = pos[np.argpartition(-s, kc - 1)[:kc]]
+        return kc_.binary_candidates(
+            q, codes.mean, codes.codes, kc, BINARY_POOL * kc, rows=rows, mask=mask
+        )
     else:
         pos, _ = kc_.f16_candidates(q, codes.codes, norms, metric, kc, rows=rows, mask=mask)
+    return np.sort(pos)
+
+
+def numpy_candidates(
+    codes: Codes,
+    q: np.ndarray,
+    norms: np.ndarray,
+    metric: str,
+    kc: int,
+    rows: np.ndarray | None,
+    mask: np.ndarray | None,
+) -> np.ndarray:
+    """``candidates`` with NumPy (``kernels/blas_codes.py``), for the queries that run while
+    the Numba kernels load (``index/cold.py``)."""
+    from ..kernels import blas_codes as bc
+
+    if codes.kind == "int8":
+        pos, _ = bc.sq8_candidates(
+            q, codes.lo, codes.scale, codes.codes, norms, metric, kc, rows=rows, mask=mask
+        )
+    elif codes.kind == "binary":
+        return bc.binary_candidates(
+            q, codes.mean, codes.codes, kc, BINARY_POOL * kc, rows=rows, mask=mask
+        )
+    else:
+        pos, _ = bc.f16_candidates(q, codes.codes, norms, metric, kc, rows=rows, mask=mask)
     return np.sort(pos)
 
 
@@ -179,6 +205,7 @@ def search(
     allowed: Sequence[np.ndarray] | None = None,
     *,
     oversample: int | None = None,
+    engine: str = "numba",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Top-k over ``parts`` (``flat.Part``) as ``flat.search`` returns it, reading the
     segments that have ``codes`` through them (candidates, then float32 re-ranking) and
@@ -188,9 +215,21 @@ def search(
 
     Per query, the candidates of every segment and the rows of the others are gathered into
     one small block and scanned exactly once: a few hundred rows, below the size at which
-    the exact kernel wakes its thread pool."""
-    from ..kernels import exact
+    the exact kernel wakes its thread pool.
+
+    ``engine="numpy"`` picks the candidates and re-ranks them with NumPy and BLAS alone
+    (``numpy_candidates``, ``kernels/blas.py``): the same plan, without loading Numba."""
     from .flat import labels_to_rids
+
+    numpy = engine == "numpy"
+    if numpy:
+        from ..kernels import blas
+
+        pick_rows = numpy_candidates
+    else:
+        from ..kernels import exact
+
+        pick_rows = candidates
 
     nq = xq.shape[0]
     OD = np.empty((nq, k), dtype=np.float32)
@@ -219,7 +258,7 @@ def search(
                 pick = plain[i]
             else:
                 mask = part.alive if rows is None else None
-                pick = candidates(
+                pick = pick_rows(
                     c, q, part.norms, metric, oversampled(c.kind, k, oversample), rows, mask
                 )
             if pick is None:
@@ -234,14 +273,69 @@ def search(
                 blocks.append(part.vectors[pick])
                 norms.append(part.norms[pick])
                 labels.append(bases[i] + pick)
+        one = xq[qi : qi + 1]
+        if numpy:
+            D, I = np.zeros((1, 0), dtype=np.float32), np.zeros((1, 0), dtype=np.int64)
+            if blocks:
+                x, xn = np.concatenate(blocks), np.concatenate(norms)
+                S = blas.scores(one, x, xn, metric, blas.query_terms(one, metric))
+                D, I = blas.topk(S, np.concatenate(labels), k)
+            D, I, got = blas.finish(D, I, one, metric, k)
+            OD[qi], OI[qi], counts[qi] = D[0], I[0], got[0]
+            continue
         D, I = exact.new_heaps(1, k)
         if blocks:
             x = np.concatenate(blocks) if len(blocks) > 1 else np.ascontiguousarray(blocks[0])
             xn = np.concatenate(norms) if len(norms) > 1 else np.ascontiguousarray(norms[0])
-            exact.search_into(xq[qi : qi + 1], x, xn, metric, D, I)
-        D, I, got = exact.finish(D, I, xq[qi : qi + 1], metric)
+            exact.search_into(one, x, xn, metric, D, I)
+        D, I, got = exact.finish(D, I, one, metric)
         if blocks:
             lab = np.concatenate(labels) if len(labels) > 1 else labels[0]
             I = np.where(I >= 0, lab[np.maximum(I, 0)], -1)
         OD[qi], OI[qi], counts[qi] = D[0], I[0], got[0]
     return OD, labels_to_rids(OI, [p.rids for p in parts]), counts
+
+
+class Quick:
+    """The single-query plan (``index.quick``) of a snapshot that is one segment with codes:
+    its candidates in one compiled call (``candidates``), their float32 rows read back
+    (``Part.read_rows``), and the exact re-ranking, scores and rids in another
+    (``single.exact_one``), the same rows and scores ``search`` gives, without its per-query
+    bookkeeping for several parts, filters and batches."""
+
+    def __init__(self, part, metric: str):
+        from ..kernels import single
+
+        self.kernels = single  # imported once, not per query
+        self.part = part
+        self.metric = metric
+        self.code = ("cosine", "dot", "l2").index(metric)
+        self.none = np.zeros(1, dtype=np.uint8)  # the re-ranked rows are all live
+
+    def search(self, xq: np.ndarray, k: int, ef: int | None, lo: float, hi: float,
+               nprobe: int | None = None):  # fmt: skip
+        """``(scores, rids)`` of one query ``xq`` float32 (1, d), as ``quick.Quick.search``;
+        ``False`` when ``xq`` has a component outside [lo, hi] (or NaN, inf)."""
+        if not cold.ready():
+            return None  # plan.search answers with NumPy while the kernels load
+        release_compiler_pages()  # LLVM pages a kernel load may have left mapped
+        part = self.part
+        c = part.packed
+        pick = candidates(c, xq[0], part.norms, self.metric, oversampled(c.kind, k, None),
+                          None, part.alive)  # fmt: skip
+        x = part.read_rows(pick)
+        R = np.empty(k, dtype=np.int64)
+        R[0] = 0  # not a status, whatever the kernel leaves
+        scores = self.kernels.exact_one(xq, x, part.norms[pick], self.code, self.none, False,
+                                        part.rids[pick], R, lo, hi)  # fmt: skip
+        if not len(scores) and k and R[0] == self.kernels.BAD_QUERY:
+            return False
+        return scores, R[: len(scores)].tolist()
+
+
+def quick_plan(part, metric: str) -> Quick | None:
+    """The single-query plan of a snapshot whose one part is ``part``, or None: a segment
+    with codes whose rows can be read back by ``pread``."""
+    if part.packed is None or part.read_rows is None or not len(part.vectors):
+        return None
+    return Quick(part, metric)

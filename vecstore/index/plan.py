@@ -57,7 +57,9 @@ def search(
 
     Until the kernels have loaded in this process (``cold``), a query is answered with NumPy
     and BLAS (``cold_search``: the same plan, the same rows), and the first one starts
-    loading them in the background; compressed collections wait for them.
+    loading them in the background. Compressed codes are scanned so too (``compressed``
+    with ``engine="numpy"``: the same candidates, re-ranked in float32 by BLAS); a filtered
+    query on them waits for the kernels.
 
     Segments the snapshot still has to verify (``Snapshot.verify``) are verified before any
     result is returned: by the exact scan as it reads them on the NumPy path (each block
@@ -67,8 +69,23 @@ def search(
     exact_scan = allowed is None and (exact or snap.model is None or not any(
         p.offsets is not None or p.graph is not None for p in snap.parts
     ))  # fmt: skip
-    # compressed codes are scanned by the kernels only (BLAS would answer exactly: other
-    # rows than the codes' candidates may give)
+    # compressed codes the exact scan reads (no index to search): their candidates with
+    # NumPy until the kernels have loaded, the same plan (BLAS over the float32 rows would
+    # answer exactly: other rows than the codes' candidates may give)
+    if coded and exact_scan and not graphs.is_graph(snap.model) and not cold.ready():
+        verified = cold.verifying(snap)
+        try:
+            if trace is not None:
+                why = _why_exact(snap, exact, allowed is not None)
+                _note_exact(trace, snap, allowed, why, engine="numpy")
+            found = _scan(snap.parts, xq, metric, k, allowed, refine, engine="numpy")
+        except Exception:
+            verified()  # a damaged segment is reported as such
+            raise
+        verified()
+        cold.warm(lambda: kernel_search(snap, xq[:1].copy(), metric, k, allowed, refine=refine))
+        snap.verify()
+        return found
     if not coded and not cold.ready():
         # a full exact scan verifies segments as it reads them; other plans read a few
         # rows, and verify the segments meanwhile on another thread
@@ -251,13 +268,15 @@ def _exact_parts(parts, others, allowed):
     return out
 
 
-def _scan(parts, xq, metric, k, allowed, oversample):
+def _scan(parts, xq, metric, k, allowed, oversample, *, engine="numba"):
     """The exact scan: of the compressed codes, re-ranked from float32 (``compressed``),
     where the segments have codes, else of the float32 vectors."""
     codes = [p.packed for p in parts]
     if not any(c is not None for c in codes):
         return flat.search(parts, xq, metric, k, allowed)
-    return compressed.search(parts, codes, xq, metric, k, allowed, oversample=oversample)
+    return compressed.search(
+        parts, codes, xq, metric, k, allowed, oversample=oversample, engine=engine
+    )
 
 
 def _why_exact(snap: flat.Snapshot, exact: bool, filtered: bool) -> str:

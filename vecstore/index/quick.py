@@ -4,10 +4,10 @@ vector to the final scores and catalog row ids (``kernels/single.py``).
 
 It covers the common shapes: one block of float32 rows scanned exactly on the calling thread
 (a small collection), or one segment with its HNSW graph; a snapshot with IVF or IVF-PQ lists
-gets ``quick_ivf``'s plan. Anything else (several blocks, compressed codes, a block large
-enough for threads, kernels not loaded yet) has no plan and is answered by ``plan.search``,
-as is a graph search that meets tombstones and finds fewer rows than asked for. Uses
-kernels lazily; no SQL.
+gets ``quick_ivf``'s plan, and one segment of compressed codes scanned exactly gets
+``compressed.Quick``. Anything else (several blocks, a block large enough for threads,
+kernels not loaded yet) has no plan and is answered by ``plan.search``, as is a graph search
+that meets tombstones and finds fewer rows than asked for. Uses kernels lazily; no SQL.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import threading
 
 import numpy as np
 
-from . import cold, flat, quick_ivf
+from . import cold, compressed, flat, quick_ivf
 from . import graph as graphs
 from .pages import release_compiler_pages
 
@@ -79,7 +79,9 @@ class Quick:
         return scores, R[: len(scores)].tolist()
 
 
-def prepare(snap: flat.Snapshot, metric: str) -> Quick | quick_ivf.IvfQuick | None:
+def prepare(
+    snap: flat.Snapshot, metric: str
+) -> Quick | quick_ivf.IvfQuick | compressed.Quick | None:
     """The single-query plan of ``snap``, or None where ``plan.search`` must answer."""
     from ..kernels import single
 
@@ -90,7 +92,10 @@ def prepare(snap: flat.Snapshot, metric: str) -> Quick | quick_ivf.IvfQuick | No
     if len(parts) != 1:
         return None
     part = parts[0]
-    if part.packed is not None or not len(part.vectors):
+    if part.packed is not None:  # compressed codes, scanned where no index is searched
+        scanned = not graphs.is_graph(model) and part.offsets is None
+        return compressed.quick_plan(part, metric) if scanned else None
+    if not len(part.vectors):
         return None
     if graphs.is_graph(model):
         if part.graph is None:
