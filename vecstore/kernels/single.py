@@ -50,7 +50,7 @@ def _dot(A, i, B, j):
 
 
 @njit(cache=True, nogil=True)
-def _fits(q, lo, hi):
+def fits(q, lo, hi):
     """Whether the largest magnitude of q is within [lo, hi] (or q is all zeros); False for
     NaN and inf (``inputs.matrix``'s rule for one query)."""
     top = np.float32(0.0)
@@ -64,7 +64,7 @@ def _fits(q, lo, hi):
 
 
 @njit(cache=True, nogil=True)
-def _final(D, I, metric, xq, rids, R):
+def finish(D, I, metric, xq, rids, R):
     """exact.finish of the heap D/I (k,), labels turned into rids: R[:c] = rids, and the
     scores (c,) returned best first (l2: -|x - q|^2 clamped to <= 0; cosine clamped to
     [-1, 1])."""
@@ -91,7 +91,7 @@ def exact_one(xq, xb, norms, metric, mask, has_mask, rids, R, lo, hi):
 
     Scores are exact.py's ``(qa * w[x]) * dot(x, q) - c[x]``."""
     k = R.shape[0]
-    if not _fits(xq[0], lo, hi):
+    if not fits(xq[0], lo, hi):
         R[0] = BAD_QUERY
         return np.empty(0, dtype=np.float32)
     D = np.full(k, -np.inf, dtype=np.float32)
@@ -119,7 +119,7 @@ def exact_one(xq, xb, norms, metric, mask, has_mask, rids, R, lo, hi):
         s = (qa * w) * _dot(xb, r, xq, 0) - cc
         if s > D[0]:
             replace_top(D, I, s, r)
-    return _final(D, I, metric, xq, rids, R)
+    return finish(D, I, metric, xq, rids, R)
 
 
 #: Header of a graph scratch buffer (``graph_scratch``): the capacities its regions were
@@ -165,7 +165,7 @@ def graph_one(xq, metric, xb, w, c, G, UP, slot, H, entry, top, ef, mask, has_ma
     block, ``walk_block``; S a ``graph_scratch`` buffer that fits). R[0] = TOO_FEW (no
     scores) when the search offers fewer than ``need`` rows."""
     k = R.shape[0]
-    if not _fits(xq[0], lo, hi):
+    if not fits(xq[0], lo, hi):
         R[0] = BAD_QUERY
         return np.empty(0, dtype=np.float32)
     D = np.full(k, -np.inf, dtype=np.float32)
@@ -178,4 +178,4 @@ def graph_one(xq, metric, xb, w, c, G, UP, slot, H, entry, top, ef, mask, has_ma
     if found < need:
         R[0] = TOO_FEW
         return np.empty(0, dtype=np.float32)
-    return _final(D, I, metric, xq, rids, R)
+    return finish(D, I, metric, xq, rids, R)

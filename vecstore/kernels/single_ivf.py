@@ -14,60 +14,20 @@ numba only: pure functions over arrays, no I/O, no classes.
 import numpy as np
 from numba import njit
 
-from .adc import COSINE, DOT, L2, probe_into, rerank_into, scan_into
-from .heap import sort
+from .adc import COSINE, DOT, probe_into, rerank_into, scan_into
+from .single import BAD_QUERY, TOO_FEW, finish, fits
 
-JIT_SOURCES = {"adc": "80d8347d0b4c", "exact": "f41f649f7e2b", "heap": "e0cd3a2ed0e7"}
+JIT_SOURCES = {
+    "adc": "80d8347d0b4c",
+    "exact": "f41f649f7e2b",
+    "graph": "a94baba3f7f0",
+    "heap": "e0cd3a2ed0e7",
+    "single": "1f4d2a9693ae",
+}
 
-#: Status left in ``R[0]`` (with no scores returned) when a query is not answered here: its
-#: vector is out of range (NaN, inf, too large or too small a component), or the probed lists
-#: held fewer searchable rows than the heap needs (``ivf.search`` would probe more lists:
-#: the caller takes that path). The values are kernels/single.py's.
-BAD_QUERY = -2
-TOO_FEW = -3
-
-
-# fastmath: distance inner loop only (exact.py's ``_dot``, the same code for the same sum).
-@njit(cache=True, nogil=True, fastmath=True)
-def _dot(A, i, B, j):
-    s = np.float32(0.0)
-    for t in range(A.shape[1]):
-        s += A[i, t] * B[j, t]
-    return s
-
-
-@njit(cache=True, nogil=True)
-def _fits(q, lo, hi):
-    """Whether the largest magnitude of q is within [lo, hi] (or q is all zeros); False for
-    NaN and inf (``inputs.matrix``'s rule for one query)."""
-    top = np.float32(0.0)
-    for t in range(q.shape[0]):
-        a = abs(q[t])
-        if not a <= hi:  # NaN fails too
-            return False
-        if a > top:
-            top = a
-    return top == 0.0 or top >= lo
-
-
-@njit(cache=True, nogil=True)
-def _final(D, I, metric, xq, rids, R):
-    """exact.finish of the heap D/I (k,), labels turned into rids: R[:c] = rids[label], and
-    the scores (c,) returned best first (l2: -|x - q|^2 clamped to <= 0; cosine clamped to
-    [-1, 1])."""
-    sort(D, I)
-    qq = _dot(xq, 0, xq, 0) if metric == L2 else np.float32(0.0)
-    c = 0
-    for j in range(D.shape[0]):
-        if I[j] >= 0:
-            if metric == L2:
-                D[j] = min(D[j] - qq, np.float32(0.0))
-            elif metric == COSINE:
-                # float32 rounding can put a self-match a hair above 1
-                D[j] = max(min(D[j], np.float32(1.0)), np.float32(-1.0))
-            R[c] = rids[I[j]]
-            c += 1
-    return D[:c]
+# The query check (``fits``), the final sort and rid mapping (``finish``) and the statuses
+# left in ``R[0]`` (``BAD_QUERY``; ``TOO_FEW`` here when the probed lists held fewer
+# searchable rows than the heap needs, so ``ivf.search`` would probe more) are single.py's.
 
 
 @njit(cache=True, nogil=True)
@@ -85,7 +45,7 @@ def ivf_one(xq, metric, C8, cs, cn2, cbt, width, offsets, codes, xb, norms, mask
 
     R[0] = BAD_QUERY (no scores) if xq is out of [lo, hi]; R[0] = TOO_FEW (no scores) if the
     probed lists and ``seen`` hold fewer than kc searchable rows while lists remain."""
-    if not _fits(xq[0], lo, hi):
+    if not fits(xq[0], lo, hi):
         R[0] = BAD_QUERY
         return np.empty(0, dtype=np.float32)
     q = xq[0]
@@ -110,7 +70,7 @@ def ivf_one(xq, metric, C8, cs, cn2, cbt, width, offsets, codes, xb, norms, mask
         return np.empty(0, dtype=np.float32)
     if pq:
         rerank_into(qn, np.float32(1.0), metric, xb, norms, CI, D, I, 0, 0)
-    return _final(D, I, metric, xq, rids, R)
+    return finish(D, I, metric, xq, rids, R)
 
 
 @njit(cache=True, nogil=True)
@@ -119,7 +79,7 @@ def finish_one(D, I, metric, xq, rids, R, lo, hi):
     segments, or lists split over threads): returns the heap D/I (k,)'s scores best first
     and writes their rids into R, as ``ivf_one`` ends; R[0] = BAD_QUERY (no scores) if xq is
     out of [lo, hi]."""
-    if not _fits(xq[0], lo, hi):
+    if not fits(xq[0], lo, hi):
         R[0] = BAD_QUERY
         return np.empty(0, dtype=np.float32)
-    return _final(D, I, metric, xq, rids, R)
+    return finish(D, I, metric, xq, rids, R)
