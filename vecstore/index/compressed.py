@@ -144,47 +144,28 @@ def candidates(
     kc: int,
     rows: np.ndarray | None,
     mask: np.ndarray | None,
+    *,
+    engine: str = "numba",
 ) -> np.ndarray:
     """Sorted positions of at most ``kc`` rows of one segment that score best on its codes
-    for the query ``q`` (float32 (d,)), among ``rows``/``mask`` (as ``exact.search_into``)."""
-    from ..kernels import compressed as kc_
+    for the query ``q`` (float32 (d,)), among ``rows``/``mask`` (as ``exact.search_into``).
+    ``engine="numpy"`` picks the same rows with ``kernels/blas_codes.py``, for the queries
+    that run while the Numba kernels load (``index/cold.py``)."""
+    if engine == "numpy":
+        from ..kernels import blas_codes as kernels
+    else:
+        from ..kernels import compressed as kernels
 
     if codes.kind == "int8":
-        pos, _ = kc_.sq8_candidates(
+        pos, _ = kernels.sq8_candidates(
             q, codes.lo, codes.scale, codes.codes, norms, metric, kc, rows=rows, mask=mask
         )
     elif codes.kind == "binary":
-        return kc_.binary_candidates(
+        return kernels.binary_candidates(
             q, codes.mean, codes.codes, kc, BINARY_POOL * kc, rows=rows, mask=mask
         )
     else:
-        pos, _ = kc_.f16_candidates(q, codes.codes, norms, metric, kc, rows=rows, mask=mask)
-    return np.sort(pos)
-
-
-def numpy_candidates(
-    codes: Codes,
-    q: np.ndarray,
-    norms: np.ndarray,
-    metric: str,
-    kc: int,
-    rows: np.ndarray | None,
-    mask: np.ndarray | None,
-) -> np.ndarray:
-    """``candidates`` with NumPy (``kernels/blas_codes.py``), for the queries that run while
-    the Numba kernels load (``index/cold.py``)."""
-    from ..kernels import blas_codes as bc
-
-    if codes.kind == "int8":
-        pos, _ = bc.sq8_candidates(
-            q, codes.lo, codes.scale, codes.codes, norms, metric, kc, rows=rows, mask=mask
-        )
-    elif codes.kind == "binary":
-        return bc.binary_candidates(
-            q, codes.mean, codes.codes, kc, BINARY_POOL * kc, rows=rows, mask=mask
-        )
-    else:
-        pos, _ = bc.f16_candidates(q, codes.codes, norms, metric, kc, rows=rows, mask=mask)
+        pos, _ = kernels.f16_candidates(q, codes.codes, norms, metric, kc, rows=rows, mask=mask)
     return np.sort(pos)
 
 
@@ -218,18 +199,14 @@ def search(
     the exact kernel wakes its thread pool.
 
     ``engine="numpy"`` picks the candidates and re-ranks them with NumPy and BLAS alone
-    (``numpy_candidates``, ``kernels/blas.py``): the same plan, without loading Numba."""
+    (``kernels/blas_codes.py``, ``kernels/blas.py``): the same plan, without loading Numba."""
     from .flat import labels_to_rids
 
     numpy = engine == "numpy"
     if numpy:
         from ..kernels import blas
-
-        pick_rows = numpy_candidates
     else:
         from ..kernels import exact
-
-        pick_rows = candidates
 
     nq = xq.shape[0]
     OD = np.empty((nq, k), dtype=np.float32)
@@ -258,9 +235,8 @@ def search(
                 pick = plain[i]
             else:
                 mask = part.alive if rows is None else None
-                pick = pick_rows(
-                    c, q, part.norms, metric, oversampled(c.kind, k, oversample), rows, mask
-                )
+                kc = oversampled(c.kind, k, oversample)
+                pick = candidates(c, q, part.norms, metric, kc, rows, mask, engine=engine)
             if pick is None:
                 blocks.append(part.vectors)
                 norms.append(part.norms)
