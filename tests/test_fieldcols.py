@@ -241,3 +241,27 @@ def test_a_column_too_large_to_keep_leaves_its_filters_to_sql(tmp_path, monkeypa
             by_sql, by_columns = _both(coll, {"a": {"$ne": v}})
             assert by_columns == by_sql
     assert calls["n"] == 0
+
+
+def test_a_collection_too_large_for_any_column_never_reads_one(tmp_path, monkeypatch):
+    """Where even the smallest column of the collection could not be kept, no field is read
+    (a read whose column is then dropped would be repeated after every commit)."""
+    from vecstore.storage import fields
+
+    monkeypatch.setattr(fieldcols, "BUILD_AFTER", 1)
+    monkeypatch.setattr(fieldcols, "FIELD_COLUMN_BYTES", 4 * fieldcols.MIN_BYTES_PER_ROW * N - 4)
+    reads = {"n": 0}
+    field_groups = fields.field_groups
+
+    def counting(*args):
+        reads["n"] += 1
+        return field_groups(*args)
+
+    monkeypatch.setattr(fields, "field_groups", counting)
+    db, coll = _store(tmp_path / "s")
+    with db:
+        for v in range(6):
+            by_sql, by_columns = _both(coll, {"a": {"$ne": v}})
+            assert by_columns == by_sql
+            coll.add([f"x{v}"], vectors=np.ones((1, DIM), np.float32), metadata=[{"a": v}])
+    assert reads["n"] == 0

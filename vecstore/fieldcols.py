@@ -33,6 +33,10 @@ BUILD_AFTER = 64
 READ_SECONDS_PER_ROW = 0.6e-6
 #: Collections with more rows get no columns (every filter stays in SQL).
 MAX_COLUMN_ROWS = 4_000_000
+#: Bytes a column takes per row at the least (its int32 codes and the 16 bytes of by-value
+#: order, as ``FieldColumn.nbytes`` counts them): a collection whose columns could not fit a
+#: quarter of the budget gets none, before anything is read.
+MIN_BYTES_PER_ROW = 20
 
 _KINDS = (KIND_NULL, KIND_BOOL, KIND_NUMBER, KIND_STR)
 _TYPES = {KIND_NULL: (int,), KIND_BOOL: (int,), KIND_NUMBER: (int, float), KIND_STR: (str,)}
@@ -247,8 +251,8 @@ class FieldColumns:
         universe = self._get(("rows", scope), stamp)
         if wanted:
             n = len(universe) if universe is not None else nrows()
-            if n > MAX_COLUMN_ROWS:
-                return None
+            if n > MAX_COLUMN_ROWS or n * MIN_BYTES_PER_ROW > self._lru.max_bytes // 4:
+                return None  # no column of it would be kept: never read one
             cost = n * self.read_seconds_per_row
             for key in wanted:
                 seen = self._get(("seen", scope, key), stamp)
