@@ -23,7 +23,8 @@ and single / batched QPS over the system's knob; filtered QPS, result counts and
 ~1% and ~10% selectivity; RSS of the process tree afterwards). Figures are medians over all
 passes of all rounds. The ratio tables compare each peer with the vecstore systems named in
 peers/report.py (COUNTERPARTS: exact peers with vecstore-flat, approximate ones with
-vecstore-ivfpq and vecstore-hnsw), at the first knob setting reaching recall@10 >= --target. Writes bench/results/peers.json, docs/benchmarks.md and docs/img/peers-*.png.
+vecstore-ivfpq and vecstore-hnsw), at the first knob setting reaching recall@10 >= --target.
+Writes bench/results/peers.json, docs/benchmarks.md and docs/img/peers-*.png.
 """
 
 from __future__ import annotations

@@ -65,4 +65,5 @@ def test_report_written(run):
     for row in res["ratios"]["tiny"]:
         assert row["vs"] in vecstore, row
         assert row["qps_single"] is not None and row["qps_single"] > 0, row
-    assert {"hnswlib", "vecstore-int8", "vecstore-binary"} <= {r["peer"] for r in res["ratios"]["tiny"]}
+    peers = {r["peer"] for r in res["ratios"]["tiny"]}
+    assert {"hnswlib", "vecstore-int8", "vecstore-binary"} <= peers

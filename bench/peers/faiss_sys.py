@@ -1,5 +1,6 @@
 """faiss (a library, not a store): IndexFlatIP, IndexIVFFlat, IndexIVFPQ wrapped in
-IndexRefineFlat, and IndexScalarQuantizer (QT_8bit) wrapped in IndexRefineFlat, written with write_index (+ fsync) and read back with read_index.
+IndexRefineFlat, and IndexScalarQuantizer (QT_8bit) wrapped in IndexRefineFlat, written
+with write_index (+ fsync) and read back with read_index.
 
 faiss keeps no metadata, so the two filter fields are saved beside the index as .npy and a
 filter becomes an IDSelectorBatch of the matching rows, built once per (field, value) and
