@@ -89,6 +89,38 @@ class QueryResult:
         )  # fmt: skip
         return out
 
+    @classmethod
+    def of_rows(cls, ids: list[str], scores: np.ndarray, rows: Any, metric: str) -> QueryResult:
+        """``of_vector`` whose ``documents`` and ``metadata`` are made on first access, by
+        ``rows.fill()`` (a ``(documents, metadata)`` pair), from what ``rows`` captured when
+        the query ran: the quick single-query path's result, which most callers read only
+        the ids and scores of. ``rows`` must hold immutable values (stored bytes, strings),
+        so a later commit cannot change what the result gives."""
+        out = object.__new__(cls)
+        out.__dict__.update(
+            ids=ids, scores=scores, metric=metric, mode="vector", vector_ranks=None,
+            text_ranks=None, vector_scores=None, text_scores=None, _rows=rows,
+        )  # fmt: skip
+        return out
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for attributes missing from __dict__: the lazy fields of ``of_rows``.
+        if name == "documents" or name == "metadata":
+            rows = self.__dict__.get("_rows")
+            if rows is not None:
+                documents, metadata = rows.fill()
+                self.__dict__.setdefault("documents", documents)
+                self.__dict__.setdefault("metadata", metadata)
+                return self.__dict__[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __getstate__(self) -> dict[str, Any]:
+        # pickle and copy see every field made (nothing lazy left to carry along)
+        self.documents, self.metadata  # noqa: B018
+        state = dict(self.__dict__)
+        state.pop("_rows", None)
+        return state
+
     @property
     def distances(self) -> np.ndarray:
         """Lower is better: ``1 - cosine``, ``-dot`` or the squared L2 distance (for text and
