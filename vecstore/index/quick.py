@@ -67,14 +67,16 @@ class Quick:
         if self.graph_ef is None:
             scores = single.exact_one(xq, part.vectors, part.norms, self.code, self.mask,
                                       self.has_mask, part.rids, R, lo, hi)  # fmt: skip
+            c = len(scores)
         else:
             if ef is None or ef < k:
                 ef = max(ef or self.graph_ef, k)
             S = _scratch(self.n, ef, self.width)
-            scores = single.graph_one(xq, self.code, *self.graph_args, ef, self.mask,
-                                      self.has_mask, k if k < self.live else self.live, S,
-                                      part.rids, R, lo, hi)  # fmt: skip
-        c = len(scores)
+            D = np.empty(k, dtype=np.float32)
+            c = single.graph_one(xq, self.code, *self.graph_args, ef, self.mask, self.has_mask,
+                                 k if k < self.live else self.live, S, part.rids, D, R, lo,
+                                 hi)  # fmt: skip
+            scores = D if c == k else D[:c]
         if not c and k:
             status = R[0]
             if status == single.BAD_QUERY:
