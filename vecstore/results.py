@@ -103,17 +103,6 @@ class QueryResult:
         )  # fmt: skip
         return out
 
-    def __getattr__(self, name: str) -> Any:
-        # Only reached for attributes missing from __dict__: the lazy fields of ``of_rows``.
-        if name == "documents" or name == "metadata":
-            rows = self.__dict__.get("_rows")
-            if rows is not None:
-                documents, metadata = rows.fill()
-                self.__dict__.setdefault("documents", documents)
-                self.__dict__.setdefault("metadata", metadata)
-                return self.__dict__[name]
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-
     def __getstate__(self) -> dict[str, Any]:
         # pickle and copy see every field made (nothing lazy left to carry along)
         self.documents, self.metadata  # noqa: B018
@@ -182,6 +171,33 @@ class QueryResult:
         more = ", ..." if len(self) > 3 else ""
         kind = f"metric={self.metric!r}" if self.mode == "vector" else f"mode={self.mode!r}"
         return f"QueryResult({len(self)} hits, {kind}, {{{head}{more}}})"
+
+
+class _Lazy:
+    """``QueryResult.documents`` and ``.metadata`` of a result made by ``of_rows``: made from
+    its rows on first access, then kept in the instance (a non-data descriptor: an instance
+    that holds the field, as every other result does, never reaches it)."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __get__(self, obj: Any, cls: Any = None) -> Any:
+        if obj is None:
+            raise AttributeError(self.name)  # a field without a class-level default
+        state = obj.__dict__
+        if self.name not in state:
+            rows = state.get("_rows")
+            if rows is None:
+                raise AttributeError(self.name)
+            documents, metadata = rows.fill()
+            state.setdefault("documents", documents)
+            state.setdefault("metadata", metadata)
+        return state[self.name]
+
+
+# set after the dataclass is made, so that it sees no default for these fields
+QueryResult.documents = _Lazy("documents")  # type: ignore[assignment]
+QueryResult.metadata = _Lazy("metadata")  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, eq=False)
