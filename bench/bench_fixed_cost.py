@@ -8,15 +8,17 @@ kernel alone on the same rows (``kernels.exact.search``: heaps, scan, sort) and 
 The fixed cost is query() minus the kernel: the path from the call to the kernel and back
 (argument checks, the snapshot check, the result rows and the result object). It is shown
 against ``exact.search`` (the public kernel wrapper: checks, heaps, scan, sort) and against
-``single.exact_one``, the one compiled call the quick path makes (scan, sort and rids). Two cases:
-``query`` (an unfiltered query on a collection of ids and vectors, nothing committed since
-the last one: the usual case) and ``query_with_documents`` (documents and metadata on every
-row). Each round times ``--calls`` calls of each case in turn; the table
-shows the median over rounds of the mean time per call, and the lowest round. Times are the
-calling thread's CPU time (``time.thread_time``): on a shared, overloaded machine wall time
-mostly measures the wait for a core (``--wall`` uses it anyway). Every case runs on the
-calling thread (100 rows are below the kernels' threshold for threads, and hnswlib runs a
-single query inline). ``--profile`` prints a cProfile of the query path instead.
+``single.exact_one``, the one compiled call the quick path makes (scan, sort and rids). Three
+cases: ``query`` (an unfiltered query on a collection of ids and vectors, nothing committed
+since the last one: the usual case), ``query_with_documents`` (documents and metadata on every
+row) and ``query_reading_documents`` (the same, reading the result's documents and metadata,
+which the quick path's result makes on first access). Each round times ``--calls`` calls of
+each case in turn; the table shows the median over rounds of the mean time per call, and the
+lowest round. Times are the calling thread's CPU time (``time.thread_time``): on a shared,
+overloaded machine wall time mostly measures the wait for a core (``--wall`` uses it anyway).
+Every case runs on the calling thread (100 rows are below the kernels' threshold for threads,
+and hnswlib runs a single query inline). ``--profile`` prints a cProfile of the query path
+instead.
 """
 
 from __future__ import annotations
@@ -47,6 +49,10 @@ def per_call(fn, calls: int) -> float:
     for _ in range(calls):
         fn()
     return (now() - start) / calls * 1e6
+
+
+def _read_rows(result) -> None:
+    result.documents, result.metadata  # noqa: B018
 
 
 def main() -> None:
@@ -94,6 +100,8 @@ def main() -> None:
     cases = {
         "query": lambda: plain.query(next_q(), k=a.k),
         "query_with_documents": lambda: full.query(next_q(), k=a.k),
+        # the same, with the documents and metadata read (a result may make them lazily)
+        "query_reading_documents": lambda: _read_rows(full.query(next_q(), k=a.k)),
         "kernel (exact.search)": lambda: exact.search(next_q()[None], x, norms, "cosine", a.k),
         # the compiled call the quick path makes (index/quick.py), rids and all
         "kernel (single.exact_one)": lambda: single.exact_one(

@@ -179,6 +179,24 @@ def _metadata(kept: dict[int, dict], rids: list[int], found: list[Record]) -> li
     return out
 
 
+class _Rows:
+    """The rows of a quick query's result as the query read them (``QueryResult.of_rows``
+    makes its documents and metadata from them on first access): the records, whose values
+    are immutable (strings and stored bytes), so a later commit cannot change what the
+    result gives, and the kept entry's unpacked metadata (``_metadata``'s ``kept``)."""
+
+    __slots__ = ("found", "rids", "kept")
+
+    def __init__(self, found: list[Record], rids: list[int], kept: dict[int, dict]):
+        self.found = found
+        self.rids = rids
+        self.kept = kept
+
+    def fill(self) -> tuple[list[str | None], list[dict]]:
+        found = self.found
+        return [rec[1] for rec in found], _metadata(self.kept, self.rids, found)
+
+
 class Reader:
     """The read side of one collection."""
 
@@ -429,12 +447,9 @@ class Reader:
             if more is None:
                 return None
             found = [rec if rec is not None else more[r] for r, rec in zip(rids, found)]
-        return QueryResult.of_vector(
-            [rec[0] for rec in found],
-            scores,
-            [rec[1] for rec in found],
-            _metadata(entry.metas, rids, found),
-            record.metric,
+        # documents and metadata are made when first read, from the records read now
+        return QueryResult.of_rows(
+            [rec[0] for rec in found], scores, _Rows(found, rids, entry.metas), record.metric
         )
 
     def ranked(

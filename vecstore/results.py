@@ -89,6 +89,27 @@ class QueryResult:
         )  # fmt: skip
         return out
 
+    @classmethod
+    def of_rows(cls, ids: list[str], scores: np.ndarray, rows: Any, metric: str) -> QueryResult:
+        """``of_vector`` whose ``documents`` and ``metadata`` are made on first access, by
+        ``rows.fill()`` (a ``(documents, metadata)`` pair), from what ``rows`` captured when
+        the query ran: the quick single-query path's result, which most callers read only
+        the ids and scores of. ``rows`` must hold immutable values (stored bytes, strings),
+        so a later commit cannot change what the result gives."""
+        out = object.__new__(cls)
+        out.__dict__.update(
+            ids=ids, scores=scores, metric=metric, mode="vector", vector_ranks=None,
+            text_ranks=None, vector_scores=None, text_scores=None, _rows=rows,
+        )  # fmt: skip
+        return out
+
+    def __getstate__(self) -> dict[str, Any]:
+        # pickle and copy see every field made (nothing lazy left to carry along)
+        self.documents, self.metadata  # noqa: B018
+        state = dict(self.__dict__)
+        state.pop("_rows", None)
+        return state
+
     @property
     def distances(self) -> np.ndarray:
         """Lower is better: ``1 - cosine``, ``-dot`` or the squared L2 distance (for text and
@@ -150,6 +171,33 @@ class QueryResult:
         more = ", ..." if len(self) > 3 else ""
         kind = f"metric={self.metric!r}" if self.mode == "vector" else f"mode={self.mode!r}"
         return f"QueryResult({len(self)} hits, {kind}, {{{head}{more}}})"
+
+
+class _Lazy:
+    """``QueryResult.documents`` and ``.metadata`` of a result made by ``of_rows``: made from
+    its rows on first access, then kept in the instance (a non-data descriptor: an instance
+    that holds the field, as every other result does, never reaches it)."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __get__(self, obj: Any, cls: Any = None) -> Any:
+        if obj is None:
+            raise AttributeError(self.name)  # a field without a class-level default
+        state = obj.__dict__
+        if self.name not in state:
+            rows = state.get("_rows")
+            if rows is None:
+                raise AttributeError(self.name)
+            documents, metadata = rows.fill()
+            state.setdefault("documents", documents)
+            state.setdefault("metadata", metadata)
+        return state[self.name]
+
+
+# set after the dataclass is made, so that it sees no default for these fields
+QueryResult.documents = _Lazy("documents")  # type: ignore[assignment]
+QueryResult.metadata = _Lazy("metadata")  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, eq=False)

@@ -44,8 +44,12 @@ class Quick:
         self.live = len(part.vectors) if alive is None else int(np.count_nonzero(alive))
         self.n = len(part.vectors)
         if graph_ef is not None:
-            self.walk = part.graph.walk  # built once per graph, kept with it
-            self.width = part.graph.L0.shape[1]
+            g = part.graph
+            self.walk = g.walk  # built once per graph, kept with it
+            self.width = g.L0.shape[1]
+            # the graph arguments of every call, looked up once (not a dozen loads a query)
+            self.graph_args = (part.vectors, g.w, g.c, self.walk, g.UP, g.slot, g.H, g.entry,
+                               g.top)  # fmt: skip
 
     def search(self, xq: np.ndarray, k: int, ef: int | None, lo: float, hi: float,
                nprobe: int | None = None):  # fmt: skip
@@ -63,20 +67,23 @@ class Quick:
         if self.graph_ef is None:
             scores = single.exact_one(xq, part.vectors, part.norms, self.code, self.mask,
                                       self.has_mask, part.rids, R, lo, hi)  # fmt: skip
+            c = len(scores)
         else:
-            g = part.graph
-            ef = max(ef or self.graph_ef, k)
+            if ef is None or ef < k:
+                ef = max(ef or self.graph_ef, k)
             S = _scratch(self.n, ef, self.width)
-            scores = single.graph_one(xq, self.code, part.vectors, g.w, g.c, self.walk, g.UP,
-                                      g.slot, g.H, g.entry, g.top, ef, self.mask, self.has_mask,
-                                      min(k, self.live), S, part.rids, R, lo, hi)  # fmt: skip
-        if not len(scores) and k:
+            D = np.empty(k, dtype=np.float32)
+            c = single.graph_one(xq, self.code, *self.graph_args, ef, self.mask, self.has_mask,
+                                 k if k < self.live else self.live, S, part.rids, D, R, lo,
+                                 hi)  # fmt: skip
+            scores = D if c == k else D[:c]
+        if not c and k:
             status = R[0]
             if status == single.BAD_QUERY:
                 return False
             if status == single.TOO_FEW:
                 return None
-        return scores, R[: len(scores)].tolist()
+        return scores, (R if c == k else R[:c]).tolist()
 
 
 def prepare(

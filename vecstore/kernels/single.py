@@ -160,15 +160,18 @@ def _carve(S):
 
 @njit(cache=True, nogil=True)
 def graph_one(xq, metric, xb, w, c, G, UP, slot, H, entry, top, ef, mask, has_mask, need, S,
-              rids, R, lo, hi):  # fmt: skip
+              rids, D, R, lo, hi):  # fmt: skip
     """``exact_one`` through the block's HNSW graph (graph.py's arrays; G its layer-0 walk
-    block, ``walk_block``; S a ``graph_scratch`` buffer that fits). R[0] = TOO_FEW (no
-    scores) when the search offers fewer than ``need`` rows."""
+    block, ``walk_block``; S a ``graph_scratch`` buffer that fits), into preallocated
+    outputs: the scores best first in D float32 (k,), their rids in R int64 (k,); returns
+    how many (c: D[:c], R[:c]). An int, not an array: boxing a returned array costs a
+    single query more than allocating it beforehand. Returns 0 with R[0] = BAD_QUERY when xq
+    is out of [lo, hi], R[0] = TOO_FEW when the search offers fewer than ``need`` rows."""
     k = R.shape[0]
     if not fits(xq[0], lo, hi):
         R[0] = BAD_QUERY
-        return np.empty(0, dtype=np.float32)
-    D = np.full(k, -np.inf, dtype=np.float32)
+        return 0
+    D[:] = -np.inf
     I = np.full(k, -1, dtype=np.int64)
     VIS, CD, CI, WD, WI, NB = _carve(S)
     stamp = next_stamp(VIS, S[3])
@@ -177,5 +180,5 @@ def graph_one(xq, metric, xb, w, c, G, UP, slot, H, entry, top, ef, mask, has_ma
                        has_mask, VIS, stamp, CD, CI, WD, WI, NB, D, I, 0)  # fmt: skip
     if found < need:
         R[0] = TOO_FEW
-        return np.empty(0, dtype=np.float32)
-    return finish(D, I, metric, xq, rids, R)
+        return 0
+    return finish(D, I, metric, xq, rids, R).shape[0]

@@ -22,7 +22,7 @@ JIT_SOURCES = {
     "exact": "f41f649f7e2b",
     "graph": "a94baba3f7f0",
     "heap": "e0cd3a2ed0e7",
-    "single": "1f4d2a9693ae",
+    "single": "ff9a5172ffd3",
 }
 
 # The query check (``fits``), the final sort and rid mapping (``finish``) and the statuses

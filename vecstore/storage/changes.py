@@ -47,6 +47,9 @@ class ChangeCounter:
         self.writable = writable
         self._depth = 0
         self._odd: int | None = None
+        # the bytes ``read`` decoded last and their value: a reader mostly reads the same
+        # 16 bytes again, and comparing them costs less than decoding them
+        self._seen: tuple[bytes, int | None] = (b"", None)
 
     @classmethod
     def open(cls, folder: Path, *, write: bool) -> ChangeCounter | None:
@@ -71,7 +74,12 @@ class ChangeCounter:
                 return None
         except OSError:
             return None
-        return _decode(raw)
+        seen = self._seen
+        if raw == seen[0]:
+            return seen[1]
+        value = _decode(raw)
+        self._seen = (raw, value)
+        return value
 
     @staticmethod
     def steady(value: int | None) -> bool:
