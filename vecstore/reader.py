@@ -607,8 +607,12 @@ class Reader:
         has_filter = where is not None or where_document is not None
         excluding = exclude is not None and len(exclude) > 0
         if has_filter:
-            coll = self._record.id
-            sql, params = compile_filters(coll, where, where_document, self.analyzer.contains_terms)
+            if where_document is None:
+                sql, params = self._compiled.get(where)  # compiled once per filter shape
+            else:
+                sql, params = compile_filters(
+                    self._record.id, where, where_document, self.analyzer.contains_terms
+                )
             stamp = cat.stamp()
             if within is None and not excluding:
                 return self.kept_at(cat, stamp, snap, where, where_document, sql, params)
