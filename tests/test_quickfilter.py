@@ -163,3 +163,19 @@ def test_sql_filters_and_stale_snapshots_take_the_full_path(tmp_path, rng, lean)
     assert c.query(q, k=300, where={"c10": True}).ids == ["t"]
     assert "t" not in c.query(q, k=300, where={"c10": 1}).ids
     db.close()
+
+
+def test_deep_and_cyclic_filters_are_refused_not_kept(tmp_path):
+    db = vecstore.open(tmp_path / "s", progress=False)
+    c = db.create_collection("c", dim=2)
+    c.add(["a"], vectors=[[1.0, 0.0]], metadata=[{"k": 1}])
+    deep: dict = {"k": 1}
+    for _ in range(200):
+        deep = {"$not": deep}
+    cyclic: dict = {}
+    cyclic["$not"] = cyclic
+    for where in (deep, cyclic):
+        for _ in range(2):
+            with pytest.raises(vecstore.InvalidFilter):
+                c.query(np.array([1.0, 0.0], dtype=np.float32), k=1, where=where)
+    db.close()

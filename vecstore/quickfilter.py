@@ -17,6 +17,8 @@ from typing import Any
 
 #: Compiled filters kept (the least recently used is dropped first).
 COMPILED_ENTRIES = 512
+#: Filters nested deeper than this are not kept (compiling refuses those past 32 levels).
+MAX_KEY_DEPTH = 40
 
 # Scalar filter values by type: True == 1 and 1 == 1.0 hash alike, so the type is part of
 # the key (the SQL of {"a": True} and {"a": 1} differ).
@@ -27,16 +29,19 @@ class NeedsCatalog(Exception):
     """Raised inside the lean path where answering needs SQL (a read transaction)."""
 
 
-def shape_key(where: Any) -> tuple | None:
+def shape_key(where: Any, depth: int = 0) -> tuple | None:
     """A hashable key that tells filters apart exactly (values with their types, in their
-    order), or None for a filter with anything but dicts, lists and scalars in it."""
+    order), or None for a filter with anything but dicts, lists and scalars in it, or nested
+    deeper than ``MAX_KEY_DEPTH``."""
     t = type(where)
     if t in _SCALARS:
         return (t, where)
+    if depth >= MAX_KEY_DEPTH:
+        return None
     if t is dict:
         out: list = [dict]
         for key, value in where.items():
-            inner = shape_key(value)
+            inner = shape_key(value, depth + 1)
             if inner is None or type(key) is not str:
                 return None
             out.append((key, inner))
@@ -44,7 +49,7 @@ def shape_key(where: Any) -> tuple | None:
     if t is list:
         out = [list]
         for value in where:
-            inner = shape_key(value)
+            inner = shape_key(value, depth + 1)
             if inner is None:
                 return None
             out.append(inner)
