@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import vecstore
-from vecstore import IVFPQ
+from vecstore import HNSW, IVFPQ
 from vecstore.reader import Reader
 
 DIM = 16
@@ -89,10 +89,14 @@ def _check(c, rng, nfilters: int, k: int = 10):
         assert len(set(again.ids)) == len(again)
 
 
-@pytest.mark.parametrize("index", [None, "ivfpq"])
+@pytest.mark.parametrize("index", [None, "ivfpq", "hnsw"])
 def test_lean_path_equals_full_path(tmp_path, rng, lean, index):
     db = vecstore.open(tmp_path / "s", seal_rows=300, progress=False)
-    spec = IVFPQ(m=4, nlist=32, min_rows=1000) if index else None
+    spec = {
+        None: None,
+        "ivfpq": IVFPQ(m=4, nlist=32, min_rows=1000),
+        "hnsw": HNSW(M=8, ef_construction=32, min_rows=1000),
+    }[index]
     c = db.create_collection("c", dim=DIM, metric="cosine", **({"index": spec} if spec else {}))
     for start in (0, 2000, 4000):  # segments (writes above seal_rows go straight to one)
         ids, x, meta, docs = _rows(rng, start, 2000)
@@ -102,7 +106,8 @@ def test_lean_path_equals_full_path(tmp_path, rng, lean, index):
     c.delete([str(i) for i in range(0, 6120, 9)])
     if index:
         assert c.index_info()["trained"]
-        assert c.explain(x[0], k=10, where={"tag": "a"}).plan == "IVF-PQ"  # kept rows > 2,000
+        plan = c.explain(x[0], k=10, where={"tag": "a"}).plan  # kept rows > 2,000
+        assert plan == ("IVF-PQ" if index == "ivfpq" else "HNSW")
     _check(c, rng, 25)
     _check(c, rng, 5, k=1000)  # k above most filters' matches: min(k, matches) rows
 
