@@ -500,6 +500,24 @@ class Collection:
             got = self._reader.quick(q, k, ef, nprobe)
             if got is not None:
                 return got
+        elif (
+            type(q) is np.ndarray
+            and type(where) is dict
+            and where_document is None
+            and exclude_ids is None
+            and mode == "vector"
+            and image is None
+            and refine is None
+            and exact is False
+            and text is None
+            and fusion is None
+            and rrf_k is None
+            and weight is None
+            and ef is None
+        ):  # one vector and a filter the caches may answer (``Reader.quick_filtered``)
+            got = self._reader.quick_filtered(q, k, where, nprobe)
+            if got is not None:
+                return got
         return self._query(
             q, image, k, where, where_document, mode, text, fusion, rrf_k, weight, nprobe,
             refine, exact, exclude_ids, ef, None,

@@ -24,6 +24,7 @@ from .errors import CollectionNotFound, CorruptStoreError, IdNotFound, InvalidIn
 from .hybrid import Ranking, fuse, text_only
 from .index import bm25, flat, plan, quick, specs
 from .index.trace import Trace, stage
+from .quickfilter import CompiledFilters, NeedsCatalog
 from .results import GetResult, QueryResult
 from .storage import fields, records, scan
 from .storage.catalog import Catalog, CollectionRecord
@@ -197,6 +198,13 @@ class _Rows:
         return [rec[1] for rec in found], _metadata(self.kept, self.rids, found)
 
 
+def _catalog(cat: Catalog | None) -> Catalog:
+    """``cat``, or ``NeedsCatalog`` on the lean path (no read transaction: SQL is needed)."""
+    if cat is None:
+        raise NeedsCatalog
+    return cat
+
+
 class Reader:
     """The read side of one collection."""
 
@@ -207,6 +215,10 @@ class Reader:
         config = CollectionConfig.of(record)
         self.analyzer = config.text
         self.vectors = config.vectors
+        # ``where`` filters compiled to SQL, kept by shape (``quick_filtered``)
+        self._compiled = CompiledFilters(
+            lambda where: compile_filters(record.id, where, None, self.analyzer.contains_terms)
+        )
 
     @property
     def record(self) -> CollectionRecord:
@@ -452,6 +464,68 @@ class Reader:
             [rec[0] for rec in found], scores, _Rows(found, rids, entry.metas), record.metric
         )
 
+    def quick_filtered(
+        self, q: np.ndarray, k: Any, where: Any, nprobe: Any = None
+    ) -> QueryResult | None:
+        """``search`` of one vector query with a ``where`` filter (no other option but
+        ``nprobe``) on the snapshot the last query kept, while nothing has been committed
+        since, when the filter cache or the per-field columns answer the filter: no read
+        transaction, the filter compiled once per shape, SQL only for records not kept yet.
+        The same plan (``plan.search``) and the same rows as the full path. None where it
+        does not apply or an argument is not plainly valid: the caller takes the full path
+        (which raises the right error, or reads the filter in SQL)."""
+        record = self._record
+        if (
+            type(where) is not dict
+            or q.dtype != np.float32
+            or q.ndim != 1
+            or q.shape[0] != record.dim
+            or type(k) is not int
+            or not 1 <= k <= inputs.MAX_K
+            or (nprobe is not None and (type(nprobe) is not int or nprobe < 1))
+        ):
+            return None
+        size = float(np.abs(q).max())  # NaN for a NaN; inputs.matrix's rule for the rest
+        if not (size == 0.0 or _LOW <= size <= _HIGH):
+            return None
+        entry = self._store.fresh(record)
+        if entry is None:
+            return None
+        spec = entry.spec
+        if nprobe is not None and not isinstance(spec, (specs.IVF, specs.IVFPQ)):
+            return None
+        try:
+            sql, params = self._compiled.get(where)
+            allowed = self.kept_at(None, entry.stamp, entry.snap, where, None, sql, params)
+        except (NeedsCatalog, InvalidInput):
+            return None
+        xq = q.reshape(1, -1)
+        if not (xq.flags.c_contiguous and xq.flags.writeable):
+            xq = xq.copy()
+        scores, rids, counts = plan.search(
+            entry.snap, xq, record.metric, k, allowed, nprobe=nprobe,
+            pages=self._store.resident_pages(record),
+        )  # fmt: skip
+        n = int(counts[0])
+        rids = rids[0, :n].tolist()
+        kept = entry.records
+        try:
+            found = [kept[r] for r in rids]
+        except KeyError:  # rows not read yet: one SELECT
+            found = [kept.get(r) for r in rids]
+            missing = list({r for r, rec in zip(rids, found) if rec is None})
+            more = self._store.records_at(entry, missing)
+            if more is None:
+                return None
+            found = [rec if rec is not None else more[r] for r, rec in zip(rids, found)]
+        return QueryResult.of_vector(
+            [rec[0] for rec in found],
+            scores[0, :n],
+            [rec[1] for rec in found],
+            _metadata(entry.metas, rids, found),
+            record.metric,
+        )
+
     def ranked(
         self,
         xq: np.ndarray | None,
@@ -548,31 +622,23 @@ class Reader:
         has_filter = where is not None or where_document is not None
         excluding = exclude is not None and len(exclude) > 0
         if has_filter:
-            coll = self._record.id
-            sql, params = compile_filters(coll, where, where_document, self.analyzer.contains_terms)
-            cache, scope, stamp = self._store.filter_cache, self._record.dir, cat.stamp()
-
-            one: dict = {}  # a single-value filter answered from a column: its positions
-
-            def compute() -> np.ndarray:
-                return self.filtered_rids(cat, stamp, where, where_document, sql, params, one)
-
-            def positions(rids: np.ndarray) -> list[np.ndarray]:
-                if "column" not in one:
-                    return snap.allowed_rids(rids)
-                col, code, universe = one["column"]
-                out = []
-                for part in snap.parts:
-                    if code is None:
-                        out.append(np.zeros(0, dtype=np.int64))
-                        continue
-                    pos = col.positions_of(code, part.seg, part.rids, universe)
-                    out.append(pos if part.alive is None else pos[part.alive[pos]])
-                return out
-
+            if where_document is None:
+                sql, params = self._compiled.get(where)  # compiled once per filter shape
+            else:
+                sql, params = compile_filters(
+                    self._record.id, where, where_document, self.analyzer.contains_terms
+                )
+            stamp = cat.stamp()
             if within is None and not excluding:
-                return cache.kept(scope, stamp, sql, params, snap, compute, positions)
-            rids = cache.rids(scope, stamp, sql, params, compute)
+                return self.kept_at(cat, stamp, snap, where, where_document, sql, params)
+            cache, scope = self._store.filter_cache, self._record.dir
+            rids = cache.rids(
+                scope,
+                stamp,
+                sql,
+                params,
+                lambda: self.filtered_rids(cat, stamp, where, where_document, sql, params),
+            )
             if within is not None:
                 rids = rids[np.isin(rids, within, assume_unique=True)]
         elif within is not None:
@@ -591,9 +657,43 @@ class Reader:
             rids = rids[~np.isin(rids, exclude)]
         return snap.allowed_rids(rids)
 
+    def kept_at(
+        self,
+        cat: Catalog | None,
+        stamp: Any,
+        snap: flat.Snapshot,
+        where: Any,
+        where_document: Any,
+        sql: str,
+        params: Any,
+    ) -> list[np.ndarray]:
+        """``kept`` for filters only (compiled to ``sql``, ``params``), at catalog ``stamp``,
+        through the filter cache. ``cat`` None (no read transaction: ``quick_filtered``)
+        raises ``quickfilter.NeedsCatalog`` where the filter needs SQL."""
+        one: dict = {}  # a single-value filter answered from a column: its positions
+
+        def compute() -> np.ndarray:
+            return self.filtered_rids(cat, stamp, where, where_document, sql, params, one)
+
+        def positions(rids: np.ndarray) -> list[np.ndarray]:
+            if "column" not in one:
+                return snap.allowed_rids(rids)
+            col, code, universe = one["column"]
+            out = []
+            for part in snap.parts:
+                if code is None:
+                    out.append(np.zeros(0, dtype=np.int64))
+                    continue
+                pos = col.positions_of(code, part.seg, part.rids, universe)
+                out.append(pos if part.alive is None else pos[part.alive[pos]])
+            return out
+
+        cache, scope = self._store.filter_cache, self._record.dir
+        return cache.kept(scope, stamp, sql, params, snap, compute, positions)
+
     def filtered_rids(
         self,
-        cat: Catalog,
+        cat: Catalog | None,
         stamp: Any,
         where: Any,
         where_document: Any,
@@ -612,9 +712,9 @@ class Reader:
                 scope,
                 stamp,
                 keys,
-                lambda: cat.count(coll, "1", []),
-                lambda: fields.row_ids(cat, coll),
-                lambda key: fields.field_groups(cat, coll, key),
+                lambda: _catalog(cat).count(coll, "1", []),
+                lambda: fields.row_ids(_catalog(cat), coll),
+                lambda key: fields.field_groups(_catalog(cat), coll, key),
             )
             if got:
                 n, rids, cols = got
@@ -630,7 +730,7 @@ class Reader:
                 except fieldeval.Unsupported:
                     keys = None
         t0 = time.perf_counter()
-        rids = cat.filtered_rids(coll, sql, params)
+        rids = _catalog(cat).filtered_rids(coll, sql, params)
         if keys:
             columns.charge(scope, stamp, keys, time.perf_counter() - t0)
         return rids
