@@ -30,7 +30,7 @@ from .storage import fields, records, scan
 from .storage.catalog import Catalog, CollectionRecord
 from .storage.filters import compile_filters
 from .storage.records import Record, StoredRow
-from .store import SnapshotRace, Store
+from .store import Fresh, SnapshotRace, Store
 
 #: Fresh transactions a read tries before a vanishing file counts as damage.
 SNAPSHOT_RETRIES = 5
@@ -449,6 +449,13 @@ class Reader:
         if not got:
             return None
         scores, rids = got
+        return self._kept_result(entry, scores, rids)
+
+    def _kept_result(self, entry: Fresh, scores: np.ndarray, rids: list[int]) -> QueryResult | None:
+        """The result of a lean query on ``entry``: its rows' records from those the entry
+        keeps, SQL (one SELECT) only for rows not read yet; None when a commit landed since
+        (the caller takes the full path). Documents and metadata are made when first read,
+        from the records read now."""
         kept = entry.records
         try:
             found = [kept[r] for r in rids]
@@ -459,10 +466,8 @@ class Reader:
             if more is None:
                 return None
             found = [rec if rec is not None else more[r] for r, rec in zip(rids, found)]
-        # documents and metadata are made when first read, from the records read now
-        return QueryResult.of_rows(
-            [rec[0] for rec in found], scores, _Rows(found, rids, entry.metas), record.metric
-        )
+        rows = _Rows(found, rids, entry.metas)
+        return QueryResult.of_rows([rec[0] for rec in found], scores, rows, self._record.metric)
 
     def quick_filtered(
         self, q: np.ndarray, k: Any, where: Any, nprobe: Any = None
@@ -507,24 +512,7 @@ class Reader:
             pages=self._store.resident_pages(record),
         )  # fmt: skip
         n = int(counts[0])
-        rids = rids[0, :n].tolist()
-        kept = entry.records
-        try:
-            found = [kept[r] for r in rids]
-        except KeyError:  # rows not read yet: one SELECT
-            found = [kept.get(r) for r in rids]
-            missing = list({r for r, rec in zip(rids, found) if rec is None})
-            more = self._store.records_at(entry, missing)
-            if more is None:
-                return None
-            found = [rec if rec is not None else more[r] for r, rec in zip(rids, found)]
-        return QueryResult.of_vector(
-            [rec[0] for rec in found],
-            scores[0, :n],
-            [rec[1] for rec in found],
-            _metadata(entry.metas, rids, found),
-            record.metric,
-        )
+        return self._kept_result(entry, scores[0, :n], rids[0, :n].tolist())
 
     def ranked(
         self,
