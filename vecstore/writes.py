@@ -426,7 +426,8 @@ class Writer:
                 rows = rows.take(new)
         start = cat.next_rid()
         rids = range(start, start + len(rows))
-        seg, positions = self._place(cat, pub, rids, rows.vectors)
+        first = self._first_graph(cat, pub, len(rows))
+        seg, positions = self._place(cat, pub, rids, rows.vectors, graph=first)
         try:
             cat.insert_rows(coll, rids, rows, seg, positions)
         except sqlite3.IntegrityError:
@@ -467,32 +468,76 @@ class Writer:
         return max(1, min(self._store.seal_rows, (8 << 20) // (4 * self._record.dim)))
 
     def _place(
-        self, cat: Catalog, pub: _Publication, rids: Sequence[int], x: np.ndarray
+        self,
+        cat: Catalog,
+        pub: _Publication,
+        rids: Sequence[int],
+        x: np.ndarray,
+        *,
+        graph: graphs.GraphModel | None = None,
     ) -> tuple[int | None, Sequence[int] | None]:
         """Store vectors for rows ``rids``: a new segment if large, else the pending table.
-        Returns the segment and each row's position in it (None, None if pending)."""
+        Returns the segment and each row's position in it (None, None if pending). ``graph``:
+        an HNSW model this write publishes (``_first_graph``), which the segment is built
+        under."""
         if len(rids) >= self._seal_rows():
-            return self._new_segment(cat, pub, np.asarray(rids, dtype=np.int64), x, background=True)
+            rids = np.asarray(rids, dtype=np.int64)
+            return self._new_segment(cat, pub, rids, x, background=True, graph=graph)
         cat.insert_pending(self._record.id, rids, (row.tobytes() for row in x))
         return None, None
 
+    def _first_graph(self, cat: Catalog, pub: _Publication, count: int) -> graphs.GraphModel | None:
+        """The HNSW model to publish with a write of ``count`` new rows, when that write
+        makes the first segment of an HNSW collection without a model and brings it to
+        ``min_rows``; else None. Upkeep would build the same graph after the write commits,
+        in a second transaction and after the rows' catalog work; published with the write,
+        the segment's graph is built in the background while the rows are inserted (one
+        core runs the catalog work, the build has the rest), and the write commits once."""
+        if count < self._seal_rows():
+            return None  # the rows wait in the pending table: no segment to build on
+        coll = self._record.id
+        spec = self._reader.config(cat).index
+        if not isinstance(spec, specs.HNSW):
+            return None
+        nrows = cat.count(coll, "1", []) + count
+        if nrows < specs.min_rows(spec) or cat.segments(coll):
+            return None  # not due yet, or upkeep builds every segment's graph at once
+        if cat.index_files(coll)[0] is not None:
+            return None
+        arrays, meta = graphs.model_file(spec, self._record.metric, nrows)
+        name = pub.model(arrays, meta)
+        return graphs.GraphModel.from_file(name, meta, arrays)
+
     def _new_segment(
-        self, cat: Catalog, pub: _Publication, rids: np.ndarray, x: np.ndarray, *, background=False
+        self,
+        cat: Catalog,
+        pub: _Publication,
+        rids: np.ndarray,
+        x: np.ndarray,
+        *,
+        background=False,
+        graph: graphs.GraphModel | None = None,
     ) -> tuple[int, Sequence[int]]:
         """Write rows into a new segment: in list order, with their list file, when the
-        collection has an ANN model (so new rows are indexed at once)."""
+        collection has an ANN model (so new rows are indexed at once); with its graph under
+        ``graph`` (an HNSW model this transaction publishes) when given."""
         from .kernels.exact import row_norms
 
         norms = row_norms(x)
-        try:
-            model = self._store.model(cat, self._record)
-        except SnapshotRace:  # nothing unlinks files while this writer holds the lock
-            raise self._reader.vanished() from None
+        if graph is not None:
+            model = graph
+        else:
+            try:
+                model = self._store.model(cat, self._record)
+            except SnapshotRace:  # nothing unlinks files while this writer holds the lock
+                raise self._reader.vanished() from None
         if model is None:
             return pub.segment([x], norms, rids, background=background), range(len(rids))
         if graphs.is_graph(model):
-            # built in this thread: the build runs on every core already
-            return pub.segment([x], norms, rids, graph=model), range(len(rids))
+            # in the background when asked (an add): the build's threads then overlap the
+            # rows' catalog work, which runs on one core
+            seg = pub.segment([x], norms, rids, background=background, graph=model)
+            return seg, range(len(rids))
         listed = upkeep.list_new_rows(model, x, norms)
         order = listed.order
         positions = np.empty(len(order), dtype=np.int64)
