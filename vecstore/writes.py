@@ -871,7 +871,10 @@ class _Publication:
 
 
 def _write_files(directory, name, blocks, norms, rids, lists, vectors="float32"):
-    if isinstance(lists, graphs.GraphModel) and isinstance(blocks, list) and len(blocks) == 1:
+    # not with codes: encoding them runs parallel kernels, and two threads launching
+    # parallel kernels at once abort the process under Numba's workqueue threading layer
+    in_memory = isinstance(blocks, list) and len(blocks) == 1 and vectors == "float32"
+    if isinstance(lists, graphs.GraphModel) and in_memory:
         return _write_with_graph(directory, name, blocks[0], norms, rids, lists, vectors)
     info = write_segment(directory, f"{name}{SUFFIX}", blocks, norms, rids)
     crec = None
