@@ -159,7 +159,7 @@ def total_steps(tmp_path, index: str) -> int:
 @pytest.mark.parametrize("mode", ["kill", "eio", "enospc"])
 def test_every_crash_point_leaves_a_consistent_store(tmp_path, mode, index, long_run):
     if index == "hnsw_first" and not long_run:
-        pytest.skip("the first add publishing its graph runs with --long (a minute a mode)")
+        pytest.skip("the first add publishing its graph runs with --long (several minutes a mode)")
     if index == "hnsw" and mode != "kill" and not long_run:
         # the graph files are published on the same path as IVF's list files, which the
         # default run covers in every mode; the HNSW sequence's faults run under --long
