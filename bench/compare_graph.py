@@ -187,9 +187,10 @@ def build_api(xb, where):
     import vecstore
 
     with vecstore.open(where / "store") as db:
-        # compile (or load) the build kernels on a small throwaway collection first
+        # compile (or load) the build kernels on a small throwaway collection first: 6,000
+        # rows, since fewer (at d = 384) wait in the pending table and build no graph
         warm = db.create_collection("warm", dim=xb.shape[1], index=vecstore.HNSW(min_rows=1))
-        warm.add(ids=[str(i) for i in range(3000)], vectors=xb[:3000])
+        warm.add(ids=[str(i) for i in range(6000)], vectors=xb[:6000])
         db.delete_collection("warm")
         coll = db.create_collection(
             "wn", dim=xb.shape[1], index=vecstore.HNSW(M=M, ef_construction=EFC)

@@ -160,6 +160,42 @@ def test_create_index_builds_graphs_for_existing_rows(tmp_path):
         assert len(list(collection_dir(db).glob("*.vidx"))) == 0
 
 
+def test_first_segment_gets_its_graph_in_the_adds_own_write(tmp_path, caplog):
+    """An add that makes an HNSW collection's first segment and reaches min_rows publishes
+    the model and the segment's graph with its rows (the graph built while the rows are
+    inserted): the same graph upkeep builds when the index comes after the rows, so the same
+    hits with the same scores, and the segment is indexed from the first commit."""
+    x = embeddings(1300, dim=DIM, seed=11)
+    q = embeddings(25, dim=DIM, seed=12)
+    spec = HNSW(M=8, ef_construction=40, min_rows=500)
+    with vecstore.open(tmp_path / "s", seal_rows=400, progress=False) as db:
+        a = db.create_collection("a", dim=DIM, index=spec)
+        with caplog.at_level("INFO", logger="vecstore.writes"):
+            a.add(ids(0, 1300), vectors=x, metadata=[{"g": i % 3} for i in range(1300)])
+        # no second transaction: upkeep found the model and graph already published
+        assert not [r for r in caplog.records if "built the HNSW graphs" in r.getMessage()]
+        info = a.index_info()
+        assert info["trained"] and info["indexed_rows"] == 1300
+        b = db.create_collection("b", dim=DIM)
+        b.add(ids(0, 1300), vectors=x, metadata=[{"g": i % 3} for i in range(1300)])
+        b.create_index(spec)  # upkeep builds the graph over the same segment
+        assert b.index_info()["indexed_rows"] == 1300
+        for where in (None, {"g": 1}):
+            got, want = a.query_many(q, k=10, where=where), b.query_many(q, k=10, where=where)
+            assert [r.ids for r in got] == [r.ids for r in want]
+            assert np.array_equal(
+                np.array([r.scores for r in got]), np.array([r.scores for r in want])
+            )
+        # rows waiting in the pending table: the add's segment gets its graph, and the
+        # pending rows stay pending (found by the exact scan), as upkeep would leave them
+        c = db.create_collection("c", dim=DIM, index=spec)
+        c.add(ids(0, 300), vectors=x[:300])
+        c.add(ids(300, 1300), vectors=x[300:])
+        assert c.count() == 1300 and c.index_info()["trained"]
+        r = c.query_many(x[:5], k=1)
+        assert [h.ids[0] for h in r] == ids(0, 5)
+
+
 def test_index_survives_reopen(tmp_path):
     x = embeddings(1300, dim=DIM, seed=7)
     q = x[:25]

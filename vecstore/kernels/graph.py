@@ -171,18 +171,16 @@ def _max_pop(D, I, n):
 
 
 @njit(cache=True, nogil=True)
-def _sort_desc(D, I, n):
-    """Sort D/I[:n] by D, best first (insertion sort: n is at most a few hundred)."""
-    for i in range(1, n):
-        s = D[i]
-        lab = I[i]
-        j = i - 1
-        while j >= 0 and D[j] < s:
-            D[j + 1] = D[j]
-            I[j + 1] = I[j]
-            j -= 1
-        D[j + 1] = s
-        I[j + 1] = lab
+def _sort_heap_desc(D, I, n):
+    """Sort the min-heap D/I[:n] best first, in place (heapsort: each pop of the minimum
+    lands at the end). An insertion sort cost O(n^2) here, since a min-heap's array is
+    nearly ascending: about 6% of a build's time at ef_construction = 200."""
+    for k in range(n - 1, 0, -1):
+        s = D[k]
+        label = I[k]
+        D[k] = D[0]
+        I[k] = I[0]
+        _min_replace(D, I, k, s, label)
 
 
 # -- search -----------------------------------------------------------------------------------
@@ -449,7 +447,7 @@ def _link_node(u, xb, w, c, a, levels, L0, UP, slot, H, entry, top, efc, M, VIS,
         stamp = next_stamp(VIS, stamp)
         nw = _beam(q, qa, xb, w, c, L0, UP, slot, H, ep, s_ep, layer, efc, levels, False, VIS,
                    stamp, CD, CI, WD, WI, NB)  # fmt: skip
-        _sort_desc(WD, WI, nw)
+        _sort_heap_desc(WD, WI, nw)
         ep = WI[0]
         s_ep = WD[0]
         row = _links(L0, UP, slot, H, u, layer)
