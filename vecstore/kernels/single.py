@@ -17,7 +17,7 @@ from numba import njit
 from .graph import next_stamp, search_one
 from .heap import replace_top, sort
 
-JIT_SOURCES = {"graph": "a94baba3f7f0", "heap": "e0cd3a2ed0e7"}
+JIT_SOURCES = {"graph": "38ed590c6b04", "heap": "e0cd3a2ed0e7"}
 
 METRICS = ("cosine", "dot", "l2")
 _COSINE = 0

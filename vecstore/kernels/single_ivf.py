@@ -20,7 +20,7 @@ from .single import BAD_QUERY, TOO_FEW, finish, fits
 JIT_SOURCES = {
     "adc": "80d8347d0b4c",
     "exact": "f41f649f7e2b",
-    "graph": "a94baba3f7f0",
+    "graph": "38ed590c6b04",
     "heap": "e0cd3a2ed0e7",
     "single": "ff9a5172ffd3",
 }
