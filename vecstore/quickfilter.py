@@ -61,8 +61,10 @@ class CompiledFilters:
     """``compile_filters``'s ``(sql, params)`` for ``where`` filters, kept by their exact
     shape and values (a repeated filter is not compiled again). Thread-safe."""
 
-    def __init__(self, compile: Callable[[Any], tuple[str, list]], entries: int = COMPILED_ENTRIES):
-        self._compile = compile
+    def __init__(
+        self, compiler: Callable[[Any], tuple[str, list]], entries: int = COMPILED_ENTRIES
+    ):
+        self._compile = compiler
         self._entries = entries
         self._items: OrderedDict[tuple, tuple[str, tuple]] = OrderedDict()
         self._lock = threading.Lock()
