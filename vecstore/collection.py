@@ -485,7 +485,6 @@ class Collection:
         """
         if (
             type(q) is np.ndarray
-            and where is None
             and where_document is None
             and exclude_ids is None
             and mode == "vector"
@@ -496,26 +495,12 @@ class Collection:
             and fusion is None
             and rrf_k is None
             and weight is None
-        ):  # the common query: one vector, nothing else
-            got = self._reader.quick(q, k, ef, nprobe)
-            if got is not None:
-                return got
-        elif (
-            type(q) is np.ndarray
-            and type(where) is dict
-            and where_document is None
-            and exclude_ids is None
-            and mode == "vector"
-            and image is None
-            and refine is None
-            and exact is False
-            and text is None
-            and fusion is None
-            and rrf_k is None
-            and weight is None
-            and ef is None
-        ):  # one vector and a filter the caches may answer (``Reader.quick_filtered``)
-            got = self._reader.quick_filtered(q, k, where, nprobe)
+        ):  # one vector, no option but k, ef, nprobe or a where filter
+            got = None
+            if where is None:  # the common query: one vector, nothing else
+                got = self._reader.quick(q, k, ef, nprobe)
+            elif type(where) is dict and ef is None:  # a filter the caches may answer
+                got = self._reader.quick_filtered(q, k, where, nprobe)
             if got is not None:
                 return got
         return self._query(
