@@ -184,3 +184,24 @@ def test_deep_and_cyclic_filters_are_refused_not_kept(tmp_path):
             with pytest.raises(vecstore.InvalidFilter):
                 c.query(np.array([1.0, 0.0], dtype=np.float32), k=1, where=where)
     db.close()
+
+
+def test_filters_with_many_parameters_are_compiled_each_time_not_kept():
+    from vecstore.quickfilter import MAX_KEPT_PARAMS, CompiledFilters
+
+    calls = []
+
+    def compiler(where):
+        calls.append(1)
+        values = where["u"]["$in"]
+        return "x IN (" + ",".join("?" * len(values)) + ")", list(values)
+
+    kept = CompiledFilters(compiler)
+    short = {"u": {"$in": [str(i) for i in range(MAX_KEPT_PARAMS)]}}
+    long = {"u": {"$in": [str(i) for i in range(MAX_KEPT_PARAMS + 1)]}}
+    for _ in range(3):
+        kept.get(short)
+    assert len(calls) == 1
+    for _ in range(3):
+        assert kept.get(long)[1] == tuple(long["u"]["$in"])
+    assert len(calls) == 4

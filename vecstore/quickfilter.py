@@ -17,6 +17,9 @@ from typing import Any
 
 #: Compiled filters kept (the least recently used is dropped first).
 COMPILED_ENTRIES = 512
+#: Filters with more parameters than this are compiled every time, not kept (a long ``$in``
+#: would hold its values for as long as it stays among the entries).
+MAX_KEPT_PARAMS = 64
 #: Filters nested deeper than this are not kept (compiling refuses those past 32 levels).
 MAX_KEY_DEPTH = 40
 
@@ -81,7 +84,7 @@ class CompiledFilters:
                     return got
         sql, params = self._compile(where)
         got = (sql, tuple(params))
-        if key is not None:
+        if key is not None and len(params) <= MAX_KEPT_PARAMS:  # a long $in is not kept
             with self._lock:
                 self._items[key] = got
                 while len(self._items) > self._entries:

@@ -192,6 +192,7 @@ class _Lazy:
             documents, metadata = rows.fill()
             state.setdefault("documents", documents)
             state.setdefault("metadata", metadata)
+            state.pop("_rows", None)  # filled: the rows (and the cache they point to) go
         return state[self.name]
 
 

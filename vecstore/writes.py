@@ -415,18 +415,22 @@ class Writer:
     def _insert(self, cat: Catalog, pub: _Publication, rows: RowBatch, *, replace: bool) -> None:
         self._reader.require(cat)
         coll = self._record.id
+        changed = False
         if replace:
             found = cat.locate(coll, rows.ids)
             if found:
                 old = [j for j, i in enumerate(rows.ids) if i in found]
                 self._change(cat, pub, [found[rows.ids[j]] for j in old], rows.take(old))
+                # the replaced rows may go into a segment this write adds, which the graph
+                # of _first_graph would not cover: upkeep publishes the index after it
+                changed = True
                 new = [j for j, i in enumerate(rows.ids) if i not in found]
                 if not new:
                     return
                 rows = rows.take(new)
         start = cat.next_rid()
         rids = range(start, start + len(rows))
-        first = self._first_graph(cat, pub, len(rows))
+        first = None if changed else self._first_graph(cat, pub, len(rows))
         seg, positions = self._place(cat, pub, rids, rows.vectors, graph=first)
         try:
             cat.insert_rows(coll, rids, rows, seg, positions)
@@ -534,9 +538,14 @@ class Writer:
         if model is None:
             return pub.segment([x], norms, rids, background=background), range(len(rids))
         if graphs.is_graph(model):
-            # in the background when asked (an add): the build's threads then overlap the
-            # rows' catalog work, which runs on one core
-            seg = pub.segment([x], norms, rids, background=background, graph=model)
+            # In the background only for the model this write publishes (``_first_graph``:
+            # its build's threads overlap the rows' catalog work, and no other kernel of the
+            # write runs meanwhile); any other graph is built in this thread, so that two
+            # builds (an upsert's replaced and new rows), or a build and ``row_norms``, never
+            # launch parallel kernels at once, which aborts the process under Numba's
+            # workqueue threading layer.
+            ahead = background and graph is not None
+            seg = pub.segment([x], norms, rids, background=ahead, graph=model)
             return seg, range(len(rids))
         listed = upkeep.list_new_rows(model, x, norms)
         order = listed.order

@@ -165,3 +165,15 @@ def test_of_rows_makes_the_same_result_as_the_constructor():
     assert lazy.scores is eager.scores
     assert repr(lazy) == repr(eager) and lazy.to_dict() == eager.to_dict()
     assert lazy.documents is lazy.documents  # made once
+
+
+def test_a_read_result_lets_go_of_the_rows_it_was_made_from(store, monkeypatch):
+    # the rows point to the snapshot's cache of unpacked metadata: a kept result must not
+    # keep that cache alive once its own documents and metadata are made
+    path, x = store
+    with vecstore.open(path, progress=False) as db:
+        got = _quick(db.get_collection("c"), x[3], monkeypatch)
+        assert "_rows" in vars(got)
+        docs, meta = got.documents, got.metadata
+        assert "_rows" not in vars(got)
+        assert got.documents is docs and got.metadata is meta
