@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import gc
 import os
 import sqlite3
 
@@ -127,6 +128,17 @@ def test_closed_database(tmp_path):
         c.count()
     with pytest.raises(vecstore.StoreClosed):
         db.list_collections()
+
+
+def test_a_collection_keeps_its_database_open(tmp_path):
+    # the database object is dropped at once: the collection must stay usable
+    c = vecstore.open(tmp_path / "s").create_collection("c", dim=2)
+    gc.collect()
+    c.add(["a"], vectors=[[1.0, 0.0]])
+    gc.collect()
+    assert vecstore.open(tmp_path / "s", read_only=True).get_collection("c").query(
+        [1.0, 0.0], k=1
+    ).ids == ["a"]
 
 
 def test_foreign_sqlite_file_is_refused(tmp_path):

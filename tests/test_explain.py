@@ -71,6 +71,30 @@ def test_an_ivf_pq_plan_names_its_lists_and_reranking(coll):
     assert c.explain(x[5], k=5, exact=True).reason.startswith("exact=True")
 
 
+@pytest.mark.parametrize("kind", ["int8", "binary"])
+def test_compressed_codes_report_the_rows_they_rerank(tmp_path, rng, kind):
+    db = vecstore.open(tmp_path / "s", seal_rows=1000)
+    c = db.create_collection("c", dim=64, vectors=kind)
+    x = rng.standard_normal((2500, 64), dtype=np.float32)
+    for a, b in ((0, 1200), (1200, 2400), (2400, 2500)):  # two segments, 100 rows pending
+        c.add(
+            [str(i) for i in range(a, b)],
+            vectors=x[a:b],
+            metadata=[{"u": i % 10} for i in range(a, b)],
+        )
+    e = c.explain(x[5], k=4)
+    per_segment = {"int8": 20, "binary": 50}[kind]  # compressed.MIN_CANDIDATES
+    assert "compressed codes" in e.reason and len(e.facts["segments"]) >= 2
+    assert e.facts["rows_reranked"] == per_segment * len(e.facts["segments"])
+    assert e.result.ids == c.query(x[5], k=4).ids
+    e = c.explain(x[5], k=4, refine=3)  # k x refine candidates a segment
+    assert e.facts["rows_reranked"] == 12 * len(e.facts["segments"])
+    e = c.explain(x[5], k=4, where={"u": 5})
+    assert 0 < e.facts["rows_reranked"] <= per_segment * len(e.facts["segments"])
+    assert c.explain(x[5], k=4, exact=True).facts["rows_reranked"] == 0
+    db.close()
+
+
 def test_keyword_and_hybrid_plans(coll):
     c, x = coll
     assert c.explain("word3", mode="text", k=5).plan == "keyword"

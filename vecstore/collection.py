@@ -50,10 +50,15 @@ __all__ = ["METRICS", "Collection"]
 class Collection:
     """A named set of rows ``(id, vector, document, metadata)`` of one dimension and metric.
 
-    Get one from ``Database.create_collection`` or ``Database.get_collection``.
+    Get one from ``Database.create_collection`` or ``Database.get_collection``. A collection
+    keeps its database open: ``vecstore.open(path).get_collection(name)`` stays usable until
+    the database is closed.
     """
 
-    def __init__(self, store: Store, record: CollectionRecord):
+    def __init__(self, store: Store, record: CollectionRecord, *, owner: object = None):
+        # ``owner``: the Database this came from, held so that garbage collection does not
+        # close the store (Database.__del__) while the collection is in use
+        self._owner = owner
         self._record = record
         self._config = CollectionConfig.of(record)
         self._embedder = Embedder(store, record, self._config.encoder)

@@ -186,7 +186,7 @@ class Database:
         record = self._store.create_collection(
             name, CollectionConfig(dim, metric, index, spec, analyzer, vectors), enc
         )
-        return Collection(self._store, record)
+        return Collection(self._store, record, owner=self)
 
     @inputs.chroma_names
     def get_collection(self, name: str, *, encoder: Any = None) -> Collection:
@@ -203,7 +203,7 @@ class Database:
             )
         if encoder is not None:
             self._attach_encoder(record, encoder)
-        return Collection(self._store, record)
+        return Collection(self._store, record, owner=self)
 
     def _attach_encoder(self, record: CollectionRecord, encoder: Any) -> None:
         stored = CollectionConfig.of(record).encoder

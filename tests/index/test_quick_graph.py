@@ -10,19 +10,11 @@ import pytest
 import vecstore
 from vecstore import HNSW
 from vecstore.index import cold
-from vecstore.kernels import single
 
 
 @pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
-def test_quick_graph_path_agrees_with_the_full_one(tmp_path, rng, metric, monkeypatch):
-    calls = []
-    graph_one = single.graph_one
-
-    def spy(*args):
-        calls.append(1)
-        return graph_one(*args)
-
-    monkeypatch.setattr(single, "graph_one", spy)
+def test_quick_graph_path_agrees_with_the_full_one(tmp_path, rng, metric, graph_one_calls):
+    calls = graph_one_calls
     x = rng.standard_normal((600, 24), dtype=np.float32)
     qs = rng.standard_normal((6, 24), dtype=np.float32)
     names = [str(i) for i in range(600)]

@@ -18,7 +18,6 @@ import pytest
 import vecstore
 from vecstore import HNSW
 from vecstore.index import cold
-from vecstore.kernels import single
 from vecstore.results import QueryResult
 
 N, DIM = 400, 16
@@ -48,22 +47,14 @@ def store(tmp_path, rng):
     return tmp_path / "s", x
 
 
-def _quick(c, q, monkeypatch, **kw):
-    """``c.query(q)`` answered by the quick path (asserted)."""
-    calls = []
-    graph_one = single.graph_one
-
-    def spy(*args):
-        calls.append(1)
-        return graph_one(*args)
-
-    monkeypatch.setattr(single, "graph_one", spy)
+def _quick(c, q, calls, **kw):
+    """``c.query(q)`` answered by the quick path (asserted; ``calls``: the
+    ``graph_one_calls`` fixture)."""
     c.query(q, k=10, **kw)  # keeps the snapshot
     assert cold.wait(120)
     c.query(q, k=10, **kw)  # builds the plan
     calls.clear()
     got = c.query(q, k=10, **kw)
-    monkeypatch.setattr(single, "graph_one", graph_one)
     assert calls, "the quick path was not taken"
     return got
 
@@ -86,13 +77,13 @@ def _other_process(path, code: str) -> None:
     subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
 
 
-def test_documents_and_metadata_equal_the_full_path(store, rng, monkeypatch):
+def test_documents_and_metadata_equal_the_full_path(store, rng, graph_one_calls):
     path, x = store
     with vecstore.open(path, read_only=True, progress=False) as db:
         c = db.get_collection("c")
         for j in range(4):
             q = x[rng.integers(N)] + 0.01 * rng.standard_normal(DIM, dtype=np.float32)
-            got = _quick(c, q, monkeypatch, ef=None if j % 2 else 40)
+            got = _quick(c, q, graph_one_calls, ef=None if j % 2 else 40)
             want = c.explain(q, k=10, ef=None if j % 2 else 40).result
             assert "_rows" in vars(got)  # lazy until read
             _same(got, want)
@@ -102,12 +93,12 @@ def test_documents_and_metadata_equal_the_full_path(store, rng, monkeypatch):
             assert again.metadata == want.metadata
 
 
-def test_commits_of_another_process_before_and_after_the_query(store, monkeypatch):
+def test_commits_of_another_process_before_and_after_the_query(store, graph_one_calls):
     path, x = store
     q = x[7] + 0.01
     with vecstore.open(path, progress=False) as db:
         c = db.get_collection("c")
-        before = _quick(c, q, monkeypatch)
+        before = _quick(c, q, graph_one_calls)
         assert before.ids[0] == "7"
         # another process changes the best rows' documents and metadata and deletes one
         _other_process(
@@ -122,7 +113,7 @@ def test_commits_of_another_process_before_and_after_the_query(store, monkeypatc
         # read only now: the values the query read, not the committed ones
         assert before.documents == [_doc(int(i)) for i in before.ids]
         assert before.metadata == [_meta(int(i)) for i in before.ids]
-        after = _quick(c, q, monkeypatch)
+        after = _quick(c, q, graph_one_calls)
         _same(after, c.explain(q, k=10).result)
         assert after.documents[:3] == ["new " + i for i in before.ids[:3]]
         assert after.metadata[:3] == [{"v": i, "l": [1, 2]} for i in before.ids[:3]]
@@ -130,14 +121,14 @@ def test_commits_of_another_process_before_and_after_the_query(store, monkeypatc
         # and the same after reopening (a new process state: the snapshot is read anew)
     with vecstore.open(path, read_only=True, progress=False) as db:
         c = db.get_collection("c")
-        _same(_quick(c, q, monkeypatch), after)
+        _same(_quick(c, q, graph_one_calls), after)
 
 
-def test_a_lazy_result_copies_and_pickles_whole(store, monkeypatch):
+def test_a_lazy_result_copies_and_pickles_whole(store, graph_one_calls):
     path, x = store
     with vecstore.open(path, read_only=True, progress=False) as db:
         c = db.get_collection("c")
-        got = _quick(c, x[3], monkeypatch)
+        got = _quick(c, x[3], graph_one_calls)
         want = c.explain(x[3], k=10).result
     for made in (pickle.loads(pickle.dumps(got)), copy.copy(got), copy.deepcopy(got)):
         assert "_rows" not in vars(made)
@@ -167,12 +158,12 @@ def test_of_rows_makes_the_same_result_as_the_constructor():
     assert lazy.documents is lazy.documents  # made once
 
 
-def test_a_read_result_lets_go_of_the_rows_it_was_made_from(store, monkeypatch):
+def test_a_read_result_lets_go_of_the_rows_it_was_made_from(store, graph_one_calls):
     # the rows point to the snapshot's cache of unpacked metadata: a kept result must not
     # keep that cache alive once its own documents and metadata are made
     path, x = store
     with vecstore.open(path, progress=False) as db:
-        got = _quick(db.get_collection("c"), x[3], monkeypatch)
+        got = _quick(db.get_collection("c"), x[3], graph_one_calls)
         assert "_rows" in vars(got)
         docs, meta = got.documents, got.metadata
         assert "_rows" not in vars(got)

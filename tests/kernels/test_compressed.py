@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from vecstore.kernels import compressed as kc
+from vecstore.kernels.blas_codes import SQ8_DIM_BLOCK, sq8_query
 
 
 def _data(rng, n=3_000, d=48):
@@ -39,15 +40,50 @@ def test_sq8_constant_dimension_and_out_of_range_rows(rng):
 
 @pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
 @pytest.mark.parametrize("n", [50, 40_000])  # serial, and parallel chunks
-def test_sq8_candidates_match_the_decoded_oracle(rng, metric, n):
+def test_sq8_candidates_match_the_decoded_oracle(rng, metric, n, monkeypatch):
+    if n > 50:
+        monkeypatch.setattr(kc, "_PARALLEL_MIN_BYTES", 0)
     x, norms, q = _data(rng, n=n, d=40)
     lo, scale = kc.sq8_train(x)
     codes = kc.sq8_encode(x, lo, scale)
     pos, s = kc.sq8_candidates(q, lo, scale, codes, norms, metric, 25)
-    want = _oracle_scores(kc.sq8_decode(codes, lo, scale) @ q, norms, metric)
+    qi, fac, bias = sq8_query(q, lo, scale)
+    exact = bias + fac * (codes.astype(np.int64) @ qi.astype(np.int64))  # integers: exact
+    want = _oracle_scores(exact.astype(np.float32), norms, metric)
     assert len(pos) == 25 and (np.diff(s) <= 0).all()
-    np.testing.assert_allclose(s, want[pos], rtol=1e-4, atol=1e-3)
-    assert s[-1] >= np.sort(want)[-25] - 1e-3  # nothing better was left out
+    np.testing.assert_allclose(s, want[pos], rtol=1e-5, atol=1e-4)
+    assert s[-1] >= np.sort(want)[-25] - 1e-4  # nothing better was left out
+
+
+@pytest.mark.parametrize("d", [1, 40, 384, 5_000])
+def test_sq8_query_rounding_moves_a_score_by_at_most_half_a_step_a_code(rng, d):
+    x = rng.standard_normal((200, d)).astype(np.float32)
+    lo, scale = kc.sq8_train(x)
+    codes = kc.sq8_encode(x, lo, scale)
+    q = (3 * rng.standard_normal(d)).astype(np.float32)
+    qi, fac, bias = sq8_query(q, lo, scale)
+    assert qi.dtype == np.int16 and np.abs(qi).max() <= 32767
+    assert 255 * min(d, SQ8_DIM_BLOCK) * int(np.abs(qi).max()) < 2**31  # no int32 overflow
+    rounded = bias + float(fac) * (codes.astype(np.int64) @ qi.astype(np.int64))
+    decoded = kc.sq8_decode(codes, lo, scale).astype(np.float64) @ q
+    room = float(fac) / 2 * codes.sum(axis=1, dtype=np.int64) * (1 + 1e-5) + 1e-3
+    assert (np.abs(rounded - decoded) <= room).all()
+    assert sq8_query(np.zeros(d, np.float32), lo, scale)[1] == 0  # a zero query: no weights
+
+
+def test_sq8_scores_of_many_dimensions_do_not_overflow(rng):
+    # every code 255 and every weight the largest: one int32 sum over 5,000 dimensions
+    # would wrap; the kernel sums SQ8_DIM_BLOCK at a time
+    d = 5_000
+    x = np.zeros((3, d), dtype=np.float32)
+    x[1:] = 1.0
+    lo, scale = kc.sq8_train(x)
+    codes = kc.sq8_encode(x, lo, scale)
+    q = np.ones(d, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1).astype(np.float32)
+    pos, s = kc.sq8_candidates(q, lo, scale, codes, norms, "dot", 3)
+    np.testing.assert_allclose(s, [d, d, 0], rtol=1e-5)
+    assert pos[-1] == 0
 
 
 @pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
@@ -248,5 +284,5 @@ def test_binary_candidates_over_threads_match_one_thread(rng, monkeypatch):
     mask = rng.random(20_000) < 0.9
     q = (x[11] + 0.5 * rng.standard_normal(128)).astype(np.float32)
     want = kc.binary_candidates(q, mean, codes, 10, 80, mask=mask)
-    monkeypatch.setattr(kc, "_PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(kc, "_PARALLEL_MIN_BYTES_BINARY", 0)
     np.testing.assert_array_equal(kc.binary_candidates(q, mean, codes, 10, 80, mask=mask), want)

@@ -77,7 +77,8 @@ def search(
         try:
             if trace is not None:
                 why = _why_exact(snap, exact, allowed is not None)
-                _note_exact(trace, snap, allowed, why, engine="numpy")
+                reranked = _reranked(snap.parts, allowed, k, refine, len(xq))
+                _note_exact(trace, snap, allowed, why, engine="numpy", reranked=reranked)
             found = _scan(snap.parts, xq, metric, k, allowed, refine, engine="numpy")
         except Exception:
             verified()  # a damaged segment is reported as such
@@ -160,13 +161,17 @@ def kernel_search(
         return flat.search(parts, xq, metric, k, allowed)
     if model is None or not indexed:
         if trace is not None:
-            _note_exact(trace, snap, allowed, _why_exact(snap, exact, allowed is not None))
+            why = _why_exact(snap, exact, allowed is not None)
+            reranked = _reranked(parts, allowed, k, refine, len(xq))
+            _note_exact(trace, snap, allowed, why, reranked=reranked)
         return _scan(parts, xq, metric, k, allowed, refine)
     if allowed is not None:
         choice, nprobe = filtered_plan(snap, allowed, k, nprobe, refine)
         if choice.plan == "filtered scan":
             if trace is not None:
-                _note_exact(trace, snap, allowed, _why_filtered_scan(allowed, choice))
+                why = _why_filtered_scan(allowed, choice)
+                reranked = _reranked(parts, allowed, k, None, len(xq))
+                _note_exact(trace, snap, allowed, why, reranked=reranked)
             return _scan(parts, xq, metric, k, allowed, None)
     if trace is not None:
         _note_ann(trace, snap, xq, metric, k, allowed, indexed, nprobe, refine)
@@ -293,7 +298,20 @@ def _live(part: flat.Part) -> int:
     return len(part.vectors) if part.alive is None else int(part.alive.sum())
 
 
-def _note_exact(trace: Trace, snap, allowed, why: str, *, engine: str = "numba") -> None:
+def _reranked(parts, allowed, k: int, oversample: int | None, nq: int) -> int:
+    """Rows the scan of compressed codes re-ranks from float32 for ``nq`` queries: each coded
+    segment's candidates (``compressed.oversampled``), at most the rows it may return."""
+    per_query = 0
+    for i, p in enumerate(parts):
+        if p.packed is not None:
+            rows = _live(p) if allowed is None else len(allowed[i])
+            per_query += min(compressed.oversampled(p.packed.kind, k, oversample), rows)
+    return per_query * nq
+
+
+def _note_exact(
+    trace: Trace, snap, allowed, why: str, *, engine: str = "numba", reranked: int = 0
+) -> None:
     parts = snap.parts
     rows = sum(_live(p) for p in parts) if allowed is None else sum(len(a) for a in allowed)
     if not why.startswith("exact=True") and any(p.packed is not None for p in parts):
@@ -305,7 +323,7 @@ def _note_exact(trace: Trace, snap, allowed, why: str, *, engine: str = "numba")
         segments=[p.seg for p in parts if p.seg is not None],
         pending_rows=sum(len(p.vectors) for p in parts if p.seg is None),
         candidates_scored=rows,
-        rows_reranked=0,
+        rows_reranked=reranked,
     )
 
 

@@ -45,17 +45,41 @@ def _metric(dot, norms, metric):
     return dot
 
 
-def sq8_candidates(q, lo, scale, codes, norms, metric, kc, *, rows=None, mask=None):
-    """``compressed.sq8_candidates`` with NumPy: ``(positions int64, scores float32)``."""
-    pos = _allowed(codes.shape[0], rows, mask)
-    qs = (q * scale).astype(np.float32)
+#: dimensions an SQ8 score sums in int32 at a time (``sq8_query`` bounds the weights so that
+#: 255 x SQ8_DIM_BLOCK of them cannot overflow it)
+SQ8_DIM_BLOCK = 2048
+
+
+def sq8_query(q, lo, scale):
+    """A float32 query ``q`` (d,) against SQ8 codes (``lo``, ``scale``): ``(qi, fac, bias)``
+    with ``q . (lo + scale * code) ~ bias + fac * (qi . code)``. ``qi`` (int16 (d,)) are the
+    weights ``q * scale`` rounded on a grid of ``fac``, its largest at most 32767 and so that
+    a sum of ``min(d, SQ8_DIM_BLOCK)`` products with codes (at most 255) fits an int32. The
+    rounding moves a score by at most ``fac / 2`` a code unit: for d = 384, 1/44,000 of the
+    largest weight, 1/170 of the codes' own rounding."""
+    qs = q.astype(np.float64) * scale  # float64: no product of float32 values overflows
     bias = np.float32(np.dot(q, lo))
+    top = float(np.max(np.abs(qs))) if qs.size else 0.0
+    bound = min(32767, (2**31 - 1) // (255 * max(1, min(qs.size, SQ8_DIM_BLOCK))))
+    if not top > 0:
+        return np.zeros(qs.shape, dtype=np.int16), np.float32(0.0), bias
+    fac = top / bound
+    qi = np.clip(np.rint(qs / fac), -bound, bound).astype(np.int16)
+    return qi, np.float32(fac), bias
+
+
+def sq8_candidates(q, lo, scale, codes, norms, metric, kc, *, rows=None, mask=None):
+    """``compressed.sq8_candidates`` with NumPy: ``(positions int64, scores float32)``.
+    The same int16 query weights (``sq8_query``), summed in float64 (exact)."""
+    pos = _allowed(codes.shape[0], rows, mask)
+    qi, fac, bias = sq8_query(q, lo, scale)
+    w = qi.astype(np.float64)
     src = codes if pos is None else None
     n = codes.shape[0] if pos is None else len(pos)
     s = np.empty(n, dtype=np.float32)
     for a in range(0, n, BLOCK_ROWS):
         block = src[a : a + BLOCK_ROWS] if pos is None else codes[pos[a : a + BLOCK_ROWS]]
-        s[a : a + BLOCK_ROWS] = block.astype(np.float32) @ qs + bias
+        s[a : a + BLOCK_ROWS] = (block.astype(np.float64) @ w).astype(np.float32) * fac + bias
     return _best(_metric(s, norms if pos is None else norms[pos], metric), pos, kc)
 
 

@@ -4,12 +4,14 @@ that pick candidates from such codes for an exact float32 re-ranking.
 SQ8 keeps, per dimension j, an offset ``lo[j]`` and a step ``scale[j]`` (trained on the rows
 of one segment: their minimum and range / 255), and a row as uint8 codes with
 ``x[j] ~ lo[j] + scale[j] * code[j]``. A query's dot product with a row is then
-``q.lo + sum_j (q[j] scale[j]) code[j]``: the scan reads 4x fewer bytes than a float32 scan,
-and widens each code to float32 in registers. float16 codes are widened the same way (LLVM's
-fpext from half). Binary codes are the signs of ``x - mean`` packed into uint64 words, kept
+``q.lo + sum_j (q[j] scale[j]) code[j]``: the scan reads 4x fewer bytes than a float32 scan.
+The weights ``q[j] scale[j]`` are rounded to int16 (``blas_codes.sq8_query``), so the sum is
+an integer dot product of the codes, accumulated in int32 (vpmaddwd: 32 codes an
+instruction, against 16 for float32 widening and fma). float16 codes are widened to float32
+(LLVM's fpext from half). Binary codes are the signs of ``x - mean`` packed into uint64 words, kept
 word-major for the scan; a query is compared by Hamming distance (popcount of XOR).
-numpy + numba (+ llvmlite) only; imports no other kernels module; compiled lazily on first
-use, cached on disk.
+numpy + numba (+ llvmlite) only; of the other kernels modules imports only ``blas_codes``'
+query rounding (plain NumPy, not compiled); compiled lazily on first use, cached on disk.
 """
 
 from __future__ import annotations
@@ -20,16 +22,25 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
+from .blas_codes import SQ8_DIM_BLOCK, sq8_query
+
+# the kernels modules whose source these kernels depend on (SQ8_DIM_BLOCK is frozen into
+# _sq8_range), by hash: see tests/test_layout.py
+JIT_SOURCES = {"blas_codes": "d66d647b9d5f"}
+
 METRICS = ("cosine", "dot", "l2")
 _COSINE, _DOT, _L2 = 0, 1, 2
 #: rows per parallel chunk of a scan; each chunk keeps its own top-kc heap
 CHUNK_ROWS = 16_384
-#: below this many bytes of codes a scan runs on one thread. A second thread gains at most
-#: the step from 1- to 2-thread memory bandwidth (15.5 -> 22 GB/s), and on a busy machine
-#: a parallel region waits for its slowest thread to be scheduled: 44 MB of int8 codes
-#: (115k x 384) scanned in 2.1 ms on one thread, 6.9 ms in two chunks, on this 2-core
-#: machine under a load of 12
-_PARALLEL_MIN_BYTES = 64 << 20
+#: below this many bytes of codes an SQ8 or float16 scan runs on one thread; larger scans are
+#: split over the threads, as the float32 exact scan is (from 1 MB of rows). Measured on 115k
+#: x 384 int8 codes (44 MB, mapped from their file) on this 2-core machine, quiet: 2.7 ms on
+#: one thread, 1.7 ms on two. Under load a parallel region waits for its slowest thread to be
+#: scheduled (6.9 ms against 2.1 ms on one thread at a load of 12), as every parallel scan does
+_PARALLEL_MIN_BYTES = 8 << 20
+#: ... and a binary scan, whose one-thread path (``_binary_pick``: a running cut-off, no heap,
+#: the rescoring in the same call) outruns the chunked one on 115k x 384 codes (5.6 MB)
+_PARALLEL_MIN_BYTES_BINARY = 64 << 20
 #: rows encoded at a time (bounds the float temporaries of an encode)
 ENCODE_BLOCK = 16_384
 #: rows whose Hamming distances ``_ham_select`` sums at a time (in L1). Measured on 115k x 384
@@ -90,18 +101,29 @@ def _replace_top(hs, hl, s, label):
     hl[i] = label
 
 
-@njit(cache=True, nogil=True, fastmath=True)  # fastmath: a reordered float sum is fine here
-def _sq8_range(qs, bias, codes, norms, metric, rows, has_rows, mask, has_mask, lo, hi, hs, hl):
+@njit(cache=True, nogil=True)
+def _sq8_range(qi, fac, bias, codes, norms, metric, rows, has_rows, mask, has_mask, lo, hi, hs, hl):
+    """Rows lo:hi (of ``rows`` if given) into the heap (hs, hl) by their SQ8 score: the int16
+    weights ``qi`` (``blas_codes.sq8_query``) times the codes, summed in int32 over blocks of
+    ``SQ8_DIM_BLOCK`` dimensions (which cannot overflow for weights within
+    ``sq8_query``'s bound), times ``fac``, plus ``bias``."""
     d = codes.shape[1]
     for t in range(lo, hi):
         i = rows[t] if has_rows else t
         if has_mask and not mask[i]:
             continue
-        # uint8 -> int32 -> float32: the direct uint8 -> float32 conversion does not vectorise
-        acc = np.float32(0.0)
-        for j in range(d):
-            acc += qs[j] * np.float32(np.int32(codes[i, j]))
-        dot = bias + acc
+        tot = np.float32(0.0)
+        for a in range(0, d, SQ8_DIM_BLOCK):
+            b = min(d, a + SQ8_DIM_BLOCK)
+            ci = codes[i, a:b]  # slices and a loop from 0: indexing codes[i, j] over a..b
+            wa = qi[a:b]  # is not vectorised (20x slower)
+            acc = np.int32(0)
+            # each step cast back to int32: numba would widen the product and sum to int64,
+            # and LLVM then matches nothing better than 64-bit multiplies
+            for j in range(b - a):
+                acc = np.int32(acc + np.int32(wa[j]) * np.int32(ci[j]))
+            tot += np.float32(acc)
+        dot = bias + tot * fac
         if metric == _COSINE:
             s = dot / norms[i] if norms[i] > 0 else np.float32(0.0)
         elif metric == _L2:
@@ -113,7 +135,7 @@ def _sq8_range(qs, bias, codes, norms, metric, rows, has_rows, mask, has_mask, l
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _sq8_chunks(qs, bias, codes, norms, metric, rows, has_rows, mask, has_mask, CS, CL):
+def _sq8_chunks(qi, fac, bias, codes, norms, metric, rows, has_rows, mask, has_mask, CS, CL):
     n = rows.shape[0] if has_rows else codes.shape[0]
     nchunks = CS.shape[0]
     step = (n + nchunks - 1) // nchunks
@@ -121,7 +143,8 @@ def _sq8_chunks(qs, bias, codes, norms, metric, rows, has_rows, mask, has_mask, 
         lo = c * step
         hi = min(n, lo + step)
         _sq8_range(
-            qs,
+            qi,
+            fac,
             bias,
             codes,
             norms,
@@ -484,8 +507,10 @@ def binary_rescore(q, codes, pos):
     return out
 
 
-def _chunks(n, row_bytes):
-    if n * row_bytes < _PARALLEL_MIN_BYTES:
+def _chunks(n, row_bytes, least=None):
+    """Chunks for a scan of ``n`` rows of ``row_bytes``: 1 (one thread) below ``least`` bytes
+    (default ``_PARALLEL_MIN_BYTES``)."""
+    if n * row_bytes < (_PARALLEL_MIN_BYTES if least is None else least):
         return 1
     return max(1, min(numba.get_num_threads() * 4, (n + CHUNK_ROWS - 1) // CHUNK_ROWS))
 
@@ -532,15 +557,14 @@ def sq8_candidates(q, lo, scale, codes, norms, metric, kc, *, rows=None, mask=No
     if q.shape[0] != d or norms.shape != (n,):
         raise ValueError(f"q, norms: expected ({d},), ({n},); got {q.shape}, {norms.shape}")
     rows, has_rows, mask, has_mask = _selection(rows, mask, n)
-    qs = (q * scale).astype(np.float32)
-    bias = np.float32(np.dot(q, lo))
+    qi, fac, bias = sq8_query(q, lo, scale)
     m = rows.shape[0] if has_rows else n
     nchunks = _chunks(m, d)
     CS = np.full((nchunks, max(kc, 1)), -np.inf, dtype=np.float32)
     CL = np.full((nchunks, max(kc, 1)), -1, dtype=np.int64)
     if m and kc > 0:
         code = METRICS.index(metric)
-        args = (qs, bias, codes, norms, code, rows, has_rows, mask, has_mask)
+        args = (qi, fac, bias, codes, norms, code, rows, has_rows, mask, has_mask)
         if nchunks == 1:
             _sq8_range(*args, 0, m, CS[0], CL[0])
         else:
@@ -586,7 +610,7 @@ def hamming_candidates(qc, codes, kc, *, rows=None, mask=None):
         raise ValueError(f"qc: expected ({w},), got {qc.shape}")
     rows, has_rows, mask, has_mask = _selection(rows, mask, n)
     m = rows.shape[0] if has_rows else n
-    nchunks = _chunks(m, 8 * w)
+    nchunks = _chunks(m, 8 * w, _PARALLEL_MIN_BYTES_BINARY)
     if nchunks == 1:  # one thread: a running cut-off and a count of distances, no heap
         pos = np.empty(max(kc, 0), dtype=np.int64)
         dist = np.empty(max(kc, 0), dtype=np.int32)
@@ -622,7 +646,8 @@ def binary_candidates(q, mean, codes, kc, pool, *, rows=None, mask=None):
     out = np.empty(max(kc, 0), dtype=np.int64)
     if not m or kc <= 0:
         return out[:0]
-    if _chunks(m, 8 * w) > 1:  # codes too large for one thread: the parallel Hamming scan
+    if _chunks(m, 8 * w, _PARALLEL_MIN_BYTES_BINARY) > 1:
+        # codes too large for one thread: the parallel Hamming scan
         qc = binary_encode(q[None, :], mean)[0]
         pos, _ = hamming_candidates(qc, codes, max(pool, kc), rows=rows if has_rows else None,
                                     mask=mask if has_mask else None)  # fmt: skip
