@@ -70,16 +70,18 @@ def sq8_query(q, lo, scale):
 
 def sq8_candidates(q, lo, scale, codes, norms, metric, kc, *, rows=None, mask=None):
     """``compressed.sq8_candidates`` with NumPy: ``(positions int64, scores float32)``.
-    The same int16 query weights (``sq8_query``), summed in float64 (exact)."""
+    The same int16 query weights (``sq8_query``), summed in float32 by BLAS (each product
+    exact, the sums rounded as any float32 sum; in float64 the first query of a fresh process
+    on 115k x 384 codes took 70-80 ms, against 40 ms)."""
     pos = _allowed(codes.shape[0], rows, mask)
     qi, fac, bias = sq8_query(q, lo, scale)
-    w = qi.astype(np.float64)
+    w = qi.astype(np.float32)
     src = codes if pos is None else None
     n = codes.shape[0] if pos is None else len(pos)
     s = np.empty(n, dtype=np.float32)
     for a in range(0, n, BLOCK_ROWS):
         block = src[a : a + BLOCK_ROWS] if pos is None else codes[pos[a : a + BLOCK_ROWS]]
-        s[a : a + BLOCK_ROWS] = (block.astype(np.float64) @ w).astype(np.float32) * fac + bias
+        s[a : a + BLOCK_ROWS] = (block.astype(np.float32) @ w) * fac + bias
     return _best(_metric(s, norms if pos is None else norms[pos], metric), pos, kc)
 
 
