@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
@@ -430,19 +430,22 @@ class Writer:
                 rows = rows.take(new)
         start = cat.next_rid()
         rids = range(start, start + len(rows))
-        first = None if changed else self._first_graph(cat, pub, len(rows))
+        first = None if changed else self._first_graph(cat, pub, rows.ids)
         seg, positions = self._place(cat, pub, rids, rows.vectors, graph=first)
         try:
             cat.insert_rows(coll, rids, rows, seg, positions)
         except sqlite3.IntegrityError:
             # The unique index on (collection, id) is the duplicate check for add().
             existing = cat.locate(coll, rows.ids)  # once: a lookup per id made this quadratic
-            dup = [i for i in rows.ids if i in existing]
-            raise DuplicateIdError(
-                f"add: {len(dup)} ids already exist in {self._record.name!r}: {dup[:5]}; use "
-                "upsert() to replace them"
-            ) from None
+            raise self._duplicates(rows.ids, existing) from None
         cat.bump(coll)
+
+    def _duplicates(self, ids: Sequence[str], existing: Container[str]) -> DuplicateIdError:
+        dup = [i for i in ids if i in existing]
+        return DuplicateIdError(
+            f"add: {len(dup)} ids already exist in {self._record.name!r}: {dup[:5]}; use "
+            "upsert() to replace them"
+        )
 
     def _change(
         self, cat: Catalog, pub: _Publication, located: list[Location], rows: RowBatch
@@ -490,13 +493,20 @@ class Writer:
         cat.insert_pending(self._record.id, rids, (row.tobytes() for row in x))
         return None, None
 
-    def _first_graph(self, cat: Catalog, pub: _Publication, count: int) -> graphs.GraphModel | None:
-        """The HNSW model to publish with a write of ``count`` new rows, when that write
+    def _first_graph(
+        self, cat: Catalog, pub: _Publication, ids: Sequence[str]
+    ) -> graphs.GraphModel | None:
+        """The HNSW model to publish with a write of the new rows ``ids``, when that write
         makes the first segment of an HNSW collection without a model and brings it to
         ``min_rows``; else None. Upkeep would build the same graph after the write commits,
         in a second transaction and after the rows' catalog work; published with the write,
         the segment's graph is built in the background while the rows are inserted (one
-        core runs the catalog work, the build has the rest), and the write commits once."""
+        core runs the catalog work, the build has the rest), and the write commits once.
+
+        Rows already waiting in the pending table may hold some of ``ids``: those are looked
+        up first, so that such an add fails at once, not after the build it would start
+        (which cannot be stopped: 30 s at 116k x 384)."""
+        count = len(ids)
         if count < self._seal_rows():
             return None  # the rows wait in the pending table: no segment to build on
         coll = self._record.id
@@ -508,6 +518,8 @@ class Writer:
             return None  # not due yet, or upkeep builds every segment's graph at once
         if cat.index_files(coll)[0] is not None:
             return None
+        if nrows > count and (existing := cat.locate(coll, ids)):
+            raise self._duplicates(ids, existing)
         arrays, meta = graphs.model_file(spec, self._record.metric, nrows)
         name = pub.model(arrays, meta)
         return graphs.GraphModel.from_file(name, meta, arrays)

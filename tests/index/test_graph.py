@@ -196,6 +196,24 @@ def test_first_segment_gets_its_graph_in_the_adds_own_write(tmp_path, caplog):
         assert [h.ids[0] for h in r] == ids(0, 5)
 
 
+def test_a_duplicate_id_fails_the_first_graph_add_before_any_build(tmp_path, monkeypatch):
+    # rows waiting in the pending table hold an id the add repeats: the add fails before it
+    # starts the graph build it would otherwise wait for, and leaves nothing behind
+    x = embeddings(900, dim=DIM, seed=13)
+    with vecstore.open(tmp_path / "s", seal_rows=400, progress=False) as db:
+        c = db.create_collection("c", dim=DIM, index=HNSW(M=8, min_rows=500))
+        c.add(ids(0, 300), vectors=x[:300])
+        built = []
+        monkeypatch.setattr(graphs, "model_file", lambda *a: built.append(1))
+        with pytest.raises(vecstore.DuplicateIdError, match="1 ids already exist"):
+            c.add(ids(299, 900), vectors=x[299:])
+        assert not built
+        monkeypatch.undo()
+        assert c.count() == 300 and not c.index_info()["trained"]
+        c.add(ids(300, 900), vectors=x[300:])
+        assert c.count() == 900 and c.index_info()["indexed_rows"] == 600
+
+
 def test_index_survives_reopen(tmp_path):
     x = embeddings(1300, dim=DIM, seed=7)
     q = x[:25]
