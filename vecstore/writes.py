@@ -888,7 +888,7 @@ class _Publication:
     def settle(self) -> None:
         """Wait for background writes to end, whatever their outcome."""
         for _, job in self._jobs:
-            job.exception()
+            wait_through_interrupts(job)
 
 
 def _write_files(directory, name, blocks, norms, rids, lists, vectors="float32"):
@@ -929,11 +929,26 @@ def _write_with_graph(directory, name, x, norms, rids, model, vectors):
     try:
         arrays, meta = graphs.build(model, x, norms)
     finally:
-        job.exception()  # the segment's write has ended, whatever the build's outcome
+        wait_through_interrupts(job)  # the segment's write has ended, whatever the build's outcome
     info, _, crec = job.result()
     meta.update(model=model.file, segment=info.file)
     ginfo = write_arrays(directory, f"{name}{INDEX_SUFFIX}", arrays, meta)
     return info, IndexFileRecord(ginfo, len(rids), 0.0), crec
+
+
+def wait_through_interrupts(job: Future) -> None:
+    """Wait for ``job`` to end, whatever its outcome; a KeyboardInterrupt meanwhile is raised
+    once it has. The write's clean-up (``Intent.abandoned``) unlinks the files a job names: a
+    job still writing then would leave its file behind, outside any record."""
+    interrupted = None
+    while True:
+        try:
+            job.exception()
+            break
+        except KeyboardInterrupt as exc:
+            interrupted = exc
+    if interrupted is not None:
+        raise interrupted
 
 
 def _run(job: Future, fn: Callable, args: tuple) -> None:

@@ -10,9 +10,13 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 import warnings
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +27,7 @@ from tests.conftest import hashing_encoder
 from vecstore import demo
 from vecstore.encoders.base import EncoderSpec
 from vecstore.errors import InvalidInput, StoreIOError, StoreNotFound
+from vecstore.writes import wait_through_interrupts
 
 ROOT = Path(__file__).resolve().parents[2]
 DIM = 8
@@ -370,3 +375,23 @@ def test_the_embedding_cache_can_be_cleared_from_the_api_and_the_cli(tmp_path):
     assert proc.returncode == 0 and "deleted 1 cached embedding" in proc.stdout, proc.stderr
     with vecstore.open(path) as db:
         assert db.clear_embedding_cache() == 0
+
+
+def test_ctrl_c_while_a_segment_is_written_waits_for_its_file_before_the_clean_up():
+    # A write's clean-up unlinks the files it named: it must not run while a thread is still
+    # writing one (the file would stay, outside any record). Two real SIGINTs reach the main
+    # thread while it waits for such a job; the KeyboardInterrupt comes once the job is done.
+    job: Future = Future()
+    main = threading.main_thread().ident
+
+    def worker():
+        for _ in range(2):
+            time.sleep(0.1)
+            signal.pthread_kill(main, signal.SIGINT)
+        time.sleep(0.3)
+        job.set_result(None)
+
+    threading.Thread(target=worker, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        wait_through_interrupts(job)
+    assert job.done()
