@@ -22,7 +22,7 @@ from . import fieldeval, inputs
 from .config import CollectionConfig
 from .errors import CollectionNotFound, CorruptStoreError, IdNotFound, InvalidInput
 from .hybrid import Ranking, fuse, text_only
-from .index import bm25, flat, plan, quick, specs
+from .index import bm25, cold, flat, plan, quick, specs
 from .index.trace import Trace, stage
 from .quickfilter import CompiledFilters, NeedsCatalog
 from .results import GetResult, QueryResult
@@ -439,6 +439,10 @@ class Reader:
             return None
         how = entry.plan
         if how is None:
+            if not cold.ready():
+                # the full path answers with NumPy while the kernels load; a plan would
+                # import numba here, on the caller's thread (0.3 s of a process's 2nd query)
+                return None
             how = entry.plan = quick.prepare(entry.snap, record.metric) or _NO_PLAN
         if how is _NO_PLAN:
             return None

@@ -103,6 +103,40 @@ def test_a_fresh_process_answers_without_numba_then_loads_it(tmp_path):
     np.testing.assert_allclose(*got["scores"], rtol=1e-5)
 
 
+def test_the_queries_while_the_kernels_load_do_not_import_numba_either(tmp_path):
+    # The second query of a process would take the lean single-query path, whose plan
+    # imports the kernels (numba, 0.3 s) on the caller's thread: it waits for the load.
+    import vecstore
+
+    x = np.random.default_rng(1).standard_normal((3000, 32), dtype=np.float32)
+    with vecstore.open(tmp_path / "s") as db:
+        db.create_collection("c", dim=32).add([str(i) for i in range(3000)], vectors=x)
+        db.get_collection("c").compact()  # one segment: the lean path's case
+    script = textwrap.dedent(
+        """
+        import json, sys
+        import numpy as np, vecstore
+        from vecstore.index import cold
+        cold.LOAD_DELAY = 60  # the loading thread waits: only the queries could import numba
+        x = np.random.default_rng(1).standard_normal((3000, 32), dtype=np.float32)
+        with vecstore.open(sys.argv[1], read_only=True) as db:
+            c = db.get_collection("c")
+            ids = [c.query(x[i], k=3).ids[0] for i in range(4)]
+            print(json.dumps({"ids": ids, "numba": "numba" in sys.modules}))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "s")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, VECSTORE_COLD_START="1"),
+    )
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got == {"ids": ["0", "1", "2", "3"], "numba": False}
+
+
 def test_after_a_fresh_install_the_first_query_does_not_wait_for_the_compiler(tmp_path):
     # An empty Numba cache (as after pip install): the kernels compile in the background
     # for seconds; the first queries are answered meanwhile, and the process exits cleanly.
