@@ -36,6 +36,23 @@ def _parts(rng, dim: int, sizes, dead: float = 0.0) -> list[flat.Part]:
     return parts
 
 
+def _fresh(script: str, store, mode: str = "1", env: dict | None = None) -> str:
+    """What ``script`` prints, run in a fresh Python with ``store`` as ``sys.argv[1]`` and
+    ``VECSTORE_COLD_START=mode`` (conftest turns the NumPy path off for the suite), or ``env``;
+    the script must succeed."""
+    if env is None:
+        env = dict(os.environ, VECSTORE_COLD_START=mode)
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(store)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
 def _same(a, b) -> None:
     (Da, Ra, Ca), (Db, Rb, Cb) = a, b
     np.testing.assert_array_equal(Ca, Cb)
@@ -88,15 +105,8 @@ def test_a_fresh_process_answers_without_numba_then_loads_it(tmp_path):
                               "scores": [first.scores.tolist(), again.scores.tolist()]}))
         """
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path / "s")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=dict(os.environ, VECSTORE_COLD_START="1"),  # conftest turns it off for the suite
-    )
-    assert out.returncode == 0, out.stderr
-    got = json.loads(out.stdout)
+    out = _fresh(script, tmp_path / "s")
+    got = json.loads(out)
     assert not got["numba_at_first"]
     assert got["loaded"]
     assert got["first"] == got["again"] and got["first"][0] == "7"
@@ -125,15 +135,8 @@ def test_the_queries_while_the_kernels_load_do_not_import_numba_either(tmp_path)
             print(json.dumps({"ids": ids, "numba": "numba" in sys.modules}))
         """
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path / "s")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=dict(os.environ, VECSTORE_COLD_START="1"),
-    )
-    assert out.returncode == 0, out.stderr
-    got = json.loads(out.stdout)
+    out = _fresh(script, tmp_path / "s")
+    got = json.loads(out)
     assert got == {"ids": ["0", "1", "2", "3"], "numba": False}
 
 
@@ -156,15 +159,8 @@ def test_after_a_fresh_install_the_first_query_does_not_wait_for_the_compiler(tm
     env = dict(
         os.environ, NUMBA_CACHE_DIR=str(tmp_path / "empty-numba-cache"), VECSTORE_COLD_START="1"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path / "s")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
-    assert out.returncode == 0, out.stderr
-    got = json.loads(out.stdout)
+    out = _fresh(script, tmp_path / "s", env=env)
+    got = json.loads(out)
     assert got["ids"] == ["0", "1", "2", "3", "4"]
     assert not got["ready"]  # still compiling: every one of them took BLAS
 
@@ -292,15 +288,8 @@ def test_a_fresh_process_answers_an_ann_query_without_numba(tmp_path, spec):
                               "scores": [first.scores.tolist(), again.scores.tolist()]}))
         """
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path / "s")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=dict(os.environ, VECSTORE_COLD_START="1"),
-    )
-    assert out.returncode == 0, out.stderr
-    got = json.loads(out.stdout)
+    out = _fresh(script, tmp_path / "s")
+    got = json.loads(out)
     assert not got["numba_at_first"]
     assert got["loaded"]
     assert got["first"] == got["again"]
@@ -341,15 +330,8 @@ def test_a_damaged_segment_never_answers_a_first_query(tmp_path, mode, where):
                     print("answered")
         """
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path / "s")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=dict(os.environ, VECSTORE_COLD_START=mode),
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["corrupt", "corrupt"]
+    out = _fresh(script, tmp_path / "s", mode=mode)
+    assert out.split() == ["corrupt", "corrupt"]
 
 
 @pytest.mark.parametrize("spec", ["IVFPQ(nlist=16, m=4)", "HNSW(M=8)"])
@@ -382,15 +364,8 @@ def test_a_damaged_segment_never_answers_a_first_ann_query(tmp_path, spec):
                 print("answered")
         """
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path / "s")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=dict(os.environ, VECSTORE_COLD_START="1"),
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["corrupt"]
+    out = _fresh(script, tmp_path / "s")
+    assert out.split() == ["corrupt"]
 
 
 def test_a_filtered_ivf_query_takes_the_kernels_plan_on_the_numpy_path(tmp_path):
@@ -420,15 +395,8 @@ def test_a_filtered_ivf_query_takes_the_kernels_plan_on_the_numpy_path(tmp_path)
     )
     got = {}
     for mode in ("numpy", "0"):
-        out = subprocess.run(
-            [sys.executable, "-c", script, str(tmp_path / "s")],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env=dict(os.environ, VECSTORE_COLD_START=mode),
-        )
-        assert out.returncode == 0, out.stderr
-        got[mode] = json.loads(out.stdout)
+        out = _fresh(script, tmp_path / "s", mode=mode)
+        got[mode] = json.loads(out)
     assert "numpy" in got["numpy"]["plans"][0] and "numpy" not in got["0"]["plans"][0]
     assert all("IVF-PQ" in plan for plan in got["0"]["plans"])  # the index, with the filter
     assert got["numpy"]["g"] == got["0"]["g"]
