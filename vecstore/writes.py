@@ -886,9 +886,11 @@ class _Publication:
                 self._cat.insert_index_file(self._coll, seg, crec)
 
     def settle(self) -> None:
-        """Wait for background writes to end, whatever their outcome."""
+        """Wait for background writes to end, whatever their outcome. A KeyboardInterrupt
+        ends the wait (an HNSW build can take a minute): the write's intent record then stays
+        for the next open to clear, as after a kill."""
         for _, job in self._jobs:
-            wait_through_interrupts(job)
+            job.exception()
 
 
 def _write_files(directory, name, blocks, norms, rids, lists, vectors="float32"):
@@ -938,8 +940,10 @@ def _write_with_graph(directory, name, x, norms, rids, model, vectors):
 
 def wait_through_interrupts(job: Future) -> None:
     """Wait for ``job`` to end, whatever its outcome; a KeyboardInterrupt meanwhile is raised
-    once it has. The write's clean-up (``Intent.abandoned``) unlinks the files a job names: a
-    job still writing then would leave its file behind, outside any record."""
+    once it has. ``_write_with_graph`` waits so for the segment file a thread writes beside
+    the build (a second or two): an interrupt that escaped would reach the write's clean-up
+    (``Intent.abandoned``), which would unlink the file's name while the thread still wrote
+    it, and the file would stay behind, outside any record."""
     interrupted = None
     while True:
         try:
