@@ -10,13 +10,9 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import threading
-import time
 import warnings
-from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +23,6 @@ from tests.conftest import hashing_encoder
 from vecstore import demo
 from vecstore.encoders.base import EncoderSpec
 from vecstore.errors import InvalidInput, StoreIOError, StoreNotFound
-from vecstore.writes import wait_through_interrupts
 
 ROOT = Path(__file__).resolve().parents[2]
 DIM = 8
@@ -381,17 +376,32 @@ def test_ctrl_c_while_a_segment_is_written_waits_for_its_file_before_the_clean_u
     # A write's clean-up unlinks the files it named: it must not run while a thread is still
     # writing one (the file would stay, outside any record). Two real SIGINTs reach the main
     # thread while it waits for such a job; the KeyboardInterrupt comes once the job is done.
-    job: Future = Future()
-    main = threading.main_thread().ident
+    # In a fresh process: after OpenVINO has run in a process (tests/encoders), a SIGINT to it
+    # ends it with SIGSEGV.
+    script = """
+import signal, threading, time
+from concurrent.futures import Future
+from vecstore.writes import wait_through_interrupts
 
-    def worker():
-        for _ in range(2):
-            time.sleep(0.1)
-            signal.pthread_kill(main, signal.SIGINT)
-        time.sleep(0.3)
-        job.set_result(None)
+job = Future()
+main = threading.main_thread().ident
 
-    threading.Thread(target=worker, daemon=True).start()
-    with pytest.raises(KeyboardInterrupt):
-        wait_through_interrupts(job)
-    assert job.done()
+def worker():
+    for _ in range(2):
+        time.sleep(0.1)
+        signal.pthread_kill(main, signal.SIGINT)
+    time.sleep(0.3)
+    job.set_result(None)
+
+threading.Thread(target=worker, daemon=True).start()
+try:
+    wait_through_interrupts(job)
+    print("no interrupt")
+except KeyboardInterrupt:
+    print("interrupted, job done:", job.done())
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "interrupted, job done: True"
